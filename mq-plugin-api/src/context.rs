@@ -1,0 +1,293 @@
+//! The plugin's door to its worker's event loop.
+
+use std::any::{Any, TypeId};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use smol::{LocalExecutor, Task, Timer};
+
+use crate::HookId;
+
+/// What a hook can reach besides its event: the worker's event loop (timers, spawning, sockets
+/// through [`Async`](crate::Async)), the time left before its deadline, data it keeps for later
+/// hooks of the same connection or message, and logging tagged with its name.
+///
+/// One `Context` lives as long as one SMTP connection (or one delivery attempt) and belongs to
+/// the worker core that serves it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mq_plugin_api::{Context, Control, Data, Plugin, hooks};
+///
+/// #[derive(Default)]
+/// struct Seen(u32);
+///
+/// struct Patient;
+///
+/// #[hooks]
+/// impl Plugin for Patient {
+///     async fn smtp_in_data(&self, ctx: &mut Context, _data: &mut Data) -> Control {
+///         ctx.connection_data().get_or_default::<Seen>().0 += 1;   // per-connection state
+///         let wait = ctx.remaining().min(Duration::from_millis(5)); // stay inside the deadline
+///         ctx.sleep(wait).await;                                    // the worker serves others
+///         ctx.info("waited");
+///         Control::Continue
+///     }
+/// }
+/// ```
+pub struct Context {
+    core: usize,
+    call: Rc<CallState>,
+    executor: Rc<LocalExecutor<'static>>,
+    connection: Extensions,
+    message: Extensions,
+}
+
+/// What the engine tells a plugin call about itself. Not public API: the engine writes it before
+/// each call and reads the deadline back if the call has to wait.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct CallState {
+    plugin: Cell<&'static str>,
+    hook: Cell<HookId>,
+    timeout: Cell<Duration>,
+    /// Set when the engine arms the deadline (the call returned Pending) or when the plugin first
+    /// asks for it; never on the fast path, so a call that completes at once reads no clock.
+    deadline: Cell<Option<Instant>>,
+}
+
+impl CallState {
+    /// Marks the start of a call.
+    #[inline]
+    pub fn enter(&self, plugin: &'static str, hook: HookId, timeout: Duration) {
+        self.plugin.set(plugin);
+        self.hook.set(hook);
+        self.timeout.set(timeout);
+        self.deadline.set(None);
+    }
+
+    /// The call's deadline, fixing it at `now + timeout` if nobody asked before.
+    pub fn deadline_from(&self, now: Instant) -> Instant {
+        match self.deadline.get() {
+            Some(deadline) => deadline,
+            None => {
+                let deadline = now + self.timeout.get();
+                self.deadline.set(Some(deadline));
+                deadline
+            }
+        }
+    }
+}
+
+impl Context {
+    /// A context for work on worker `core`, whose executor is `executor`. Engines and test
+    /// harnesses call this; plugins are handed one.
+    pub fn new(core: usize, executor: Rc<LocalExecutor<'static>>) -> Context {
+        let call = CallState {
+            plugin: Cell::new(""),
+            hook: Cell::new(HookId::SmtpInConnect),
+            timeout: Cell::new(Duration::from_secs(30)),
+            deadline: Cell::new(None),
+        };
+        Context {
+            core,
+            call: Rc::new(call),
+            executor,
+            connection: Extensions::default(),
+            message: Extensions::default(),
+        }
+    }
+
+    /// Not public API: the engine's handle on the current call.
+    #[doc(hidden)]
+    pub fn call_state(&self) -> &Rc<CallState> {
+        &self.call
+    }
+
+    /// The worker core this context belongs to, from 0.
+    pub fn core(&self) -> usize {
+        self.core
+    }
+
+    /// The name of the plugin being called.
+    pub fn plugin(&self) -> &'static str {
+        self.call.plugin.get()
+    }
+
+    /// The hook being called.
+    pub fn hook(&self) -> HookId {
+        self.call.hook.get()
+    }
+
+    /// When the engine drops this call if it has not resolved.
+    pub fn deadline(&self) -> Instant {
+        self.call.deadline_from(Instant::now())
+    }
+
+    /// The time left before this call's deadline: bound your own waits by it.
+    pub fn remaining(&self) -> Duration {
+        self.deadline().saturating_duration_since(Instant::now())
+    }
+
+    /// A timer that fires after `duration`, on this worker's event loop.
+    pub fn sleep(&self, duration: Duration) -> Timer {
+        Timer::after(duration)
+    }
+
+    /// Runs `future` on this worker core, beside the chain. The task is cancelled when the
+    /// returned handle is dropped; call `detach` on it to let it run on its own.
+    pub fn spawn<T: 'static>(&self, future: impl Future<Output = T> + 'static) -> Task<T> {
+        self.executor.spawn(future)
+    }
+
+    /// Data that lives as long as the connection, shared by all plugins: key it by a type of
+    /// your own.
+    pub fn connection_data(&mut self) -> &mut Extensions {
+        &mut self.connection
+    }
+
+    /// Data that lives as long as the current message (transaction), shared by all plugins.
+    pub fn message_data(&mut self) -> &mut Extensions {
+        &mut self.message
+    }
+
+    /// Forgets the message data: the transaction ended (RSET, or the message was queued).
+    /// Engines call this.
+    pub fn end_message(&mut self) {
+        self.message.clear();
+    }
+
+    /// Logs `message` at INFO, tagged with the plugin's name and hook.
+    pub fn info(&self, message: impl fmt::Display) {
+        tracing::info!(plugin = self.plugin(), hook = self.hook().name(), core = self.core, "{message}");
+    }
+
+    /// Logs `message` at WARN, tagged with the plugin's name and hook.
+    pub fn warn(&self, message: impl fmt::Display) {
+        tracing::warn!(plugin = self.plugin(), hook = self.hook().name(), core = self.core, "{message}");
+    }
+
+    /// Logs `message` at ERROR, tagged with the plugin's name and hook.
+    pub fn error(&self, message: impl fmt::Display) {
+        tracing::error!(plugin = self.plugin(), hook = self.hook().name(), core = self.core, "{message}");
+    }
+
+    /// Logs `message` at DEBUG, tagged with the plugin's name and hook.
+    pub fn debug(&self, message: impl fmt::Display) {
+        tracing::debug!(plugin = self.plugin(), hook = self.hook().name(), core = self.core, "{message}");
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("core", &self.core)
+            .field("plugin", &self.plugin())
+            .field("hook", &self.hook())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Values keyed by their type: how plugins pass data between hooks.
+///
+/// # Examples
+///
+/// ```
+/// let mut data = mq_plugin_api::Extensions::default();
+/// struct Score(u32);
+/// data.insert(Score(3));
+/// data.get_mut::<Score>().unwrap().0 += 1;
+/// assert_eq!(data.get::<Score>().map(|s| s.0), Some(4));
+/// ```
+#[derive(Default)]
+pub struct Extensions {
+    // Boxed and optional so that a context whose plugins keep nothing allocates nothing.
+    map: Option<Box<HashMap<TypeId, Box<dyn Any>>>>,
+}
+
+impl Extensions {
+    /// Stores `value`, handing back the value of that type stored before.
+    pub fn insert<T: 'static>(&mut self, value: T) -> Option<T> {
+        let map = self.map.get_or_insert_with(Box::default);
+        map.insert(TypeId::of::<T>(), Box::new(value)).and_then(|old| old.downcast().ok().map(|b| *b))
+    }
+
+    /// The stored value of type `T`.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.map.as_ref()?.get(&TypeId::of::<T>())?.downcast_ref()
+    }
+
+    /// The stored value of type `T`, to change it.
+    pub fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.map.as_mut()?.get_mut(&TypeId::of::<T>())?.downcast_mut()
+    }
+
+    /// The stored value of type `T`, storing `T::default()` first if there is none.
+    pub fn get_or_default<T: Default + 'static>(&mut self) -> &mut T {
+        let map = self.map.get_or_insert_with(Box::default);
+        let value = map.entry(TypeId::of::<T>()).or_insert_with(|| Box::new(T::default()));
+        // The entry is keyed by T's TypeId, so it holds a T.
+        value.downcast_mut().expect("an entry keyed by a type holds that type")
+    }
+
+    /// Takes the stored value of type `T` out.
+    pub fn remove<T: 'static>(&mut self) -> Option<T> {
+        let old = self.map.as_mut()?.remove(&TypeId::of::<T>())?;
+        old.downcast().ok().map(|b| *b)
+    }
+
+    /// Removes every value.
+    pub fn clear(&mut self) {
+        if let Some(map) = &mut self.map {
+            map.clear();
+        }
+    }
+}
+
+impl fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extensions").field("len", &self.map.as_ref().map_or(0, |m| m.len())).finish()
+    }
+}
+
+/// Why a [`TimeoutExt::timeout`] future ended: the time ran out first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+/// Bounds any future by a time, on the worker's event loop.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mq_plugin_api::{Elapsed, TimeoutExt};
+///
+/// let slow = smol::Timer::after(Duration::from_secs(60));
+/// let result = smol::block_on(slow.timeout(Duration::from_millis(1)));
+/// assert_eq!(result.map(|_| ()), Err(Elapsed));
+/// ```
+pub trait TimeoutExt: Future + Sized {
+    /// Resolves to the future's output, or to [`Elapsed`] after `duration`.
+    fn timeout(self, duration: Duration) -> impl Future<Output = Result<Self::Output, Elapsed>> {
+        smol::future::or(async move { Ok(self.await) }, async move {
+            Timer::after(duration).await;
+            Err(Elapsed)
+        })
+    }
+}
+
+impl<F: Future> TimeoutExt for F {}

@@ -1,0 +1,293 @@
+//! The message: a header block a plugin can edit, and the body as bytes.
+
+use std::fmt;
+
+/// A message as received after DATA: its header fields, parsed just enough to edit them, and
+/// the body, kept byte for byte.
+///
+/// Parsing never fails and never loses bytes: a header block without the blank line that should
+/// end it, a line that is not a header field, or bytes that are not UTF-8 all survive
+/// [`to_bytes`](Message::to_bytes) unchanged, except that a missing blank line between header
+/// and body is supplied.
+///
+/// # Examples
+///
+/// ```
+/// use mq_plugin_api::Message;
+///
+/// let mut message = Message::parse(b"Subject: hi\r\n\r\nbody\r\n");
+/// message.headers_mut().prepend("X-Core", "0");
+/// assert_eq!(message.headers().get("subject"), Some("hi"));
+/// assert_eq!(message.to_bytes(), b"X-Core: 0\r\nSubject: hi\r\n\r\nbody\r\n");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Message {
+    headers: Headers,
+    body: Vec<u8>,
+}
+
+/// The header fields of a message, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Headers {
+    fields: Vec<Header>,
+    /// The line ending the message uses (`\r\n` from SMTP, `\n` in files), for new fields.
+    crlf: bool,
+}
+
+/// One header field: its name and its raw value (everything after the colon, folding and line
+/// breaks included), so that an untouched field is written back exactly as it came.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Header {
+    name: Box<str>,
+    raw_value: Box<[u8]>,
+}
+
+impl Message {
+    /// Splits raw message bytes into header fields and body.
+    pub fn parse(bytes: &[u8]) -> Message {
+        // New fields follow the first line's ending; SMTP's CRLF when there is no line at all.
+        let crlf = bytes.iter().position(|&b| b == b'\n').is_none_or(|n| n > 0 && bytes[n - 1] == b'\r');
+        let mut fields: Vec<Header> = Vec::new();
+        let mut rest = bytes;
+        loop {
+            let line_len = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |n| n + 1);
+            let line = &rest[..line_len];
+            if line.is_empty() || line == b"\n" || line == b"\r\n" {
+                rest = &rest[line_len..];
+                break;
+            }
+            if matches!(line[0], b' ' | b'\t') {
+                if let Some(last) = fields.last_mut() {
+                    let mut value = std::mem::take(&mut last.raw_value).into_vec();
+                    value.extend_from_slice(line);
+                    last.raw_value = value.into_boxed_slice();
+                    rest = &rest[line_len..];
+                    continue;
+                }
+            }
+            match field_name(line) {
+                Some(name) => {
+                    let raw_value = &line[name.len() + 1..];
+                    fields.push(Header { name: name.into(), raw_value: raw_value.into() });
+                    rest = &rest[line_len..];
+                }
+                // Not a header field: the header block ended without its blank line.
+                None => break,
+            }
+        }
+        Message { headers: Headers { fields, crlf }, body: rest.to_vec() }
+    }
+
+    /// The header fields.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The header fields, to change them.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+
+    /// The body: everything after the blank line that ends the header block.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Replaces the body. Line endings are the caller's to keep consistent.
+    pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
+        self.body = body.into();
+    }
+
+    /// The whole message as bytes: header fields, the blank line, the body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.headers.len_bytes() + 2 + self.body.len());
+        self.headers.write_to(&mut out);
+        out.extend_from_slice(self.headers.newline());
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// The field name if `line` starts with one: printable ASCII but colon, then a colon.
+fn field_name(line: &[u8]) -> Option<&str> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = &line[..colon];
+    let printable = |b: &u8| (33..=126).contains(b);
+    if name.is_empty() || !name.iter().all(printable) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
+}
+
+impl Headers {
+    /// The first field called `name` (compared without regard to case), its value unfolded and
+    /// trimmed; `None` if there is none or its value is not UTF-8.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|h| h.is(name)).and_then(Header::value_str)
+    }
+
+    /// Every field, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
+        self.fields.iter()
+    }
+
+    /// How many fields there are.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Adds a field above all others, where trace fields such as `Received` go.
+    pub fn prepend(&mut self, name: &str, value: impl AsRef<str>) {
+        let field = self.make(name, value.as_ref());
+        self.fields.insert(0, field);
+    }
+
+    /// Adds a field below all others.
+    pub fn append(&mut self, name: &str, value: impl AsRef<str>) {
+        let field = self.make(name, value.as_ref());
+        self.fields.push(field);
+    }
+
+    /// Removes every field called `name` and says how many there were.
+    pub fn remove(&mut self, name: &str) -> usize {
+        let before = self.fields.len();
+        self.fields.retain(|h| !h.is(name));
+        before - self.fields.len()
+    }
+
+    /// Gives the first field called `name` the new value and removes the others of that name;
+    /// says whether there was one. A message without the field is left as it is.
+    pub fn replace(&mut self, name: &str, value: impl AsRef<str>) -> bool {
+        let Some(first) = self.fields.iter().position(|h| h.is(name)) else { return false };
+        self.fields[first] = self.make(name, value.as_ref());
+        let mut index = 0;
+        self.fields.retain(|h| {
+            index += 1;
+            index - 1 == first || !h.is(name)
+        });
+        true
+    }
+
+    fn make(&self, name: &str, value: &str) -> Header {
+        let mut raw = Vec::with_capacity(value.len() + 3);
+        raw.push(b' ');
+        raw.extend_from_slice(value.as_bytes());
+        raw.extend_from_slice(self.newline());
+        Header { name: name.into(), raw_value: raw.into_boxed_slice() }
+    }
+
+    fn newline(&self) -> &'static [u8] {
+        if self.crlf { b"\r\n" } else { b"\n" }
+    }
+
+    fn len_bytes(&self) -> usize {
+        self.fields.iter().map(|h| h.name.len() + 1 + h.raw_value.len()).sum()
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) {
+        for field in &self.fields {
+            out.extend_from_slice(field.name.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(&field.raw_value);
+            if !field.raw_value.ends_with(b"\n") {
+                out.extend_from_slice(self.newline());
+            }
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl Header {
+    /// The field name as written.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the field is called `name`, compared without regard to ASCII case.
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    /// Everything after the colon, folding and line break included.
+    pub fn raw_value(&self) -> &[u8] {
+        &self.raw_value
+    }
+
+    /// The value unfolded and trimmed, or `None` if it is not UTF-8.
+    pub fn value_str(&self) -> Option<&str> {
+        let value = std::str::from_utf8(&self.raw_value).ok()?;
+        Some(value.trim())
+    }
+
+    /// The value as one line: folding removed, non-UTF-8 bytes replaced.
+    pub fn unfolded(&self) -> String {
+        let text = String::from_utf8_lossy(&self.raw_value);
+        text.split(['\r', '\n']).filter(|s| !s.is_empty()).collect::<String>().trim().to_owned()
+    }
+}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.unfolded())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CRLF: &[u8] = b"From: a@example.org\r\nSubject: two\r\n  lines\r\n\r\nbody\r\n.. dot\r\n";
+
+    #[test]
+    fn round_trips_crlf_and_lf_byte_for_byte() {
+        assert_eq!(Message::parse(CRLF).to_bytes(), CRLF);
+        let lf = b"From: a@example.org\nSubject: two\n\tlines\n\nbody\n";
+        assert_eq!(Message::parse(lf).to_bytes(), lf);
+    }
+
+    #[test]
+    fn unfolds_values() {
+        let message = Message::parse(CRLF);
+        assert_eq!(message.headers().iter().nth(1).unwrap().unfolded(), "two  lines");
+        assert_eq!(message.body(), b"body\r\n.. dot\r\n");
+    }
+
+    #[test]
+    fn a_line_that_is_no_field_starts_the_body() {
+        let message = Message::parse(b"Subject: x\r\nnot a header\r\nmore\r\n");
+        assert_eq!(message.headers().len(), 1);
+        assert_eq!(message.body(), b"not a header\r\nmore\r\n");
+        assert_eq!(message.to_bytes(), b"Subject: x\r\n\r\nnot a header\r\nmore\r\n");
+    }
+
+    #[test]
+    fn survives_garbage() {
+        for bytes in [&b""[..], b"\r\n", b":\r\n", b" folded first\r\n", b"\xff\xfe: x\r\n", b"A:\xff\r\n\r\n"] {
+            let message = Message::parse(bytes);
+            let again = Message::parse(&message.to_bytes());
+            assert_eq!(again, message);
+        }
+    }
+
+    #[test]
+    fn replace_keeps_the_first_position_and_drops_the_rest() {
+        let mut message = Message::parse(b"A: 1\r\nB: 2\r\na: 3\r\n\r\n");
+        assert!(message.headers_mut().replace("A", "new"));
+        assert_eq!(message.to_bytes(), b"A: new\r\nB: 2\r\n\r\n");
+        assert!(!message.headers_mut().replace("C", "x"));
+        assert_eq!(message.headers_mut().remove("b"), 1);
+    }
+}

@@ -1,0 +1,198 @@
+//! The plugin trait.
+
+use async_trait::async_trait;
+
+use crate::event::{
+    Authenticate, Close, Connect, Data, DeliveryResult, Helo, MailFrom, MessageCopy, OutConnect, OutData,
+    OutMailFrom, OutRcptTo, OutSent, Pickup, RcptTo, Secure,
+};
+use crate::{Context, Control, HookSet};
+
+/// A plugin: one async method per hook, each resolving to a [`Control`].
+///
+/// Write the `impl Plugin` block with plain `async fn`s for the hooks you want and put
+/// [`#[hooks]`](crate::hooks) on it; register the type with [`#[plugin]`](crate::plugin). Hooks
+/// you do not write are not in your plugin's chains and cost nothing.
+///
+/// # Lifecycle of a plugin
+///
+/// 1. At start-up the engine collects every registered plugin, sorts them by name and refuses two
+///    with one name. The configuration may disable a plugin and gives each its own table.
+/// 2. On each worker core the plugin's factory (its `new`) runs once, so an instance is per-core
+///    state: use `Cell`/`RefCell` for what changes, and an `Arc` of your own for what must be
+///    shared across cores.
+/// 3. At each step the engine runs that hook's chain: the enabled plugins that implement the hook,
+///    **in name order**. A hook may await on the worker's event loop (timers, sockets, DNS) through
+///    its [`Context`]; the message waits, the worker serves other work.
+/// 4. At shutdown the engine waits for chains in flight, then drops the instances.
+///
+/// # Chain rules
+///
+/// - [`Control::Continue`] calls the next plugin; after the last, the step goes on.
+/// - [`Control::Complete`] skips the rest of the chain; the step goes on.
+/// - [`Control::Retry`] restarts the chain from its first plugin, which sees the event as later
+///   plugins left it. A chain restarts at most its retry budget (default 10) times; then the step
+///   fails temporarily and the log names the plugin.
+/// - A plugin that sets a reply on its event (`event.reject(..)`) ends the chain with that reply.
+/// - Later plugins see earlier plugins' changes.
+/// - A call that does not resolve before its deadline (default 30 s) is dropped, and one that
+///   panics is caught; either fails the step under the plugin's policy (default: temporarily).
+/// - A single poll that holds the worker longer than the slow-poll threshold (default 10 ms) is
+///   logged and counted: block on nothing, await instead.
+///
+/// # Examples
+///
+/// Two plugins at `smtp_in_data`: `"audit"` runs before `"banner"` because of their names, so
+/// `banner` sees the header `audit` added.
+///
+/// ```
+/// use mq_plugin_api::{hooks, plugin, Context, Control, Data, Plugin};
+///
+/// struct Audit;
+///
+/// #[plugin(name = "audit")]
+/// impl Audit {
+///     fn new() -> Self {
+///         Audit
+///     }
+/// }
+///
+/// #[hooks]
+/// impl Plugin for Audit {
+///     async fn smtp_in_data(&self, _ctx: &mut Context, data: &mut Data) -> Control {
+///         data.message.headers_mut().prepend("X-Audited", "yes");
+///         Control::Continue
+///     }
+/// }
+///
+/// struct Banner;
+///
+/// #[plugin(name = "banner")]
+/// impl Banner {
+///     fn new() -> Self {
+///         Banner
+///     }
+/// }
+///
+/// #[hooks]
+/// impl Plugin for Banner {
+///     async fn smtp_in_data(&self, _ctx: &mut Context, data: &mut Data) -> Control {
+///         if data.message.headers().get("X-Audited").is_some() {
+///             data.message.headers_mut().append("X-Banner", "audited mail");
+///         }
+///         Control::Continue
+///     }
+/// }
+/// ```
+///
+/// A hook must resolve to a `Control`; anything else does not compile:
+///
+/// ```compile_fail
+/// use mq_plugin_api::{hooks, Context, Data, Plugin};
+///
+/// struct Forgetful;
+///
+/// #[hooks]
+/// impl Plugin for Forgetful {
+///     async fn smtp_in_data(&self, _ctx: &mut Context, _data: &mut Data) {}
+/// }
+/// ```
+#[async_trait(?Send)]
+#[allow(unused_variables)]
+pub trait Plugin: 'static {
+    /// `smtp_in_connect`: a client connected. May reject the connection.
+    async fn smtp_in_connect(&self, ctx: &mut Context, event: &mut Connect) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_in_helo`: EHLO or HELO. May reject it.
+    async fn smtp_in_helo(&self, ctx: &mut Context, event: &mut Helo) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_in_secure`: STARTTLS completed.
+    async fn smtp_in_secure(&self, ctx: &mut Context, event: &mut Secure) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_in_authenticate`: AUTH credentials given. May accept or deny the login.
+    async fn smtp_in_authenticate(&self, ctx: &mut Context, event: &mut Authenticate) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_in_mail_from`: MAIL FROM. May rewrite the sender or reject it.
+    async fn smtp_in_mail_from(&self, ctx: &mut Context, event: &mut MailFrom) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_in_rcpt_to`: each RCPT TO. May rewrite, expand, mark local or reject.
+    async fn smtp_in_rcpt_to(&self, ctx: &mut Context, event: &mut RcptTo) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_in_data`: the whole message received, before it is queued. May change headers and
+    /// body, or reject.
+    async fn smtp_in_data(&self, ctx: &mut Context, event: &mut Data) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_in_message`: once per recipient, before it is queued. May change that copy, route
+    /// it, or reject that recipient.
+    async fn smtp_in_message(&self, ctx: &mut Context, event: &mut MessageCopy) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_in_close`: the connection closed.
+    async fn smtp_in_close(&self, ctx: &mut Context, event: &mut Close) -> Control {
+        Control::Continue
+    }
+
+    /// `queue_pickup`: an entry was taken from the queue for delivery. May rewrite, delay, fail
+    /// or drop it.
+    async fn queue_pickup(&self, ctx: &mut Context, event: &mut Pickup) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_out_connect`: connected to a remote server.
+    async fn smtp_out_connect(&self, ctx: &mut Context, event: &mut OutConnect) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_out_mail_from`: about to send MAIL FROM.
+    async fn smtp_out_mail_from(&self, ctx: &mut Context, event: &mut OutMailFrom) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_out_rcpt_to`: about to send one RCPT TO.
+    async fn smtp_out_rcpt_to(&self, ctx: &mut Context, event: &mut OutRcptTo) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_out_data`: about to send the message. May replace or sign it for this attempt.
+    async fn smtp_out_data(&self, ctx: &mut Context, event: &mut OutData) -> Control {
+        Control::Continue
+    }
+
+    /// `smtp_out_sent`: the message went out, the final reply not read yet.
+    async fn smtp_out_sent(&self, ctx: &mut Context, event: &mut OutSent) -> Control {
+        Control::Continue
+    }
+
+    /// `delivery_result`: an attempt ended. May change the retry decision.
+    async fn delivery_result(&self, ctx: &mut Context, event: &mut DeliveryResult) -> Control {
+        Control::Continue
+    }
+}
+
+/// The hooks a plugin type implements, written by [`#[hooks]`](crate::hooks) from its
+/// `impl Plugin` block. Not to be implemented by hand.
+pub trait PluginHooks: Plugin {
+    /// The hooks whose methods the `impl Plugin` block defines.
+    const HOOKS: HookSet;
+}
+
+/// A plugin type's registered name, written by [`#[plugin]`](crate::plugin).
+pub trait Named {
+    /// The name chains are sorted by and config sections are keyed by.
+    const NAME: &'static str;
+}

@@ -1,0 +1,153 @@
+//! How plugins make themselves known: a registration per plugin, collected by inventory.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+use crate::{HookSet, Plugin};
+
+/// A plugin compiled into this binary: its name, its hooks and its factory.
+///
+/// [`#[plugin]`](crate::plugin) submits one through `inventory`; the engine reads them all with
+/// [`Registration::all`]. A plugin crate is only linked into a binary that mentions it (`use
+/// my_plugin as _;`, or `extern crate my_plugin;`): a `[dependencies]` line alone is not enough.
+pub struct Registration {
+    name: &'static str,
+    hooks: HookSet,
+    module: &'static str,
+    factory: Factory,
+}
+
+/// Builds a plugin instance from its config section; called once per worker core.
+pub type Factory = fn(&PluginConfig) -> Result<Box<dyn Plugin>, ConfigError>;
+
+inventory::collect!(Registration);
+
+impl Registration {
+    /// Not public API: [`#[plugin]`](crate::plugin) writes this.
+    #[doc(hidden)]
+    pub const fn __new(name: &'static str, hooks: HookSet, module: &'static str, factory: Factory) -> Self {
+        Registration { name, hooks, module, factory }
+    }
+
+    /// Every plugin registered in this binary, in no particular order.
+    pub fn all() -> impl Iterator<Item = &'static Registration> {
+        inventory::iter::<Registration>.into_iter()
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The hooks the plugin implements.
+    pub fn hooks(&self) -> HookSet {
+        self.hooks
+    }
+
+    /// The module that registered it, to tell two plugins of one name apart.
+    pub fn module(&self) -> &'static str {
+        self.module
+    }
+
+    /// Builds an instance for one worker core.
+    ///
+    /// # Errors
+    ///
+    /// The plugin's config section does not fit its config type, or its factory refused it.
+    pub fn build(&self, config: &PluginConfig) -> Result<Box<dyn Plugin>, ConfigError> {
+        (self.factory)(config)
+    }
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("name", &self.name)
+            .field("hooks", &self.hooks)
+            .field("module", &self.module)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A plugin's own config section (`[plugins.NAME]` less the engine's keys) and the core its
+/// instance is for.
+///
+/// # Examples
+///
+/// ```
+/// use mq_plugin_api::PluginConfig;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Options { header: String }
+///
+/// let table = toml::from_str("header = \"X-Core\"").unwrap();
+/// let config = PluginConfig::new("stamp", 0, table);
+/// assert_eq!(config.parse::<Options>().unwrap().header, "X-Core");
+/// ```
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    name: String,
+    core: usize,
+    table: toml::Table,
+}
+
+impl PluginConfig {
+    /// The section `table` of plugin `name`, for the instance on worker `core`.
+    pub fn new(name: impl Into<String>, core: usize, table: toml::Table) -> PluginConfig {
+        PluginConfig { name: name.into(), core, table }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The worker core the instance is for.
+    pub fn core(&self) -> usize {
+        self.core
+    }
+
+    /// The raw table.
+    pub fn table(&self) -> &toml::Table {
+        &self.table
+    }
+
+    /// The table as the plugin's config type; an absent section parses as an empty table.
+    ///
+    /// # Errors
+    ///
+    /// A key is missing, of the wrong type, or unknown to a type that denies unknown fields.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        toml::Value::Table(self.table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::new(&self.name, e.message()))
+    }
+}
+
+/// A plugin refused its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    plugin: String,
+    message: String,
+}
+
+impl ConfigError {
+    /// Plugin `plugin`'s config is wrong, for the reason `message`.
+    pub fn new(plugin: &str, message: impl fmt::Display) -> ConfigError {
+        ConfigError { plugin: plugin.to_owned(), message: message.to_string() }
+    }
+
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plugin {:?}: invalid config: {}", self.plugin, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
