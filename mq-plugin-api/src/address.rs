@@ -110,23 +110,31 @@ impl std::str::FromStr for Address {
         if text.len() > 254 {
             return Err(AddressError::TooLong);
         }
-        if text.chars().any(|c| c.is_control() || c == ' ' || c == '<' || c == '>') {
+        if text
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || c == '<' || c == '>')
+        {
             return Err(AddressError::InvalidCharacter);
         }
         let at = text.rfind('@');
-        if let Some(at) = at {
-            if at == 0 || at + 1 == text.len() {
-                return Err(AddressError::EmptyPart);
-            }
+        if at.is_some_and(|at| at == 0 || at + 1 == text.len()) {
+            return Err(AddressError::EmptyPart);
         }
-        Ok(Address { text: text.to_owned(), at })
+        Ok(Address {
+            text: text.to_owned(),
+            at,
+        })
     }
 }
 
 impl fmt::Display for Address {
     /// The address without brackets; the null path prints as `<>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_null() { f.write_str("<>") } else { f.write_str(&self.text) }
+        if self.is_null() {
+            f.write_str("<>")
+        } else {
+            f.write_str(&self.text)
+        }
     }
 }
 
@@ -143,11 +151,20 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_an_address() {
-        assert_eq!("a b@c".parse::<Address>(), Err(AddressError::InvalidCharacter));
+        assert_eq!(
+            "a b@c".parse::<Address>(),
+            Err(AddressError::InvalidCharacter)
+        );
         assert_eq!("@c".parse::<Address>(), Err(AddressError::EmptyPart));
         assert_eq!("a@".parse::<Address>(), Err(AddressError::EmptyPart));
-        assert_eq!("a\0@c".parse::<Address>(), Err(AddressError::InvalidCharacter));
-        assert_eq!("x".repeat(255).parse::<Address>(), Err(AddressError::TooLong));
+        assert_eq!(
+            "a\0@c".parse::<Address>(),
+            Err(AddressError::InvalidCharacter)
+        );
+        assert_eq!(
+            "x".repeat(255).parse::<Address>(),
+            Err(AddressError::TooLong)
+        );
     }
 
     #[test]

@@ -72,16 +72,19 @@ impl CallState {
         self.deadline.set(None);
     }
 
+    /// How long the call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.get()
+    }
+
     /// The call's deadline, fixing it at `now + timeout` if nobody asked before.
     pub fn deadline_from(&self, now: Instant) -> Instant {
-        match self.deadline.get() {
-            Some(deadline) => deadline,
-            None => {
-                let deadline = now + self.timeout.get();
-                self.deadline.set(Some(deadline));
-                deadline
-            }
+        if let Some(deadline) = self.deadline.get() {
+            return deadline;
         }
+        let deadline = now + self.timeout.get();
+        self.deadline.set(Some(deadline));
+        deadline
     }
 }
 
@@ -165,22 +168,42 @@ impl Context {
 
     /// Logs `message` at INFO, tagged with the plugin's name and hook.
     pub fn info(&self, message: impl fmt::Display) {
-        tracing::info!(plugin = self.plugin(), hook = self.hook().name(), core = self.core, "{message}");
+        tracing::info!(
+            plugin = self.plugin(),
+            hook = self.hook().name(),
+            core = self.core,
+            "{message}"
+        );
     }
 
     /// Logs `message` at WARN, tagged with the plugin's name and hook.
     pub fn warn(&self, message: impl fmt::Display) {
-        tracing::warn!(plugin = self.plugin(), hook = self.hook().name(), core = self.core, "{message}");
+        tracing::warn!(
+            plugin = self.plugin(),
+            hook = self.hook().name(),
+            core = self.core,
+            "{message}"
+        );
     }
 
     /// Logs `message` at ERROR, tagged with the plugin's name and hook.
     pub fn error(&self, message: impl fmt::Display) {
-        tracing::error!(plugin = self.plugin(), hook = self.hook().name(), core = self.core, "{message}");
+        tracing::error!(
+            plugin = self.plugin(),
+            hook = self.hook().name(),
+            core = self.core,
+            "{message}"
+        );
     }
 
     /// Logs `message` at DEBUG, tagged with the plugin's name and hook.
     pub fn debug(&self, message: impl fmt::Display) {
-        tracing::debug!(plugin = self.plugin(), hook = self.hook().name(), core = self.core, "{message}");
+        tracing::debug!(
+            plugin = self.plugin(),
+            hook = self.hook().name(),
+            core = self.core,
+            "{message}"
+        );
     }
 }
 
@@ -207,52 +230,58 @@ impl fmt::Debug for Context {
 /// ```
 #[derive(Default)]
 pub struct Extensions {
-    // Boxed and optional so that a context whose plugins keep nothing allocates nothing.
-    map: Option<Box<HashMap<TypeId, Box<dyn Any>>>>,
+    // An empty HashMap allocates nothing, so a context whose plugins keep nothing costs nothing.
+    map: HashMap<TypeId, Box<dyn Any>>,
 }
 
 impl Extensions {
     /// Stores `value`, handing back the value of that type stored before.
     pub fn insert<T: 'static>(&mut self, value: T) -> Option<T> {
-        let map = self.map.get_or_insert_with(Box::default);
-        map.insert(TypeId::of::<T>(), Box::new(value)).and_then(|old| old.downcast().ok().map(|b| *b))
+        self.map
+            .insert(TypeId::of::<T>(), Box::new(value))
+            .and_then(|old| old.downcast().ok().map(|b| *b))
     }
 
     /// The stored value of type `T`.
     pub fn get<T: 'static>(&self) -> Option<&T> {
-        self.map.as_ref()?.get(&TypeId::of::<T>())?.downcast_ref()
+        self.map.get(&TypeId::of::<T>())?.downcast_ref()
     }
 
     /// The stored value of type `T`, to change it.
     pub fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
-        self.map.as_mut()?.get_mut(&TypeId::of::<T>())?.downcast_mut()
+        self.map.get_mut(&TypeId::of::<T>())?.downcast_mut()
     }
 
     /// The stored value of type `T`, storing `T::default()` first if there is none.
     pub fn get_or_default<T: Default + 'static>(&mut self) -> &mut T {
-        let map = self.map.get_or_insert_with(Box::default);
-        let value = map.entry(TypeId::of::<T>()).or_insert_with(|| Box::new(T::default()));
-        // The entry is keyed by T's TypeId, so it holds a T.
-        value.downcast_mut().expect("an entry keyed by a type holds that type")
+        let value = self
+            .map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()));
+        match value.downcast_mut() {
+            Some(value) => value,
+            // Entries are keyed by their own type's TypeId, so this arm is never taken.
+            None => unreachable!("an entry keyed by a type holds that type"),
+        }
     }
 
     /// Takes the stored value of type `T` out.
     pub fn remove<T: 'static>(&mut self) -> Option<T> {
-        let old = self.map.as_mut()?.remove(&TypeId::of::<T>())?;
+        let old = self.map.remove(&TypeId::of::<T>())?;
         old.downcast().ok().map(|b| *b)
     }
 
     /// Removes every value.
     pub fn clear(&mut self) {
-        if let Some(map) = &mut self.map {
-            map.clear();
-        }
+        self.map.clear();
     }
 }
 
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Extensions").field("len", &self.map.as_ref().map_or(0, |m| m.len())).finish()
+        f.debug_struct("Extensions")
+            .field("len", &self.map.len())
+            .finish()
     }
 }
 

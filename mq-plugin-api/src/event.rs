@@ -30,7 +30,11 @@ pub trait Event: sealed::Sealed + Sized + 'static {
 
     /// Calls the plugin's method for this hook. Not public API: the engine calls it.
     #[doc(hidden)]
-    fn dispatch<'a>(plugin: &'a dyn Plugin, ctx: &'a mut Context, event: &'a mut Self) -> HookFuture<'a>;
+    fn dispatch<'a>(
+        plugin: &'a dyn Plugin,
+        ctx: &'a mut Context,
+        event: &'a mut Self,
+    ) -> HookFuture<'a>;
 
     /// The reply a plugin set, if any.
     fn reply(&self) -> Option<&Reply>;
@@ -107,7 +111,11 @@ fn describe_message(message: &Message, out: &mut Vec<String>) {
     if lines.len() <= 20 {
         out.extend(lines.iter().map(|line| format!("| {line}")));
     } else {
-        out.push(format!("| ({} body lines, {} bytes)", lines.len(), message.body().len()));
+        out.push(format!(
+            "| ({} body lines, {} bytes)",
+            lines.len(),
+            message.body().len()
+        ));
     }
 }
 
@@ -125,7 +133,11 @@ pub struct Connect {
 impl Connect {
     /// The event for a client at `client` that connected to `local`.
     pub fn new(client: SocketAddr, local: SocketAddr) -> Connect {
-        Connect { client, local, reply: None }
+        Connect {
+            client,
+            local,
+            reply: None,
+        }
     }
 
     /// The client's IP address.
@@ -134,9 +146,15 @@ impl Connect {
     }
 }
 
-event!(Connect, SmtpInConnect, smtp_in_connect, reply, |this, out| {
-    out.push(format!("client {}", this.client));
-});
+event!(
+    Connect,
+    SmtpInConnect,
+    smtp_in_connect,
+    reply,
+    |this, out| {
+        out.push(format!("client {}", this.client));
+    }
+);
 
 /// `smtp_in_helo`: the client said EHLO or HELO; a plugin may refuse it.
 #[derive(Debug, Clone)]
@@ -152,12 +170,20 @@ pub struct Helo {
 impl Helo {
     /// The event for `EHLO name` (`extended`) or `HELO name`.
     pub fn new(name: impl Into<String>, extended: bool) -> Helo {
-        Helo { name: name.into(), extended, reply: None }
+        Helo {
+            name: name.into(),
+            extended,
+            reply: None,
+        }
     }
 }
 
 event!(Helo, SmtpInHelo, smtp_in_helo, reply, |this, out| {
-    out.push(format!("{} {}", if this.extended { "ehlo" } else { "helo" }, this.name));
+    out.push(format!(
+        "{} {}",
+        if this.extended { "ehlo" } else { "helo" },
+        this.name
+    ));
 });
 
 /// `smtp_in_secure`: STARTTLS completed. Plugins observe; the step cannot be refused.
@@ -173,13 +199,22 @@ pub struct Secure {
 impl Secure {
     /// The event for a session now under `protocol` with `cipher`.
     pub fn new(protocol: impl Into<String>, cipher: impl Into<String>) -> Secure {
-        Secure { protocol: protocol.into(), cipher: cipher.into() }
+        Secure {
+            protocol: protocol.into(),
+            cipher: cipher.into(),
+        }
     }
 }
 
-event!(Secure, SmtpInSecure, smtp_in_secure, no_reply, |this, out| {
-    out.push(format!("tls {} {}", this.protocol, this.cipher));
-});
+event!(
+    Secure,
+    SmtpInSecure,
+    smtp_in_secure,
+    no_reply,
+    |this, out| {
+        out.push(format!("tls {} {}", this.protocol, this.cipher));
+    }
+);
 
 /// A password, which `Debug` does not print.
 #[derive(Clone, PartialEq, Eq)]
@@ -232,7 +267,11 @@ pub struct Authenticate {
 
 impl Authenticate {
     /// The event for a login as `username` with `password` through `mechanism`.
-    pub fn new(mechanism: impl Into<String>, username: impl Into<String>, password: Secret) -> Authenticate {
+    pub fn new(
+        mechanism: impl Into<String>,
+        username: impl Into<String>,
+        password: Secret,
+    ) -> Authenticate {
         Authenticate {
             mechanism: mechanism.into(),
             username: username.into(),
@@ -243,10 +282,16 @@ impl Authenticate {
     }
 }
 
-event!(Authenticate, SmtpInAuthenticate, smtp_in_authenticate, reply, |this, out| {
-    out.push(format!("auth {} {}", this.mechanism, this.username));
-    out.push(format!("verdict {:?}", this.verdict));
-});
+event!(
+    Authenticate,
+    SmtpInAuthenticate,
+    smtp_in_authenticate,
+    reply,
+    |this, out| {
+        out.push(format!("auth {} {}", this.mechanism, this.username));
+        out.push(format!("verdict {:?}", this.verdict));
+    }
+);
 
 /// `smtp_in_mail_from`: `MAIL FROM`; a plugin may rewrite the sender or refuse it.
 #[derive(Debug, Clone)]
@@ -262,14 +307,24 @@ pub struct MailFrom {
 impl MailFrom {
     /// The event for `MAIL FROM:<sender>` without parameters.
     pub fn new(sender: Address) -> MailFrom {
-        MailFrom { sender, params: Params::new(), reply: None }
+        MailFrom {
+            sender,
+            params: Params::new(),
+            reply: None,
+        }
     }
 }
 
-event!(MailFrom, SmtpInMailFrom, smtp_in_mail_from, reply, |this, out| {
-    out.push(format!("sender {}", this.sender));
-    describe_params(&this.params, out);
-});
+event!(
+    MailFrom,
+    SmtpInMailFrom,
+    smtp_in_mail_from,
+    reply,
+    |this, out| {
+        out.push(format!("sender {}", this.sender));
+        describe_params(&this.params, out);
+    }
+);
 
 /// `smtp_in_rcpt_to`: one `RCPT TO`; a plugin may rewrite or expand the recipient, mark it
 /// local, or refuse it.
@@ -291,7 +346,13 @@ pub struct RcptTo {
 impl RcptTo {
     /// The event for `RCPT TO:<recipient>` in a transaction from `sender`.
     pub fn new(sender: Address, recipient: Address, local: bool) -> RcptTo {
-        RcptTo { sender, recipients: vec![recipient], params: Params::new(), local, reply: None }
+        RcptTo {
+            sender,
+            recipients: vec![recipient],
+            params: Params::new(),
+            local,
+            reply: None,
+        }
     }
 
     /// The transaction's sender, as `MAIL FROM` left it.
@@ -333,7 +394,11 @@ pub struct Data {
 impl Data {
     /// The event for `message` sent in `envelope`.
     pub fn new(envelope: Envelope, message: Message) -> Data {
-        Data { envelope, message, reply: None }
+        Data {
+            envelope,
+            message,
+            reply: None,
+        }
     }
 
     /// The transaction's envelope.
@@ -364,7 +429,13 @@ pub struct MessageCopy {
 impl MessageCopy {
     /// The event for `recipient`'s copy of `message` from `sender`.
     pub fn new(sender: Address, recipient: Address, message: Message) -> MessageCopy {
-        MessageCopy { sender, recipient, message, route: None, reply: None }
+        MessageCopy {
+            sender,
+            recipient,
+            message,
+            route: None,
+            reply: None,
+        }
     }
 
     /// The envelope sender.
@@ -373,13 +444,19 @@ impl MessageCopy {
     }
 }
 
-event!(MessageCopy, SmtpInMessage, smtp_in_message, reply, |this, out| {
-    out.push(format!("recipient {}", this.recipient));
-    if let Some(route) = &this.route {
-        out.push(format!("route {route}"));
+event!(
+    MessageCopy,
+    SmtpInMessage,
+    smtp_in_message,
+    reply,
+    |this, out| {
+        out.push(format!("recipient {}", this.recipient));
+        if let Some(route) = &this.route {
+            out.push(format!("route {route}"));
+        }
+        describe_message(&this.message, out);
     }
-    describe_message(&this.message, out);
-});
+);
 
 /// `smtp_in_close`: the connection closed. Plugins observe.
 #[derive(Debug, Clone)]
@@ -430,8 +507,20 @@ pub struct Pickup {
 
 impl Pickup {
     /// The event for entry `queue_id` on its `attempt`th delivery attempt (the first is 1).
-    pub fn new(queue_id: impl Into<String>, attempt: u32, sender: Address, recipient: Address) -> Pickup {
-        Pickup { queue_id: queue_id.into(), attempt, sender, recipient, action: PickupAction::Deliver, reply: None }
+    pub fn new(
+        queue_id: impl Into<String>,
+        attempt: u32,
+        sender: Address,
+        recipient: Address,
+    ) -> Pickup {
+        Pickup {
+            queue_id: queue_id.into(),
+            attempt,
+            sender,
+            recipient,
+            action: PickupAction::Deliver,
+            reply: None,
+        }
     }
 
     /// The entry's queue id.
@@ -466,13 +555,23 @@ pub struct OutConnect {
 impl OutConnect {
     /// The event for a connection to `host` at `address`.
     pub fn new(host: impl Into<String>, address: SocketAddr) -> OutConnect {
-        OutConnect { host: host.into(), address, reply: None }
+        OutConnect {
+            host: host.into(),
+            address,
+            reply: None,
+        }
     }
 }
 
-event!(OutConnect, SmtpOutConnect, smtp_out_connect, reply, |this, out| {
-    out.push(format!("connect {} [{}]", this.host, this.address));
-});
+event!(
+    OutConnect,
+    SmtpOutConnect,
+    smtp_out_connect,
+    reply,
+    |this, out| {
+        out.push(format!("connect {} [{}]", this.host, this.address));
+    }
+);
 
 /// `smtp_out_mail_from`: about to send `MAIL FROM`; a plugin may change what goes on the wire.
 #[derive(Debug, Clone)]
@@ -488,14 +587,24 @@ pub struct OutMailFrom {
 impl OutMailFrom {
     /// The event for sending `MAIL FROM:<sender>`.
     pub fn new(sender: Address) -> OutMailFrom {
-        OutMailFrom { sender, params: Params::new(), reply: None }
+        OutMailFrom {
+            sender,
+            params: Params::new(),
+            reply: None,
+        }
     }
 }
 
-event!(OutMailFrom, SmtpOutMailFrom, smtp_out_mail_from, reply, |this, out| {
-    out.push(format!("sender {}", this.sender));
-    describe_params(&this.params, out);
-});
+event!(
+    OutMailFrom,
+    SmtpOutMailFrom,
+    smtp_out_mail_from,
+    reply,
+    |this, out| {
+        out.push(format!("sender {}", this.sender));
+        describe_params(&this.params, out);
+    }
+);
 
 /// `smtp_out_rcpt_to`: about to send one `RCPT TO`; a plugin may change what goes on the wire.
 #[derive(Debug, Clone)]
@@ -511,14 +620,24 @@ pub struct OutRcptTo {
 impl OutRcptTo {
     /// The event for sending `RCPT TO:<recipient>`.
     pub fn new(recipient: Address) -> OutRcptTo {
-        OutRcptTo { recipient, params: Params::new(), reply: None }
+        OutRcptTo {
+            recipient,
+            params: Params::new(),
+            reply: None,
+        }
     }
 }
 
-event!(OutRcptTo, SmtpOutRcptTo, smtp_out_rcpt_to, reply, |this, out| {
-    out.push(format!("recipient {}", this.recipient));
-    describe_params(&this.params, out);
-});
+event!(
+    OutRcptTo,
+    SmtpOutRcptTo,
+    smtp_out_rcpt_to,
+    reply,
+    |this, out| {
+        out.push(format!("recipient {}", this.recipient));
+        describe_params(&this.params, out);
+    }
+);
 
 /// `smtp_out_data`: about to send the message; a plugin may replace or sign the MIME for this
 /// attempt only (the queued copy is not changed).
@@ -533,7 +652,10 @@ pub struct OutData {
 impl OutData {
     /// The event for sending `message`.
     pub fn new(message: Message) -> OutData {
-        OutData { message, reply: None }
+        OutData {
+            message,
+            reply: None,
+        }
     }
 }
 
@@ -554,13 +676,22 @@ pub struct OutSent {
 impl OutSent {
     /// The event for `bytes` sent to `host`.
     pub fn new(host: impl Into<String>, bytes: u64) -> OutSent {
-        OutSent { host: host.into(), bytes }
+        OutSent {
+            host: host.into(),
+            bytes,
+        }
     }
 }
 
-event!(OutSent, SmtpOutSent, smtp_out_sent, no_reply, |this, out| {
-    out.push(format!("sent {} bytes to {}", this.bytes, this.host));
-});
+event!(
+    OutSent,
+    SmtpOutSent,
+    smtp_out_sent,
+    no_reply,
+    |this, out| {
+        out.push(format!("sent {} bytes to {}", this.bytes, this.host));
+    }
+);
 
 /// How a delivery attempt ended, and so what happens to the entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -597,7 +728,14 @@ impl DeliveryResult {
         state: DeliveryState,
     ) -> DeliveryResult {
         let (sender, recipient) = envelope;
-        DeliveryResult { queue_id: queue_id.into(), attempt, sender, recipient, remote_reply, state }
+        DeliveryResult {
+            queue_id: queue_id.into(),
+            attempt,
+            sender,
+            recipient,
+            remote_reply,
+            state,
+        }
     }
 
     /// The entry's queue id.
@@ -626,11 +764,17 @@ impl DeliveryResult {
     }
 }
 
-event!(DeliveryResult, DeliveryResult, delivery_result, no_reply, |this, out| {
-    out.push(format!("entry {} attempt {}", this.queue_id, this.attempt));
-    out.push(format!("recipient {}", this.recipient));
-    if let Some(reply) = &this.remote_reply {
-        out.push(format!("remote {reply}"));
+event!(
+    DeliveryResult,
+    DeliveryResult,
+    delivery_result,
+    no_reply,
+    |this, out| {
+        out.push(format!("entry {} attempt {}", this.queue_id, this.attempt));
+        out.push(format!("recipient {}", this.recipient));
+        if let Some(reply) = &this.remote_reply {
+            out.push(format!("remote {reply}"));
+        }
+        out.push(format!("state {:?}", this.state));
     }
-    out.push(format!("state {:?}", this.state));
-});
+);

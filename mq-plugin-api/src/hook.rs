@@ -126,7 +126,9 @@ impl HookSet {
 
     /// The hooks in the set, in [`HookId::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = HookId> {
-        HookId::ALL.into_iter().filter(move |&hook| self.contains(hook))
+        HookId::ALL
+            .into_iter()
+            .filter(move |&hook| self.contains(hook))
     }
 }
 

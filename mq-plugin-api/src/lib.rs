@@ -75,9 +75,9 @@ pub use address::{Address, AddressError};
 pub use context::{CallState, Context, Elapsed, Extensions, TimeoutExt};
 pub use control::Control;
 pub use event::{
-    AuthVerdict, Authenticate, Close, Connect, Data, DeliveryResult, DeliveryState, Envelope, Event, Helo,
-    HookFuture, MailFrom, MessageCopy, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Params, Pickup,
-    PickupAction, RcptTo, Secret, Secure,
+    AuthVerdict, Authenticate, Close, Connect, Data, DeliveryResult, DeliveryState, Envelope,
+    Event, Helo, HookFuture, MailFrom, MessageCopy, OutConnect, OutData, OutMailFrom, OutRcptTo,
+    OutSent, Params, Pickup, PickupAction, RcptTo, Secret, Secure,
 };
 pub use hook::{HookId, HookSet};
 pub use message::{Header, Headers, Message};

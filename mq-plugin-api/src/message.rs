@@ -46,18 +46,26 @@ impl Message {
     /// Splits raw message bytes into header fields and body.
     pub fn parse(bytes: &[u8]) -> Message {
         // New fields follow the first line's ending; SMTP's CRLF when there is no line at all.
-        let crlf = bytes.iter().position(|&b| b == b'\n').is_none_or(|n| n > 0 && bytes[n - 1] == b'\r');
+        let crlf = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .is_none_or(|n| n > 0 && bytes[n - 1] == b'\r');
         let mut fields: Vec<Header> = Vec::new();
         let mut rest = bytes;
         loop {
-            let line_len = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |n| n + 1);
+            let line_len = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |n| n + 1);
             let line = &rest[..line_len];
             if line.is_empty() || line == b"\n" || line == b"\r\n" {
                 rest = &rest[line_len..];
                 break;
             }
-            if matches!(line[0], b' ' | b'\t') {
-                if let Some(last) = fields.last_mut() {
+            if matches!(line[0], b' ' | b'\t')
+                && let Some(last) = fields.last_mut()
+            {
+                {
                     let mut value = std::mem::take(&mut last.raw_value).into_vec();
                     value.extend_from_slice(line);
                     last.raw_value = value.into_boxed_slice();
@@ -68,14 +76,20 @@ impl Message {
             match field_name(line) {
                 Some(name) => {
                     let raw_value = &line[name.len() + 1..];
-                    fields.push(Header { name: name.into(), raw_value: raw_value.into() });
+                    fields.push(Header {
+                        name: name.into(),
+                        raw_value: raw_value.into(),
+                    });
                     rest = &rest[line_len..];
                 }
                 // Not a header field: the header block ended without its blank line.
                 None => break,
             }
         }
-        Message { headers: Headers { fields, crlf }, body: rest.to_vec() }
+        Message {
+            headers: Headers { fields, crlf },
+            body: rest.to_vec(),
+        }
     }
 
     /// The header fields.
@@ -163,7 +177,9 @@ impl Headers {
     /// Gives the first field called `name` the new value and removes the others of that name;
     /// says whether there was one. A message without the field is left as it is.
     pub fn replace(&mut self, name: &str, value: impl AsRef<str>) -> bool {
-        let Some(first) = self.fields.iter().position(|h| h.is(name)) else { return false };
+        let Some(first) = self.fields.iter().position(|h| h.is(name)) else {
+            return false;
+        };
         self.fields[first] = self.make(name, value.as_ref());
         let mut index = 0;
         self.fields.retain(|h| {
@@ -178,7 +194,10 @@ impl Headers {
         raw.push(b' ');
         raw.extend_from_slice(value.as_bytes());
         raw.extend_from_slice(self.newline());
-        Header { name: name.into(), raw_value: raw.into_boxed_slice() }
+        Header {
+            name: name.into(),
+            raw_value: raw.into_boxed_slice(),
+        }
     }
 
     fn newline(&self) -> &'static [u8] {
@@ -186,7 +205,10 @@ impl Headers {
     }
 
     fn len_bytes(&self) -> usize {
-        self.fields.iter().map(|h| h.name.len() + 1 + h.raw_value.len()).sum()
+        self.fields
+            .iter()
+            .map(|h| h.name.len() + 1 + h.raw_value.len())
+            .sum()
     }
 
     fn write_to(&self, out: &mut Vec<u8>) {
@@ -235,7 +257,11 @@ impl Header {
     /// The value as one line: folding removed, non-UTF-8 bytes replaced.
     pub fn unfolded(&self) -> String {
         let text = String::from_utf8_lossy(&self.raw_value);
-        text.split(['\r', '\n']).filter(|s| !s.is_empty()).collect::<String>().trim().to_owned()
+        text.split(['\r', '\n'])
+            .filter(|s| !s.is_empty())
+            .collect::<String>()
+            .trim()
+            .to_owned()
     }
 }
 
@@ -261,7 +287,10 @@ mod tests {
     #[test]
     fn unfolds_values() {
         let message = Message::parse(CRLF);
-        assert_eq!(message.headers().iter().nth(1).unwrap().unfolded(), "two  lines");
+        assert_eq!(
+            message.headers().iter().nth(1).unwrap().unfolded(),
+            "two  lines"
+        );
         assert_eq!(message.body(), b"body\r\n.. dot\r\n");
     }
 
@@ -270,12 +299,22 @@ mod tests {
         let message = Message::parse(b"Subject: x\r\nnot a header\r\nmore\r\n");
         assert_eq!(message.headers().len(), 1);
         assert_eq!(message.body(), b"not a header\r\nmore\r\n");
-        assert_eq!(message.to_bytes(), b"Subject: x\r\n\r\nnot a header\r\nmore\r\n");
+        assert_eq!(
+            message.to_bytes(),
+            b"Subject: x\r\n\r\nnot a header\r\nmore\r\n"
+        );
     }
 
     #[test]
     fn survives_garbage() {
-        for bytes in [&b""[..], b"\r\n", b":\r\n", b" folded first\r\n", b"\xff\xfe: x\r\n", b"A:\xff\r\n\r\n"] {
+        for bytes in [
+            &b""[..],
+            b"\r\n",
+            b":\r\n",
+            b" folded first\r\n",
+            b"\xff\xfe: x\r\n",
+            b"A:\xff\r\n\r\n",
+        ] {
             let message = Message::parse(bytes);
             let again = Message::parse(&message.to_bytes());
             assert_eq!(again, message);

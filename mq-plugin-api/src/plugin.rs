@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use crate::event::{
-    Authenticate, Close, Connect, Data, DeliveryResult, Helo, MailFrom, MessageCopy, OutConnect, OutData,
-    OutMailFrom, OutRcptTo, OutSent, Pickup, RcptTo, Secure,
+    Authenticate, Close, Connect, Data, DeliveryResult, Helo, MailFrom, MessageCopy, OutConnect,
+    OutData, OutMailFrom, OutRcptTo, OutSent, Pickup, RcptTo, Secure,
 };
 use crate::{Context, Control, HookSet};
 

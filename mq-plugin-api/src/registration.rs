@@ -26,8 +26,18 @@ inventory::collect!(Registration);
 impl Registration {
     /// Not public API: [`#[plugin]`](crate::plugin) writes this.
     #[doc(hidden)]
-    pub const fn __new(name: &'static str, hooks: HookSet, module: &'static str, factory: Factory) -> Self {
-        Registration { name, hooks, module, factory }
+    pub const fn __new(
+        name: &'static str,
+        hooks: HookSet,
+        module: &'static str,
+        factory: Factory,
+    ) -> Self {
+        Registration {
+            name,
+            hooks,
+            module,
+            factory,
+        }
     }
 
     /// Every plugin registered in this binary, in no particular order.
@@ -95,7 +105,11 @@ pub struct PluginConfig {
 impl PluginConfig {
     /// The section `table` of plugin `name`, for the instance on worker `core`.
     pub fn new(name: impl Into<String>, core: usize, table: toml::Table) -> PluginConfig {
-        PluginConfig { name: name.into(), core, table }
+        PluginConfig {
+            name: name.into(),
+            core,
+            table,
+        }
     }
 
     /// The plugin's name.
@@ -135,7 +149,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// Plugin `plugin`'s config is wrong, for the reason `message`.
     pub fn new(plugin: &str, message: impl fmt::Display) -> ConfigError {
-        ConfigError { plugin: plugin.to_owned(), message: message.to_string() }
+        ConfigError {
+            plugin: plugin.to_owned(),
+            message: message.to_string(),
+        }
     }
 
     /// The plugin's name.
@@ -146,7 +163,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "plugin {:?}: invalid config: {}", self.plugin, self.message)
+        write!(
+            f,
+            "plugin {:?}: invalid config: {}",
+            self.plugin, self.message
+        )
     }
 }
 

@@ -38,7 +38,11 @@ impl Reply {
     /// ```
     pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
         let enhanced = (!enhanced.is_empty()).then(|| enhanced.into());
-        Reply { code, enhanced, text: text.into().into_boxed_str() }
+        Reply {
+            code,
+            enhanced,
+            text: text.into().into_boxed_str(),
+        }
     }
 
     /// `451 4.3.0` with the given text: the reply for a temporary local problem.

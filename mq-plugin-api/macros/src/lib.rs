@@ -34,7 +34,9 @@ const HOOKS: &[(&str, &str)] = &[
 pub fn hooks(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
         let attr = proc_macro2::TokenStream::from(attr);
-        return syn::Error::new(attr.span(), "#[hooks] takes no arguments").to_compile_error().into();
+        return syn::Error::new(attr.span(), "#[hooks] takes no arguments")
+            .to_compile_error()
+            .into();
     }
     let item = parse_macro_input!(item as ItemImpl);
     match expand_hooks(&item) {
@@ -45,19 +47,30 @@ pub fn hooks(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 fn expand_hooks(item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
     let Some((_, trait_path, _)) = &item.trait_ else {
-        return Err(syn::Error::new(item.self_ty.span(), "#[hooks] goes on an `impl Plugin for T` block"));
+        return Err(syn::Error::new(
+            item.self_ty.span(),
+            "#[hooks] goes on an `impl Plugin for T` block",
+        ));
     };
     let mut variants = Vec::new();
     for member in &item.items {
-        let ImplItem::Fn(method) = member else { continue };
+        let ImplItem::Fn(method) = member else {
+            continue;
+        };
         let name = method.sig.ident.to_string();
         let Some((_, variant)) = HOOKS.iter().find(|(hook, _)| *hook == name) else {
             let known: Vec<&str> = HOOKS.iter().map(|(hook, _)| *hook).collect();
-            let message = format!("`{name}` is not an mq hook; the hooks are: {}", known.join(", "));
+            let message = format!(
+                "`{name}` is not an mq hook; the hooks are: {}",
+                known.join(", ")
+            );
             return Err(syn::Error::new(method.sig.ident.span(), message));
         };
         if method.sig.asyncness.is_none() {
-            return Err(syn::Error::new(method.sig.fn_token.span, "a hook is an `async fn`"));
+            return Err(syn::Error::new(
+                method.sig.fn_token.span,
+                "a hook is an `async fn`",
+            ));
         }
         let variant = syn::Ident::new(variant, method.sig.ident.span());
         variants.push(quote!(.with(::mq_plugin_api::HookId::#variant)));
@@ -92,9 +105,12 @@ pub fn plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
     parse_macro_input!(attr with parser);
     let item = parse_macro_input!(item as ItemImpl);
     let Some(name) = name else {
-        return syn::Error::new(Span::call_site(), "#[plugin] needs a name: #[plugin(name = \"my-plugin\")]")
-            .to_compile_error()
-            .into();
+        return syn::Error::new(
+            Span::call_site(),
+            "#[plugin] needs a name: #[plugin(name = \"my-plugin\")]",
+        )
+        .to_compile_error()
+        .into();
     };
     match expand_plugin(&name, &item) {
         Ok(tokens) => tokens.into(),
@@ -106,13 +122,22 @@ fn expand_plugin(name: &LitStr, item: &ItemImpl) -> syn::Result<proc_macro2::Tok
     let value = name.value();
     let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
     if value.is_empty() || !value.chars().all(valid) {
-        return Err(syn::Error::new(name.span(), "a plugin name is lowercase letters, digits, `-` and `_`"));
+        return Err(syn::Error::new(
+            name.span(),
+            "a plugin name is lowercase letters, digits, `-` and `_`",
+        ));
     }
     if item.trait_.is_some() {
-        return Err(syn::Error::new(item.span(), "#[plugin] goes on the inherent `impl` block that holds `fn new`"));
+        return Err(syn::Error::new(
+            item.span(),
+            "#[plugin] goes on the inherent `impl` block that holds `fn new`",
+        ));
     }
     if !item.generics.params.is_empty() {
-        return Err(syn::Error::new(item.generics.span(), "a registered plugin type cannot be generic"));
+        return Err(syn::Error::new(
+            item.generics.span(),
+            "a registered plugin type cannot be generic",
+        ));
     }
     let constructor = item
         .items
@@ -121,7 +146,12 @@ fn expand_plugin(name: &LitStr, item: &ItemImpl) -> syn::Result<proc_macro2::Tok
             ImplItem::Fn(method) if method.sig.ident == "new" => Some(method),
             _ => None,
         })
-        .ok_or_else(|| syn::Error::new(item.self_ty.span(), "#[plugin] needs a `fn new` in this block"))?;
+        .ok_or_else(|| {
+            syn::Error::new(
+                item.self_ty.span(),
+                "#[plugin] needs a `fn new` in this block",
+            )
+        })?;
     let self_ty = &item.self_ty;
     let build = build_call(self_ty, &constructor.sig)?;
     Ok(quote! {
@@ -157,7 +187,10 @@ fn build_call(self_ty: &Type, sig: &syn::Signature) -> syn::Result<proc_macro2::
         0 => quote!(<#self_ty>::new()),
         1 => {
             let FnArg::Typed(arg) = &sig.inputs[0] else {
-                return Err(syn::Error::new(sig.inputs.span(), "`new` is a constructor: no `self`"));
+                return Err(syn::Error::new(
+                    sig.inputs.span(),
+                    "`new` is a constructor: no `self`",
+                ));
             };
             match &*arg.ty {
                 Type::Reference(reference) if last_segment_is(&reference.elem, "PluginConfig") => {
@@ -170,7 +203,12 @@ fn build_call(self_ty: &Type, sig: &syn::Signature) -> syn::Result<proc_macro2::
                 ty => quote!(<#self_ty>::new(config.parse::<#ty>()?)),
             }
         }
-        _ => return Err(syn::Error::new(sig.inputs.span(), "`new` takes at most one argument: its config")),
+        _ => {
+            return Err(syn::Error::new(
+                sig.inputs.span(),
+                "`new` takes at most one argument: its config",
+            ));
+        }
     };
     let fallible = matches!(&sig.output, ReturnType::Type(_, ty) if last_segment_is(ty, "Result"));
     let call = if fallible {

@@ -1,0 +1,2 @@
+//! Chain dispatch benchmarks (filled in below).
+fn main() {}

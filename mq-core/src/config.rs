@@ -1,0 +1,184 @@
+//! The engine's configuration: `[engine]` and the engine's keys in each `[plugins.NAME]`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The parts of mq's TOML file the engine reads.
+///
+/// # Examples
+///
+/// ```
+/// let config = mq_core::Config::from_toml(r#"
+///     [engine]
+///     timeout = "5s"
+///
+///     [plugins.headers]
+///     enabled = false
+/// "#).unwrap();
+/// assert_eq!(config.engine.timeout, std::time::Duration::from_secs(5));
+/// assert!(config.plugins.contains_key("headers"));
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Engine-wide settings.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// One table per plugin: the engine's keys (`enabled`, `timeout`, `on_error`) and the
+    /// plugin's own.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, toml::Table>,
+}
+
+/// Why a configuration could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads a configuration from TOML text.
+    ///
+    /// # Errors
+    ///
+    /// The text is not TOML, or a key is unknown or of the wrong type.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+/// `[engine]`: the guarantees every chain runs under.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// How long one plugin call may take before it is dropped (default 30 s).
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// How often a chain may restart at one step before the step fails (default 10).
+    pub retry_budget: u32,
+    /// A single poll of a hook longer than this is logged and counted (default 10 ms).
+    #[serde(deserialize_with = "duration")]
+    pub slow_poll: Duration,
+    /// What a timed-out or panicking call does to its step (default `tempfail`).
+    pub on_error: FailurePolicy,
+    /// Worker threads, each with its own executor and plugin instances (default: one per core).
+    pub workers: Option<usize>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            timeout: Duration::from_secs(30),
+            retry_budget: 10,
+            slow_poll: Duration::from_millis(10),
+            on_error: FailurePolicy::Tempfail,
+            workers: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// How many workers to run: the configured number, or one per available core.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1)
+    }
+}
+
+/// What a plugin call that timed out or panicked does to its step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// The step fails temporarily (`451 4.3.0`): the client or the queue tries again later.
+    Tempfail,
+    /// The step fails permanently (`554 5.3.0`).
+    Reject,
+    /// The plugin is skipped and the chain goes on, as if it had returned `Continue`.
+    Skip,
+}
+
+/// Reads `"30s"`, `"250ms"`, `"2m"`, `"1h"` or a number of seconds.
+pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+        Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses a duration such as `"30s"` or `"250ms"`.
+///
+/// # Errors
+///
+/// Says what is wrong with the text.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(mq_core::parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(mq_core::parse_duration("2m"), Ok(Duration::from_secs(120)));
+/// assert!(mq_core::parse_duration("soon").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. \"30s\""))?;
+    let per_unit = match unit {
+        "ms" => Duration::from_millis(1),
+        "s" | "" => Duration::from_secs(1),
+        "m" => Duration::from_mins(1),
+        "h" => Duration::from_hours(1),
+        "d" => Duration::from_hours(24),
+        _ => {
+            return Err(format!(
+                "invalid duration {text:?}: the unit is one of ms, s, m, h, d"
+            ));
+        }
+    };
+    per_unit
+        .checked_mul(u32::try_from(number).map_err(|_| format!("duration {text:?} is too long"))?)
+        .ok_or_else(|| format!("duration {text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_engine_keys_are_refused() {
+        let error = Config::from_toml("[engine]\ntimout = \"1s\"").unwrap_err();
+        assert!(error.to_string().contains("timout"), "{error}");
+    }
+
+    #[test]
+    fn durations_take_units_and_plain_seconds() {
+        let config = Config::from_toml("[engine]\ntimeout = 2\nslow_poll = \"5ms\"").unwrap();
+        assert_eq!(config.engine.timeout, Duration::from_secs(2));
+        assert_eq!(config.engine.slow_poll, Duration::from_millis(5));
+        assert!(Config::from_toml("[engine]\ntimeout = \"5 parsecs\"").is_err());
+    }
+}

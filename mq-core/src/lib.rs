@@ -1,0 +1,52 @@
+//! mq's engine: it runs the plugin chains of MailerQ's model on one smol executor per core.
+//!
+//! # Layout
+//!
+//! - `config`: [`Config`], `[engine]` and the engine's keys in each plugin's section.
+//! - `registry`: [`Registry`], the plugins compiled in (collected through inventory), and
+//!   [`Plan`], which of them a config enables.
+//! - `engine`: [`Engine`], one core's plugin instances and the chain of each hook.
+//! - `chain`: [`Engine::run`], the chain rules and the guarantees around each call (deadline,
+//!   retry budget, caught panics), and the [`Outcome`] of a step.
+//! - [`watchdog`]: seeing a plugin block its worker, at one store per poll.
+//! - `metrics`: counters per plugin × hook, per core.
+//! - `runtime`: [`Runtime`], the worker threads, and [`Worker`], a core's handle.
+//! - [`testkit`] (feature `testkit`): plugins and chains through hooks without a network, with
+//!   transcripts for insta snapshots.
+//!
+//! # Example
+//!
+//! Start the compiled-in plugins on two workers and run a chain on worker 1:
+//!
+//! ```
+//! use mq_core::{Config, Outcome, Registry, Runtime};
+//! use mq_plugin_api::{Address, RcptTo};
+//!
+//! let plan = Registry::linked()?.plan(&Config::default())?;
+//! let runtime = Runtime::start(&plan, 2)?;
+//! let outcome = runtime.spawn_on(1, |worker| async move {
+//!     let mut ctx = worker.context();
+//!     let mut rcpt = RcptTo::new(Address::null(), "b@example.net".parse().unwrap(), true);
+//!     worker.engine().run(&mut ctx, &mut rcpt).await
+//! });
+//! assert_eq!(outcome.wait(), Some(Outcome::Proceed));
+//! runtime.shutdown();
+//! # Ok::<(), mq_core::RegistryError>(())
+//! ```
+
+mod chain;
+mod config;
+mod engine;
+mod metrics;
+mod registry;
+mod runtime;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod watchdog;
+
+pub use chain::{Failure, FailureKind, Outcome};
+pub use config::{Config, ConfigError, EngineConfig, FailurePolicy, parse_duration};
+pub use engine::{Engine, Loaded};
+pub use metrics::{HookMetrics, LATENCY_BOUNDS_MICROS, Metrics};
+pub use registry::{Plan, Registry, RegistryError};
+pub use runtime::{JobHandle, Runtime, Worker};

@@ -1,0 +1,277 @@
+//! The per-core runtime: one thread per worker, each with its own smol executor and its own
+//! plugin instances, sharing async-io's reactor.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::thread;
+
+use mq_plugin_api::Context;
+use smol::LocalExecutor;
+use smol::channel::{self, Receiver, Sender};
+
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::registry::{Plan, RegistryError};
+use crate::watchdog::Watchdog;
+
+type Job = Box<dyn FnOnce(Worker) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// The worker threads. Dropping it shuts down as [`Runtime::shutdown`] does.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::{Config, Registry, Runtime};
+///
+/// let plan = Registry::linked().unwrap().plan(&Config::default()).unwrap();
+/// let runtime = Runtime::start(&plan, 2).unwrap();
+/// let core = runtime.spawn_on(1, |worker| async move { worker.core() }).wait();
+/// assert_eq!(core, Some(1));
+/// runtime.shutdown();
+/// ```
+pub struct Runtime {
+    workers: Vec<WorkerThread>,
+    watchdog: Watchdog,
+}
+
+struct WorkerThread {
+    jobs: Sender<Job>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// A worker core's handle, given to the jobs that run on it: its engine, its executor and the
+/// signal that shutdown has begun. It is `!Send`: it stays on its core.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Rc<WorkerInner>,
+}
+
+struct WorkerInner {
+    core: usize,
+    engine: Engine,
+    executor: Rc<LocalExecutor<'static>>,
+    /// Each tracked task holds a clone; shutdown drops this one and waits for the channel to
+    /// close, which happens when the last task is done.
+    in_flight: RefCell<Option<Sender<()>>>,
+    /// Closed when shutdown begins.
+    stopping: Receiver<()>,
+}
+
+/// The result of a job given to [`Runtime::spawn_on`].
+#[derive(Debug)]
+pub struct JobHandle<T> {
+    result: Receiver<T>,
+}
+
+impl<T> JobHandle<T> {
+    /// Waits for the job's result; `None` if the job was dropped unfinished.
+    pub async fn result(self) -> Option<T> {
+        self.result.recv().await.ok()
+    }
+
+    /// Blocks this thread until the job's result is there. Not for use on a worker thread.
+    pub fn wait(self) -> Option<T> {
+        smol::block_on(self.result())
+    }
+}
+
+impl Runtime {
+    /// Starts `workers` worker threads, each building its engine from `plan`, and a watchdog
+    /// with the plan's slow-poll threshold.
+    ///
+    /// # Errors
+    ///
+    /// A plugin's factory refused its config on some core.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot start a thread.
+    pub fn start(plan: &Plan, workers: usize) -> Result<Runtime, RegistryError> {
+        let watchdog = Watchdog::start(plan.engine_config().slow_poll);
+        let (ready_tx, ready_rx) = channel::unbounded();
+        let mut threads = Vec::new();
+        for core in 0..workers.max(1) {
+            let (jobs, job_rx) = channel::unbounded::<Job>();
+            let (plan, watchdog, ready) = (plan.clone(), watchdog.clone(), ready_tx.clone());
+            let thread = thread::Builder::new()
+                .name(format!("mq-core-{core}"))
+                .spawn(move || run_worker(core, &plan, &watchdog, &ready, &job_rx))
+                .expect("a worker thread starts");
+            threads.push(WorkerThread {
+                jobs,
+                thread: Some(thread),
+            });
+        }
+        let runtime = Runtime {
+            workers: threads,
+            watchdog,
+        };
+        for _ in 0..runtime.workers.len() {
+            // Each worker sends once; a worker that died without sending closes nothing while
+            // the others hold senders, so count the answers rather than wait for a close.
+            ready_rx
+                .recv_blocking()
+                .expect("a worker answers")
+                .map_err(|e| *e)?;
+        }
+        Ok(runtime)
+    }
+
+    /// How many workers run.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The watchdog, with the slow polls it has seen.
+    pub fn watchdog(&self) -> &Watchdog {
+        &self.watchdog
+    }
+
+    /// Runs `job` on worker `core` (modulo the worker count) as a task of its own; shutdown waits
+    /// for it.
+    pub fn spawn_on<F, Fut, T>(&self, core: usize, job: F) -> JobHandle<T>
+    where
+        F: FnOnce(Worker) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let (tx, result) = channel::bounded(1);
+        let job: Job = Box::new(move |worker| {
+            Box::pin(async move {
+                let _ = tx.send(job(worker).await).await;
+            })
+        });
+        // A send fails only after shutdown closed the channel; the handle then yields None.
+        let _ = self.workers[core % self.workers.len()]
+            .jobs
+            .send_blocking(job);
+        JobHandle { result }
+    }
+
+    /// Every core's counters summed, with the watchdog's slow polls.
+    pub fn metrics(&self) -> Metrics {
+        let mut total = Metrics::default();
+        let handles: Vec<_> = (0..self.workers())
+            .map(|core| self.spawn_on(core, |worker| async move { worker.engine().metrics() }))
+            .collect();
+        for handle in handles {
+            if let Some(metrics) = handle.wait() {
+                total.merge(&metrics);
+            }
+        }
+        for ((plugin, hook), slow) in self.watchdog.slow_polls() {
+            total.add_slow_polls(plugin, hook, slow.count);
+        }
+        total
+    }
+
+    /// Stops taking jobs, tells running tasks that shutdown began, waits for the tracked tasks
+    /// (chains in flight) to finish, then drops the plugin instances and joins the threads.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for worker in &self.workers {
+            worker.jobs.close();
+        }
+        for worker in &mut self.workers {
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+type Ready = Sender<Result<(), Box<RegistryError>>>;
+
+fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs: &Receiver<Job>) {
+    let beat = watchdog.watch(core, plan.names());
+    let engine = match plan.build_engine(core, beat) {
+        Ok(engine) => engine,
+        Err(error) => {
+            let _ = ready.send_blocking(Err(Box::new(error)));
+            return;
+        }
+    };
+    let _ = ready.send_blocking(Ok(()));
+    let executor = Rc::new(LocalExecutor::new());
+    let (in_flight, all_done) = channel::bounded::<()>(1);
+    let (stop, stopping) = channel::bounded::<()>(1);
+    let worker = Worker {
+        inner: Rc::new(WorkerInner {
+            core,
+            engine,
+            executor: Rc::clone(&executor),
+            in_flight: RefCell::new(Some(in_flight)),
+            stopping,
+        }),
+    };
+    smol::block_on(executor.run(async {
+        while let Ok(job) = jobs.recv().await {
+            worker.spawn(job(worker.clone())).detach();
+        }
+        drop(stop);
+        worker.inner.in_flight.borrow_mut().take();
+        // Closes once every tracked task has dropped its sender.
+        let _ = all_done.recv().await;
+    }));
+    tracing::debug!(core, "worker stopped");
+}
+
+impl Worker {
+    /// The worker's core number, from 0.
+    pub fn core(&self) -> usize {
+        self.inner.core
+    }
+
+    /// The worker's engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// A fresh context on this core, for one connection or one delivery attempt.
+    pub fn context(&self) -> Context {
+        Context::new(self.inner.core, Rc::clone(&self.inner.executor))
+    }
+
+    /// Runs `future` on this core as a tracked task: shutdown waits for it.
+    pub fn spawn<T: 'static>(&self, future: impl Future<Output = T> + 'static) -> smol::Task<T> {
+        let guard = self.inner.in_flight.borrow().clone();
+        self.inner.executor.spawn(async move {
+            let output = future.await;
+            drop(guard);
+            output
+        })
+    }
+
+    /// Resolves when shutdown begins: long-running tasks (listeners) stop taking new work then.
+    pub async fn stopping(&self) {
+        let _ = self.inner.stopping.recv().await;
+    }
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("core", &self.inner.core)
+            .finish_non_exhaustive()
+    }
+}
