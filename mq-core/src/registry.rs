@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mq_plugin_api::{HookSet, PluginConfig, Registration};
+use mq_plugin_api::{ConfigError, HookSet, Plugin, PluginConfig, Registration};
 
 use crate::config::{Config, EngineConfig, FailurePolicy};
 use crate::engine::{Engine, Loaded};
@@ -166,16 +166,31 @@ impl Registry {
     }
 }
 
+/// Runs a plugin's factory, turning a panic into an error that names the plugin: a factory is
+/// plugin code, and the engine's guarantees start there.
+fn build_guarded(
+    registration: &Registration,
+    config: &PluginConfig,
+) -> Result<Box<dyn Plugin>, RegistryError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| registration.build(config))) {
+        Ok(built) => built.map_err(RegistryError::Plugin),
+        Err(_) => Err(RegistryError::Plugin(ConfigError::new(
+            registration.name(),
+            "its factory panicked",
+        ))),
+    }
+}
+
 /// The engine's keys in one `[plugins.NAME]` section.
-struct Settings {
-    enabled: bool,
-    timeout: Duration,
-    policy: FailurePolicy,
+pub(crate) struct Settings {
+    pub(crate) enabled: bool,
+    pub(crate) timeout: Duration,
+    pub(crate) policy: FailurePolicy,
 }
 
 impl Settings {
     /// Removes the engine's keys from `table`, leaving the plugin's own.
-    fn take(
+    pub(crate) fn take(
         plugin: &str,
         table: &mut toml::Table,
         engine: &EngineConfig,
@@ -264,7 +279,7 @@ impl Plan {
         for planned in self.plugins.iter() {
             let registration = planned.registration;
             let config = PluginConfig::new(registration.name(), core, planned.table.clone());
-            let plugin = registration.build(&config).map_err(RegistryError::Plugin)?;
+            let plugin = build_guarded(registration, &config)?;
             loaded.push(Loaded {
                 name: registration.name(),
                 hooks: registration.hooks(),

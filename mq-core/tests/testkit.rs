@@ -1,0 +1,131 @@
+//! The testkit's transcripts, snapshotted: they must read like the dialogue.
+
+use std::cell::Cell;
+
+use mq_core::testkit;
+use mq_core::{FailurePolicy, Outcome};
+use mq_plugin_api::{
+    Address, Context, Control, Data, Envelope, Message, Plugin, RcptTo, Reply, hooks,
+};
+
+/// Stamps the message with the core that received it.
+struct Stamp;
+
+#[hooks]
+impl Plugin for Stamp {
+    async fn smtp_in_data(&self, ctx: &mut Context, data: &mut Data) -> Control {
+        data.message
+            .headers_mut()
+            .prepend("X-Core", ctx.core().to_string());
+        Control::Continue
+    }
+}
+
+/// Refuses recipients at one domain and rewrites one address.
+struct Gate;
+
+#[hooks]
+impl Plugin for Gate {
+    async fn smtp_in_rcpt_to(&self, _ctx: &mut Context, rcpt: &mut RcptTo) -> Control {
+        if rcpt.recipients[0].domain_is("blocked.example") {
+            rcpt.reject(Reply::new(550, "5.7.1", "Recipient refused by policy"));
+        } else if rcpt.recipients[0].local_part() == "alias" {
+            rcpt.recipients = vec!["jane@example.net".parse().expect("an address")];
+        }
+        Control::Continue
+    }
+}
+
+/// Asks for one retry, then continues.
+#[derive(Default)]
+struct Once {
+    retried: Cell<bool>,
+}
+
+#[hooks]
+impl Plugin for Once {
+    async fn smtp_in_data(&self, _ctx: &mut Context, _data: &mut Data) -> Control {
+        if self.retried.replace(true) {
+            Control::Continue
+        } else {
+            Control::Retry
+        }
+    }
+}
+
+/// Panics.
+struct Broken;
+
+#[hooks]
+impl Plugin for Broken {
+    async fn smtp_in_data(&self, _ctx: &mut Context, _data: &mut Data) -> Control {
+        panic!("the plugin's own bug")
+    }
+}
+
+#[test]
+fn a_session_transcript_reads_like_the_dialogue() {
+    let transcript = testkit::session()
+        .plugin_named("stamp", Stamp)
+        .plugin_named("gate", Gate)
+        .ehlo("client.example")
+        .mail_from("a@example.org")
+        .rcpt_to("b@blocked.example")
+        .rcpt_to("alias@example.net")
+        .data("Subject: hi\r\n\r\nbody\r\n")
+        .quit()
+        .run();
+    insta::assert_snapshot!(transcript);
+    let queued = &transcript.queued()[0];
+    assert_eq!(queued.recipient.as_str(), "jane@example.net");
+    assert_eq!(queued.message.headers().get("X-Core"), Some("0"));
+}
+
+#[test]
+fn a_chain_transcript_shows_retries_and_changes() {
+    let envelope = Envelope {
+        sender: Address::null(),
+        recipients: vec![],
+    };
+    let mut data = Data::new(envelope, Message::parse(b"Subject: x\r\n\r\n"));
+    let (transcript, outcome) = testkit::chain()
+        .plugin_named("b-once", Once::default())
+        .plugin_named("a-stamp", Stamp)
+        .run(&mut data);
+    assert_eq!(outcome, Outcome::Proceed);
+    assert_eq!(
+        data.message
+            .headers()
+            .iter()
+            .filter(|h| h.is("X-Core"))
+            .count(),
+        2
+    );
+    insta::assert_snapshot!(transcript);
+}
+
+#[test]
+fn a_panicking_plugin_fails_the_step_in_the_transcript() {
+    let transcript = testkit::session()
+        .on_error(FailurePolicy::Tempfail)
+        .plugin_named("broken", Broken)
+        .ehlo("client.example")
+        .mail_from("")
+        .rcpt_to("postmaster@localhost")
+        .data("Subject: x\r\n\r\nbody\r\n")
+        .run();
+    insta::assert_snapshot!(transcript);
+    assert!(transcript.queued().is_empty());
+}
+
+#[test]
+fn commands_out_of_order_get_the_servers_replies() {
+    let transcript = testkit::session()
+        .mail_from("a@example.org")
+        .ehlo("c")
+        .rcpt_to("b@example.net")
+        .data("x")
+        .auth("u", "p")
+        .run();
+    insta::assert_snapshot!(transcript);
+}
