@@ -96,7 +96,8 @@ impl Harness {
     }
 
     /// Adds the registered plugin `name`, built by its factory from `config`, the TOML of its
-    /// `[plugins.NAME]` section (engine keys such as `timeout` included).
+    /// `[plugins.NAME]` section (engine keys such as `timeout` included). A section with
+    /// `enabled = false` adds nothing, as the registry does.
     ///
     /// # Panics
     ///
@@ -111,6 +112,9 @@ impl Harness {
         let mut table: toml::Table = toml::from_str(config).expect("the plugin's config is TOML");
         let settings =
             Settings::take(name, &mut table, &self.config).expect("the engine keys are valid");
+        if !settings.enabled {
+            return self;
+        }
         let plugin = registration
             .build(&PluginConfig::new(name, 0, table))
             .expect("the plugin accepts its config");
