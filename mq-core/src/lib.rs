@@ -11,7 +11,7 @@
 //! - [`watchdog`]: seeing a plugin block its worker, at one store per poll.
 //! - `metrics`: counters per plugin × hook, per core.
 //! - `runtime`: [`Runtime`], the worker threads, and [`Worker`], a core's handle.
-//! - [`testkit`] (feature `testkit`): plugins and chains through hooks without a network, with
+//! - `testkit` (feature `testkit`): plugins and chains through hooks without a network, with
 //!   transcripts for insta snapshots.
 //!
 //! # Example

@@ -7,7 +7,7 @@ macro_rules! hooks {
         /// One step at which the engine runs a chain of plugins.
         ///
         /// Each hook is a method of [`Plugin`](crate::Plugin) of the same name, and has an event
-        /// type (see [`Event`]).
+        /// type (see [`Event`](crate::Event)).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u8)]
         pub enum HookId {
