@@ -1,0 +1,159 @@
+//! What `mq plugins` prints: every compiled-in plugin, then every hook's chain in call order.
+//!
+//! The text is plain, aligned and stable (no colour, no terminal width), so that operators can
+//! diff it between builds and scripts can read it.
+
+use std::fmt;
+
+use mq_core::{Plan, Registry};
+use mq_plugin_api::{HookId, HookSet};
+
+/// Marks an empty cell: a plugin without hooks, a hook without a chain.
+const NONE: &str = "-";
+
+/// The rows of `mq plugins`, in name order (the order chains run in).
+#[derive(Debug)]
+pub(crate) struct Listing {
+    plugins: Vec<Row>,
+}
+
+#[derive(Debug)]
+struct Row {
+    name: &'static str,
+    enabled: bool,
+    hooks: HookSet,
+}
+
+impl Listing {
+    /// Every plugin in `registry`, enabled if `plan` runs it.
+    pub(crate) fn new(registry: &Registry, plan: &Plan) -> Listing {
+        let plugins = registry
+            .iter()
+            .map(|r| Row {
+                name: r.name(),
+                enabled: plan.plugins().any(|(name, _)| name == r.name()),
+                hooks: r.hooks(),
+            })
+            .collect();
+        Listing { plugins }
+    }
+
+    /// The enabled plugins that implement `hook`, in call order. Rows are in name order, as
+    /// the registry sorts them, so this is the order the engine runs them in.
+    fn chain(&self, hook: HookId) -> Vec<&'static str> {
+        self.plugins
+            .iter()
+            .filter(|row| row.enabled && row.hooks.contains(hook))
+            .map(|row| row.name)
+            .collect()
+    }
+
+    fn write_plugins(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "plugins ({} compiled in)", self.plugins.len())?;
+        if self.plugins.is_empty() {
+            return writeln!(f, "  {NONE}");
+        }
+        let width = self.plugins.iter().map(|row| row.name.len()).max();
+        let width = width.unwrap_or(0);
+        for row in &self.plugins {
+            let state = if row.enabled { "enabled" } else { "disabled" };
+            let hooks = joined(row.hooks.iter().map(HookId::name));
+            writeln!(f, "  {:width$}   {state:8}  {hooks}", row.name)?;
+        }
+        Ok(())
+    }
+
+    fn write_chains(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "chains")?;
+        let width = HookId::ALL.iter().map(|h| h.name().len()).max();
+        let width = width.unwrap_or(0);
+        for hook in HookId::ALL {
+            let chain = joined(self.chain(hook).into_iter());
+            writeln!(f, "  {:width$}   {chain}", hook.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Listing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_plugins(f)?;
+        writeln!(f)?;
+        self.write_chains(f)
+    }
+}
+
+/// `a, b, c`, or [`NONE`] for nothing.
+fn joined<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let text = items.collect::<Vec<_>>().join(", ");
+    if text.is_empty() {
+        NONE.to_owned()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &'static str, enabled: bool, hooks: &[HookId]) -> Row {
+        let hooks = hooks.iter().copied().collect();
+        Row {
+            name,
+            enabled,
+            hooks,
+        }
+    }
+
+    fn render(plugins: Vec<Row>) -> String {
+        Listing { plugins }.to_string()
+    }
+
+    #[test]
+    fn chains_hold_enabled_plugins_in_name_order() {
+        let text = render(vec![
+            row("audit", true, &[HookId::SmtpInData]),
+            row("banner", true, &[HookId::SmtpInConnect, HookId::SmtpInData]),
+            row("zz", false, &[HookId::SmtpInData]),
+        ]);
+        let expected = "\
+plugins (3 compiled in)
+  audit    enabled   smtp_in_data
+  banner   enabled   smtp_in_connect, smtp_in_data
+  zz       disabled  smtp_in_data
+
+chains
+  smtp_in_connect        banner
+  smtp_in_helo           -
+  smtp_in_secure         -
+  smtp_in_authenticate   -
+  smtp_in_mail_from      -
+  smtp_in_rcpt_to        -
+  smtp_in_data           audit, banner
+  smtp_in_message        -
+  smtp_in_close          -
+  queue_pickup           -
+  smtp_out_connect       -
+  smtp_out_mail_from     -
+  smtp_out_rcpt_to       -
+  smtp_out_data          -
+  smtp_out_sent          -
+  delivery_result        -
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_build_without_plugins_says_so() {
+        let text = render(Vec::new());
+        assert!(text.starts_with("plugins (0 compiled in)\n  -\n\nchains\n"));
+        assert_eq!(text.lines().filter(|l| l.ends_with("   -")).count(), 16);
+    }
+
+    #[test]
+    fn a_plugin_without_hooks_shows_a_dash() {
+        let text = render(vec![row("idle", true, &[])]);
+        assert!(text.contains("  idle   enabled   -\n"), "{text}");
+    }
+}

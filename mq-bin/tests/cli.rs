@@ -1,0 +1,176 @@
+//! The `mq` binary as an operator runs it: its output, its errors and exit codes.
+//!
+//! Tests that expect the `headers` plugin are compiled only with the `headers` feature (a
+//! default), so that `cargo test -p mq-bin --no-default-features` still passes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the real `mq` binary with `args`, logging at the default level.
+fn mq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mq"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the mq binary runs")
+}
+
+/// Writes `text` to a file of its own under cargo's scratch directory for tests.
+fn config_file(name: &str, text: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&path, text).expect("the scratch directory is writable");
+    path
+}
+
+/// `mq --config <text as a file> plugins`.
+fn plugins_with(name: &str, text: &str) -> Output {
+    let path = config_file(name, text);
+    mq(&["--config", path.to_str().expect("a UTF-8 path"), "plugins"])
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// The plugins in `hook`'s chain as `mq plugins` printed it; `["-"]` for an empty chain.
+fn chain(listing: &str, hook: &str) -> Vec<String> {
+    let chains = listing
+        .split_once("\nchains\n")
+        .expect("a chains section")
+        .1;
+    let line = chains
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(hook))
+        .unwrap_or_else(|| panic!("no line for {hook} in:\n{listing}"));
+    let rest = line.trim_start().strip_prefix(hook).unwrap().trim();
+    rest.split(", ").map(str::to_owned).collect()
+}
+
+/// Asserts that `output` is a failure with one line `mq: …` on stderr, and returns that line.
+fn one_error_line(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+    let text = stderr(output);
+    assert!(text.starts_with("mq: "), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    text
+}
+
+#[test]
+fn help_names_the_plugins_subcommand() {
+    let output = mq(&["--help"]);
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("plugins"), "{}", stdout(&output));
+}
+
+#[test]
+fn every_hook_is_listed_in_order_even_with_an_empty_chain() {
+    let output = mq(&["plugins"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let hooks: Vec<&str> = text
+        .split_once("\nchains\n")
+        .unwrap()
+        .1
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    let all: Vec<&str> = mq_plugin_api::HookId::ALL
+        .iter()
+        .map(|h| h.name())
+        .collect();
+    assert_eq!(hooks, all);
+    assert_eq!(chain(&text, "smtp_in_connect"), ["-"]);
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-config.toml");
+    let output = mq(&["--config", path.to_str().unwrap(), "plugins"]);
+    let line = one_error_line(&output);
+    assert!(line.contains(path.to_str().unwrap()), "{line}");
+}
+
+#[test]
+fn a_malformed_config_file_is_one_clear_line() {
+    let output = plugins_with("malformed.toml", "[engine\ntimeout = \"5s\"\n");
+    let line = one_error_line(&output);
+    assert!(line.contains("malformed.toml"), "{line}");
+    assert!(line.contains("TOML parse error at line 1"), "{line}");
+}
+
+#[test]
+fn an_unknown_engine_key_is_named() {
+    let output = plugins_with("unknown-key.toml", "[engine]\ntimout = \"5s\"\n");
+    let line = one_error_line(&output);
+    assert!(line.contains("unknown field `timout`"), "{line}");
+}
+
+#[test]
+fn a_section_for_a_plugin_not_compiled_in_names_it_and_the_plugins_that_are() {
+    let output = plugins_with("nosuch.toml", "[plugins.nosuch]\n");
+    let line = one_error_line(&output);
+    assert!(line.contains("nosuch"), "{line}");
+    #[cfg(feature = "headers")]
+    assert!(line.contains("headers"), "{line}");
+}
+
+/// Needs the bundled `headers` plugin.
+#[cfg(feature = "headers")]
+mod headers {
+    use super::*;
+
+    // A test binary links only the plugin crates it mentions, like any binary: without this
+    // line `Registry::linked()` below would be empty, even though mq-bin depends on the plugin.
+    use mq_bin as _;
+
+    #[test]
+    fn the_library_links_the_headers_plugin_into_whoever_mentions_it() {
+        let registry = mq_core::Registry::linked().expect("no duplicate names");
+        assert!(registry.names().contains(&"headers"), "{registry:?}");
+    }
+
+    #[test]
+    fn plugins_lists_headers_in_the_smtp_in_data_chain() {
+        let output = mq(&["plugins"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        assert!(
+            text.contains("\n  headers   enabled   smtp_in_data\n"),
+            "{text}"
+        );
+        assert!(chain(&text, "smtp_in_data").contains(&"headers".to_owned()));
+    }
+
+    #[test]
+    fn a_disabled_plugin_is_listed_but_in_no_chain() {
+        let output = plugins_with("disabled.toml", "[plugins.headers]\nenabled = false\n");
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        assert!(
+            text.contains("\n  headers   disabled  smtp_in_data\n"),
+            "{text}"
+        );
+        assert_eq!(chain(&text, "smtp_in_data"), ["-"]);
+    }
+
+    #[test]
+    fn a_section_the_plugin_refuses_stops_with_the_plugin_named() {
+        let text = "[[plugins.headers.add]]\nname = \"X Bad\"\nvalue = \"1\"\n";
+        let output = plugins_with("bad-headers.toml", text);
+        let line = one_error_line(&output);
+        assert!(line.contains("\"headers\""), "{line}");
+        assert!(line.contains("X Bad"), "{line}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../mq.example.toml");
+        let output = mq(&["--config", path, "plugins"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stdout(&output).contains("  headers   enabled"));
+    }
+}
