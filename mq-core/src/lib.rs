@@ -11,6 +11,7 @@
 //! - [`watchdog`]: seeing a plugin block its worker, at one store per poll.
 //! - `metrics`: counters per plugin × hook, per core.
 //! - `runtime`: [`Runtime`], the worker threads, and [`Worker`], a core's handle.
+//! - [`smtp`]: the protocol pieces: command parsing, the DATA reader.
 //! - `testkit` (feature `testkit`): plugins and chains through hooks without a network, with
 //!   transcripts for insta snapshots.
 //!
@@ -42,6 +43,7 @@ mod registry;
 mod runtime;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod smtp;
 pub mod watchdog;
 
 pub use chain::{Failure, FailureKind, Outcome};

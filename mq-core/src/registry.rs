@@ -208,8 +208,8 @@ impl Settings {
         };
         let timeout = match table.remove("timeout") {
             None => engine.timeout,
-            Some(toml::Value::Integer(seconds)) => {
-                Duration::from_secs(seconds.try_into().unwrap_or(0))
+            Some(toml::Value::Integer(seconds)) if seconds > 0 => {
+                Duration::from_secs(seconds.unsigned_abs())
             }
             Some(toml::Value::String(text)) => {
                 crate::config::parse_duration(&text).map_err(wrong)?
@@ -220,6 +220,9 @@ impl Settings {
                 )));
             }
         };
+        if timeout.is_zero() {
+            return Err(wrong("timeout must be longer than zero".into()));
+        }
         let policy = match table.remove("on_error") {
             None => engine.on_error,
             Some(value) => value
@@ -289,5 +292,40 @@ impl Plan {
             });
         }
         Engine::new(core, &self.engine, loaded, beat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(section: &str) -> Result<Settings, RegistryError> {
+        let mut table: toml::Table = toml::from_str(section).expect("TOML");
+        Settings::take("p", &mut table, &EngineConfig::default())
+    }
+
+    #[test]
+    fn engine_keys_leave_the_plugins_own_keys() {
+        let mut table: toml::Table =
+            toml::from_str("enabled = false\ntimeout = \"2s\"\nmine = 1").expect("TOML");
+        let settings = Settings::take("p", &mut table, &EngineConfig::default()).expect("valid");
+        assert!(!settings.enabled);
+        assert_eq!(settings.timeout, Duration::from_secs(2));
+        assert_eq!(table.keys().collect::<Vec<_>>(), ["mine"]);
+    }
+
+    #[test]
+    fn a_timeout_of_zero_or_less_is_refused() {
+        for section in [
+            "timeout = 0",
+            "timeout = -5",
+            "timeout = \"0s\"",
+            "timeout = true",
+        ] {
+            let error = take(section).err().expect("refused");
+            assert!(error.to_string().contains("timeout"), "{section}: {error}");
+        }
+        assert!(take("on_error = \"sometimes\"").is_err());
+        assert!(take("enabled = \"yes\"").is_err());
     }
 }

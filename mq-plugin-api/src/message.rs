@@ -134,8 +134,9 @@ fn field_name(line: &[u8]) -> Option<&str> {
 }
 
 impl Headers {
-    /// The first field called `name` (compared without regard to case), its value unfolded and
-    /// trimmed; `None` if there is none or its value is not UTF-8.
+    /// The first field called `name` (compared without regard to case), its value trimmed;
+    /// `None` if there is none or its value is not UTF-8. A folded value keeps its line breaks:
+    /// [`Header::unfolded`] joins them.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.iter().find(|h| h.is(name)).and_then(Header::value_str)
     }
@@ -189,10 +190,26 @@ impl Headers {
         true
     }
 
+    /// A new field. A name or value a plugin gives may not smuggle in another field or end the
+    /// header block: characters a field name cannot hold are dropped from the name, and each CR
+    /// or LF in the value becomes a space.
     fn make(&self, name: &str, value: &str) -> Header {
+        let name: String = name
+            .chars()
+            .filter(|&c| c.is_ascii_graphic() && c != ':')
+            .collect();
+        let name = if name.is_empty() {
+            "X-Invalid-Name".to_owned()
+        } else {
+            name
+        };
         let mut raw = Vec::with_capacity(value.len() + 3);
         raw.push(b' ');
-        raw.extend_from_slice(value.as_bytes());
+        raw.extend(
+            value
+                .bytes()
+                .map(|b| if matches!(b, b'\r' | b'\n') { b' ' } else { b }),
+        );
         raw.extend_from_slice(self.newline());
         Header {
             name: name.into(),
@@ -248,7 +265,8 @@ impl Header {
         &self.raw_value
     }
 
-    /// The value unfolded and trimmed, or `None` if it is not UTF-8.
+    /// The value trimmed, or `None` if it is not UTF-8. A folded value keeps its line breaks:
+    /// [`Header::unfolded`] joins them.
     pub fn value_str(&self) -> Option<&str> {
         let value = std::str::from_utf8(&self.raw_value).ok()?;
         Some(value.trim())
@@ -319,6 +337,19 @@ mod tests {
             let again = Message::parse(&message.to_bytes());
             assert_eq!(again, message);
         }
+    }
+
+    #[test]
+    fn a_new_field_cannot_smuggle_in_another() {
+        let mut message = Message::parse(b"Subject: x\r\n\r\nbody\r\n");
+        message
+            .headers_mut()
+            .append("X-A", "1\r\nBcc: victim@example.org\r\n\r\nfake body");
+        message.headers_mut().prepend("Bad Name:", "v");
+        let again = Message::parse(&message.to_bytes());
+        assert_eq!(again.headers().len(), 3);
+        assert_eq!(again.headers().get("BadName"), Some("v"));
+        assert_eq!(again.body(), b"body\r\n");
     }
 
     #[test]

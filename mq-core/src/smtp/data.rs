@@ -1,0 +1,251 @@
+//! Reading the message after DATA: dot-unstuffing, the size limit, and no bare line endings.
+//!
+//! Only `CRLF . CRLF` ends a message. A bare LF or bare CR anywhere refuses the message, but
+//! reading goes on to the real end, so that `\n.\n` (or `\r.\r\n`) can never end a message here
+//! nor smuggle a second one past a server after us: what follows it is data, and data is
+//! refused.
+
+use futures::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// Why a message was not taken.
+#[derive(Debug)]
+pub enum DataError {
+    /// The message is larger than the limit; it was read to its end and dropped.
+    TooBig,
+    /// The message holds a bare LF or bare CR; it was read to its end and dropped.
+    BareLineEnding,
+    /// The connection closed or failed before the end of the message.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for DataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataError::TooBig => f.write_str("message too big"),
+            DataError::BareLineEnding => f.write_str("bare <CR> or <LF> in message"),
+            DataError::Io(error) => write!(f, "connection lost during DATA: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for DataError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a line that followed a CRLF (or the start of the data).
+    LineStart,
+    /// The line so far is a single `.`.
+    Dot,
+    /// The line so far is `.` CR.
+    DotCr,
+    /// Inside a line.
+    Inside,
+    /// After a CR inside a line.
+    Cr,
+}
+
+/// A DATA reader: feed it the bytes the client sends; it says when the message ended.
+#[derive(Debug)]
+pub struct DataReader {
+    state: State,
+    body: Vec<u8>,
+    limit: usize,
+    too_big: bool,
+    bare: bool,
+}
+
+impl DataReader {
+    /// A reader that keeps at most `limit` bytes of message.
+    pub fn new(limit: usize) -> DataReader {
+        DataReader {
+            state: State::LineStart,
+            body: Vec::new(),
+            limit,
+            too_big: false,
+            bare: false,
+        }
+    }
+
+    /// Takes bytes from `input`; returns how many it used and whether the message ended (the
+    /// bytes after the end belong to the next command).
+    pub fn feed(&mut self, input: &[u8]) -> (usize, bool) {
+        for (index, &byte) in input.iter().enumerate() {
+            if self.step(byte) {
+                return (index + 1, true);
+            }
+        }
+        (input.len(), false)
+    }
+
+    /// The message, once [`feed`](DataReader::feed) said it ended.
+    ///
+    /// # Errors
+    ///
+    /// The message was too big or held a bare line ending.
+    pub fn finish(self) -> Result<Vec<u8>, DataError> {
+        if self.bare {
+            Err(DataError::BareLineEnding)
+        } else if self.too_big {
+            Err(DataError::TooBig)
+        } else {
+            Ok(self.body)
+        }
+    }
+
+    /// How many message bytes were seen so far (kept or not).
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether no message byte was seen yet.
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+
+    fn emit(&mut self, bytes: &[u8]) {
+        if self.body.len() + bytes.len() > self.limit {
+            self.too_big = true;
+        } else {
+            self.body.extend_from_slice(bytes);
+        }
+    }
+
+    /// One byte; true when it ended the message.
+    fn step(&mut self, byte: u8) -> bool {
+        self.state = match (self.state, byte) {
+            (State::DotCr, b'\n') => return true,
+            (State::Cr, b'\n') => {
+                self.emit(b"\r\n");
+                State::LineStart
+            }
+            (State::LineStart, b'.') => State::Dot,
+            (State::Dot, b'\r') => State::DotCr,
+            (State::LineStart | State::Inside, b'\r') => State::Cr,
+            (State::Cr | State::DotCr, _) => self.bare_cr(byte),
+            (_, b'\n') => self.bare_lf(),
+            // The first dot of a line that holds more is the sender's stuffing: it was dropped.
+            (State::LineStart | State::Dot | State::Inside, _) => self.inside(byte),
+        };
+        false
+    }
+
+    fn inside(&mut self, byte: u8) -> State {
+        self.emit(&[byte]);
+        State::Inside
+    }
+
+    /// A LF without its CR. What follows is no line start, so `\n.\n` ends nothing.
+    fn bare_lf(&mut self) -> State {
+        self.bare = true;
+        self.emit(b"\n");
+        State::Inside
+    }
+
+    /// A CR followed by `byte`, which is not LF.
+    fn bare_cr(&mut self, byte: u8) -> State {
+        self.bare = true;
+        self.emit(b"\r");
+        match byte {
+            b'\r' => State::Cr,
+            _ => self.inside(byte),
+        }
+    }
+}
+
+/// Reads a message from `reader` up to its `CRLF . CRLF`, keeping at most `limit` bytes.
+///
+/// # Errors
+///
+/// The connection failed or closed before the end, or the message is refused (too big, bare
+/// line ending) after it was read to its end.
+pub async fn read_data<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<Vec<u8>, DataError> {
+    let mut data = DataReader::new(limit);
+    loop {
+        let input = reader.fill_buf().await.map_err(DataError::Io)?;
+        if input.is_empty() {
+            return Err(DataError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        let (used, ended) = data.feed(input);
+        reader.consume_unpin(used);
+        if ended {
+            return data.finish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(input: &[u8], limit: usize) -> (Result<Vec<u8>, DataError>, usize) {
+        let mut data = DataReader::new(limit);
+        let (used, ended) = data.feed(input);
+        assert!(
+            ended,
+            "the message ends in {:?}",
+            String::from_utf8_lossy(input)
+        );
+        (data.finish(), used)
+    }
+
+    #[test]
+    fn ends_at_crlf_dot_crlf_and_unstuffs_dots() {
+        let (body, used) = read(
+            b"Subject: x\r\n\r\n..leading\r\n.x\r\nend\r\n.\r\nQUIT\r\n",
+            1000,
+        );
+        assert_eq!(body.unwrap(), b"Subject: x\r\n\r\n.leading\r\nx\r\nend\r\n");
+        assert_eq!(used, 37, "everything up to the end, not the QUIT after it");
+        let (body, _) = read(b".\r\n", 1000);
+        assert_eq!(body.unwrap(), b"");
+    }
+
+    #[test]
+    fn a_bare_lf_dot_lf_ends_nothing_and_refuses_the_message() {
+        let smuggled = b"a\r\n\n.\nMAIL FROM:<evil@example.org>\r\n.\r\n";
+        let (body, used) = read(smuggled, 1000);
+        assert!(matches!(body, Err(DataError::BareLineEnding)));
+        assert_eq!(used, smuggled.len());
+    }
+
+    #[test]
+    fn bare_cr_variants_are_refused_and_end_nothing() {
+        for input in [
+            &b"a\r.\r\nb\r\n.\r\n"[..],
+            b"a\r\n.\r.\r\n.\r\n",
+            b"a\rb\r\n.\r\n",
+            b"a\r\r\n.\r\n",
+            b"\n.\r\n.\r\n",
+        ] {
+            let (body, used) = read(input, 1000);
+            assert!(
+                matches!(body, Err(DataError::BareLineEnding)),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(used, input.len(), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_read_to_its_end_and_refused() {
+        let (body, used) = read(b"0123456789\r\n.\r\nNOOP\r\n", 5);
+        assert!(matches!(body, Err(DataError::TooBig)));
+        assert_eq!(used, 15);
+    }
+
+    #[test]
+    fn input_split_anywhere_gives_the_same_message() {
+        let input = b"A: b\r\n\r\n..x\r\ny\r\n.\r\n";
+        for split in 0..input.len() {
+            let mut data = DataReader::new(100);
+            let (used, ended) = data.feed(&input[..split]);
+            assert_eq!((used, ended), (split, false));
+            assert_eq!(data.feed(&input[split..]), (input.len() - split, true));
+            assert_eq!(data.finish().unwrap(), b"A: b\r\n\r\n.x\r\ny\r\n");
+        }
+    }
+}
