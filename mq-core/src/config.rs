@@ -32,6 +32,66 @@ pub struct Config {
     /// plugin's own.
     #[serde(default)]
     pub plugins: BTreeMap<String, toml::Table>,
+    /// The SMTP server.
+    #[serde(default)]
+    pub smtp: crate::smtp::SmtpConfig,
+    /// Where and how messages are kept.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// The loopback HTTP port for metrics and queue administration.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct QueueConfig {
+    /// The data directory: the queue under `queue/`, local mail under `mail/` (default
+    /// `./mq-data`).
+    pub data_dir: std::path::PathBuf,
+    /// Whether to fsync before acknowledging (default true). Off, a crash can lose accepted
+    /// mail: for benchmarks only.
+    pub fsync: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            data_dir: "mq-data".into(),
+            fsync: true,
+        }
+    }
+}
+
+/// `[admin]`: Prometheus metrics (`GET /metrics`) and queue commands for `mq queue`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// The address to listen on; loopback only is wise (default `127.0.0.1:9025`). An empty
+    /// string turns the port off.
+    #[serde(deserialize_with = "optional_address")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9025))),
+        }
+    }
+}
+
+fn optional_address<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// Why a configuration could not be read.

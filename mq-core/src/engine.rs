@@ -124,6 +124,11 @@ impl Engine {
             .map(|&i| self.slots[usize::from(i)].name)
     }
 
+    /// Whether any plugin is in the chain of `hook`.
+    pub fn has_chain(&self, hook: HookId) -> bool {
+        !self.chains[hook.index()].is_empty()
+    }
+
     /// This core's counters for every plugin × hook in a chain.
     pub fn metrics(&self) -> Metrics {
         let mut entries = Vec::new();

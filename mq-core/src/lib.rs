@@ -11,7 +11,11 @@
 //! - [`watchdog`]: seeing a plugin block its worker, at one store per poll.
 //! - `metrics`: counters per plugin × hook, per core.
 //! - `runtime`: [`Runtime`], the worker threads, and [`Worker`], a core's handle.
+//! - [`queue`]: the [`Queue`](queue::Queue) trait and the durable [`EmbeddedQueue`](queue::EmbeddedQueue),
+//!   a journal on local disk with group commit.
 //! - [`smtp`]: the protocol pieces: command parsing, the DATA reader.
+//! - [`admin`]: the loopback HTTP port: Prometheus metrics and the queue commands of a running
+//!   server.
 //! - `testkit` (feature `testkit`): plugins and chains through hooks without a network, with
 //!   transcripts for insta snapshots.
 //!
@@ -35,15 +39,17 @@
 //! # Ok::<(), mq_core::RegistryError>(())
 //! ```
 
+pub mod admin;
 mod chain;
 mod config;
 mod engine;
 mod metrics;
+pub mod queue;
 mod registry;
 mod runtime;
+pub mod smtp;
 #[cfg(feature = "testkit")]
 pub mod testkit;
-pub mod smtp;
 pub mod watchdog;
 
 pub use chain::{Failure, FailureKind, Outcome};

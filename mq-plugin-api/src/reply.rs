@@ -13,6 +13,9 @@ use std::fmt;
 /// ```
 /// use mq_plugin_api::Reply;
 ///
+/// let reply = Reply::new(451, "4.7.1", "one line\r\n250 not another");
+/// assert_eq!(reply.text(), "one line  250 not another");
+///
 /// let reply = Reply::new(554, "5.7.1", "Relay access denied");
 /// assert_eq!(reply.to_string(), "554 5.7.1 Relay access denied");
 /// assert!(reply.is_permanent());
@@ -25,7 +28,8 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A reply with an enhanced status code; pass `""` for none.
+    /// A reply with an enhanced status code; pass `""` for none. Control characters in the
+    /// text become spaces: a reply cannot end early or smuggle a second one.
     ///
     /// A code outside 200..=599 is kept as given; the server answers such a reply with
     /// `451 4.3.0` instead of sending it (see the server's docs).
@@ -37,11 +41,11 @@ impl Reply {
     /// assert_eq!(reply.enhanced(), None);
     /// ```
     pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
-        let enhanced = (!enhanced.is_empty()).then(|| enhanced.into());
+        let enhanced = (!enhanced.is_empty()).then(|| clean(enhanced).into());
         Reply {
             code,
             enhanced,
-            text: text.into().into_boxed_str(),
+            text: clean(&text.into()).into_boxed_str(),
         }
     }
 
@@ -81,6 +85,14 @@ impl Reply {
     pub fn is_permanent(&self) -> bool {
         (500..600).contains(&self.code)
     }
+}
+
+/// The text with control characters (CR and LF above all) made spaces, so that a reply is one
+/// line on the wire whatever a plugin put in it.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 impl fmt::Display for Reply {

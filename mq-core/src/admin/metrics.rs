@@ -1,0 +1,366 @@
+//! `GET /metrics`: the server's, the queue's and every plugin × hook's counters in Prometheus'
+//! text exposition format (version 0.0.4).
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::Ordering;
+
+use crate::metrics::{HookMetrics, LATENCY_BOUNDS_MICROS, Metrics};
+use crate::smtp::Stats;
+
+/// Renders the counters as a Prometheus scrape: `# HELP` and `# TYPE` lines, then the samples.
+///
+/// A pure function of its inputs, so that the page is tested without a server. The latency
+/// histogram `mq_plugin_wait_seconds` counts only the calls that had to wait (returned Pending
+/// on their first poll); its buckets are cumulative, as Prometheus requires.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::Metrics;
+/// use mq_core::admin::render_metrics;
+/// use mq_core::smtp::Stats;
+///
+/// let stats = Stats::default();
+/// stats.messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// let page = render_metrics(&stats, &Metrics::default(), 2);
+/// assert!(page.contains("\nmq_messages_total 1\n"));
+/// assert!(page.contains("\nmq_queue_entries 2\n"));
+/// ```
+pub fn render_metrics(stats: &Stats, metrics: &Metrics, queue_entries: usize) -> String {
+    let mut page = Page(String::new());
+    // Writing to a String cannot fail; the Results only carry fmt's signature.
+    let _ = page.server(stats, queue_entries);
+    let _ = page.plugins(metrics);
+    page.0
+}
+
+/// The page being written.
+struct Page(String);
+
+impl Page {
+    /// Starts a metric family with its help text and type.
+    fn family(&mut self, name: &str, kind: &str, help: &str) -> fmt::Result {
+        writeln!(self.0, "# HELP {name} {help}")?;
+        writeln!(self.0, "# TYPE {name} {kind}")
+    }
+
+    /// A family of one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: u64) -> fmt::Result {
+        self.family(name, kind, help)?;
+        writeln!(self.0, "{name} {value}")
+    }
+
+    fn server(&mut self, stats: &Stats, queue_entries: usize) -> fmt::Result {
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        self.single(
+            "mq_smtp_sessions_total",
+            "counter",
+            "SMTP sessions accepted since start.",
+            load(&stats.sessions),
+        )?;
+        self.single(
+            "mq_smtp_sessions_active",
+            "gauge",
+            "SMTP sessions open now.",
+            load(&stats.active),
+        )?;
+        self.single(
+            "mq_messages_total",
+            "counter",
+            "Messages queued since start.",
+            load(&stats.messages),
+        )?;
+        self.single(
+            "mq_message_bytes_total",
+            "counter",
+            "Bytes of messages queued since start.",
+            load(&stats.bytes),
+        )?;
+        self.family(
+            "mq_smtp_replies_total",
+            "counter",
+            "SMTP replies sent, by code.",
+        )?;
+        for (code, count) in stats.replies() {
+            writeln!(self.0, "mq_smtp_replies_total{{code=\"{code}\"}} {count}")?;
+        }
+        self.single(
+            "mq_queue_entries",
+            "gauge",
+            "Queued entries (one per recipient).",
+            queue_entries as u64,
+        )
+    }
+
+    fn plugins(&mut self, metrics: &Metrics) -> fmt::Result {
+        self.family(
+            "mq_plugin_calls_total",
+            "counter",
+            "Plugin calls by the control they returned.",
+        )?;
+        for m in metrics.iter() {
+            for (control, count) in [
+                ("continue", m.continues),
+                ("complete", m.completes),
+                ("retry", m.retries),
+            ] {
+                writeln!(
+                    self.0,
+                    "mq_plugin_calls_total{{{},control=\"{control}\"}} {count}",
+                    labels(m)
+                )?;
+            }
+        }
+        self.per_hook(
+            "mq_plugin_rejects_total",
+            "Plugin calls that set a reply.",
+            metrics,
+            |m| m.rejects,
+        )?;
+        self.per_hook(
+            "mq_plugin_timeouts_total",
+            "Plugin calls dropped at their deadline.",
+            metrics,
+            |m| m.timeouts,
+        )?;
+        self.per_hook(
+            "mq_plugin_panics_total",
+            "Plugin calls that panicked.",
+            metrics,
+            |m| m.panics,
+        )?;
+        self.per_hook(
+            "mq_plugin_slow_polls_total",
+            "Polls that held a worker past the slow-poll threshold.",
+            metrics,
+            |m| m.slow_polls,
+        )?;
+        self.histogram(metrics)
+    }
+
+    /// A counter family with one sample per plugin × hook.
+    fn per_hook(
+        &mut self,
+        name: &str,
+        help: &str,
+        metrics: &Metrics,
+        value: fn(&HookMetrics) -> u64,
+    ) -> fmt::Result {
+        self.family(name, "counter", help)?;
+        for m in metrics.iter() {
+            writeln!(self.0, "{name}{{{}}} {}", labels(m), value(m))?;
+        }
+        Ok(())
+    }
+
+    fn histogram(&mut self, metrics: &Metrics) -> fmt::Result {
+        let name = "mq_plugin_wait_seconds";
+        self.family(
+            name,
+            "histogram",
+            "Latency of plugin calls that had to wait.",
+        )?;
+        for m in metrics.iter() {
+            let labels = labels(m);
+            // The engine counts each bucket on its own; Prometheus wants each to include those
+            // below it.
+            let mut cumulative = 0;
+            for (bound, count) in LATENCY_BOUNDS_MICROS.iter().zip(m.waited) {
+                cumulative += count;
+                writeln!(
+                    self.0,
+                    "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}",
+                    seconds(*bound)
+                )?;
+            }
+            writeln!(
+                self.0,
+                "{name}_bucket{{{labels},le=\"+Inf\"}} {}",
+                m.waited_calls()
+            )?;
+            writeln!(
+                self.0,
+                "{name}_sum{{{labels}}} {}",
+                seconds(m.waited_micros)
+            )?;
+            writeln!(self.0, "{name}_count{{{labels}}} {}", m.waited_calls())?;
+        }
+        Ok(())
+    }
+}
+
+/// `plugin="…",hook="…"`.
+fn labels(m: &HookMetrics) -> String {
+    format!(
+        "plugin=\"{}\",hook=\"{}\"",
+        escape(m.plugin),
+        escape(m.hook.name())
+    )
+}
+
+/// A label value escaped as the exposition format asks (backslash, quote, newline).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Microseconds as exact decimal seconds, without trailing zeros: `250` → `0.00025`. Integer
+/// arithmetic rather than `f64`, so that sums stay exact however large they grow.
+fn seconds(micros: u64) -> String {
+    let text = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use mq_plugin_api::HookId;
+
+    use super::*;
+
+    fn hook(plugin: &'static str, waited: [u64; LATENCY_BOUNDS_MICROS.len() + 1]) -> HookMetrics {
+        HookMetrics {
+            plugin,
+            hook: HookId::SmtpInData,
+            continues: 5,
+            completes: 1,
+            retries: 0,
+            rejects: 2,
+            timeouts: 1,
+            panics: 0,
+            slow_polls: 3,
+            waited,
+            waited_micros: 1_250_000,
+        }
+    }
+
+    fn page(entries: Vec<HookMetrics>) -> String {
+        let stats = Stats::default();
+        stats.sessions.store(4, Ordering::Relaxed);
+        stats.active.store(1, Ordering::Relaxed);
+        stats.messages.store(3, Ordering::Relaxed);
+        stats.bytes.store(1_024, Ordering::Relaxed);
+        let mut metrics = Metrics::default();
+        metrics.merge(&Metrics::new(entries));
+        render_metrics(&stats, &metrics, 7)
+    }
+
+    fn samples(page: &str) -> Vec<&str> {
+        page.lines().filter(|line| !line.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn server_counters_are_plain_samples() {
+        let page = page(Vec::new());
+        let samples = samples(&page);
+        for expected in [
+            "mq_smtp_sessions_total 4",
+            "mq_smtp_sessions_active 1",
+            "mq_messages_total 3",
+            "mq_message_bytes_total 1024",
+            "mq_queue_entries 7",
+        ] {
+            assert!(samples.contains(&expected), "{expected} in\n{page}");
+        }
+        assert!(
+            page.contains("# TYPE mq_smtp_sessions_active gauge\n"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn every_plugin_hook_has_its_counters_by_control() {
+        let mut waited = [0; LATENCY_BOUNDS_MICROS.len() + 1];
+        waited[0] = 1;
+        let page = page(vec![hook("headers", waited)]);
+        let labels = "plugin=\"headers\",hook=\"smtp_in_data\"";
+        for expected in [
+            format!("mq_plugin_calls_total{{{labels},control=\"continue\"}} 5"),
+            format!("mq_plugin_calls_total{{{labels},control=\"complete\"}} 1"),
+            format!("mq_plugin_calls_total{{{labels},control=\"retry\"}} 0"),
+            format!("mq_plugin_rejects_total{{{labels}}} 2"),
+            format!("mq_plugin_timeouts_total{{{labels}}} 1"),
+            format!("mq_plugin_panics_total{{{labels}}} 0"),
+            format!("mq_plugin_slow_polls_total{{{labels}}} 3"),
+        ] {
+            assert!(
+                samples(&page).contains(&expected.as_str()),
+                "{expected} in\n{page}"
+            );
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_with_inf() {
+        let mut waited = [0; LATENCY_BOUNDS_MICROS.len() + 1];
+        waited[0] = 2; // ≤ 100 µs
+        waited[3] = 1; // ≤ 1 ms
+        waited[LATENCY_BOUNDS_MICROS.len()] = 1; // above 30 s
+        let page = page(vec![hook("slow", waited)]);
+        let buckets: Vec<&str> = samples(&page)
+            .into_iter()
+            .filter(|line| line.starts_with("mq_plugin_wait_seconds_bucket"))
+            .collect();
+        assert_eq!(buckets.len(), LATENCY_BOUNDS_MICROS.len() + 1);
+        let l = "plugin=\"slow\",hook=\"smtp_in_data\"";
+        assert_eq!(
+            buckets[0],
+            format!("mq_plugin_wait_seconds_bucket{{{l},le=\"0.0001\"}} 2")
+        );
+        assert_eq!(
+            buckets[2],
+            format!("mq_plugin_wait_seconds_bucket{{{l},le=\"0.0005\"}} 2")
+        );
+        assert_eq!(
+            buckets[3],
+            format!("mq_plugin_wait_seconds_bucket{{{l},le=\"0.001\"}} 3")
+        );
+        assert_eq!(
+            buckets[13],
+            format!("mq_plugin_wait_seconds_bucket{{{l},le=\"30\"}} 3")
+        );
+        assert_eq!(
+            buckets[14],
+            format!("mq_plugin_wait_seconds_bucket{{{l},le=\"+Inf\"}} 4")
+        );
+        assert!(
+            page.contains(&format!("\nmq_plugin_wait_seconds_sum{{{l}}} 1.25\n")),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("\nmq_plugin_wait_seconds_count{{{l}}} 4\n")),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn replies_are_labelled_by_code() {
+        let stats = Stats::default();
+        stats.reply(250);
+        stats.reply(250);
+        stats.reply(554);
+        let page = render_metrics(&stats, &Metrics::default(), 0);
+        assert!(
+            page.contains("\nmq_smtp_replies_total{code=\"250\"} 2\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("\nmq_smtp_replies_total{code=\"554\"} 1\n"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn seconds_are_exact_and_short() {
+        assert_eq!(seconds(0), "0");
+        assert_eq!(seconds(250), "0.00025");
+        assert_eq!(seconds(1_000_000), "1");
+        assert_eq!(seconds(30_000_001), "30.000001");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,336 @@
+//! [`EmbeddedQueue`]: the [`Queue`] on a journal in a local directory.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use futures::channel::oneshot;
+use smol::channel::Sender;
+
+use super::error::QueueError;
+use super::id::IdSource;
+use super::index::Index;
+use super::journal::{self, HEADER, MAX_RECORD};
+use super::record::{MessageRecord, RecipientState, Record};
+use super::recovery::recover;
+use super::writer::{Reply, Request, Writer, lock};
+use super::{AckResult, Entry, NewMessage, Queue, QueueId};
+
+/// Requests that may wait for the writer before senders wait too (backpressure).
+const PENDING_REQUESTS: usize = 4096;
+/// The longest last error kept with a deferred entry; remote replies are short, this bounds
+/// what a misbehaving server can make us store.
+const MAX_ERROR: usize = 4096;
+
+/// How an [`EmbeddedQueue`] writes its journal.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::queue::EmbeddedOptions;
+///
+/// let small = EmbeddedOptions { segment_size: 4 << 20, ..EmbeddedOptions::default() };
+/// assert!(small.fsync);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// Sync each batch to disk before answering it (default `true`). `false` gives up the
+    /// queue's promise (a message acknowledged with 250 may be lost in a power cut or a kernel
+    /// crash, though not when only mq is killed): for benchmarks and throwaway tests only.
+    pub fsync: bool,
+    /// The size at which the journal starts a new segment file (default 64 MiB). Space is
+    /// reclaimed a whole segment at a time.
+    pub segment_size: u64,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> EmbeddedOptions {
+        EmbeddedOptions {
+            fsync: true,
+            segment_size: 64 << 20,
+        }
+    }
+}
+
+/// The durable queue on local disk: an append-only journal with group commit, replayed on open.
+///
+/// One process at a time may open a directory (it holds a lock on `<dir>/lock`). Dropping the
+/// queue lets the writer finish what it was given, then stops it.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, NewMessage, Queue};
+///
+/// let dir = tempfile::tempdir()?;
+/// let message = NewMessage {
+///     sender: "a@example.org".parse()?,
+///     recipients: vec!["b@example.net".parse()?, "c@example.net".parse()?],
+///     body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
+///     client: "client.example[192.0.2.1]".into(),
+/// };
+/// let queue = EmbeddedQueue::open(dir.path(), EmbeddedOptions::default())?;
+/// let id = smol::block_on(queue.enqueue(message))?;
+/// drop(queue);
+///
+/// // Everything is back after a restart, one entry per recipient.
+/// let queue = EmbeddedQueue::open(dir.path(), EmbeddedOptions::default())?;
+/// let entries = queue.list();
+/// assert_eq!(entries.len(), 2);
+/// assert!(entries.iter().all(|entry| entry.queue_id == id));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct EmbeddedQueue {
+    dir: PathBuf,
+    index: Arc<Mutex<Index>>,
+    ids: IdSource,
+    requests: Sender<Request>,
+    writer: Option<JoinHandle<()>>,
+    /// Held for its lock on the directory, released when the queue is dropped (or the process
+    /// dies).
+    _lock: File,
+}
+
+impl EmbeddedQueue {
+    /// Opens (or creates) the queue in `dir`, usually `<data-dir>/queue`, and recovers every
+    /// entry in it. Entries that were in flight are due again.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InUse`] if another queue has `dir` open; [`QueueError::Corrupt`] if the
+    /// journal is damaged other than by a crash; [`QueueError::Io`] if it cannot be read.
+    pub fn open(dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedQueue, QueueError> {
+        create_dir(dir)?;
+        let lock_file = lock_dir(dir)?;
+        let recovered = recover(dir)?;
+        let ids = IdSource::after(recovered.index.highest_id());
+        tracing::info!(dir = %dir.display(), entries = recovered.index.live_entries(), "queue opened");
+        let index = Arc::new(Mutex::new(recovered.index));
+        let (requests, receiver) = smol::channel::bounded(PENDING_REQUESTS);
+        let writer = Writer {
+            dir: dir.to_owned(),
+            fsync: options.fsync,
+            segment_size: options.segment_size,
+            index: Arc::clone(&index),
+            requests: receiver,
+            file: recovered.file,
+            seq: recovered.seq,
+            len: recovered.len,
+        };
+        Ok(EmbeddedQueue {
+            dir: dir.to_owned(),
+            index,
+            ids,
+            requests,
+            writer: Some(writer.spawn()?),
+            _lock: lock_file,
+        })
+    }
+
+    /// Deletes every journal segment that nothing live needs, and compacts the oldest ones,
+    /// now. The writer does this on its own between writes; this waits until it is done (for
+    /// tests, and for an administrator's command).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Io`] if a segment cannot be written or removed; the queue is then closed.
+    pub async fn maintain(&self) -> Result<(), QueueError> {
+        self.submit(|reply| Request::Maintain { reply })
+            .await
+            .map(drop)
+    }
+
+    /// Frames a record and has the writer append it; returns how many entries it touched.
+    async fn append(&self, record: Record, body: &[u8]) -> Result<usize, QueueError> {
+        let frame = journal::frame(&record, body);
+        if frame.len() as u64 - HEADER > MAX_RECORD {
+            return Err(QueueError::Invalid("message too large"));
+        }
+        self.submit(|reply| Request::Append {
+            frame,
+            record,
+            reply,
+        })
+        .await
+    }
+
+    async fn submit(&self, request: impl FnOnce(Reply) -> Request) -> Result<usize, QueueError> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.requests.send(request(reply)).await;
+        sent.map_err(|_| QueueError::Closed)?;
+        answer.await.map_err(|_| QueueError::Closed)?
+    }
+
+    /// The attempts so far of a live entry.
+    fn attempts(&self, entry: &Entry) -> Result<u32, QueueError> {
+        lock(&self.index)
+            .attempts(entry.queue_id, entry.recipient_index)
+            .ok_or(QueueError::NotFound(entry.queue_id))
+    }
+}
+
+#[async_trait::async_trait]
+impl Queue for EmbeddedQueue {
+    async fn enqueue(&self, message: NewMessage) -> Result<QueueId, QueueError> {
+        if message.recipients.is_empty() {
+            return Err(QueueError::Invalid("no recipients"));
+        }
+        if u32::try_from(message.recipients.len()).is_err() {
+            return Err(QueueError::Invalid("too many recipients"));
+        }
+        let id = self.ids.next();
+        let arrived = SystemTime::now();
+        let record = MessageRecord {
+            id,
+            arrived,
+            client: message.client,
+            sender: message.sender,
+            recipients: message
+                .recipients
+                .into_iter()
+                .map(|address| RecipientState::new(address, arrived))
+                .collect(),
+            body_len: message.body.len() as u64,
+        };
+        self.append(Record::Message(record), &message.body).await?;
+        Ok(id)
+    }
+
+    async fn take_due(&self, now: SystemTime, max: usize) -> Result<Vec<Entry>, QueueError> {
+        Ok(lock(&self.index).take_due(now, max))
+    }
+
+    async fn body(&self, id: &QueueId) -> Result<Arc<[u8]>, QueueError> {
+        let body = lock(&self.index)
+            .body(*id)
+            .ok_or(QueueError::NotFound(*id))?;
+        // A disk read: off the worker's event loop.
+        let bytes = smol::unblock(move || body.read()).await?;
+        Ok(Arc::from(bytes))
+    }
+
+    async fn ack(&self, entry: &Entry, result: AckResult) -> Result<(), QueueError> {
+        let id = entry.queue_id;
+        self.attempts(entry)?;
+        let record = Record::Done {
+            id,
+            recipient: entry.recipient_index,
+        };
+        if self.append(record, &[]).await? == 0 {
+            // A delete got there first.
+            return Err(QueueError::NotFound(id));
+        }
+        tracing::debug!(queue_id = %id, recipient = %entry.recipient, result = ?result, "entry done");
+        Ok(())
+    }
+
+    async fn defer(
+        &self,
+        entry: &Entry,
+        until: SystemTime,
+        error: String,
+    ) -> Result<(), QueueError> {
+        let record = Record::Defer {
+            id: entry.queue_id,
+            recipient: entry.recipient_index,
+            attempts: self.attempts(entry)?.saturating_add(1),
+            next_attempt: until,
+            error: clip(error, MAX_ERROR),
+        };
+        match self.append(record, &[]).await? {
+            0 => Err(QueueError::NotFound(entry.queue_id)),
+            _ => Ok(()),
+        }
+    }
+
+    fn list(&self) -> Vec<Entry> {
+        lock(&self.index).entries()
+    }
+
+    async fn delete(&self, id: &QueueId) -> Result<usize, QueueError> {
+        if !lock(&self.index).contains(*id) {
+            return Err(QueueError::NotFound(*id));
+        }
+        match self.append(Record::Delete { id: *id }, &[]).await? {
+            0 => Err(QueueError::NotFound(*id)),
+            removed => Ok(removed),
+        }
+    }
+
+    fn flush(&self) {
+        lock(&self.index).flush(SystemTime::now());
+    }
+}
+
+impl Drop for EmbeddedQueue {
+    fn drop(&mut self) {
+        // The writer answers what is already queued, sees the channel closed, and returns.
+        self.requests.close();
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!(dir = %self.dir.display(), "queue writer thread panicked");
+        }
+    }
+}
+
+impl fmt::Debug for EmbeddedQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedQueue")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecipientState {
+    /// A new entry, due at once.
+    fn new(address: mq_plugin_api::Address, arrived: SystemTime) -> RecipientState {
+        RecipientState {
+            address,
+            done: false,
+            attempts: 0,
+            next_attempt: arrived,
+            last_error: None,
+        }
+    }
+}
+
+/// Creates the queue directory, and makes its own entry durable when it is new.
+fn create_dir(dir: &Path) -> Result<(), QueueError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| QueueError::io(format!("create {}", dir.display()), e))?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => journal::sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+/// Takes the directory's lock: two writers on one journal would interleave their records.
+fn lock_dir(dir: &Path) -> Result<File, QueueError> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| QueueError::io(format!("open {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(QueueError::InUse(dir.to_owned())),
+        Err(TryLockError::Error(e)) => Err(QueueError::io(format!("lock {}", path.display()), e)),
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let end = (0..=max).rev().find(|&i| text.is_char_boundary(i));
+        text.truncate(end.unwrap_or(0));
+    }
+    text
+}

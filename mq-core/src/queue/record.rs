@@ -1,0 +1,361 @@
+//! Journal records and their encoding.
+//!
+//! A payload is a kind byte and fields: integers little-endian, strings as `[u32 length][bytes]`,
+//! times as microseconds since the Unix epoch. A message's body is its record's last field, so
+//! the body's place in the file is the record's end minus its length, and `body()` reads it back
+//! without decoding anything. Decoding checks every length against what is left: damaged input
+//! is an error, never a panic or a huge allocation.
+
+use std::time::SystemTime;
+
+use mq_plugin_api::Address;
+
+use super::QueueId;
+use super::id::{from_micros, micros};
+
+const MESSAGE: u8 = 1;
+const DONE: u8 = 2;
+const DEFER: u8 = 3;
+const DELETE: u8 = 4;
+
+/// One recipient of a message and where its delivery stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecipientState {
+    pub(crate) address: Address,
+    /// Delivered, or failed for good: the entry is gone.
+    pub(crate) done: bool,
+    pub(crate) attempts: u32,
+    pub(crate) next_attempt: SystemTime,
+    pub(crate) last_error: Option<String>,
+}
+
+/// A message as journaled: its envelope, each recipient's state, and the length of its body,
+/// which follows in the same record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MessageRecord {
+    pub(crate) id: QueueId,
+    pub(crate) arrived: SystemTime,
+    pub(crate) client: String,
+    pub(crate) sender: Address,
+    pub(crate) recipients: Vec<RecipientState>,
+    pub(crate) body_len: u64,
+}
+
+/// One journal record. A later `Message` record with a known id replaces the earlier one: that
+/// is how compaction moves a live message forward with its entries' states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Record {
+    Message(MessageRecord),
+    /// One entry is done (delivered or failed for good).
+    Done {
+        id: QueueId,
+        recipient: u32,
+    },
+    /// One entry was deferred.
+    Defer {
+        id: QueueId,
+        recipient: u32,
+        attempts: u32,
+        next_attempt: SystemTime,
+        error: String,
+    },
+    /// Every entry of a message was removed by an administrator.
+    Delete {
+        id: QueueId,
+    },
+}
+
+impl Record {
+    /// The message the record is about.
+    pub(crate) fn id(&self) -> QueueId {
+        match self {
+            Record::Message(message) => message.id,
+            Record::Done { id, .. } | Record::Defer { id, .. } | Record::Delete { id } => *id,
+        }
+    }
+}
+
+/// Appends the payload of `record` to `out`. `body` is the message body for a `Message` record
+/// (whose `body_len` must match it) and empty for the others.
+pub(crate) fn encode(record: &Record, body: &[u8], out: &mut Vec<u8>) {
+    Encoder(out).record(record, body);
+}
+
+struct Encoder<'a>(&'a mut Vec<u8>);
+
+impl Encoder<'_> {
+    fn u8(&mut self, value: u8) {
+        self.0.push(value);
+    }
+
+    fn u32(&mut self, value: u32) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn u64(&mut self, value: u64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn time(&mut self, value: SystemTime) {
+        self.u64(micros(value));
+    }
+
+    /// Lengths above `u32::MAX` never get here: the record would be over `MAX_RECORD`, which
+    /// the queue refuses before it writes.
+    fn bytes(&mut self, value: &[u8]) {
+        self.u32(value.len() as u32);
+        self.0.extend_from_slice(value);
+    }
+
+    fn record(&mut self, record: &Record, body: &[u8]) {
+        match record {
+            Record::Message(message) => self.message(message, body),
+            Record::Done { id, recipient } => {
+                self.u8(DONE);
+                self.u64(id.as_u64());
+                self.u32(*recipient);
+            }
+            Record::Defer {
+                id,
+                recipient,
+                attempts,
+                next_attempt,
+                error,
+            } => {
+                self.u8(DEFER);
+                self.u64(id.as_u64());
+                self.u32(*recipient);
+                self.u32(*attempts);
+                self.time(*next_attempt);
+                self.bytes(error.as_bytes());
+            }
+            Record::Delete { id } => {
+                self.u8(DELETE);
+                self.u64(id.as_u64());
+            }
+        }
+    }
+
+    fn message(&mut self, message: &MessageRecord, body: &[u8]) {
+        self.u8(MESSAGE);
+        self.u64(message.id.as_u64());
+        self.time(message.arrived);
+        self.bytes(message.client.as_bytes());
+        self.bytes(message.sender.as_str().as_bytes());
+        self.u32(message.recipients.len() as u32);
+        for recipient in &message.recipients {
+            self.bytes(recipient.address.as_str().as_bytes());
+            self.u8(u8::from(recipient.done));
+            self.u32(recipient.attempts);
+            self.time(recipient.next_attempt);
+            match &recipient.last_error {
+                Some(error) => {
+                    self.u8(1);
+                    self.bytes(error.as_bytes());
+                }
+                None => self.u8(0),
+            }
+        }
+        // Last, so that its place is the record's end minus its length.
+        self.bytes(body);
+    }
+}
+
+/// Decodes a payload whose checksum held. An error is damage that a crash cannot explain.
+pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
+    let mut input = Decoder(payload);
+    let record = match input.u8()? {
+        MESSAGE => Record::Message(input.message()?),
+        DONE => Record::Done {
+            id: input.id()?,
+            recipient: input.u32()?,
+        },
+        DEFER => Record::Defer {
+            id: input.id()?,
+            recipient: input.u32()?,
+            attempts: input.u32()?,
+            next_attempt: from_micros(input.u64()?),
+            error: input.string()?,
+        },
+        DELETE => Record::Delete { id: input.id()? },
+        _ => return Err("unknown record kind"),
+    };
+    if input.0.is_empty() {
+        Ok(record)
+    } else {
+        Err("trailing bytes after the record")
+    }
+}
+
+/// Reads fields off the front of a payload; every length is checked against what is left.
+struct Decoder<'a>(&'a [u8]);
+
+impl<'a> Decoder<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        if n > self.0.len() {
+            return Err("field runs past the end of the record");
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, &'static str> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, &'static str> {
+        let mut bytes = [0; 4];
+        bytes.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn u64(&mut self) -> Result<u64, &'static str> {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn id(&mut self) -> Result<QueueId, &'static str> {
+        self.u64().map(QueueId::from_u64)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], &'static str> {
+        let len = self.u32()?;
+        self.take(len as usize)
+    }
+
+    fn string(&mut self) -> Result<String, &'static str> {
+        let bytes = self.bytes()?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| "text is not UTF-8")
+    }
+
+    fn address(&mut self) -> Result<Address, &'static str> {
+        self.string()?.parse().map_err(|_| "invalid address")
+    }
+
+    fn message(&mut self) -> Result<MessageRecord, &'static str> {
+        let id = self.id()?;
+        let arrived = from_micros(self.u64()?);
+        let client = self.string()?;
+        let sender = self.address()?;
+        let count = self.u32()? as usize;
+        // Each recipient takes at least 18 bytes, so a damaged count cannot make us allocate
+        // more than the payload could hold.
+        let mut recipients = Vec::with_capacity(count.min(self.0.len() / 18));
+        for _ in 0..count {
+            recipients.push(self.recipient()?);
+        }
+        let body_len = self.bytes()?.len() as u64;
+        Ok(MessageRecord {
+            id,
+            arrived,
+            client,
+            sender,
+            recipients,
+            body_len,
+        })
+    }
+
+    fn recipient(&mut self) -> Result<RecipientState, &'static str> {
+        let address = self.address()?;
+        let done = match self.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err("invalid entry flag"),
+        };
+        let attempts = self.u32()?;
+        let next_attempt = from_micros(self.u64()?);
+        let last_error = match self.u8()? {
+            0 => None,
+            1 => Some(self.string()?),
+            _ => return Err("invalid error flag"),
+        };
+        Ok(RecipientState {
+            address,
+            done,
+            attempts,
+            next_attempt,
+            last_error,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn message(body: &[u8]) -> MessageRecord {
+        let at = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        MessageRecord {
+            id: QueueId::from_u64(0x1234),
+            arrived: at,
+            client: "client.example[192.0.2.1]".into(),
+            sender: Address::null(),
+            recipients: vec![
+                RecipientState {
+                    address: "a@example.net".parse().unwrap(),
+                    done: false,
+                    attempts: 0,
+                    next_attempt: at,
+                    last_error: None,
+                },
+                RecipientState {
+                    address: "b@example.org".parse().unwrap(),
+                    done: true,
+                    attempts: 3,
+                    next_attempt: at + Duration::from_mins(10),
+                    last_error: Some("451 4.7.1 try later".into()),
+                },
+            ],
+            body_len: body.len() as u64,
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let body = b"Subject: hi\r\n\r\nbody\r\n";
+        let at = UNIX_EPOCH + Duration::from_micros(42);
+        let id = QueueId::from_u64(7);
+        let records = [
+            Record::Message(message(body)),
+            Record::Done { id, recipient: 3 },
+            Record::Defer {
+                id,
+                recipient: 1,
+                attempts: 2,
+                next_attempt: at,
+                error: "421 busy".into(),
+            },
+            Record::Delete { id },
+        ];
+        for record in records {
+            let body: &[u8] = if matches!(record, Record::Message(_)) {
+                body
+            } else {
+                b""
+            };
+            let mut payload = Vec::new();
+            encode(&record, body, &mut payload);
+            assert!(payload.ends_with(body));
+            assert_eq!(decode(&payload), Ok(record));
+        }
+    }
+
+    #[test]
+    fn damaged_payloads_are_errors_not_panics() {
+        let mut payload = Vec::new();
+        encode(&Record::Message(message(b"xyz")), b"xyz", &mut payload);
+        for cut in 0..payload.len() {
+            assert!(decode(&payload[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut huge_count = payload.clone();
+        // The recipient count follows kind, id, time, client and sender.
+        let at = 1 + 8 + 8 + 4 + "client.example[192.0.2.1]".len() + 4;
+        huge_count[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(&huge_count).is_err());
+        assert_eq!(decode(&[9]), Err("unknown record kind"));
+    }
+}

@@ -1,0 +1,261 @@
+//! One client connection: the stream (plain, or TLS after STARTTLS), buffered input that keeps
+//! pipelined commands, and buffered replies flushed only when the server must wait for input.
+
+use std::io;
+use std::net::TcpStream;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use mq_plugin_api::Reply;
+use smol::{Async, Timer};
+
+use super::data::{DataError, DataReader};
+
+/// The byte stream under a session.
+pub(crate) enum Stream {
+    Plain(Async<TcpStream>),
+    Tls(Box<futures_rustls::server::TlsStream<Async<TcpStream>>>),
+    /// Only while the stream is being upgraded.
+    Upgrading,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+            Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+            Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Stream::Tls(stream) => Pin::new(stream).poll_flush(cx),
+            Stream::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_close(cx),
+            Stream::Tls(stream) => Pin::new(stream).poll_close(cx),
+            Stream::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// What waiting for input came to.
+#[derive(Debug)]
+pub(crate) enum ConnError {
+    /// The client closed the connection.
+    Closed,
+    /// The client sent nothing for the whole timeout.
+    TimedOut,
+    /// The connection failed.
+    Io(io::Error),
+}
+
+/// A line the client sent.
+pub(crate) enum Line {
+    /// A line, without its line ending.
+    Complete(Vec<u8>),
+    /// A line longer than allowed; it was read to its end and dropped.
+    TooLong,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A connection with its buffers.
+pub(crate) struct Conn {
+    stream: Stream,
+    input: Vec<u8>,
+    /// How much of `input` is used up.
+    start: usize,
+    output: Vec<u8>,
+}
+
+impl Conn {
+    pub(crate) fn new(stream: Async<TcpStream>) -> Conn {
+        Conn {
+            stream: Stream::Plain(stream),
+            input: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+            output: Vec::with_capacity(512),
+        }
+    }
+
+    /// Queues a reply; it goes out at the next flush.
+    pub(crate) fn reply(&mut self, reply: &Reply) {
+        use std::io::Write as _;
+        // Writing to a Vec cannot fail.
+        let _ = write!(self.output, "{reply}\r\n");
+    }
+
+    /// Queues a multi-line reply: `code-line` for all lines but the last, `code line` for it.
+    pub(crate) fn reply_lines(&mut self, code: u16, lines: &[String]) {
+        use std::io::Write as _;
+        for (index, line) in lines.iter().enumerate() {
+            let separator = if index + 1 == lines.len() { ' ' } else { '-' };
+            let _ = write!(self.output, "{code}{separator}{line}\r\n");
+        }
+    }
+
+    /// Sends the queued replies.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        if !self.output.is_empty() {
+            self.stream.write_all(&self.output).await?;
+            self.stream.flush().await?;
+            self.output.clear();
+        }
+        Ok(())
+    }
+
+    /// Whether the client has sent more than was read: pipelined commands wait in the buffer.
+    fn buffered(&self) -> &[u8] {
+        &self.input[self.start..]
+    }
+
+    /// The next line, at most `max` bytes with its line ending. Replies are flushed before the
+    /// server waits, so a pipelining client gets its replies in one write.
+    pub(crate) async fn read_line(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Line, ConnError> {
+        let mut too_long = false;
+        loop {
+            if let Some(newline) = self.buffered().iter().position(|&b| b == b'\n') {
+                let line = &self.input[self.start..self.start + newline];
+                let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+                self.start += newline + 1;
+                return Ok(if too_long || newline + 1 > max {
+                    Line::TooLong
+                } else {
+                    Line::Complete(line)
+                });
+            }
+            if self.buffered().len() > max {
+                // Keep reading to the line's end, without keeping what is read.
+                too_long = true;
+                self.start = self.input.len();
+            }
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// Reads a message after the 354 reply, up to its `CRLF . CRLF`.
+    pub(crate) async fn read_data(
+        &mut self,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, DataError> {
+        let mut data = DataReader::new(limit);
+        loop {
+            let (used, ended) = data.feed(self.buffered());
+            self.start += used;
+            if ended {
+                return data.finish();
+            }
+            self.fill(timeout).await.map_err(|error| match error {
+                ConnError::Io(error) => DataError::Io(error),
+                ConnError::TimedOut => DataError::Io(io::ErrorKind::TimedOut.into()),
+                ConnError::Closed => DataError::Io(io::ErrorKind::UnexpectedEof.into()),
+            })?;
+        }
+    }
+
+    /// Flushes the replies, then reads more input.
+    async fn fill(&mut self, timeout: Duration) -> Result<(), ConnError> {
+        self.flush().await.map_err(ConnError::Io)?;
+        if self.start == self.input.len() {
+            self.input.clear();
+            self.start = 0;
+        } else if self.start > READ_CHUNK {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
+        let filled = self.input.len();
+        self.input.resize(filled + READ_CHUNK, 0);
+        let read = smol::future::or(
+            async {
+                self.stream
+                    .read(&mut self.input[filled..])
+                    .await
+                    .map_err(ConnError::Io)
+            },
+            async {
+                Timer::after(timeout).await;
+                Err(ConnError::TimedOut)
+            },
+        )
+        .await;
+        let read = read.inspect_err(|_| self.input.truncate(filled))?;
+        self.input.truncate(filled + read);
+        if read == 0 {
+            Err(ConnError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Drops whatever the client sent beyond what was read: after STARTTLS, plaintext pipelined
+    /// behind the command must not be taken as sent under TLS (RFC 3207 §4.2).
+    pub(crate) fn discard_input(&mut self) {
+        self.input.clear();
+        self.start = 0;
+    }
+
+    /// Upgrades the stream to TLS; on success returns the protocol version and cipher suite.
+    pub(crate) async fn start_tls(
+        &mut self,
+        acceptor: &futures_rustls::TlsAcceptor,
+        timeout: Duration,
+    ) -> io::Result<(String, String)> {
+        let Stream::Plain(plain) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
+            return Err(io::Error::other("TLS already started"));
+        };
+        let accept = smol::future::or(acceptor.accept(plain), async {
+            Timer::after(timeout).await;
+            Err(io::ErrorKind::TimedOut.into())
+        });
+        let tls = accept.await?;
+        let (_, session) = tls.get_ref();
+        let protocol = session
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("TLS")
+            .replace("TLSv1_", "TLSv1.");
+        let cipher = session
+            .negotiated_cipher_suite()
+            .map_or_else(String::new, |s| format!("{:?}", s.suite()));
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok((protocol, cipher))
+    }
+
+    /// Sends the queued replies and closes the connection.
+    pub(crate) async fn close(mut self) {
+        let _ = self.flush().await;
+        let _ = self.stream.close().await;
+    }
+}

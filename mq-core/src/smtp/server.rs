@@ -1,0 +1,291 @@
+//! The SMTP server: one `SO_REUSEPORT` listener per worker core, connection limits, and the
+//! state every session shares.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use mq_plugin_api::Reply;
+use smol::Async;
+
+use super::auth::Credentials;
+use super::config::SmtpConfig;
+use crate::queue::Queue;
+use crate::runtime::{JobHandle, Runtime, Worker};
+
+/// What the sessions of all cores share.
+pub(crate) struct Shared {
+    pub(crate) config: SmtpConfig,
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) credentials: Option<Credentials>,
+    pub(crate) tls: Option<futures_rustls::TlsAcceptor>,
+    pub(crate) stats: Stats,
+    connections: Mutex<HashMap<IpAddr, usize>>,
+    total: AtomicUsize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters for the metrics page: atomics, touched once per connection, command or message.
+#[derive(Debug)]
+pub struct Stats {
+    /// Sessions accepted since start.
+    pub sessions: AtomicU64,
+    /// Sessions open now.
+    pub active: AtomicU64,
+    /// Messages queued.
+    pub messages: AtomicU64,
+    /// Bytes of messages queued.
+    pub bytes: AtomicU64,
+    /// Replies sent, by code (index `code - 200`).
+    replies: Box<[AtomicU64]>,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            sessions: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            replies: (200..600).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Stats {
+    pub(crate) fn reply(&self, code: u16) {
+        if let Some(counter) = self.replies.get(usize::from(code).wrapping_sub(200)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Replies sent so far, by code, codes never sent left out.
+    pub fn replies(&self) -> Vec<(u16, u64)> {
+        let sent = self.replies.iter().map(|c| c.load(Ordering::Relaxed));
+        (200..600).zip(sent).filter(|&(_, n)| n > 0).collect()
+    }
+}
+
+/// A connection counted against the limits; dropping it frees its place.
+pub(crate) struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.total.fetch_sub(1, Ordering::Relaxed);
+        self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+        let mut connections = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = connections.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                connections.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// A place for a connection from `ip`, or the 421 reply that turns it away.
+    pub(crate) fn admit(self: &Arc<Shared>, ip: IpAddr) -> Result<Slot, Reply> {
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let from_ip = connections.entry(ip).or_insert(0);
+        let host = &self.config.hostname;
+        if *from_ip >= self.config.max_connections_per_ip {
+            return Err(Reply::new(
+                421,
+                "4.7.0",
+                format!("{host} Error: too many connections from {ip}"),
+            ));
+        }
+        if self.total.load(Ordering::Relaxed) >= self.config.max_connections {
+            return Err(Reply::new(
+                421,
+                "4.3.2",
+                format!("{host} Error: too many connections"),
+            ));
+        }
+        *from_ip += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        self.stats.active.fetch_add(1, Ordering::Relaxed);
+        Ok(Slot {
+            shared: Arc::clone(self),
+            ip,
+        })
+    }
+
+    /// Whether `ip` may relay without AUTH.
+    pub(crate) fn may_relay(&self, ip: IpAddr) -> bool {
+        self.config
+            .relay_networks
+            .iter()
+            .any(|net| net.contains(ip))
+    }
+}
+
+/// A running SMTP server: its listeners on every worker core.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    listeners: Vec<JobHandle<()>>,
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listening address could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// The TLS certificate or key could not be loaded.
+    Tls(super::tls::TlsError),
+    /// A password hash in `[smtp.auth.users]` is not one mq knows.
+    Auth(super::auth::AuthError),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Bind(address, error) => write!(f, "cannot listen on {address}: {error}"),
+            ServerError::Tls(error) => write!(f, "[smtp.tls]: {error}"),
+            ServerError::Auth(error) => write!(f, "[smtp.auth]: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl Server {
+    /// Binds `config.listen` on every worker of `runtime` and starts serving, queueing accepted
+    /// mail in `queue`.
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound, or the TLS or AUTH settings are wrong.
+    pub fn start(
+        runtime: &Runtime,
+        config: SmtpConfig,
+        queue: Arc<dyn Queue>,
+    ) -> Result<Server, ServerError> {
+        let tls = match &config.tls {
+            Some(files) => Some(futures_rustls::TlsAcceptor::from(
+                super::tls::server_config(&files.cert, &files.key).map_err(ServerError::Tls)?,
+            )),
+            None => None,
+        };
+        let credentials = if config.auth.users.is_empty() {
+            None
+        } else {
+            Some(Credentials::new(config.auth.users.clone()).map_err(ServerError::Auth)?)
+        };
+        let first =
+            reuseport_listener(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
+        let local = first
+            .local_addr()
+            .map_err(|e| ServerError::Bind(config.listen, e))?;
+        let mut sockets = vec![first];
+        for _ in 1..runtime.workers() {
+            sockets.push(reuseport_listener(local).map_err(|e| ServerError::Bind(local, e))?);
+        }
+        let shared = Arc::new(Shared {
+            config,
+            queue,
+            credentials,
+            tls,
+            stats: Stats::default(),
+            connections: Mutex::new(HashMap::new()),
+            total: AtomicUsize::new(0),
+        });
+        let listeners = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(core, socket)| {
+                let shared = Arc::clone(&shared);
+                runtime.spawn_on(core, move |worker| accept_loop(worker, socket, shared))
+            })
+            .collect();
+        tracing::info!(address = %local, cores = runtime.workers(), "smtp server listening");
+        Ok(Server {
+            shared,
+            local,
+            listeners,
+        })
+    }
+
+    /// The address the server listens on (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Waits until every listener stopped (the runtime began shutting down).
+    pub fn wait(self) {
+        for listener in self.listeners {
+            listener.wait();
+        }
+    }
+}
+
+/// A listening socket that other cores may bind too, the kernel spreading connections.
+fn reuseport_listener(address: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Accepts connections on this core until shutdown begins; each session is a tracked task, so
+/// shutdown waits for it.
+async fn accept_loop(worker: Worker, socket: TcpListener, shared: Arc<Shared>) {
+    let listener = match Async::new(socket) {
+        Ok(listener) => listener,
+        Err(error) => {
+            return tracing::error!(core = worker.core(), %error, "cannot register the listener");
+        }
+    };
+    loop {
+        let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+            worker.stopping().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok((stream, peer))) => {
+                let session =
+                    super::session::run(worker.clone(), stream, peer, Arc::clone(&shared));
+                worker.spawn(session).detach();
+            }
+            Some(Err(error)) => {
+                tracing::warn!(core = worker.core(), %error, "accept failed");
+                smol::Timer::after(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,663 @@
+//! One SMTP session: the RFC 5321 state machine, each step running its hook chain.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use mq_plugin_api::{
+    Address, AuthVerdict, Authenticate, Close, Connect, Context, Data, Envelope, Event, Helo,
+    HookId, MailFrom, Message, MessageCopy, Params, RcptTo, Reply, Secret, Secure,
+};
+use smol::Async;
+
+use super::auth::{self, AuthError};
+use super::codec::{Command, parse_command};
+use super::conn::{Conn, ConnError, Line};
+use super::data::DataError;
+use super::received::{self, Trace};
+use super::server::Shared;
+use crate::chain::Outcome;
+use crate::queue::NewMessage;
+use crate::runtime::Worker;
+
+/// Runs a session on an accepted connection until the client quits or is disconnected.
+pub(crate) async fn run(
+    worker: Worker,
+    stream: Async<TcpStream>,
+    client: SocketAddr,
+    shared: Arc<Shared>,
+) {
+    let local = stream.get_ref().local_addr().unwrap_or(client);
+    let mut conn = Conn::new(stream);
+    let _slot = match shared.admit(client.ip()) {
+        Ok(slot) => slot,
+        Err(reply) => {
+            shared.stats.reply(reply.code());
+            conn.reply(&reply);
+            return conn.close().await;
+        }
+    };
+    let ctx = worker.context();
+    let mut session = Session {
+        worker,
+        shared,
+        ctx,
+        conn: Some(conn),
+        client,
+        state: State::default(),
+    };
+    session.serve(local).await;
+}
+
+/// What the session knows so far.
+#[derive(Default)]
+struct State {
+    helo: Option<String>,
+    extended: bool,
+    tls: bool,
+    user: Option<String>,
+    sender: Option<Address>,
+    recipients: Vec<Address>,
+    errors: u32,
+    queued: u32,
+}
+
+struct Session {
+    worker: Worker,
+    shared: Arc<Shared>,
+    ctx: Context,
+    /// Taken only to close it at the end.
+    conn: Option<Conn>,
+    client: SocketAddr,
+    state: State,
+}
+
+/// Whether the session goes on after a command.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Quit,
+}
+
+impl Session {
+    fn conn(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .expect("the connection is taken only at the end")
+    }
+
+    fn hostname(&self) -> &str {
+        &self.shared.config.hostname
+    }
+
+    fn send(&mut self, reply: &Reply) {
+        self.shared.stats.reply(reply.code());
+        self.conn().reply(reply);
+    }
+
+    fn ok(&mut self, code: u16, enhanced: &str, text: &str) {
+        self.send(&Reply::new(code, enhanced, text));
+    }
+
+    /// A client error: counted, and past the limit the session ends.
+    fn error(&mut self, reply: &Reply) -> Flow {
+        self.send(reply);
+        self.state.errors += 1;
+        if self.state.errors >= self.shared.config.max_errors {
+            let text = format!("{} Error: too many errors", self.hostname());
+            self.send(&Reply::new(421, "4.7.0", text));
+            return Flow::Quit;
+        }
+        Flow::Continue
+    }
+
+    async fn chain<E: Event>(&mut self, event: &mut E) -> Outcome {
+        self.worker.engine().run(&mut self.ctx, event).await
+    }
+
+    /// The reply for a refused step: the plugin's, or the failure policy's. A plugin reply that
+    /// is no refusal (not 4xx or 5xx) is answered as a local problem.
+    fn refusal(outcome: Outcome) -> Option<Reply> {
+        match outcome {
+            Outcome::Proceed => None,
+            Outcome::Rejected { reply, .. } if reply.code() >= 400 && reply.code() < 600 => {
+                Some(reply)
+            }
+            Outcome::Rejected { plugin, reply } => {
+                tracing::warn!(plugin, %reply, "plugin rejected with a reply that is not 4xx or 5xx");
+                Some(Reply::tempfail(
+                    "Error: temporary local problem, try again later",
+                ))
+            }
+            Outcome::Failed(failure) => Some(failure.reply()),
+        }
+    }
+
+    async fn serve(&mut self, local: SocketAddr) {
+        if self.connect(local).await {
+            self.commands().await;
+        }
+        let messages = self.state.queued;
+        let _ = self.chain(&mut Close::new(messages)).await;
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+        tracing::debug!(client = %self.client, messages, "disconnect");
+    }
+
+    /// The connect chain and the greeting; false if the connection is refused.
+    async fn connect(&mut self, local: SocketAddr) -> bool {
+        let outcome = self.chain(&mut Connect::new(self.client, local)).await;
+        let greeting = match outcome {
+            Outcome::Proceed => Reply::new(220, "", format!("{} ESMTP mq", self.hostname())),
+            Outcome::Failed(_) => Reply::new(
+                421,
+                "4.3.0",
+                format!("{} Error: try again later", self.hostname()),
+            ),
+            refused => Self::refusal(refused).unwrap_or_else(|| Reply::tempfail("")),
+        };
+        let accepted = greeting.code() == 220;
+        if !accepted {
+            tracing::info!(client = %self.client, reply = %greeting, "connection refused");
+        }
+        self.send(&greeting);
+        accepted
+    }
+
+    async fn commands(&mut self) {
+        let (max, timeout) = (
+            self.shared.config.max_line_length,
+            self.shared.config.command_timeout,
+        );
+        loop {
+            let line = match self.conn().read_line(max, timeout).await {
+                Ok(Line::Complete(line)) => line,
+                Ok(Line::TooLong) => {
+                    match self.error(&Reply::new(500, "5.5.0", "Error: line too long")) {
+                        Flow::Continue => continue,
+                        Flow::Quit => return,
+                    }
+                }
+                Err(ConnError::TimedOut) => {
+                    let text = format!("{} Error: timeout exceeded", self.hostname());
+                    return self.send(&Reply::new(421, "4.4.2", text));
+                }
+                Err(ConnError::Closed | ConnError::Io(_)) => return,
+            };
+            let flow = match parse_command(&line) {
+                Ok(command) => self.command(command).await,
+                Err(reply) => self.error(&reply),
+            };
+            if flow == Flow::Quit {
+                return;
+            }
+        }
+    }
+
+    async fn command(&mut self, command: Command) -> Flow {
+        match command {
+            Command::Hello { name, extended } => self.hello(name, extended).await,
+            Command::StartTls => return self.starttls().await,
+            Command::Auth { mechanism, initial } => return self.auth(&mechanism, initial).await,
+            Command::MailFrom { sender, params } => return self.mail_from(sender, params).await,
+            Command::RcptTo { recipient, params } => return self.rcpt_to(recipient, params).await,
+            Command::Data => return self.data().await,
+            Command::Rset => {
+                self.reset();
+                self.ok(250, "2.0.0", "Ok");
+            }
+            Command::Noop => self.ok(250, "2.0.0", "Ok"),
+            Command::Help => self.ok(
+                214,
+                "2.0.0",
+                "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY STARTTLS AUTH",
+            ),
+            Command::Vrfy => self.ok(
+                252,
+                "2.0.0",
+                "Cannot VRFY user; send mail and delivery will be attempted",
+            ),
+            Command::Expn => {
+                return self.error(&Reply::new(502, "5.5.1", "Error: command not implemented"));
+            }
+            Command::Quit => {
+                self.ok(221, "2.0.0", "Bye");
+                return Flow::Quit;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Ends the mail transaction (RSET, a new EHLO, a queued message).
+    fn reset(&mut self) {
+        self.state.sender = None;
+        self.state.recipients.clear();
+        self.ctx.end_message();
+    }
+
+    async fn hello(&mut self, name: String, extended: bool) {
+        let mut event = Helo::new(name, extended);
+        if let Some(reply) = Self::refusal(self.chain(&mut event).await) {
+            return self.send(&reply);
+        }
+        self.reset();
+        self.state.extended = extended;
+        let hostname = self.hostname().to_owned();
+        self.state.helo = Some(event.name);
+        if !extended {
+            return self.ok(250, "", &hostname);
+        }
+        let mut lines = vec![
+            hostname,
+            "PIPELINING".into(),
+            format!("SIZE {}", self.shared.config.max_message_size),
+        ];
+        lines.push("VRFY".into());
+        if self.shared.tls.is_some() && !self.state.tls {
+            lines.push("STARTTLS".into());
+        }
+        if self.auth_offered() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
+        lines.extend(["ENHANCEDSTATUSCODES".into(), "8BITMIME".into()]);
+        self.shared.stats.reply(250);
+        self.conn().reply_lines(250, &lines);
+    }
+
+    /// AUTH is offered over TLS only, and only when someone can decide logins.
+    fn auth_offered(&self) -> bool {
+        let decider = self.shared.credentials.is_some()
+            || self.worker.engine().has_chain(HookId::SmtpInAuthenticate);
+        self.state.tls && decider
+    }
+
+    async fn starttls(&mut self) -> Flow {
+        let Some(acceptor) = self.shared.tls.clone() else {
+            return self.error(&Reply::new(502, "5.5.1", "Error: command not implemented"));
+        };
+        if self.state.tls {
+            return self.error(&Reply::new(554, "5.5.1", "Error: TLS already active"));
+        }
+        self.ok(220, "2.0.0", "Ready to start TLS");
+        let timeout = self.shared.config.command_timeout;
+        let conn = self.conn();
+        if conn.flush().await.is_err() {
+            return Flow::Quit;
+        }
+        conn.discard_input();
+        let (protocol, cipher) = match conn.start_tls(&acceptor, timeout).await {
+            Ok(negotiated) => negotiated,
+            Err(error) => {
+                tracing::info!(client = %self.client, %error, "TLS handshake failed");
+                return Flow::Quit;
+            }
+        };
+        // RFC 3207 §4.2: forget everything learnt before the handshake.
+        self.reset();
+        self.state = State {
+            tls: true,
+            errors: self.state.errors,
+            queued: self.state.queued,
+            ..State::default()
+        };
+        tracing::debug!(client = %self.client, protocol, cipher, "TLS established");
+        let _ = self.chain(&mut Secure::new(protocol, cipher)).await;
+        Flow::Continue
+    }
+
+    async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> Flow {
+        if self.state.helo.is_none() {
+            return self.error(&Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"));
+        }
+        if !self.auth_offered() {
+            let reply = if self.state.tls || self.shared.tls.is_none() {
+                Reply::new(503, "5.5.1", "Error: authentication not enabled")
+            } else {
+                Reply::new(530, "5.7.0", "Must issue a STARTTLS command first")
+            };
+            return self.error(&reply);
+        }
+        if self.state.user.is_some() {
+            return self.error(&Reply::new(503, "5.5.1", "Error: already authenticated"));
+        }
+        if self.state.sender.is_some() {
+            return self.error(&Reply::new(
+                503,
+                "5.5.1",
+                "Error: MAIL transaction in progress",
+            ));
+        }
+        let credentials = match self.sasl(mechanism, initial).await {
+            Ok(Some(credentials)) => credentials,
+            Ok(None) => return Flow::Quit,
+            Err(reply) => return self.error(&reply),
+        };
+        self.login(mechanism, credentials).await
+    }
+
+    /// Reads the credentials of a PLAIN or LOGIN exchange; `None` if the connection went away.
+    async fn sasl(
+        &mut self,
+        mechanism: &str,
+        initial: Option<String>,
+    ) -> Result<Option<(String, String)>, Reply> {
+        let decode = |error: AuthError| error.reply();
+        match mechanism {
+            "PLAIN" => {
+                let Some(response) = self.answer(initial, "").await? else {
+                    return Ok(None);
+                };
+                auth::decode_plain(&response).map(Some).map_err(decode)
+            }
+            "LOGIN" => {
+                let Some(user) = self.answer(initial, auth::LOGIN_USERNAME_PROMPT).await? else {
+                    return Ok(None);
+                };
+                let user = auth::decode_base64_text(&user).map_err(decode)?;
+                let Some(password) = self.answer(None, auth::LOGIN_PASSWORD_PROMPT).await? else {
+                    return Ok(None);
+                };
+                Ok(Some((
+                    user,
+                    auth::decode_base64_text(&password).map_err(decode)?,
+                )))
+            }
+            _ => Err(Reply::new(
+                535,
+                "5.7.8",
+                "Error: authentication failed: Invalid authentication mechanism",
+            )),
+        }
+    }
+
+    /// The client's answer to a `334 prompt`, unless it gave one on the AUTH line.
+    async fn answer(
+        &mut self,
+        given: Option<String>,
+        prompt: &str,
+    ) -> Result<Option<String>, Reply> {
+        if let Some(given) = given {
+            return Ok(Some(given));
+        }
+        self.send(&Reply::new(334, "", prompt));
+        let timeout = self.shared.config.command_timeout;
+        match self.conn().read_line(12_288, timeout).await {
+            Ok(Line::Complete(line)) if line == b"*" => Err(AuthError::Cancelled.reply()),
+            Ok(Line::Complete(line)) => Ok(Some(String::from_utf8_lossy(&line).into_owned())),
+            Ok(Line::TooLong) => Err(Reply::new(
+                500,
+                "5.5.6",
+                "Error: authentication exchange line too long",
+            )),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn login(&mut self, mechanism: &str, (user, password): (String, String)) -> Flow {
+        let mut event = Authenticate::new(mechanism, user, Secret::new(password));
+        if let Some(reply) = Self::refusal(self.chain(&mut event).await) {
+            return self.error(&reply);
+        }
+        let accepted = match event.verdict {
+            AuthVerdict::Accept => true,
+            AuthVerdict::Undecided => self
+                .shared
+                .credentials
+                .as_ref()
+                .is_some_and(|c| c.verify(&event.username, event.password.expose())),
+            _ => false,
+        };
+        if !accepted {
+            tracing::info!(client = %self.client, user = event.username, "authentication failed");
+            return self.error(&auth::failed_reply());
+        }
+        tracing::info!(client = %self.client, user = event.username, "authenticated");
+        self.state.user = Some(event.username);
+        self.ok(235, "2.7.0", "Authentication successful");
+        Flow::Continue
+    }
+
+    async fn mail_from(&mut self, sender: Address, params: Params) -> Flow {
+        if self.state.helo.is_none() {
+            return self.error(&Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"));
+        }
+        if self.state.sender.is_some() {
+            return self.error(&Reply::new(503, "5.5.1", "Error: nested MAIL command"));
+        }
+        if let Err(reply) = self.check_mail_params(&params) {
+            return self.error(&reply);
+        }
+        let mut event = MailFrom::new(sender);
+        event.params = params;
+        if let Some(reply) = Self::refusal(self.chain(&mut event).await) {
+            self.send(&reply);
+            return Flow::Continue;
+        }
+        self.state.sender = Some(event.sender);
+        self.ok(250, "2.1.0", "Ok");
+        Flow::Continue
+    }
+
+    /// SIZE (RFC 1870), BODY (RFC 6152) and AUTH (RFC 4954) are known; others are refused.
+    fn check_mail_params(&self, params: &Params) -> Result<(), Reply> {
+        for (key, value) in params {
+            match (key.as_str(), value.as_deref()) {
+                ("SIZE", Some(size)) => {
+                    let size: usize = size
+                        .parse()
+                        .map_err(|_| Reply::new(501, "5.5.4", "Bad message size syntax"))?;
+                    if size > self.shared.config.max_message_size {
+                        return Err(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
+                    }
+                }
+                ("BODY", Some(body))
+                    if body.eq_ignore_ascii_case("7BIT")
+                        || body.eq_ignore_ascii_case("8BITMIME") => {}
+                ("AUTH", Some(_)) => {}
+                _ => {
+                    return Err(Reply::new(
+                        555,
+                        "5.5.4",
+                        format!("Unsupported option: {key}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn rcpt_to(&mut self, recipient: Address, params: Params) -> Flow {
+        let Some(sender) = self.state.sender.clone() else {
+            return self.error(&Reply::new(503, "5.5.1", "Error: need MAIL command"));
+        };
+        if let Some((key, _)) = params.first() {
+            return self.error(&Reply::new(
+                555,
+                "5.5.4",
+                format!("Unsupported option: {key}"),
+            ));
+        }
+        let max = self.shared.config.max_recipients;
+        if self.state.recipients.len() >= max {
+            self.send(&Reply::new(452, "4.5.3", "Error: too many recipients"));
+            return Flow::Continue;
+        }
+        let local =
+            self.shared.config.is_local_domain(recipient.domain()) || recipient.domain().is_empty();
+        let shown = recipient.to_string();
+        let mut event = RcptTo::new(sender, recipient, local);
+        if let Some(reply) = Self::refusal(self.chain(&mut event).await) {
+            self.send(&reply);
+            return Flow::Continue;
+        }
+        if !event.local && self.state.user.is_none() && !self.shared.may_relay(self.client.ip()) {
+            tracing::info!(client = %self.client, recipient = shown, "relay access denied");
+            self.send(&Reply::new(
+                554,
+                "5.7.1",
+                format!("<{shown}>: Relay access denied"),
+            ));
+            return Flow::Continue;
+        }
+        if self.state.recipients.len() + event.recipients.len() > max {
+            self.send(&Reply::new(452, "4.5.3", "Error: too many recipients"));
+            return Flow::Continue;
+        }
+        self.state.recipients.append(&mut event.recipients);
+        self.ok(250, "2.1.5", "Ok");
+        Flow::Continue
+    }
+
+    async fn data(&mut self) -> Flow {
+        let Some(sender) = self.state.sender.clone() else {
+            return self.error(&Reply::new(503, "5.5.1", "Error: need MAIL command"));
+        };
+        if self.state.recipients.is_empty() {
+            return self.error(&Reply::new(554, "5.5.1", "Error: no valid recipients"));
+        }
+        self.ok(354, "", "End data with <CR><LF>.<CR><LF>");
+        let (limit, timeout) = (
+            self.shared.config.max_message_size,
+            self.shared.config.data_timeout,
+        );
+        let bytes = match self.conn().read_data(limit, timeout).await {
+            Ok(bytes) => bytes,
+            Err(DataError::TooBig) => {
+                return self.refuse_data(Reply::new(552, "5.3.4", "Error: message file too big"));
+            }
+            Err(DataError::BareLineEnding) => {
+                return self.refuse_data(Reply::new(
+                    550,
+                    "5.5.2",
+                    "Error: bare <CR> or <LF> received",
+                ));
+            }
+            Err(DataError::Io(error)) => {
+                tracing::info!(client = %self.client, %error, "lost connection after DATA");
+                return Flow::Quit;
+            }
+        };
+        let reply = self.accept(sender, bytes).await;
+        self.send(&reply);
+        self.reset();
+        Flow::Continue
+    }
+
+    fn refuse_data(&mut self, reply: Reply) -> Flow {
+        tracing::info!(client = %self.client, reply = %reply, "message refused");
+        self.reset();
+        self.error(&reply)
+    }
+
+    /// Stamps the message, runs the data chain, and queues it.
+    async fn accept(&mut self, sender: Address, bytes: Vec<u8>) -> Reply {
+        let now = SystemTime::now();
+        let mut message = Message::parse(&bytes);
+        drop(bytes);
+        let recipients = std::mem::take(&mut self.state.recipients);
+        let only = (recipients.len() == 1).then(|| recipients[0].to_string());
+        let helo = self.state.helo.clone().unwrap_or_default();
+        let trace = Trace {
+            helo: &helo,
+            ip: self.client.ip(),
+            hostname: &self.shared.config.hostname,
+            extended: self.state.extended,
+            tls: self.state.tls,
+            authenticated: self.state.user.is_some(),
+            recipient: only.as_deref(),
+        };
+        received::stamp(&mut message, &trace, now);
+        if self.state.user.is_some() {
+            received::complete_submission(&mut message, &self.shared.config.hostname, now);
+        }
+        let mut event = Data::new(
+            Envelope {
+                sender: sender.clone(),
+                recipients,
+            },
+            message,
+        );
+        if let Some(reply) = Self::refusal(self.chain(&mut event).await) {
+            return reply;
+        }
+        let recipients = event.envelope().recipients.clone();
+        let groups = match self.copies(&sender, recipients, event.message).await {
+            Ok(groups) => groups,
+            Err(reply) => return reply,
+        };
+        self.enqueue(sender, groups, &helo).await
+    }
+
+    /// Runs `smtp_in_message` for each recipient; recipients whose copies came out the same
+    /// share one stored message. Without plugins at that hook, all share the one message.
+    async fn copies(
+        &mut self,
+        sender: &Address,
+        recipients: Vec<Address>,
+        message: Message,
+    ) -> Result<Vec<(Vec<u8>, Vec<Address>)>, Reply> {
+        if !self.worker.engine().has_chain(HookId::SmtpInMessage) {
+            return Ok(vec![(message.to_bytes(), recipients)]);
+        }
+        let mut groups: Vec<(Vec<u8>, Vec<Address>)> = Vec::new();
+        let mut refused = None;
+        for recipient in recipients {
+            let mut copy = MessageCopy::new(sender.clone(), recipient, message.clone());
+            if let Some(reply) = Self::refusal(self.chain(&mut copy).await) {
+                tracing::info!(client = %self.client, recipient = %copy.recipient, %reply, "recipient refused at smtp_in_message");
+                refused = Some(reply);
+                continue;
+            }
+            let bytes = copy.message.to_bytes();
+            match groups.iter_mut().find(|(body, _)| *body == bytes) {
+                Some((_, group)) => group.push(copy.recipient),
+                None => groups.push((bytes, vec![copy.recipient])),
+            }
+        }
+        match refused {
+            Some(reply) if groups.is_empty() => Err(reply),
+            _ => Ok(groups),
+        }
+    }
+
+    async fn enqueue(
+        &mut self,
+        sender: Address,
+        groups: Vec<(Vec<u8>, Vec<Address>)>,
+        helo: &str,
+    ) -> Reply {
+        let client = format!("{helo}[{}]", self.client.ip());
+        let mut first = None;
+        for (body, recipients) in groups {
+            let (size, count) = (body.len(), recipients.len());
+            let message = NewMessage {
+                sender: sender.clone(),
+                recipients,
+                body,
+                client: client.clone(),
+            };
+            match self.shared.queue.enqueue(message).await {
+                Ok(id) => {
+                    tracing::info!(queue_id = %id, client, from = %sender, nrcpt = count, size, "message accepted");
+                    self.shared.stats.messages.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .stats
+                        .bytes
+                        .fetch_add(size as u64, Ordering::Relaxed);
+                    first.get_or_insert(id);
+                }
+                Err(error) => {
+                    tracing::error!(client, %error, "cannot queue a message");
+                    return Reply::tempfail("Error: queue file write error");
+                }
+            }
+        }
+        self.state.queued += 1;
+        match first {
+            Some(id) => Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
+            None => Reply::tempfail("Error: queue file write error"),
+        }
+    }
+}

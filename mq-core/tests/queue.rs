@@ -1,0 +1,587 @@
+//! The embedded queue: its trait behaviour, recovery after a restart, a torn or damaged journal,
+//! segment deletion and compaction, concurrency, and a real `kill -9`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use mq_core::queue::{
+    AckResult, EmbeddedOptions, EmbeddedQueue, Entry, EntryState, NewMessage, Queue, QueueError,
+    QueueId,
+};
+use mq_plugin_api::Address;
+use smol::block_on;
+use tempfile::TempDir;
+
+fn address(text: &str) -> Address {
+    text.parse().unwrap()
+}
+
+fn message(recipients: &[&str], body: &[u8]) -> NewMessage {
+    NewMessage {
+        sender: address("sender@example.org"),
+        recipients: recipients.iter().map(|r| address(r)).collect(),
+        body: body.to_vec(),
+        client: "client.example[192.0.2.1]".into(),
+    }
+}
+
+fn open(dir: &Path) -> EmbeddedQueue {
+    EmbeddedQueue::open(dir, EmbeddedOptions::default()).unwrap()
+}
+
+/// Segments of 4 KiB, so that a few messages rotate the journal.
+fn open_small(dir: &Path) -> EmbeddedQueue {
+    let options = EmbeddedOptions {
+        segment_size: 4096,
+        ..EmbeddedOptions::default()
+    };
+    EmbeddedQueue::open(dir, options).unwrap()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "log"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Where each record of a segment starts, read from the length fields of the framing.
+fn record_offsets(path: &Path) -> Vec<u64> {
+    let bytes = fs::read(path).unwrap();
+    let mut offsets = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        offsets.push(at as u64);
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        at += 8 + len as usize;
+    }
+    offsets
+}
+
+fn later(seconds: u64) -> SystemTime {
+    SystemTime::now() + Duration::from_secs(seconds)
+}
+
+fn ids(entries: &[Entry]) -> Vec<(QueueId, u32)> {
+    entries
+        .iter()
+        .map(|e| (e.queue_id, e.recipient_index))
+        .collect()
+}
+
+#[test]
+fn an_enqueued_message_lists_one_entry_per_recipient() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let body = b"Subject: hi\r\n\r\nhello\r\n";
+    let id = block_on(queue.enqueue(message(&["a@example.net", "b@example.com"], body))).unwrap();
+    let entries = queue.list();
+    assert_eq!(ids(&entries), vec![(id, 0), (id, 1)]);
+    for (entry, recipient) in entries.iter().zip(["a@example.net", "b@example.com"]) {
+        assert_eq!(entry.sender, address("sender@example.org"));
+        assert_eq!(entry.recipient, address(recipient));
+        assert_eq!(entry.size, body.len() as u64);
+        assert_eq!(entry.attempts, 0);
+        assert_eq!(entry.state, EntryState::Ready);
+        assert_eq!(entry.last_error, None);
+    }
+}
+
+#[test]
+fn the_body_comes_back_byte_for_byte() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let body: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let id = block_on(queue.enqueue(message(&["a@example.net"], &body))).unwrap();
+    assert_eq!(&*block_on(queue.body(&id)).unwrap(), &body[..]);
+    drop(queue);
+    let queue = open(dir.path());
+    assert_eq!(&*block_on(queue.body(&id)).unwrap(), &body[..]);
+}
+
+#[test]
+fn take_due_hands_out_each_due_entry_once() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let first =
+        block_on(queue.enqueue(message(&["a@example.net", "b@example.net"], b"1"))).unwrap();
+    let second = block_on(queue.enqueue(message(&["c@example.net"], b"2"))).unwrap();
+    let now = SystemTime::now();
+    let taken = block_on(queue.take_due(now, 2)).unwrap();
+    assert_eq!(ids(&taken), vec![(first, 0), (first, 1)]);
+    assert!(taken.iter().all(|e| e.state == EntryState::InFlight));
+    let rest = block_on(queue.take_due(now, 10)).unwrap();
+    assert_eq!(ids(&rest), vec![(second, 0)]);
+    assert!(
+        block_on(queue.take_due(later(3600), 10))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(queue.list().iter().all(|e| e.state == EntryState::InFlight));
+}
+
+#[test]
+fn deferred_entries_wait_for_their_time_longest_due_first() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    block_on(queue.enqueue(message(&["a@example.net", "b@example.net"], b"x"))).unwrap();
+    let now = SystemTime::now();
+    let taken = block_on(queue.take_due(now, 10)).unwrap();
+    block_on(queue.defer(&taken[0], now + Duration::from_secs(20), "421 a".into())).unwrap();
+    block_on(queue.defer(&taken[1], now + Duration::from_secs(10), "421 b".into())).unwrap();
+    assert!(block_on(queue.take_due(now, 10)).unwrap().is_empty());
+    let at = now + Duration::from_secs(15);
+    assert_eq!(
+        ids(&block_on(queue.take_due(at, 10)).unwrap()),
+        vec![ids(&taken)[1]]
+    );
+    let at = now + Duration::from_secs(25);
+    assert_eq!(
+        ids(&block_on(queue.take_due(at, 10)).unwrap()),
+        vec![ids(&taken)[0]]
+    );
+}
+
+#[test]
+fn defer_counts_attempts_and_survives_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    block_on(queue.enqueue(message(&["a@example.net"], b"x"))).unwrap();
+    let until = later(600);
+    for attempt in 1..=2 {
+        let entry = block_on(queue.take_due(until, 1)).unwrap().remove(0);
+        let error = format!("451 4.3.0 attempt {attempt}");
+        block_on(queue.defer(&entry, until, error)).unwrap();
+    }
+    let check = |entry: &Entry| {
+        assert_eq!(entry.attempts, 2);
+        assert_eq!(entry.state, EntryState::Deferred);
+        assert_eq!(entry.last_error.as_deref(), Some("451 4.3.0 attempt 2"));
+        // Times are kept to the microsecond.
+        let off = entry
+            .next_attempt
+            .duration_since(until)
+            .unwrap_or_else(|e| e.duration());
+        assert!(off < Duration::from_micros(1));
+    };
+    check(&queue.list()[0]);
+    drop(queue);
+    check(&open(dir.path()).list()[0]);
+}
+
+#[test]
+fn ack_removes_the_entry_and_the_message_goes_with_its_last() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let id = block_on(queue.enqueue(message(&["a@example.net", "b@example.net"], b"x"))).unwrap();
+    let kept = block_on(queue.enqueue(message(&["c@example.net"], b"y"))).unwrap();
+    let taken = block_on(queue.take_due(SystemTime::now(), 2)).unwrap();
+    block_on(queue.ack(&taken[0], AckResult::Delivered)).unwrap();
+    assert_eq!(ids(&queue.list()), vec![(id, 1), (kept, 0)]);
+    drop(queue);
+    let queue = open(dir.path());
+    assert_eq!(ids(&queue.list()), vec![(id, 1), (kept, 0)]);
+    let failed = AckResult::Failed {
+        reason: "550 5.1.1 no such user".into(),
+    };
+    block_on(queue.ack(&taken[1], failed.clone())).unwrap();
+    assert_eq!(ids(&queue.list()), vec![(kept, 0)]);
+    assert!(matches!(
+        block_on(queue.body(&id)),
+        Err(QueueError::NotFound(_))
+    ));
+    assert!(matches!(
+        block_on(queue.ack(&taken[1], failed)),
+        Err(QueueError::NotFound(missing)) if missing == id
+    ));
+    drop(queue);
+    assert_eq!(ids(&open(dir.path()).list()), vec![(kept, 0)]);
+}
+
+#[test]
+fn delete_removes_every_entry_of_a_message() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let recipients = ["a@example.net", "b@example.net", "c@example.net"];
+    let id = block_on(queue.enqueue(message(&recipients, b"x"))).unwrap();
+    let kept = block_on(queue.enqueue(message(&["d@example.net"], b"y"))).unwrap();
+    let taken = block_on(queue.take_due(SystemTime::now(), 1)).unwrap();
+    block_on(queue.ack(&taken[0], AckResult::Delivered)).unwrap();
+    assert_eq!(block_on(queue.delete(&id)).unwrap(), 2);
+    assert_eq!(ids(&queue.list()), vec![(kept, 0)]);
+    assert!(matches!(
+        block_on(queue.delete(&id)),
+        Err(QueueError::NotFound(_))
+    ));
+    drop(queue);
+    assert_eq!(ids(&open(dir.path()).list()), vec![(kept, 0)]);
+}
+
+#[test]
+fn flush_makes_deferred_entries_due_now() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    block_on(queue.enqueue(message(&["a@example.net"], b"x"))).unwrap();
+    let entry = block_on(queue.take_due(SystemTime::now(), 1))
+        .unwrap()
+        .remove(0);
+    block_on(queue.defer(&entry, later(3600), "421 busy".into())).unwrap();
+    assert!(
+        block_on(queue.take_due(SystemTime::now(), 1))
+            .unwrap()
+            .is_empty()
+    );
+    queue.flush();
+    let due = block_on(queue.take_due(SystemTime::now(), 1)).unwrap();
+    assert_eq!(ids(&due), ids(&[entry]));
+    assert_eq!(due[0].attempts, 1);
+}
+
+#[test]
+fn a_restart_recovers_every_entry_and_in_flight_ones_are_due_again() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let mut expected = Vec::new();
+    for n in 0..10 {
+        let body = format!("message {n}");
+        let id = block_on(queue.enqueue(message(
+            &["a@example.net", "b@example.net"],
+            body.as_bytes(),
+        )))
+        .unwrap();
+        expected.extend([(id, 0), (id, 1)]);
+    }
+    block_on(queue.take_due(SystemTime::now(), 5)).unwrap();
+    drop(queue);
+    let queue = open(dir.path());
+    assert_eq!(ids(&queue.list()), expected);
+    assert!(queue.list().iter().all(|e| e.state == EntryState::Ready));
+    assert_eq!(
+        block_on(queue.take_due(SystemTime::now(), 100))
+            .unwrap()
+            .len(),
+        20
+    );
+    let newer = block_on(queue.enqueue(message(&["c@example.net"], b"z"))).unwrap();
+    assert!(expected.iter().all(|&(id, _)| id < newer));
+}
+
+#[test]
+fn garbage_after_the_last_record_is_dropped_on_reopen() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let a = block_on(queue.enqueue(message(&["a@example.net"], b"first"))).unwrap();
+    let b = block_on(queue.enqueue(message(&["b@example.net"], b"second"))).unwrap();
+    drop(queue);
+    let segment = segments(dir.path()).remove(0);
+    let len = fs::metadata(&segment).unwrap().len();
+    let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+    file.write_all(&[0xAB; 100]).unwrap();
+    drop(file);
+    let queue = open(dir.path());
+    assert_eq!(ids(&queue.list()), vec![(a, 0), (b, 0)]);
+    assert_eq!(fs::metadata(&segment).unwrap().len(), len);
+    // Appending goes on from the cut, and reads back.
+    let c = block_on(queue.enqueue(message(&["c@example.net"], b"third"))).unwrap();
+    drop(queue);
+    let queue = open(dir.path());
+    assert_eq!(ids(&queue.list()), vec![(a, 0), (b, 0), (c, 0)]);
+    assert_eq!(&*block_on(queue.body(&c)).unwrap(), b"third");
+}
+
+#[test]
+fn zeros_after_the_last_record_are_dropped_on_reopen() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let a = block_on(queue.enqueue(message(&["a@example.net"], b"first"))).unwrap();
+    drop(queue);
+    let segment = segments(dir.path()).remove(0);
+    let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+    file.write_all(&[0; 4096]).unwrap();
+    drop(file);
+    assert_eq!(ids(&open(dir.path()).list()), vec![(a, 0)]);
+}
+
+#[test]
+fn a_last_record_cut_short_is_dropped_and_earlier_ones_survive() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let a = block_on(queue.enqueue(message(&["a@example.net"], &[b'a'; 3000]))).unwrap();
+    block_on(queue.enqueue(message(&["b@example.net"], &[b'b'; 3000]))).unwrap();
+    drop(queue);
+    let segment = segments(dir.path()).remove(0);
+    let len = fs::metadata(&segment).unwrap().len();
+    for cut in [len - 1, len - 1500, record_offsets(&segment)[1] + 3] {
+        OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let queue = open(dir.path());
+        assert_eq!(ids(&queue.list()), vec![(a, 0)]);
+        assert_eq!(&*block_on(queue.body(&a)).unwrap(), &[b'a'; 3000][..]);
+    }
+}
+
+#[test]
+fn a_bad_checksum_in_an_older_segment_is_reported_as_corrupt() {
+    let dir = TempDir::new().unwrap();
+    let queue = open_small(dir.path());
+    for n in 0..6 {
+        block_on(queue.enqueue(message(&["a@example.net"], &[n; 1500]))).unwrap();
+    }
+    drop(queue);
+    let paths = segments(dir.path());
+    assert!(paths.len() >= 2, "{paths:?}");
+    let older = &paths[0];
+    let second = record_offsets(older)[1];
+    let mut bytes = fs::read(older).unwrap();
+    bytes[second as usize + 20] ^= 0x40;
+    fs::write(older, bytes).unwrap();
+    match EmbeddedQueue::open(dir.path(), EmbeddedOptions::default()) {
+        Err(QueueError::Corrupt { file, offset, .. }) => {
+            assert_eq!(&file, older);
+            assert_eq!(offset, second);
+        }
+        other => panic!("expected a corrupt journal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_queue_directory_opens_once_at_a_time() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    assert!(matches!(
+        EmbeddedQueue::open(dir.path(), EmbeddedOptions::default()),
+        Err(QueueError::InUse(_))
+    ));
+    drop(queue);
+    open(dir.path());
+}
+
+#[test]
+fn a_message_without_recipients_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let refused = block_on(queue.enqueue(message(&[], b"x")));
+    assert!(matches!(refused, Err(QueueError::Invalid(_))));
+}
+
+#[test]
+fn segments_whose_messages_are_all_done_are_deleted() {
+    let dir = TempDir::new().unwrap();
+    let queue = open_small(dir.path());
+    for n in 0..20 {
+        block_on(queue.enqueue(message(&["a@example.net"], &[n; 1000]))).unwrap();
+        for entry in block_on(queue.take_due(SystemTime::now(), 10)).unwrap() {
+            block_on(queue.ack(&entry, AckResult::Delivered)).unwrap();
+        }
+    }
+    block_on(queue.maintain()).unwrap();
+    assert_eq!(segments(dir.path()).len(), 1);
+    assert!(queue.list().is_empty());
+}
+
+#[test]
+fn compaction_moves_live_messages_forward_and_old_segments_go() {
+    let dir = TempDir::new().unwrap();
+    let queue = open_small(dir.path());
+    let body: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+    let kept =
+        block_on(queue.enqueue(message(&["a@example.net", "b@example.net"], &body))).unwrap();
+    let taken = block_on(queue.take_due(SystemTime::now(), 2)).unwrap();
+    block_on(queue.ack(&taken[0], AckResult::Delivered)).unwrap();
+    let until = later(86_400);
+    block_on(queue.defer(&taken[1], until, "421 4.7.0 later".into())).unwrap();
+    let first_segment = segments(dir.path()).remove(0);
+    for n in 0..40 {
+        block_on(queue.enqueue(message(&["c@example.net"], &[n; 1000]))).unwrap();
+        for entry in block_on(queue.take_due(SystemTime::now(), 10)).unwrap() {
+            block_on(queue.ack(&entry, AckResult::Delivered)).unwrap();
+        }
+    }
+    block_on(queue.maintain()).unwrap();
+    let left = segments(dir.path());
+    assert!(!left.contains(&first_segment), "{left:?}");
+    assert!(left.len() <= 2, "{left:?}");
+    let check = |queue: &EmbeddedQueue| {
+        let entries = queue.list();
+        assert_eq!(ids(&entries), vec![(kept, 1)]);
+        assert_eq!(entries[0].attempts, 1);
+        assert_eq!(entries[0].last_error.as_deref(), Some("421 4.7.0 later"));
+        assert_eq!(&*block_on(queue.body(&kept)).unwrap(), &body[..]);
+    };
+    check(&queue);
+    drop(queue);
+    check(&open_small(dir.path()));
+}
+
+#[test]
+fn concurrent_enqueues_get_distinct_ids_and_all_are_recovered() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let per_thread = 25;
+    let ids: Vec<QueueId> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..20u8)
+            .map(|t| {
+                let queue = &queue;
+                scope.spawn(move || {
+                    (0..per_thread)
+                        .map(|n| {
+                            let body = [t, n];
+                            block_on(queue.enqueue(message(&["a@example.net"], &body))).unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    let distinct: BTreeSet<QueueId> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), 20 * usize::from(per_thread));
+    drop(queue);
+    let recovered: BTreeSet<QueueId> = open(dir.path()).list().iter().map(|e| e.queue_id).collect();
+    assert_eq!(recovered, distinct);
+}
+
+/// The environment variable that makes `crash_child` run, naming the queue directory.
+const CRASH_CHILD: &str = "MQ_CRASH_CHILD";
+
+/// A body that carries its own check: its seed, then bytes derived from the seed, of a length
+/// derived from the seed.
+fn checked_body(seed: u64) -> Vec<u8> {
+    let len = 100 + (seed % 4000) as usize;
+    let mut body = seed.to_le_bytes().to_vec();
+    body.extend((0..len).map(|i| (seed as usize * 31 + i * 7) as u8));
+    body
+}
+
+fn body_is_intact(body: &[u8]) -> bool {
+    body.len() >= 8 && checked_body(u64::from_le_bytes(body[..8].try_into().unwrap())) == body
+}
+
+/// Not a test on its own: the process that `a_killed_process_loses_no_acknowledged_message`
+/// kills. It enqueues from four threads and prints `queued <id>` as soon as each enqueue
+/// returns; it acknowledges two messages of three, printing `acking <id>` before and
+/// `done <id>` after.
+#[test]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(CRASH_CHILD) else {
+        return;
+    };
+    let options = EmbeddedOptions {
+        segment_size: 64 << 10,
+        ..EmbeddedOptions::default()
+    };
+    let queue = EmbeddedQueue::open(Path::new(&dir), options).unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..4u64 {
+            let queue = &queue;
+            scope.spawn(move || {
+                for n in 0.. {
+                    enqueue_and_maybe_ack(queue, thread << 32 | n);
+                }
+            });
+        }
+    });
+}
+
+fn enqueue_and_maybe_ack(queue: &EmbeddedQueue, seed: u64) {
+    let message = NewMessage {
+        body: checked_body(seed),
+        ..message(&["a@example.net", "b@example.net"], b"")
+    };
+    let id = block_on(queue.enqueue(message)).unwrap();
+    say(&format!("queued {id}"));
+    // Two of three are done at once, so that segments are deleted and compacted as well.
+    if !seed.is_multiple_of(3) {
+        say(&format!("acking {id}"));
+        for entry in queue.list().iter().filter(|e| e.queue_id == id) {
+            block_on(queue.ack(entry, AckResult::Delivered)).unwrap();
+        }
+        say(&format!("done {id}"));
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").unwrap();
+    out.flush().unwrap();
+}
+
+#[test]
+fn a_killed_process_loses_no_acknowledged_message() {
+    let dir = TempDir::new().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD, dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    let mut queued = 0;
+    while queued < 400 {
+        let mut line = String::new();
+        if output.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        queued += usize::from(line.starts_with("queued "));
+        text.push_str(&line);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    output.read_to_string(&mut text).unwrap();
+    assert!(queued >= 400, "the child stopped early:\n{text}");
+    // A line cut short by the kill was not printed whole: only whole lines count.
+    let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    let said = |word: &str| -> BTreeSet<QueueId> {
+        let prefix = format!("{word} ");
+        whole
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .map(|id| id.parse().unwrap())
+            .collect()
+    };
+    let (queued, acking, done) = (said("queued"), said("acking"), said("done"));
+
+    let queue = open(dir.path());
+    let mut recovered: BTreeMap<QueueId, Vec<u32>> = BTreeMap::new();
+    for entry in queue.list() {
+        recovered
+            .entry(entry.queue_id)
+            .or_default()
+            .push(entry.recipient_index);
+    }
+    for (id, recipients) in &recovered {
+        let body = block_on(queue.body(id)).unwrap();
+        assert!(body_is_intact(&body), "message {id} came back damaged");
+        assert!(
+            recipients == &[0, 1] || acking.contains(id),
+            "{id}: {recipients:?}"
+        );
+    }
+    for id in queued.difference(&acking) {
+        assert!(
+            recovered.contains_key(id),
+            "acknowledged message {id} was lost"
+        );
+    }
+    for id in &done {
+        assert!(
+            !recovered.contains_key(id),
+            "message {id} was done but came back"
+        );
+    }
+}
