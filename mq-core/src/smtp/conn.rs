@@ -240,15 +240,7 @@ impl Conn {
             Err(io::ErrorKind::TimedOut.into())
         });
         let tls = accept.await?;
-        let (_, session) = tls.get_ref();
-        let protocol = session
-            .protocol_version()
-            .and_then(|v| v.as_str())
-            .unwrap_or("TLS")
-            .replace("TLSv1_", "TLSv1.");
-        let cipher = session
-            .negotiated_cipher_suite()
-            .map_or_else(String::new, |s| format!("{:?}", s.suite()));
+        let (protocol, cipher) = super::tls::describe(tls.get_ref().1);
         self.stream = Stream::Tls(Box::new(tls));
         Ok((protocol, cipher))
     }

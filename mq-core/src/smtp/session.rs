@@ -156,7 +156,7 @@ impl Session {
                 "4.3.0",
                 format!("{} Error: try again later", self.hostname()),
             ),
-            refused => Self::refusal(refused).unwrap_or_else(|| Reply::tempfail("")),
+            refused @ Outcome::Rejected { .. } => Self::refusal(refused).unwrap_or_else(|| Reply::tempfail("")),
         };
         let accepted = greeting.code() == 220;
         if !accepted {
@@ -525,10 +525,10 @@ impl Session {
         let bytes = match self.conn().read_data(limit, timeout).await {
             Ok(bytes) => bytes,
             Err(DataError::TooBig) => {
-                return self.refuse_data(Reply::new(552, "5.3.4", "Error: message file too big"));
+                return self.refuse_data(&Reply::new(552, "5.3.4", "Error: message file too big"));
             }
             Err(DataError::BareLineEnding) => {
-                return self.refuse_data(Reply::new(
+                return self.refuse_data(&Reply::new(
                     550,
                     "5.5.2",
                     "Error: bare <CR> or <LF> received",
@@ -545,10 +545,10 @@ impl Session {
         Flow::Continue
     }
 
-    fn refuse_data(&mut self, reply: Reply) -> Flow {
+    fn refuse_data(&mut self, reply: &Reply) -> Flow {
         tracing::info!(client = %self.client, reply = %reply, "message refused");
         self.reset();
-        self.error(&reply)
+        self.error(reply)
     }
 
     /// Stamps the message, runs the data chain, and queues it.
