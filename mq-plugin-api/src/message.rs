@@ -62,29 +62,31 @@ impl Message {
                 rest = &rest[line_len..];
                 break;
             }
+            // A last line without its line ending gets one, so that writing the message back
+            // and parsing it again gives the same fields.
+            let ended: std::borrow::Cow<'_, [u8]> = if line.ends_with(b"\n") {
+                line.into()
+            } else {
+                [line, if crlf { &b"\r\n"[..] } else { b"\n" }]
+                    .concat()
+                    .into()
+            };
             if matches!(line[0], b' ' | b'\t')
                 && let Some(last) = fields.last_mut()
             {
-                {
-                    let mut value = std::mem::take(&mut last.raw_value).into_vec();
-                    value.extend_from_slice(line);
-                    last.raw_value = value.into_boxed_slice();
-                    rest = &rest[line_len..];
-                    continue;
-                }
+                let mut value = std::mem::take(&mut last.raw_value).into_vec();
+                value.extend_from_slice(&ended);
+                last.raw_value = value.into_boxed_slice();
+                rest = &rest[line_len..];
+                continue;
             }
-            match field_name(line) {
-                Some(name) => {
-                    let raw_value = &line[name.len() + 1..];
-                    fields.push(Header {
-                        name: name.into(),
-                        raw_value: raw_value.into(),
-                    });
-                    rest = &rest[line_len..];
-                }
-                // Not a header field: the header block ended without its blank line.
-                None => break,
-            }
+            // Not a header field: the header block ended without its blank line.
+            let Some(name) = field_name(line) else { break };
+            fields.push(Header {
+                name: name.into(),
+                raw_value: ended[name.len() + 1..].into(),
+            });
+            rest = &rest[line_len..];
         }
         Message {
             headers: Headers { fields, crlf },
@@ -332,6 +334,10 @@ mod tests {
             b" folded first\r\n",
             b"\xff\xfe: x\r\n",
             b"A:\xff\r\n\r\n",
+            b"A: no line ending",
+            b"A: b\r\n folded without ending",
+            b"A: b\r\n\r",
+            b"A: b\nC: lf only",
         ] {
             let message = Message::parse(bytes);
             let again = Message::parse(&message.to_bytes());

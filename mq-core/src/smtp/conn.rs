@@ -185,7 +185,8 @@ impl Conn {
         }
     }
 
-    /// Flushes the replies, then reads more input.
+    /// Flushes the replies, then reads more input. Not cancel-safe: a read dropped half-way
+    /// leaves the buffer padded, so a caller that cancels it (shutdown) must end the session.
     async fn fill(&mut self, timeout: Duration) -> Result<(), ConnError> {
         self.flush().await.map_err(ConnError::Io)?;
         if self.start == self.input.len() {

@@ -171,8 +171,19 @@ impl Session {
             self.shared.config.max_line_length,
             self.shared.config.command_timeout,
         );
+        let worker = self.worker.clone();
         loop {
-            let line = match self.conn().read_line(max, timeout).await {
+            // Shutdown ends a session that waits for a command; one in the middle of a command
+            // (DATA above all) finishes it first.
+            let read = smol::future::or(async { Some(self.conn().read_line(max, timeout).await) }, async {
+                worker.stopping().await;
+                None
+            });
+            let Some(read) = read.await else {
+                let text = format!("{} Error: service shutting down", self.hostname());
+                return self.send(&Reply::new(421, "4.3.2", text));
+            };
+            let line = match read {
                 Ok(Line::Complete(line)) => line,
                 Ok(Line::TooLong) => {
                     match self.error(&Reply::new(500, "5.5.0", "Error: line too long")) {
@@ -533,6 +544,11 @@ impl Session {
                     "5.5.2",
                     "Error: bare <CR> or <LF> received",
                 ));
+            }
+            Err(DataError::Io(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
+                let text = format!("{} Error: timeout exceeded", self.hostname());
+                self.send(&Reply::new(421, "4.4.2", text));
+                return Flow::Quit;
             }
             Err(DataError::Io(error)) => {
                 tracing::info!(client = %self.client, %error, "lost connection after DATA");
