@@ -8,6 +8,11 @@
 //!
 //! - `lib.rs`: the command line ([`main`]): arguments, logging, the config file, errors to exit
 //!   codes.
+//! - `serve`: `mq serve`, the server's life from start to a drained stop on SIGTERM.
+//! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
+//! - `queue`: `mq queue`, on the queue on disk or through a running server's admin port
+//!   (`admin_client`), printed by `queue_view`.
+//! - `check`: what `mq check-config` checks beyond planning the plugins.
 //! - `plugins`: the aggregator, one `extern crate` per plugin feature, and why it is needed.
 //! - `listing`: what `mq plugins` prints.
 //!
@@ -26,8 +31,14 @@
 //! }
 //! ```
 
+mod admin_client;
+mod check;
+mod inject;
 mod listing;
 mod plugins;
+mod queue;
+mod queue_view;
+mod serve;
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -54,18 +65,26 @@ struct Cli {
     command: Command,
 }
 
-/// The subcommands. `serve`, `inject`, `queue` and `check-config` come with the SMTP server
-/// and the queue.
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the SMTP server and the admin port until SIGTERM or SIGINT, then drains sessions.
+    Serve(serve::ServeArgs),
+    /// Submits a message read from stdin through the running server, as sendmail does.
+    Inject(inject::InjectArgs),
+    /// Lists, shows, deletes or flushes queued mail.
+    Queue(queue::QueueArgs),
     /// Lists the compiled-in plugins and every hook's chain, in call order.
     Plugins,
+    /// Checks the configuration: syntax, plugin sections, TLS files and AUTH hashes.
+    CheckConfig,
 }
 
 /// Runs the `mq` command line on this process's arguments and returns its exit code.
 ///
-/// Logs go to stderr, filtered by `RUST_LOG` (default `info`). An error is printed as one line,
-/// `mq: <error>`, and exits with 1; a usage error exits as clap decides (2), `--help` with 0.
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info` for `mq serve`, `warn` for the
+/// one-shot commands). An error is printed as one line, `mq: <error>`, and exits with 1; a
+/// usage error exits as clap decides (2), `--help` with 0.
 ///
 /// # Examples
 ///
@@ -76,7 +95,7 @@ enum Command {
 /// ```
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.default_log_level());
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -89,32 +108,63 @@ pub fn main() -> ExitCode {
 
 impl Cli {
     fn run(&self) -> anyhow::Result<()> {
-        let config = load_config(self.config.as_deref())?;
-        let registry = Registry::linked()?;
-        let plan = self.plan(&registry, &config)?;
+        let mut config = load_config(self.config.as_deref())?;
+        match &self.command {
+            Command::Serve(args) => {
+                args.apply(&mut config);
+                let plan = self.in_file(Registry::linked()?.plan(&config))?;
+                serve::run(&config, &plan)
+            }
+            Command::Inject(args) => inject::run(&config, args),
+            Command::Queue(args) => queue::run(&config, args),
+            Command::Plugins => {
+                let registry = Registry::linked()?;
+                let plan = self.plan(&registry, &config)?;
+                print(&Listing::new(&registry, &plan).to_string())
+            }
+            Command::CheckConfig => {
+                self.plan(&Registry::linked()?, &config)?;
+                self.in_file(check::run(&config))?;
+                print("config OK\n")
+            }
+        }
+    }
+
+    /// The server logs what it does; a one-shot command speaks through its output and errors,
+    /// so its logs start at warnings.
+    fn default_log_level(&self) -> LevelFilter {
         match self.command {
-            Command::Plugins => print(&Listing::new(&registry, &plan).to_string()),
+            Command::Serve(_) => LevelFilter::INFO,
+            _ => LevelFilter::WARN,
         }
     }
 
     /// The plugins `config` runs. Each is built once, as a worker would at start-up, so that a
     /// section a plugin refuses is reported by every command rather than first by `serve`.
     fn plan(&self, registry: &Registry, config: &Config) -> anyhow::Result<Plan> {
-        let checked = registry.plan(config).and_then(|plan| {
+        self.in_file(registry.plan(config).and_then(|plan| {
             plan.build_engine(0, Beat::unwatched())?;
             Ok(plan)
-        });
+        }))
+    }
+
+    /// `result`, its error naming the config file if there is one.
+    fn in_file<T, E>(&self, result: Result<T, E>) -> anyhow::Result<T>
+    where
+        Result<T, E>: anyhow::Context<T, E>,
+        anyhow::Error: From<E>,
+    {
         match &self.config {
-            Some(path) => checked.with_context(|| format!("config file {}", path.display())),
-            None => Ok(checked?),
+            Some(path) => result.with_context(|| format!("config file {}", path.display())),
+            None => Ok(result?),
         }
     }
 }
 
 /// Logs to stderr, so that stdout carries only a command's output.
-fn init_logging() {
+fn init_logging(default: LevelFilter) {
     let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
+        .with_default_directive(default.into())
         .from_env_lossy();
     // A custom build may have installed its own subscriber first; then that one stays.
     let _ = tracing_subscriber::fmt()
@@ -137,7 +187,7 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 /// Writes a command's output to stdout.
-fn print(text: &str) -> anyhow::Result<()> {
+pub(crate) fn print(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -206,5 +256,13 @@ mod tests {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["mq", "plugins", "--config", "x.toml"]).unwrap();
         assert_eq!(cli.config.as_deref(), Some(Path::new("x.toml")));
+    }
+
+    #[test]
+    fn only_serve_logs_at_info_by_default() {
+        let serve = Cli::try_parse_from(["mq", "serve"]).unwrap();
+        assert_eq!(serve.default_log_level(), LevelFilter::INFO);
+        let list = Cli::try_parse_from(["mq", "queue", "list"]).unwrap();
+        assert_eq!(list.default_log_level(), LevelFilter::WARN);
     }
 }

@@ -20,6 +20,8 @@
 //! - It runs on a thread of its own (the caller's), so a slow scrape never takes a worker
 //!   core from SMTP sessions, and it borrows what it reports on for as long as it runs.
 //!
+//! # Layout
+//!
 //! - `metrics`: the Prometheus page, a pure function.
 //! - `record`: [`QueueRecord`], an entry as JSON.
 //! - `http`: reading a request head, writing a response.
@@ -97,7 +99,19 @@ impl fmt::Debug for Sources<'_> {
 
 /// The admin port, bound and not yet serving.
 ///
-/// [`serve`](AdminServer::serve) blocks its thread until a [`StopHandle`] is used.
+/// [`serve`](AdminServer::serve) blocks its thread until a [`StopHandle`] is used; the module
+/// example runs it on a scoped thread.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::admin::AdminServer;
+///
+/// let admin = AdminServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+/// assert_ne!(admin.local_addr().port(), 0);
+/// let stop = admin.stop_handle();
+/// stop.stop(); // before serving: `serve` would return at once
+/// ```
 #[derive(Debug)]
 pub struct AdminServer {
     listener: Async<TcpListener>,

@@ -1,39 +1,17 @@
-//! The `mq` binary as an operator runs it: its output, its errors and exit codes.
+//! `mq plugins`, and the errors every command gives for a bad config file.
 //!
 //! Tests that expect the `headers` plugin are compiled only with the `headers` feature (a
 //! default), so that `cargo test -p mq-bin --no-default-features` still passes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-/// Runs the real `mq` binary with `args`, logging at the default level.
-fn mq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mq"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the mq binary runs")
-}
-
-/// Writes `text` to a file of its own under cargo's scratch directory for tests.
-fn config_file(name: &str, text: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::write(&path, text).expect("the scratch directory is writable");
-    path
-}
+use crate::support::{config_file, mq, one_error_line, stderr, stdout};
 
 /// `mq --config <text as a file> plugins`.
 fn plugins_with(name: &str, text: &str) -> Output {
     let path = config_file(name, text);
     mq(&["--config", path.to_str().expect("a UTF-8 path"), "plugins"])
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
 }
 
 /// The plugins in `hook`'s chain as `mq plugins` printed it; `["-"]` for an empty chain.
@@ -48,15 +26,6 @@ fn chain(listing: &str, hook: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("no line for {hook} in:\n{listing}"));
     let rest = line.trim_start().strip_prefix(hook).unwrap().trim();
     rest.split(", ").map(str::to_owned).collect()
-}
-
-/// Asserts that `output` is a failure with one line `mq: …` on stderr, and returns that line.
-fn one_error_line(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
-    let text = stderr(output);
-    assert!(text.starts_with("mq: "), "{text}");
-    assert_eq!(text.lines().count(), 1, "{text}");
-    text
 }
 
 #[test]

@@ -1,0 +1,254 @@
+//! `mq serve`: the queue, the worker cores, the SMTP server and the admin port, from start to a
+//! drained stop on SIGTERM or SIGINT.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use async_signal::{Signal, Signals};
+use clap::Args;
+use mq_core::admin::{AdminServer, Sources};
+use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue, QueueError};
+use mq_core::smtp::{Cidr, Server};
+use mq_core::{Config, Plan, Runtime};
+use smol::stream::StreamExt as _;
+
+/// `mq serve`'s flags; each overrides its key in the config file.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The SMTP address to listen on (smtp.listen; default 127.0.0.1:2525).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// The data directory; the queue lives in DIR/queue (queue.data_dir; default ./mq-data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A domain delivered here; repeat for more. Replaces smtp.domains.
+    #[arg(long = "domain", value_name = "D")]
+    domains: Vec<String>,
+    /// A client network that may relay, e.g. 192.0.2.0/24; repeat for more. Replaces
+    /// smtp.relay_networks.
+    #[arg(long = "relay-network", value_name = "CIDR")]
+    relay_networks: Vec<Cidr>,
+    /// Relay outbound mail through HOST:PORT (recorded; outbound delivery is not built yet).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_smarthost)]
+    smarthost: Option<String>,
+}
+
+impl ServeArgs {
+    /// Puts the flags given into `config`.
+    pub(crate) fn apply(&self, config: &mut Config) {
+        if let Some(listen) = self.listen {
+            config.smtp.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.queue.data_dir.clone_from(dir);
+        }
+        if !self.domains.is_empty() {
+            config.smtp.domains.clone_from(&self.domains);
+        }
+        if !self.relay_networks.is_empty() {
+            config.smtp.relay_networks.clone_from(&self.relay_networks);
+        }
+        if let Some(smarthost) = &self.smarthost {
+            // The config has no key for it until outbound delivery exists; the flag is checked
+            // now so that scripts written today keep working then.
+            tracing::warn!(%smarthost, "smarthost recorded; outbound delivery is not built yet");
+        }
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT, then lets sessions in progress finish and closes
+/// the queue.
+pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
+    // First, so that a signal sent as soon as the port answers is already ours to handle.
+    let mut signals = Signals::new([Signal::Term, Signal::Int]).context("cannot handle signals")?;
+    // Before the port is bound: a second server on the same data directory must stop here.
+    let queue = open_queue(config)?;
+    let runtime = Runtime::start(plan, config.engine.worker_count())?;
+    let server = Server::start(
+        &runtime,
+        config.smtp.clone(),
+        Arc::clone(&queue) as Arc<dyn Queue>,
+    )?;
+    let admin = config.admin.listen.map(AdminServer::bind).transpose()?;
+    tracing::info!(
+        address = %server.local_addr(),
+        data_dir = %config.queue.data_dir.display(),
+        workers = runtime.workers(),
+        admin = %admin.as_ref().map_or("off".to_owned(), |a| a.local_addr().to_string()),
+        "mq serving"
+    );
+    let signal = serve_until_signal(&runtime, &server, queue.as_ref(), admin, &mut signals)?;
+    tracing::info!(?signal, "draining sessions; a second signal stops at once");
+    exit_on_next(signals);
+    runtime.shutdown();
+    // The sessions held the server's share of the queue; with them gone the last handle is
+    // ours, and dropping it lets the journal writer finish.
+    drop(server);
+    drop(queue);
+    tracing::info!("mq stopped");
+    Ok(())
+}
+
+/// The queue in `<data_dir>/queue`, locked for this process alone.
+pub(crate) fn open_queue(config: &Config) -> anyhow::Result<Arc<EmbeddedQueue>> {
+    let data_dir = &config.queue.data_dir;
+    let options = EmbeddedOptions {
+        fsync: config.queue.fsync,
+        ..EmbeddedOptions::default()
+    };
+    match EmbeddedQueue::open(&queue_dir(data_dir), options) {
+        Ok(queue) => Ok(Arc::new(queue)),
+        Err(QueueError::InUse(_)) => bail!(
+            "data directory {} is in use by another mq process (is mq serve already running?)",
+            data_dir.display()
+        ),
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot open the queue in {}", data_dir.display()))
+        }
+    }
+}
+
+/// Where the queue of `data_dir` lives.
+pub(crate) fn queue_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("queue")
+}
+
+/// Serves the admin port, if any, on a thread of its own until a signal arrives, then stops it.
+/// A scoped thread, so that the port borrows the runtime, the server's counters and the queue
+/// without making them shared.
+fn serve_until_signal(
+    runtime: &Runtime,
+    server: &Server,
+    queue: &dyn Queue,
+    admin: Option<AdminServer>,
+    signals: &mut Signals,
+) -> anyhow::Result<Signal> {
+    let metrics = || runtime.metrics();
+    let sources = Sources {
+        stats: server.stats(),
+        metrics: &metrics,
+        queue,
+    };
+    std::thread::scope(|scope| {
+        let stop = admin.as_ref().map(AdminServer::stop_handle);
+        if let Some(admin) = admin {
+            let thread = std::thread::Builder::new().name("mq-admin".into());
+            thread
+                .spawn_scoped(scope, || admin.serve(&sources))
+                .context("cannot start the admin thread")?;
+        }
+        let signal = wait_for(signals);
+        if let Some(stop) = stop {
+            stop.stop();
+        }
+        signal
+    })
+}
+
+/// Exits the process at the next signal, for an operator who will not wait for a slow client
+/// to finish its DATA. Nothing acknowledged is lost: a 250 is sent only once the message is on
+/// disk.
+fn exit_on_next(mut signals: Signals) {
+    std::thread::spawn(move || {
+        if let Ok(signal) = wait_for(&mut signals) {
+            tracing::warn!(?signal, "second signal: stopping without draining");
+            std::process::exit(1);
+        }
+    });
+}
+
+/// Blocks until one of `signals` arrives.
+fn wait_for(signals: &mut Signals) -> anyhow::Result<Signal> {
+    match smol::block_on(signals.next()) {
+        Some(signal) => signal.context("cannot receive signals"),
+        None => bail!("the signal stream ended"),
+    }
+}
+
+/// Checks `HOST:PORT` (`[v6]:PORT` for an IPv6 address) and returns it as given.
+fn parse_smarthost(text: &str) -> Result<String, String> {
+    let wrong = || format!("expected HOST:PORT, got {text:?}");
+    let (host, port) = text.rsplit_once(':').ok_or_else(wrong)?;
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        }
+    };
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 && host_ok => Ok(text.to_owned()),
+        _ => Err(wrong()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smarthosts_are_host_and_port() {
+        for good in ["relay.example.net:587", "192.0.2.1:25", "[2001:db8::1]:25"] {
+            assert_eq!(parse_smarthost(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "relay.example.net",
+            ":25",
+            "relay:0",
+            "relay:99999",
+            "2001:db8::1:25",
+            "a b:25",
+            "[x]:25",
+        ] {
+            assert!(parse_smarthost(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_replace_the_config_lists() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = Cli::parse_from([
+            "serve",
+            "--domain",
+            "a.example",
+            "--domain",
+            "b.example",
+            "--relay-network",
+            "192.0.2.0/24",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/tmp/x",
+        ]);
+        let mut config = Config::default();
+        cli.serve.apply(&mut config);
+        assert_eq!(config.smtp.domains, ["a.example", "b.example"]);
+        assert_eq!(config.smtp.relay_networks.len(), 1);
+        assert_eq!(config.smtp.listen.port(), 0);
+        assert_eq!(config.queue.data_dir, Path::new("/tmp/x"));
+    }
+
+    #[test]
+    fn without_flags_the_config_stays() {
+        let args = ServeArgs {
+            listen: None,
+            data_dir: None,
+            domains: Vec::new(),
+            relay_networks: Vec::new(),
+            smarthost: None,
+        };
+        let mut config = Config::default();
+        args.apply(&mut config);
+        assert_eq!(config.smtp.domains, ["localhost"]);
+        assert_eq!(config.queue.data_dir, Path::new("mq-data"));
+    }
+}

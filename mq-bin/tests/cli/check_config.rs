@@ -1,0 +1,62 @@
+//! `mq check-config`: `config OK`, or one line naming what is wrong.
+
+use crate::support::{config_file, mq, one_error_line, success};
+
+fn check(name: &str, text: &str) -> std::process::Output {
+    let path = config_file(name, text);
+    mq(&[
+        "--config",
+        path.to_str().expect("a UTF-8 path"),
+        "check-config",
+    ])
+}
+
+/// The example configures the bundled `headers` plugin.
+#[cfg(feature = "headers")]
+#[test]
+fn the_example_config_checks_out() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../mq.example.toml");
+    assert_eq!(
+        success(&mq(&["--config", path, "check-config"])),
+        "config OK\n"
+    );
+}
+
+#[test]
+fn no_config_file_means_the_defaults_which_check_out() {
+    assert_eq!(success(&mq(&["check-config"])), "config OK\n");
+}
+
+#[test]
+fn an_unknown_smtp_key_is_named() {
+    let line = one_error_line(&check("check-smtp-key.toml", "[smtp]\nlisten_on = \"x\"\n"));
+    assert!(line.contains("check-smtp-key.toml"), "{line}");
+    assert!(line.contains("unknown field `listen_on`"), "{line}");
+}
+
+#[test]
+fn a_missing_tls_file_is_named() {
+    let text = "[smtp.tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n";
+    let line = one_error_line(&check("check-tls.toml", text));
+    assert!(line.contains("[smtp.tls]"), "{line}");
+    assert!(line.contains("/nonexistent/cert.pem"), "{line}");
+}
+
+#[test]
+fn a_password_that_is_not_a_hash_is_refused_with_its_user() {
+    let line = one_error_line(&check(
+        "check-auth.toml",
+        "[smtp.auth.users]\nalice = \"secret\"\n",
+    ));
+    assert!(line.contains("[smtp.auth.users]"), "{line}");
+    assert!(line.contains("alice"), "{line}");
+}
+
+#[test]
+fn a_bad_relay_network_is_refused() {
+    let line = one_error_line(&check(
+        "check-cidr.toml",
+        "[smtp]\nrelay_networks = [\"10.0.0.0/33\"]\n",
+    ));
+    assert!(line.contains("check-cidr.toml"), "{line}");
+}

@@ -1,0 +1,9 @@
+//! The `mq` binary as an operator runs it: its output, its errors and exit codes, and a real
+//! server on loopback ports with its data in temporary directories.
+
+mod check_config;
+mod inject;
+mod plugins;
+mod queue;
+mod serve;
+mod support;

@@ -1,0 +1,115 @@
+//! `mq queue`: through a running server's admin port, and on the disk when none runs.
+
+use crate::support::{Scratch, listed, one_error_line, smtp, success};
+
+/// Sends a message with `recipients` over SMTP and returns its queue id.
+fn send(address: std::net::SocketAddr, recipients: &[&str]) -> String {
+    let mut lines = vec![
+        "EHLO client.example".to_owned(),
+        "MAIL FROM:<alice@example.org>".to_owned(),
+    ];
+    lines.extend(recipients.iter().map(|r| format!("RCPT TO:<{r}>")));
+    lines.extend(["DATA", "Subject: queued", "", "body", ".", "QUIT"].map(str::to_owned));
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let replies = smtp(address, &lines);
+    let accepted = &replies[replies.len() - 2];
+    accepted.rsplit(' ').next().expect("a queue id").to_owned()
+}
+
+/// The fields of a listing that do not change with time: id, sender, recipient, size.
+fn stable(rows: &[Vec<String>]) -> Vec<Vec<String>> {
+    rows.iter().map(|row| row[..4].to_vec()).collect()
+}
+
+#[test]
+fn queue_list_asks_a_running_server_and_reads_the_disk_after_it_stopped() {
+    let scratch = Scratch::new();
+    let server = scratch.serve();
+    let first = send(server.smtp(), &["bob@example.net", "carol@localhost"]);
+    let second = send(server.smtp(), &["dave@example.com"]);
+
+    let running = success(&scratch.mq(&["queue", "list"]));
+    println!("mq queue list, server running:\n{running}");
+    let rows = listed(&running);
+    assert_eq!(rows.len(), 3, "{running}");
+    assert_eq!(
+        [&rows[0][0], &rows[1][0], &rows[2][0]],
+        [&first, &first, &second]
+    );
+    assert_eq!(rows[1][2], "carol@localhost");
+    assert!(
+        rows.iter().all(|row| row[5] == "ready" && row[6] == "now"),
+        "{running}"
+    );
+    assert!(running.ends_with(" in 2 Requests.\n"), "{running}");
+    assert!(server.terminate().status.success());
+
+    let stopped = success(&scratch.mq(&["queue", "list"]));
+    println!("mq queue list, no server:\n{stopped}");
+    assert_eq!(stable(&listed(&stopped)), stable(&rows));
+
+    let removed = success(&scratch.mq(&["queue", "delete", &first]));
+    assert_eq!(removed, format!("{first}: removed 2 entries\n"));
+    let after = success(&scratch.mq(&["queue", "list"]));
+    assert_eq!(stable(&listed(&after)), stable(&rows[2..]));
+    assert!(after.ends_with(" in 1 Request.\n"), "{after}");
+
+    let again = one_error_line(&scratch.mq(&["queue", "delete", &first]));
+    assert_eq!(again, format!("mq: no queued message {first}\n"));
+}
+
+#[test]
+fn show_delete_and_flush_go_through_a_running_server() {
+    let scratch = Scratch::new();
+    let server = scratch.serve();
+    let id = send(server.smtp(), &["bob@example.net"]);
+
+    let shown = success(&scratch.mq(&["queue", "show", &id]));
+    assert!(
+        shown.starts_with(&format!("Queue ID:  {id}\nSender:    alice@example.org\n")),
+        "{shown}"
+    );
+    assert!(shown.contains("\nSubject: queued\n"), "{shown}");
+    assert!(shown.ends_with("\n\nbody\n"), "{shown}");
+    let flushed = success(&scratch.mq(&["queue", "flush"]));
+    assert_eq!(flushed, "queue flushed: deferred entries are due now\n");
+    assert_eq!(
+        success(&scratch.mq(&["queue", "delete", &id])),
+        format!("{id}: removed 1 entries\n")
+    );
+    assert_eq!(
+        success(&scratch.mq(&["queue", "list"])),
+        "Mail queue is empty\n"
+    );
+    let missing = one_error_line(&scratch.mq(&["queue", "show", &id]));
+    assert_eq!(missing, format!("mq: no queued message {id}\n"));
+    assert!(server.terminate().status.success());
+}
+
+#[test]
+fn without_a_server_flush_says_so_and_an_empty_queue_is_empty() {
+    let scratch = Scratch::new();
+    let data_dir = scratch.path().join("elsewhere");
+    let data_dir = data_dir.to_str().unwrap();
+    assert_eq!(
+        success(&scratch.mq(&["queue", "list", "--data-dir", data_dir])),
+        "Mail queue is empty\n"
+    );
+    let flushed = success(&scratch.mq(&["queue", "flush", "--data-dir", data_dir]));
+    assert_eq!(
+        flushed,
+        "no running server; deferred entries are retried when mq serve starts\n"
+    );
+    assert!(
+        !scratch.path().join("elsewhere").exists(),
+        "looking does not create the queue"
+    );
+}
+
+#[test]
+fn a_queue_id_that_is_not_one_is_a_usage_error() {
+    let scratch = Scratch::new();
+    let output = scratch.mq(&["queue", "show", "12345"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("a queue id is 16 hex digits"));
+}

@@ -1,0 +1,160 @@
+//! `mq serve`: mail over SMTP is queued and counted, SIGTERM stops it cleanly, and one data
+//! directory has one server.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpStream;
+
+use crate::support::{
+    PATIENCE, Scratch, Server, bounded, command, free_port, http_get, one_error_line, smtp,
+};
+
+#[test]
+fn a_message_over_smtp_is_queued_and_counted_and_sigterm_drains_and_exits_zero() {
+    let scratch = Scratch::new();
+    let server = scratch.serve();
+    let replies = smtp(
+        server.smtp(),
+        &[
+            "EHLO client.example",
+            "MAIL FROM:<alice@example.org>",
+            "RCPT TO:<bob@example.net>",
+            "DATA",
+            "Subject: hello",
+            "",
+            "hi",
+            ".",
+            "QUIT",
+        ],
+    );
+    assert!(replies[0].starts_with("220 "), "{replies:?}");
+    assert!(
+        replies[5].starts_with("250 2.0.0 Ok: queued as "),
+        "{replies:?}"
+    );
+    assert!(replies[6].starts_with("221 "), "{replies:?}");
+
+    let (status, page) = http_get(scratch.admin, "/metrics");
+    assert_eq!(status, 200);
+    for sample in [
+        "mq_messages_total 1",
+        "mq_smtp_sessions_total 1",
+        "mq_queue_entries 1",
+    ] {
+        assert!(
+            page.lines().any(|line| line == sample),
+            "{sample} in\n{page}"
+        );
+    }
+    assert!(
+        page.contains("\nmq_smtp_replies_total{code=\"250\"} "),
+        "{page}"
+    );
+    #[cfg(feature = "headers")]
+    assert!(
+        page.contains(
+            "mq_plugin_calls_total{plugin=\"headers\",hook=\"smtp_in_data\",control=\"continue\"} 1"
+        ),
+        "{page}"
+    );
+
+    let stopped = server.terminate();
+    assert!(
+        stopped.status.success(),
+        "{:?}\n{}",
+        stopped.status,
+        stopped.log
+    );
+    assert_eq!(stopped.stdout, "", "serve prints nothing on stdout");
+    assert!(
+        stopped.log.contains(&format!("admin={}", scratch.admin)),
+        "{}",
+        stopped.log
+    );
+    assert!(stopped.log.contains("draining sessions"), "{}", stopped.log);
+    assert!(stopped.log.contains("mq stopped"), "{}", stopped.log);
+}
+
+#[test]
+fn sigterm_answers_an_idle_session_with_421_and_still_exits_zero() {
+    let scratch = Scratch::new();
+    let server = scratch.serve();
+    let stream = TcpStream::connect(server.smtp()).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("220 "), "{greeting}");
+
+    let stopped = server.terminate();
+    assert!(
+        stopped.status.success(),
+        "{:?}\n{}",
+        stopped.status,
+        stopped.log
+    );
+    let mut goodbye = String::new();
+    reader.read_line(&mut goodbye).unwrap();
+    assert!(goodbye.starts_with("421 4.3.2 "), "{goodbye}");
+}
+
+#[test]
+fn a_second_sigterm_stops_a_server_that_waits_for_a_slow_data_transfer() {
+    let scratch = Scratch::new();
+    let mut server = scratch.serve();
+    let mut client = TcpStream::connect(server.smtp()).unwrap();
+    let dialogue =
+        "EHLO slow.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n";
+    client.write_all(dialogue.as_bytes()).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("354") {
+        line.clear();
+        assert_ne!(
+            reader.read_line(&mut line).unwrap(),
+            0,
+            "the server hung up"
+        );
+    }
+    client.write_all(b"Subject: half a message\r\n").unwrap();
+
+    server.signal_term();
+    server.wait_for_log("draining sessions");
+    server.signal_term();
+    let stopped = server.wait_exit();
+    assert_eq!(stopped.status.code(), Some(1), "{}", stopped.log);
+    assert!(stopped.log.contains("second signal"), "{}", stopped.log);
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_fails_clearly() {
+    let scratch = Scratch::new();
+    let _first = scratch.serve();
+    let second = scratch.mq(&["serve"]);
+    let line = one_error_line(&second);
+    assert!(line.contains("is in use by another mq process"), "{line}");
+    assert!(line.contains("data"), "{line}");
+}
+
+#[test]
+fn without_a_data_dir_the_queue_goes_to_mq_data_in_the_working_directory() {
+    let scratch = Scratch::new();
+    let config = scratch.path().join("defaults.toml");
+    let admin = free_port();
+    std::fs::write(
+        &config,
+        format!("[smtp]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"{admin}\"\n"),
+    )
+    .unwrap();
+    let mut check = command(&["--config", config.to_str().unwrap(), "queue", "list"]);
+    let empty = bounded(check.current_dir(scratch.path()), None);
+    assert_eq!(
+        String::from_utf8(empty.stdout).unwrap(),
+        "Mail queue is empty\n"
+    );
+
+    let mut serve = command(&["--config", config.to_str().unwrap(), "serve"]);
+    let server = Server::start(serve.current_dir(scratch.path()), scratch.path(), admin);
+    assert!(scratch.path().join("mq-data/queue/lock").exists());
+    assert!(server.terminate().status.success());
+}
