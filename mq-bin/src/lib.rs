@@ -167,9 +167,11 @@ fn init_logging(default: LevelFilter) {
         .with_default_directive(default.into())
         .from_env_lossy();
     // A custom build may have installed its own subscriber first; then that one stays.
+    // Colours only for a person at a terminal: log files and pipes get plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

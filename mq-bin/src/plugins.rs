@@ -22,3 +22,6 @@
 
 #[cfg(feature = "headers")]
 extern crate mq_plugin_headers;
+
+#[cfg(feature = "noop")]
+extern crate mq_plugin_noop;
