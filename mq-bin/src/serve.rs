@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use async_signal::{Signal, Signals};
 use clap::Args;
 use mq_core::admin::{AdminServer, Sources};
+use mq_core::delivery::{Delivery, Smarthost};
 use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue, QueueError};
 use mq_core::smtp::{Cidr, Server};
 use mq_core::{Config, Plan, Runtime};
@@ -30,7 +31,7 @@ pub(crate) struct ServeArgs {
     /// smtp.relay_networks.
     #[arg(long = "relay-network", value_name = "CIDR")]
     relay_networks: Vec<Cidr>,
-    /// Relay outbound mail through HOST:PORT (recorded; outbound delivery is not built yet).
+    /// Relay all outbound mail through HOST:PORT (delivery.smarthost).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_smarthost)]
     smarthost: Option<String>,
 }
@@ -51,9 +52,7 @@ impl ServeArgs {
             config.smtp.relay_networks.clone_from(&self.relay_networks);
         }
         if let Some(smarthost) = &self.smarthost {
-            // The config has no key for it until outbound delivery exists; the flag is checked
-            // now so that scripts written today keep working then.
-            tracing::warn!(%smarthost, "smarthost recorded; outbound delivery is not built yet");
+            config.delivery.smarthost = Some(Smarthost::new(smarthost.clone()));
         }
     }
 }
@@ -66,11 +65,20 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
     // Before the port is bound: a second server on the same data directory must stop here.
     let queue = open_queue(config)?;
     let runtime = Runtime::start(plan, config.engine.worker_count())?;
-    let server = Server::start(
-        &runtime,
-        config.smtp.clone(),
+    let delivery = Delivery::new(
+        config.delivery.clone(),
+        &config.smtp.hostname,
+        &config.smtp.domains,
+        config.dns.clone(),
+        &config.queue.data_dir,
         Arc::clone(&queue) as Arc<dyn Queue>,
-    )?;
+    );
+    // New mail and flushes wake the scheduler through this handle of the queue.
+    let waking = delivery.queue();
+    let server = Server::start(&runtime, config.smtp.clone(), Arc::clone(&waking))?;
+    if config.delivery.enabled {
+        delivery.start(&runtime);
+    }
     let admin = config.admin.listen.map(AdminServer::bind).transpose()?;
     tracing::info!(
         address = %server.local_addr(),
@@ -79,13 +87,14 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
         admin = %admin.as_ref().map_or("off".to_owned(), |a| a.local_addr().to_string()),
         "mq serving"
     );
-    let signal = serve_until_signal(&runtime, &server, queue.as_ref(), admin, &mut signals)?;
+    let signal = serve_until_signal(&runtime, &server, waking.as_ref(), admin, &mut signals)?;
     tracing::info!(?signal, "draining sessions; a second signal stops at once");
     exit_on_next(signals);
     runtime.shutdown();
     // The sessions held the server's share of the queue; with them gone the last handle is
     // ours, and dropping it lets the journal writer finish.
     drop(server);
+    drop((waking, delivery));
     drop(queue);
     tracing::info!("mq stopped");
     Ok(())

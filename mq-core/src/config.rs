@@ -41,6 +41,12 @@ pub struct Config {
     /// The loopback HTTP port for metrics and queue administration.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Outbound delivery: routes, TLS, retries, throttles.
+    #[serde(default)]
+    pub delivery: crate::delivery::DeliveryConfig,
+    /// The resolvers delivery (and plugins) ask.
+    #[serde(default)]
+    pub dns: crate::dns::DnsConfig,
 }
 
 /// `[queue]`.

@@ -13,7 +13,10 @@
 //! - `runtime`: [`Runtime`], the worker threads, and [`Worker`], a core's handle.
 //! - [`queue`]: the [`Queue`](queue::Queue) trait and the durable [`EmbeddedQueue`](queue::EmbeddedQueue),
 //!   a journal on local disk with group commit.
+//! - [`dns`]: the stub resolver of the outbound path: MX, A/AAAA, TXT, PTR over UDP and TCP,
+//!   cached per core, and [`dns::resolve_mail_route`].
 //! - [`smtp`]: the protocol pieces: command parsing, the DATA reader.
+//! - [`delivery`]: local delivery into Maildirs, and the DSN bounce for a failed delivery.
 //! - [`admin`]: the loopback HTTP port: Prometheus metrics and the queue commands of a running
 //!   server.
 //! - `testkit` (feature `testkit`): plugins and chains through hooks without a network, with
@@ -42,6 +45,8 @@
 pub mod admin;
 mod chain;
 mod config;
+pub mod dns;
+pub mod delivery;
 mod engine;
 mod metrics;
 pub mod queue;
@@ -57,4 +62,4 @@ pub use config::{Config, ConfigError, EngineConfig, FailurePolicy, parse_duratio
 pub use engine::{Engine, Loaded};
 pub use metrics::{HookMetrics, LATENCY_BOUNDS_MICROS, Metrics};
 pub use registry::{Plan, Registry, RegistryError};
-pub use runtime::{JobHandle, Runtime, Worker};
+pub use runtime::{JobHandle, Runtime, Spawner, Worker};

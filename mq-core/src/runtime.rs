@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::thread;
 
 use mq_plugin_api::Context;
@@ -40,6 +41,45 @@ pub struct Runtime {
 struct WorkerThread {
     jobs: Sender<Job>,
     thread: Option<thread::JoinHandle<()>>,
+}
+
+/// Spawns jobs on the workers of a [`Runtime`]; cheap to clone and `Send`, so a job on one core
+/// can hand work to another.
+#[derive(Clone)]
+pub struct Spawner {
+    jobs: Arc<[Sender<Job>]>,
+}
+
+impl Spawner {
+    /// How many workers there are.
+    pub fn workers(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Runs `job` on worker `core` (modulo the worker count), as [`Runtime::spawn_on`] does.
+    pub fn spawn_on<F, Fut, T>(&self, core: usize, job: F) -> JobHandle<T>
+    where
+        F: FnOnce(Worker) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let (tx, result) = channel::bounded(1);
+        let job: Job = Box::new(move |worker| {
+            Box::pin(async move {
+                let _ = tx.send(job(worker).await).await;
+            })
+        });
+        // The channel is unbounded, so this never blocks; it fails only after shutdown closed
+        // the channel, and the handle then yields None.
+        let _ = self.jobs[core % self.jobs.len()].send_blocking(job);
+        JobHandle { result }
+    }
+}
+
+impl fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spawner").field("workers", &self.jobs.len()).finish()
+    }
 }
 
 /// A worker core's handle, given to the jobs that run on it: its engine, its executor and the
@@ -138,17 +178,12 @@ impl Runtime {
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
-        let (tx, result) = channel::bounded(1);
-        let job: Job = Box::new(move |worker| {
-            Box::pin(async move {
-                let _ = tx.send(job(worker).await).await;
-            })
-        });
-        // A send fails only after shutdown closed the channel; the handle then yields None.
-        let _ = self.workers[core % self.workers.len()]
-            .jobs
-            .send_blocking(job);
-        JobHandle { result }
+        self.spawner().spawn_on(core, job)
+    }
+
+    /// A handle that spawns jobs on the workers from anywhere, a worker included.
+    pub fn spawner(&self) -> Spawner {
+        Spawner { jobs: self.workers.iter().map(|w| w.jobs.clone()).collect() }
     }
 
     /// Every core's counters summed, with the watchdog's slow polls.

@@ -114,7 +114,9 @@ impl Scratch {
         let data = dir.path().join("data");
         let mut text = format!(
             "[smtp]\nlisten = \"127.0.0.1:0\"\n\n[queue]\ndata_dir = '{}'\nfsync = false\n\n\
-             [admin]\nlisten = \"{admin}\"\n",
+             [admin]\nlisten = \"{admin}\"\n\n\
+             # These tests look at the queue; delivery would empty it (and ask DNS).\n\
+             [delivery]\nenabled = false\n",
             // A literal string: no escapes to get wrong in a temporary path.
             data.display()
         );

@@ -1,0 +1,301 @@
+//! One delivery job: the batches of one destination domain, over one connection where they go
+//! remote, each step running its hook chain.
+
+use std::time::Instant;
+
+use mq_plugin_api::{
+    Address, Context, Message, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Pickup, PickupAction, Reply,
+};
+
+use super::Delivery;
+use super::outcome::{Verdict, settle};
+use super::route::{Route, Target, route, targets};
+use crate::chain::Outcome;
+use crate::queue::{Entry, QueueId};
+use crate::runtime::Worker;
+use crate::smtp::client::{ClientError, Connection, Sent};
+
+/// The entries of one message for one domain: one transaction.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) queue_id: QueueId,
+    pub(crate) entries: Vec<Entry>,
+}
+
+/// An entry on its way, with what the `queue_pickup` chain made of it.
+struct Item {
+    entry: Entry,
+    sender: Address,
+    recipient: Address,
+}
+
+/// Delivers `batches` for `domain` on this worker.
+pub(crate) async fn deliver(worker: &Worker, delivery: &Delivery, domain: &str, batches: Vec<Batch>) {
+    let mut job = Job { worker, delivery, ctx: worker.context(), connection: None };
+    let route = route(&delivery.config, &delivery.local_domains, domain);
+    let mut targets_result = None;
+    for batch in batches {
+        let Some((body, items)) = job.pickup(batch).await else { continue };
+        if route == Route::Local {
+            job.local(&body, items).await;
+            continue;
+        }
+        let targets = match targets_result.get_or_insert(None) {
+            Some(found) => found,
+            slot => slot.insert(job.resolve(&route, domain).await),
+        };
+        match targets {
+            Ok(targets) => {
+                let targets = targets.clone();
+                job.remote(&targets, domain, &body, items).await;
+            }
+            Err(verdict) => {
+                let verdict = verdict.clone();
+                job.settle_all(&body, items, &verdict).await;
+            }
+        }
+    }
+    if let Some(connection) = job.connection.take() {
+        connection.quit().await;
+    }
+}
+
+struct Job<'a> {
+    worker: &'a Worker,
+    delivery: &'a Delivery,
+    ctx: Context,
+    connection: Option<Connection>,
+}
+
+impl Job<'_> {
+    /// Reads the message and runs `queue_pickup` for each entry; entries a plugin delayed,
+    /// dropped or failed are settled here.
+    async fn pickup(&mut self, batch: Batch) -> Option<(std::sync::Arc<[u8]>, Vec<Item>)> {
+        let body = match self.delivery.queue.body(&batch.queue_id).await {
+            Ok(body) => body,
+            Err(error) => {
+                let verdict = Verdict::deferred(format!("cannot read the queued message: {error}"), None);
+                for entry in batch.entries {
+                    settle(self.worker, &mut self.ctx, self.delivery, entry, &[], verdict.clone(), None).await;
+                }
+                return None;
+            }
+        };
+        let mut items = Vec::new();
+        for entry in batch.entries {
+            let mut event = Pickup::new(entry.queue_id.to_string(), entry.attempts + 1, entry.sender.clone(), entry.recipient.clone());
+            let verdict = match self.worker.engine().run(&mut self.ctx, &mut event).await {
+                Outcome::Proceed => match event.action {
+                    PickupAction::Deliver => {
+                        items.push(Item { entry, sender: event.sender, recipient: event.recipient });
+                        continue;
+                    }
+                    PickupAction::Delay(delay) => Verdict::Postponed(delay),
+                    _ => Verdict::Dropped,
+                },
+                Outcome::Rejected { reply, .. } => Verdict::from_reply(&reply, None),
+                Outcome::Failed(failure) => Verdict::deferred(failure.to_string(), None),
+            };
+            settle(self.worker, &mut self.ctx, self.delivery, entry, &body, verdict, None).await;
+        }
+        (!items.is_empty()).then_some((body, items))
+    }
+
+    async fn settle_all(&mut self, body: &[u8], items: Vec<Item>, verdict: &Verdict) {
+        for item in items {
+            settle(self.worker, &mut self.ctx, self.delivery, item.entry, body, verdict.clone(), None).await;
+        }
+    }
+
+    /// Local delivery: each recipient's Maildir, written on a blocking thread.
+    async fn local(&mut self, body: &std::sync::Arc<[u8]>, items: Vec<Item>) {
+        for item in items {
+            let (maildir, recipient, message) = (self.delivery.maildir.clone(), item.recipient.clone(), body.clone());
+            let written = smol::unblock(move || maildir.deliver(&recipient, &message)).await;
+            let verdict = match written {
+                Ok(path) => Verdict::Delivered {
+                    relay: "local".into(),
+                    reply: Reply::new(250, "2.0.0", format!("delivered to maildir {}", path.display())),
+                },
+                Err(error) if error.is_permanent() => Verdict::failed("5.1.3", error.to_string(), None),
+                Err(error) => Verdict::deferred(error.to_string(), None),
+            };
+            settle(self.worker, &mut self.ctx, self.delivery, item.entry, body, verdict, None).await;
+        }
+    }
+
+    /// The servers for a remote route, or the verdict for every entry when there are none.
+    async fn resolve(&self, route: &Route, domain: &str) -> Result<Vec<Target>, Verdict> {
+        let resolver = self.delivery.resolver();
+        match targets(route, domain, &resolver, self.delivery.config.mx_port).await {
+            Ok(targets) if !targets.is_empty() => Ok(targets),
+            Ok(_) => Err(Verdict::deferred(format!("no mail host for {domain}"), None)),
+            Err(error) if error.is_permanent() => {
+                Err(Verdict::failed("5.4.4", format!("Host or domain name not found: {domain}: {error}"), None))
+            }
+            Err(error) => Err(Verdict::deferred(format!("Host or domain name lookup failed: {domain}: {error}"), None)),
+        }
+    }
+
+    /// Remote delivery of one batch, over the job's connection (opened on first use).
+    async fn remote(&mut self, targets: &[Target], domain: &str, body: &std::sync::Arc<[u8]>, items: Vec<Item>) {
+        if self.connection.as_ref().is_none_or(|c| !c.is_ready()) {
+            if let Some(stale) = self.connection.take() {
+                stale.quit().await;
+            }
+            match self.connect(targets, domain).await {
+                Ok(connection) => self.connection = Some(connection),
+                Err(verdict) => return self.settle_all(body, items, &verdict).await,
+            }
+        }
+        self.transaction(domain, body, items).await;
+    }
+
+    /// Tries each target in turn; runs `smtp_out_connect` on the one that answers.
+    async fn connect(&mut self, targets: &[Target], domain: &str) -> Result<Connection, Verdict> {
+        let config = self.delivery.client_config(domain);
+        let mut last = Verdict::deferred(format!("no mail host for {domain} answered"), None);
+        for target in targets {
+            match Connection::open(target.address, &target.host, &config, None).await {
+                Ok(connection) => {
+                    let mut event = OutConnect::new(target.host.clone(), target.address);
+                    let outcome = self.worker.engine().run(&mut self.ctx, &mut event).await;
+                    if let Some(verdict) = refused(outcome, &target.host) {
+                        connection.quit().await;
+                        return Err(verdict);
+                    }
+                    return Ok(connection);
+                }
+                Err(error) => {
+                    tracing::debug!(host = target.host, address = %target.address, %error, "connect failed");
+                    last = client_verdict(&error, &relay_name(target));
+                    if error.is_permanent() {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// MAIL, RCPTs and DATA for one batch, with the outbound hooks.
+    async fn transaction(&mut self, domain: &str, body: &std::sync::Arc<[u8]>, items: Vec<Item>) {
+        let engine = self.worker.engine();
+        let connection = self.connection.as_ref().expect("connected");
+        let relay = format!("{}[{}]", connection.host(), connection.peer());
+        let mut mail = OutMailFrom::new(items[0].sender.clone());
+        if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut mail).await, &relay) {
+            return self.settle_all(body, items, &verdict).await;
+        }
+        let mut sending = Vec::new();
+        let mut recipients = Vec::new();
+        for item in items {
+            let mut rcpt = OutRcptTo::new(item.recipient.clone());
+            if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut rcpt).await, &relay) {
+                settle(self.worker, &mut self.ctx, self.delivery, item.entry, body, verdict, None).await;
+                continue;
+            }
+            recipients.push((rcpt.recipient, rcpt.params));
+            sending.push(item);
+        }
+        if sending.is_empty() {
+            return;
+        }
+        let message = match self.out_data(body, &relay).await {
+            Ok(message) => message,
+            Err(verdict) => return self.settle_all(body, sending, &verdict).await,
+        };
+        self.throttle(domain).await;
+        let verdicts = self.exchange(&mail, &recipients, &message, &relay).await;
+        for (item, verdict) in sending.into_iter().zip(verdicts) {
+            settle(self.worker, &mut self.ctx, self.delivery, item.entry, body, verdict, Some(&relay)).await;
+        }
+    }
+
+    /// The message as `smtp_out_data` leaves it for this attempt; parsed only when a plugin
+    /// is in that chain.
+    async fn out_data(&mut self, body: &std::sync::Arc<[u8]>, relay: &str) -> Result<Vec<u8>, Verdict> {
+        if !self.worker.engine().has_chain(mq_plugin_api::HookId::SmtpOutData) {
+            return Ok(body.to_vec());
+        }
+        let mut event = OutData::new(Message::parse(body));
+        match refused(self.worker.engine().run(&mut self.ctx, &mut event).await, relay) {
+            Some(verdict) => Err(verdict),
+            None => Ok(event.message.to_bytes()),
+        }
+    }
+
+    /// Waits until the domain's message rate allows one more.
+    async fn throttle(&self, domain: &str) {
+        while let Err(wait) = self.delivery.throttles.message(domain, Instant::now()) {
+            smol::Timer::after(wait).await;
+        }
+    }
+
+    /// Sends the transaction and reads its verdict: one per recipient, in order.
+    async fn exchange(
+        &mut self,
+        mail: &OutMailFrom,
+        recipients: &[(Address, mq_plugin_api::Params)],
+        message: &[u8],
+        relay: &str,
+    ) -> Vec<Verdict> {
+        let connection = self.connection.as_mut().expect("connected");
+        let sent = connection.send(&mail.sender, &mail.params, recipients, message).await;
+        let replies = match sent {
+            Ok(Sent::Pending { recipients: replies, .. }) => {
+                let mut event = OutSent::new(connection.host(), message.len() as u64);
+                let _ = self.worker.engine().run(&mut self.ctx, &mut event).await;
+                let connection = self.connection.as_mut().expect("connected");
+                let last = connection.finish().await;
+                return replies
+                    .iter()
+                    .map(|rcpt| match (positive(rcpt), &last) {
+                        (false, _) => Verdict::from_reply(rcpt, Some(relay)),
+                        (true, Ok(reply)) => Verdict::from_reply(reply, Some(relay)),
+                        (true, Err(error)) => client_verdict(error, relay),
+                    })
+                    .collect();
+            }
+            Ok(Sent::NotSent { mail, recipients: replies, data }) => (mail, replies, data),
+            Err(error) => return recipients.iter().map(|_| client_verdict(&error, relay)).collect(),
+        };
+        let (mail, rcpts, data) = replies;
+        (0..recipients.len())
+            .map(|i| match rcpts.get(i) {
+                _ if !positive(&mail) => Verdict::from_reply(&mail, Some(relay)),
+                Some(rcpt) if !positive(rcpt) => Verdict::from_reply(rcpt, Some(relay)),
+                _ => match &data {
+                    Some(data) => Verdict::from_reply(data, Some(relay)),
+                    None => Verdict::deferred("transaction reset before DATA".into(), Some(relay)),
+                },
+            })
+            .collect()
+    }
+}
+
+fn positive(reply: &Reply) -> bool {
+    reply.code() / 100 == 2
+}
+
+fn relay_name(target: &Target) -> String {
+    format!("{}[{}]", target.host, target.address)
+}
+
+/// What a refusing outbound hook means for the entries: its reply decides.
+fn refused(outcome: Outcome, relay: &str) -> Option<Verdict> {
+    match outcome {
+        Outcome::Proceed => None,
+        Outcome::Rejected { reply, .. } => Some(Verdict::from_reply(&reply, Some(relay))),
+        Outcome::Failed(failure) => Some(Verdict::deferred(failure.to_string(), Some(relay))),
+    }
+}
+
+/// A client error's verdict: the server's reply decides when there is one, else it is
+/// temporary (connection refused, timeout, lost connection).
+fn client_verdict(error: &ClientError, relay: &str) -> Verdict {
+    match error.reply() {
+        Some(reply) => Verdict::from_reply(reply, Some(relay)),
+        None => Verdict::deferred(error.to_string(), Some(relay)),
+    }
+}

@@ -1,0 +1,199 @@
+//! Delivery: what happens to a queued entry once it is due.
+//!
+//! - [`Delivery`] (`mod`): the shared state, and [`Delivery::start`], which runs the scheduler.
+//! - `scheduler`: takes due entries and spreads them over the cores, one job per destination
+//!   domain, fair between domains.
+//! - `attempt`: one job: `queue_pickup`, the route, the SMTP client with the outbound hooks.
+//! - `outcome`: `delivery_result`, ack / defer / bounce, and the log line of each attempt.
+//! - [`route`]: local Maildir, a relay, or MX; [`retry`]: the schedule; [`throttle`]: per-domain
+//!   limits; [`config`]: `[delivery]`.
+//! - [`maildir`]: local delivery into `<data-dir>/mail/<domain>/<local-part>/`, the Maildir
+//!   way (tmp, fsync, rename into new).
+//! - [`dsn`]: the delivery status notification (RFC 3464) sent to the envelope sender when
+//!   delivery fails for good or is delayed.
+
+mod attempt;
+pub mod config;
+pub mod dsn;
+pub mod maildir;
+mod outcome;
+pub mod retry;
+pub mod route;
+mod scheduler;
+pub mod throttle;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use smol::channel::{Receiver, Sender};
+
+pub use config::{DeliveryConfig, Smarthost, TlsMode};
+
+use crate::dns::{DnsConfig, Resolver};
+use crate::queue::{AckResult, Entry, NewMessage, Queue, QueueError, QueueId};
+use crate::runtime::{JobHandle, Runtime};
+use crate::smtp::client::{ClientConfig, TlsPolicy};
+use maildir::Maildir;
+use route::Route;
+use throttle::Throttles;
+
+/// Outbound delivery: the queue it takes from, its routes and limits. Shared by every core.
+pub struct Delivery {
+    config: DeliveryConfig,
+    hostname: String,
+    local_domains: Vec<String>,
+    queue: Arc<dyn Queue>,
+    throttles: Throttles,
+    maildir: Maildir,
+    dns: DnsConfig,
+    in_flight: AtomicUsize,
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery").field("config", &self.config).field("hostname", &self.hostname).finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// Each worker core's resolver, with its own cache.
+    static RESOLVER: RefCell<Option<Resolver>> = const { RefCell::new(None) };
+}
+
+impl Delivery {
+    /// Delivery of what `queue` holds: local domains into Maildirs under `data_dir/mail`, the
+    /// rest by `config`'s routes, in the name of `hostname`.
+    pub fn new(
+        config: DeliveryConfig,
+        hostname: &str,
+        local_domains: &[String],
+        dns: DnsConfig,
+        data_dir: &Path,
+        queue: Arc<dyn Queue>,
+    ) -> Arc<Delivery> {
+        let (wake_tx, wake_rx) = smol::channel::bounded(1);
+        Arc::new(Delivery {
+            throttles: Throttles::new(config.throttle.clone()),
+            config,
+            hostname: hostname.to_owned(),
+            local_domains: local_domains.to_vec(),
+            queue,
+            maildir: Maildir::new(data_dir.join("mail")),
+            dns,
+            in_flight: AtomicUsize::new(0),
+            wake_tx,
+            wake_rx,
+        })
+    }
+
+    /// Runs the scheduler on worker 0 of `runtime` until the runtime shuts down; deliveries run
+    /// on every core.
+    pub fn start(self: &Arc<Delivery>, runtime: &Runtime) -> JobHandle<()> {
+        let (delivery, spawner) = (Arc::clone(self), runtime.spawner());
+        tracing::info!(concurrency = self.config.concurrency, "delivery started");
+        runtime.spawn_on(0, move |worker| scheduler::run(worker, spawner, delivery))
+    }
+
+    /// Tells the scheduler to look at the queue now (new mail, a flush).
+    pub fn wake(&self) {
+        let _ = self.wake_tx.try_send(());
+    }
+
+    /// The queue, wrapped so that new mail and flushes wake the scheduler at once: give this
+    /// one to the SMTP server and the admin port.
+    pub fn queue(self: &Arc<Delivery>) -> Arc<dyn Queue> {
+        Arc::new(Waking { delivery: Arc::clone(self) })
+    }
+
+    /// The throttles, to see connection counts.
+    pub fn throttles(&self) -> &Throttles {
+        &self.throttles
+    }
+
+    /// This core's resolver.
+    fn resolver(&self) -> Resolver {
+        RESOLVER.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if let Some(resolver) = slot.as_ref() {
+                return resolver.clone();
+            }
+            let resolver = Resolver::new(&self.dns).unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot set up the resolver; using defaults");
+                Resolver::new(&DnsConfig::default()).expect("the default resolver configuration is valid")
+            });
+            slot.insert(resolver).clone()
+        })
+    }
+
+    /// The client settings for a destination: the relay's, or those for MX hosts.
+    fn client_config(&self, domain: &str) -> ClientConfig {
+        let (mode, auth) = match route::route(&self.config, &self.local_domains, domain) {
+            Route::Relay(relay) => (relay.tls, relay.auth),
+            _ => (self.config.tls, None),
+        };
+        let tls = match mode {
+            TlsMode::Disabled => TlsPolicy::Disabled,
+            TlsMode::Opportunistic => TlsPolicy::Opportunistic,
+            TlsMode::Required => TlsPolicy::Required { verify: false },
+            TlsMode::Verify => TlsPolicy::Required { verify: true },
+        };
+        let helo_name = self.config.helo_name.clone().unwrap_or_else(|| self.hostname.clone());
+        ClientConfig { helo_name, tls, auth, ..ClientConfig::default() }
+    }
+}
+
+/// The queue, waking the scheduler when mail arrives or a flush is asked for.
+struct Waking {
+    delivery: Arc<Delivery>,
+}
+
+impl fmt::Debug for Waking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.delivery.queue.fmt(f)
+    }
+}
+
+#[async_trait]
+impl Queue for Waking {
+    async fn enqueue(&self, message: NewMessage) -> Result<QueueId, QueueError> {
+        let id = self.delivery.queue.enqueue(message).await?;
+        self.delivery.wake();
+        Ok(id)
+    }
+
+    async fn take_due(&self, now: SystemTime, max: usize) -> Result<Vec<Entry>, QueueError> {
+        self.delivery.queue.take_due(now, max).await
+    }
+
+    async fn body(&self, id: &QueueId) -> Result<Arc<[u8]>, QueueError> {
+        self.delivery.queue.body(id).await
+    }
+
+    async fn ack(&self, entry: &Entry, result: AckResult) -> Result<(), QueueError> {
+        self.delivery.queue.ack(entry, result).await
+    }
+
+    async fn defer(&self, entry: &Entry, until: SystemTime, error: String) -> Result<(), QueueError> {
+        self.delivery.queue.defer(entry, until, error).await
+    }
+
+    fn list(&self) -> Vec<Entry> {
+        self.delivery.queue.list()
+    }
+
+    async fn delete(&self, id: &QueueId) -> Result<usize, QueueError> {
+        self.delivery.queue.delete(id).await
+    }
+
+    fn flush(&self) {
+        self.delivery.queue.flush();
+        self.delivery.wake();
+    }
+}

@@ -1,0 +1,185 @@
+//! How an attempt ends for one entry: the `delivery_result` chain, the queue's ack or defer, a
+//! bounce for a final failure, and one log line as Postfix's smtp(8) writes it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mq_plugin_api::{Address, Context, DeliveryResult, DeliveryState, Reply};
+
+use super::Delivery;
+use super::dsn::{self, Action, Bounce, FailedRecipient};
+use crate::queue::{AckResult, Entry, NewMessage};
+use crate::runtime::Worker;
+
+/// How an attempt went for one entry, before `delivery_result` has its say.
+#[derive(Debug, Clone)]
+pub(crate) enum Verdict {
+    /// The server (or the Maildir) took it.
+    Delivered { relay: String, reply: Reply },
+    /// Try again later.
+    Deferred { reason: String, reply: Option<Reply>, relay: Option<String> },
+    /// Give up and bounce.
+    Failed { status: String, reason: String, reply: Option<Reply>, relay: Option<String> },
+    /// A `queue_pickup` plugin delayed it.
+    Postponed(Duration),
+    /// A `queue_pickup` plugin dropped it: removed, not bounced.
+    Dropped,
+}
+
+impl Verdict {
+    pub(crate) fn deferred(reason: String, relay: Option<&str>) -> Verdict {
+        Verdict::Deferred { reason, reply: None, relay: relay.map(str::to_owned) }
+    }
+
+    pub(crate) fn failed(status: &str, reason: String, relay: Option<&str>) -> Verdict {
+        Verdict::Failed { status: status.to_owned(), reason, reply: None, relay: relay.map(str::to_owned) }
+    }
+
+    /// A server's reply decides: 2xx delivered, 5xx failed, anything else deferred.
+    pub(crate) fn from_reply(reply: &Reply, relay: Option<&str>) -> Verdict {
+        let relay = relay.map(str::to_owned);
+        let reason = format!("host {} said: {reply}", relay.as_deref().unwrap_or("mq"));
+        match reply.code() / 100 {
+            2 => Verdict::Delivered { relay: relay.unwrap_or_else(|| "none".into()), reply: reply.clone() },
+            5 => {
+                let status = reply.enhanced().unwrap_or("5.0.0").to_owned();
+                Verdict::Failed { status, reason, reply: Some(reply.clone()), relay }
+            }
+            _ => Verdict::Deferred { reason, reply: Some(reply.clone()), relay },
+        }
+    }
+
+    fn reply(&self) -> Option<&Reply> {
+        match self {
+            Verdict::Delivered { reply, .. } => Some(reply),
+            Verdict::Deferred { reply, .. } | Verdict::Failed { reply, .. } => reply.as_ref(),
+            Verdict::Postponed(_) | Verdict::Dropped => None,
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            Verdict::Delivered { reply, .. } => reply.to_string(),
+            Verdict::Deferred { reason, .. } | Verdict::Failed { reason, .. } => reason.clone(),
+            Verdict::Postponed(delay) => format!("delayed by a plugin for {delay:?}"),
+            Verdict::Dropped => "dropped by a plugin".into(),
+        }
+    }
+}
+
+/// Ends the attempt for `entry`: runs `delivery_result`, then acks, defers or bounces it.
+pub(crate) async fn settle(
+    worker: &Worker,
+    ctx: &mut Context,
+    delivery: &Delivery,
+    entry: Entry,
+    body: &[u8],
+    verdict: Verdict,
+    relay: Option<&str>,
+) {
+    let now = SystemTime::now();
+    if matches!(verdict, Verdict::Dropped) {
+        log(&entry, relay, &verdict, "dropped", now);
+        return ack(delivery, &entry, AckResult::Failed { reason: verdict.reason() }).await;
+    }
+    let attempt = entry.attempts + 1;
+    let proposed = match &verdict {
+        Verdict::Delivered { .. } => DeliveryState::Delivered,
+        Verdict::Postponed(delay) => DeliveryState::Deferred(*delay),
+        Verdict::Deferred { .. } => match delivery.config.retry.next_attempt(entry.arrived, attempt, now) {
+            Some(next) => DeliveryState::Deferred(next.duration_since(now).unwrap_or_default()),
+            None => DeliveryState::Failed,
+        },
+        Verdict::Failed { .. } | Verdict::Dropped => DeliveryState::Failed,
+    };
+    let envelope = (entry.sender.clone(), entry.recipient.clone());
+    let mut event = DeliveryResult::new(entry.queue_id.to_string(), attempt, envelope, verdict.reply().cloned(), proposed);
+    let _ = worker.engine().run(ctx, &mut event).await;
+    match event.state {
+        DeliveryState::Delivered => {
+            log(&entry, relay, &verdict, "sent", now);
+            ack(delivery, &entry, AckResult::Delivered).await;
+        }
+        DeliveryState::Deferred(delay) => {
+            log(&entry, relay, &verdict, "deferred", now);
+            if let Err(error) = delivery.queue.defer(&entry, now + delay, verdict.reason()).await {
+                tracing::error!(queue_id = %entry.queue_id, %error, "cannot defer the entry");
+            }
+        }
+        _ => {
+            let expired = matches!(verdict, Verdict::Deferred { .. } | Verdict::Postponed(_) | Verdict::Delivered { .. });
+            let reason = if expired { format!("delivery time expired: {}", verdict.reason()) } else { verdict.reason() };
+            log(&entry, relay, &verdict, "bounced", now);
+            ack(delivery, &entry, AckResult::Failed { reason: reason.clone() }).await;
+            bounce(delivery, &entry, body, &verdict, &reason, expired, now).await;
+        }
+    }
+}
+
+async fn ack(delivery: &Delivery, entry: &Entry, result: AckResult) {
+    if let Err(error) = delivery.queue.ack(entry, result).await {
+        tracing::error!(queue_id = %entry.queue_id, %error, "cannot remove the entry");
+    }
+}
+
+/// Queues the delivery status notification to the sender; never for a bounce.
+async fn bounce(delivery: &Delivery, entry: &Entry, body: &[u8], verdict: &Verdict, reason: &str, expired: bool, now: SystemTime) {
+    let status = match verdict {
+        Verdict::Failed { status, .. } if !expired => status.clone(),
+        _ => "4.4.7".to_owned(),
+    };
+    let remote = match verdict {
+        Verdict::Failed { relay, .. } | Verdict::Deferred { relay, .. } => relay.as_deref(),
+        _ => None,
+    };
+    let diagnostic = verdict.reply().map_or_else(|| format!("x-mq; {reason}"), |reply| format!("smtp; {reply}"));
+    let queue_id = entry.queue_id.to_string();
+    let report = Bounce {
+        reporting_mta: &delivery.hostname,
+        queue_id: &queue_id,
+        sender: &entry.sender,
+        arrival: entry.arrived,
+        failures: vec![FailedRecipient {
+            recipient: &entry.recipient,
+            status,
+            action: Action::Failed,
+            remote_mta: remote,
+            diagnostic: Some(diagnostic),
+            last_attempt: now,
+        }],
+        original: body,
+    };
+    let seed = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let Some((to, message)) = dsn::build(&report, now, seed) else { return };
+    let notice = NewMessage { sender: Address::null(), recipients: vec![to], body: message, client: "mq[bounce]".into() };
+    match delivery.queue.enqueue(notice).await {
+        Ok(id) => tracing::info!(queue_id = %entry.queue_id, bounce = %id, "sender non-delivery notification"),
+        Err(error) => tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the bounce"),
+    }
+}
+
+/// `ID: to=<rcpt>, relay=host[ip]:port, delay=1.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)`.
+fn log(entry: &Entry, relay: Option<&str>, verdict: &Verdict, status: &str, now: SystemTime) {
+    let delay = now.duration_since(entry.arrived).unwrap_or_default().as_secs_f64();
+    let dsn = match verdict.reply().and_then(Reply::enhanced) {
+        Some(code) => code.to_owned(),
+        None => match status {
+            "sent" => "2.0.0".to_owned(),
+            "bounced" => "5.0.0".to_owned(),
+            _ => "4.0.0".to_owned(),
+        },
+    };
+    let relay = match verdict {
+        Verdict::Delivered { relay, .. } => relay.as_str(),
+        _ => relay.unwrap_or("none"),
+    };
+    tracing::info!(
+        queue_id = %entry.queue_id,
+        to = %entry.recipient,
+        relay,
+        delay = format!("{delay:.2}"),
+        dsn,
+        status,
+        detail = verdict.reason(),
+        "delivery attempt"
+    );
+}

@@ -1,0 +1,125 @@
+//! The scheduler: takes due entries from the queue and spreads them over the worker cores, one
+//! job per destination domain, fair between domains and within the throttles.
+//!
+//! Entries of one message and one domain go in one transaction; a job sends up to
+//! `messages_per_connection` messages for its domain over one connection. A domain whose
+//! connections are all in use keeps its entries waiting here while other domains go on, so one
+//! slow or dead domain never starves the others.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use smol::Timer;
+
+use super::Delivery;
+use super::attempt::{Batch, deliver};
+use crate::queue::{Entry, QueueId};
+use crate::runtime::{Spawner, Worker};
+
+/// The most entries the scheduler holds taken but not yet handed to a job.
+const MAX_WAITING: usize = 10_000;
+
+/// How often the queue is looked at without a wake-up: deferred entries fall due, throttles
+/// open.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Entries waiting for a job, by destination domain.
+#[derive(Default)]
+struct Waiting {
+    domains: BTreeMap<String, VecDeque<Batch>>,
+    entries: usize,
+}
+
+impl Waiting {
+    /// Files entries by domain, the entries of one message and domain in one batch.
+    fn add(&mut self, entries: Vec<Entry>) {
+        self.entries += entries.len();
+        let mut batches: BTreeMap<(String, QueueId), Vec<Entry>> = BTreeMap::new();
+        for entry in entries {
+            let domain = entry.recipient.domain().to_ascii_lowercase();
+            batches.entry((domain, entry.queue_id)).or_default().push(entry);
+        }
+        for ((domain, queue_id), entries) in batches {
+            self.domains.entry(domain).or_default().push_back(Batch { queue_id, entries });
+        }
+    }
+
+    /// Up to `count` batches of `domain`.
+    fn take(&mut self, domain: &str, count: usize) -> Vec<Batch> {
+        let Some(queue) = self.domains.get_mut(domain) else { return Vec::new() };
+        let batches: Vec<Batch> = queue.drain(..count.min(queue.len())).collect();
+        if queue.is_empty() {
+            self.domains.remove(domain);
+        }
+        self.entries -= batches.iter().map(|b| b.entries.len()).sum::<usize>();
+        batches
+    }
+}
+
+/// Runs the scheduler on `worker` until shutdown begins; jobs go to every core through
+/// `spawner`.
+pub(crate) async fn run(worker: Worker, spawner: Spawner, delivery: Arc<Delivery>) {
+    let mut waiting = Waiting::default();
+    let mut next_core = 0;
+    loop {
+        if !wait(&worker, &delivery).await {
+            break;
+        }
+        let free = delivery.config.concurrency.saturating_sub(delivery.in_flight.load(Ordering::Relaxed));
+        if free > 0 && waiting.entries < MAX_WAITING {
+            let max = (free * delivery.config.messages_per_connection).min(MAX_WAITING - waiting.entries);
+            match delivery.queue.take_due(SystemTime::now(), max).await {
+                Ok(entries) => waiting.add(entries),
+                Err(error) => tracing::error!(%error, "cannot take due entries from the queue"),
+            }
+        }
+        dispatch(&mut waiting, &delivery, &spawner, &mut next_core);
+    }
+    tracing::debug!(waiting = waiting.entries, "delivery scheduler stopped");
+}
+
+/// Waits for a wake-up (new mail, a finished job) or the next tick; false once shutdown began.
+async fn wait(worker: &Worker, delivery: &Delivery) -> bool {
+    let woken = async {
+        let _ = smol::future::or(delivery.wake_rx.recv(), async {
+            Timer::after(TICK).await;
+            Ok(())
+        })
+        .await;
+        true
+    };
+    smol::future::or(woken, async {
+        worker.stopping().await;
+        false
+    })
+    .await
+}
+
+/// Hands batches to jobs, one domain at a time in turn, while there are free slots and the
+/// domain's throttle gives a connection.
+fn dispatch(waiting: &mut Waiting, delivery: &Arc<Delivery>, spawner: &Spawner, next_core: &mut usize) {
+    let mut progress = true;
+    while progress {
+        progress = false;
+        let domains: Vec<String> = waiting.domains.keys().cloned().collect();
+        for domain in domains {
+            if delivery.in_flight.load(Ordering::Relaxed) >= delivery.config.concurrency {
+                return;
+            }
+            let Ok(permit) = delivery.throttles.connect(&domain) else { continue };
+            let batches = waiting.take(&domain, delivery.config.messages_per_connection.max(1));
+            delivery.in_flight.fetch_add(1, Ordering::Relaxed);
+            let job_delivery = Arc::clone(delivery);
+            spawner.spawn_on(*next_core, move |worker| async move {
+                deliver(&worker, &job_delivery, &domain, batches).await;
+                drop(permit);
+                job_delivery.in_flight.fetch_sub(1, Ordering::Relaxed);
+                job_delivery.wake();
+            });
+            *next_core = next_core.wrapping_add(1);
+            progress = true;
+        }
+    }
+}
