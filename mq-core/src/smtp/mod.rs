@@ -9,6 +9,7 @@
 //!   field, certificates, and AUTH.
 
 pub mod auth;
+pub mod client;
 mod codec;
 mod config;
 mod conn;
@@ -24,3 +25,5 @@ pub use config::{AuthConfig, SmtpConfig, TlsFiles};
 pub use data::{DataError, DataReader, read_data};
 pub use relay::{Cidr, CidrError};
 pub use server::{Server, ServerError, Stats};
+
+pub(crate) use received::rfc5322_date;

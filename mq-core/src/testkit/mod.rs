@@ -5,6 +5,8 @@
 //!   them (same chain rules, same guards).
 //! - [`session`] builds a [`Session`]: a scripted SMTP dialogue, each command running its hook's
 //!   chain, answered as mq's server answers (Postfix's replies).
+//! - [`sink`] starts a [`Sink`](sink::Sink): a scripted SMTP server on loopback that records
+//!   what a client sent, for testing the outbound client over real sockets.
 //!
 //! A transcript lists each plugin called, its control, the reply it set and the changes it made
 //! to the event (`-` and `+` lines), so a reviewer sees behaviour change in a snapshot's diff.
@@ -38,6 +40,7 @@
 
 mod diff;
 mod session;
+pub mod sink;
 mod transcript;
 
 use std::rc::Rc;

@@ -1,0 +1,185 @@
+//! The client's stream (plain, or TLS after STARTTLS) with its input buffer, and every read and
+//! write bounded by its stage's timeout.
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::Either;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::TlsConnector;
+use futures_rustls::client::TlsStream;
+use rustls_pki_types::ServerName;
+use smol::{Async, Timer};
+
+use super::error::{ClientError, Stage};
+use super::reply::{ParsedReply, parse_reply};
+
+type Stream = Either<Async<TcpStream>, Box<TlsStream<Async<TcpStream>>>>;
+
+/// How much one read asks for: replies are short, and a pipelined batch's fit.
+const READ_CHUNK: usize = 4096;
+
+/// How much message one write hands over: the data-block timeout (RFC 5321 §4.5.3.2) bounds
+/// each of these, so a slow but moving server is not cut off in the middle of a large message.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// Runs `work`, or fails with `Timeout(stage)` after `timeout`.
+async fn timed<T>(
+    stage: Stage,
+    timeout: Duration,
+    work: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    smol::future::or(work, async {
+        Timer::after(timeout).await;
+        Err(ClientError::Timeout(stage))
+    })
+    .await
+}
+
+/// A connection to a server.
+#[derive(Debug)]
+pub(super) struct Io {
+    /// `None` only while the stream is being upgraded to TLS, and after a failed upgrade.
+    stream: Option<Stream>,
+    /// What was read and not parsed yet.
+    input: Vec<u8>,
+}
+
+impl Io {
+    /// Opens a TCP connection to `address`.
+    pub(super) async fn connect(address: SocketAddr, timeout: Duration) -> Result<Io, ClientError> {
+        let connect = async {
+            Async::<TcpStream>::connect(address)
+                .await
+                .map_err(ClientError::Connect)
+        };
+        let tcp = timed(Stage::Connect, timeout, connect).await?;
+        // Commands are written whole (a pipelined batch in one write): no reason to wait for
+        // more, as Nagle's algorithm would.
+        tcp.get_ref()
+            .set_nodelay(true)
+            .map_err(ClientError::Connect)?;
+        Ok(Io {
+            stream: Some(Either::Left(tcp)),
+            input: Vec::with_capacity(READ_CHUNK),
+        })
+    }
+
+    pub(super) fn is_tls(&self) -> bool {
+        matches!(self.stream, Some(Either::Right(_)))
+    }
+
+    fn stream(&mut self, stage: Stage) -> Result<&mut Stream, ClientError> {
+        let closed = || ClientError::Io(stage, io::ErrorKind::NotConnected.into());
+        self.stream.as_mut().ok_or_else(closed)
+    }
+
+    /// Reads the next reply, waiting at most `timeout` for all of it.
+    pub(super) async fn read_reply(
+        &mut self,
+        stage: Stage,
+        timeout: Duration,
+    ) -> Result<ParsedReply, ClientError> {
+        timed(stage, timeout, async {
+            loop {
+                match parse_reply(&self.input) {
+                    Ok(Some(parsed)) => {
+                        self.input.drain(..parsed.consumed);
+                        return Ok(parsed);
+                    }
+                    Ok(None) => self.fill(stage).await?,
+                    Err(error) => return Err(ClientError::Protocol(stage, error.to_string())),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Reads more input; the end of the stream is an error, since a reply is due. Not
+    /// cancel-safe (a read dropped by a timeout leaves the buffer padded), which is why a timeout
+    /// leaves the connection unusable.
+    async fn fill(&mut self, stage: Stage) -> Result<(), ClientError> {
+        let filled = self.input.len();
+        self.input.resize(filled + READ_CHUNK, 0);
+        let read = match self.stream.as_mut() {
+            Some(stream) => stream.read(&mut self.input[filled..]).await,
+            None => Err(io::ErrorKind::NotConnected.into()),
+        };
+        self.input
+            .truncate(filled + read.as_ref().map_or(0, |&read| read));
+        match read {
+            Ok(0) => Err(ClientError::Io(stage, io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => Ok(()),
+            Err(error) => Err(ClientError::Io(stage, error)),
+        }
+    }
+
+    /// Writes `bytes` and flushes them, within `timeout`.
+    pub(super) async fn write(
+        &mut self,
+        stage: Stage,
+        timeout: Duration,
+        bytes: &[u8],
+    ) -> Result<(), ClientError> {
+        timed(stage, timeout, async {
+            let stream = self.stream(stage)?;
+            let io = |error| ClientError::Io(stage, error);
+            stream.write_all(bytes).await.map_err(io)?;
+            stream.flush().await.map_err(io)
+        })
+        .await
+    }
+
+    /// Writes a message, `timeout` bounding each block of it.
+    pub(super) async fn write_data(
+        &mut self,
+        timeout: Duration,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        for block in data.chunks(WRITE_CHUNK) {
+            self.write(Stage::Data, timeout, block).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the TLS handshake after the server's `220` to STARTTLS.
+    pub(super) async fn start_tls(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let Some(Either::Left(tcp)) = self.stream.take() else {
+            return Err(ClientError::Protocol(
+                Stage::StartTls,
+                "TLS already active".into(),
+            ));
+        };
+        // Whatever the server sent after its 220 came in plaintext, and must not be taken as
+        // sent under TLS (RFC 3207 §4.2).
+        self.input.clear();
+        let handshake = async {
+            let connector = TlsConnector::from(config);
+            connector.connect(name, tcp).await.map_err(ClientError::Tls)
+        };
+        let tls = timed(Stage::StartTls, timeout, handshake).await?;
+        self.stream = Some(Either::Right(Box::new(tls)));
+        Ok(())
+    }
+
+    /// Closes the connection (TLS `close_notify` first), ignoring errors.
+    pub(super) async fn close(mut self, timeout: Duration) {
+        if let Some(stream) = self.stream.as_mut() {
+            let close = async {
+                stream
+                    .close()
+                    .await
+                    .map_err(|e| ClientError::Io(Stage::Quit, e))
+            };
+            let _ = timed(Stage::Quit, timeout, close).await;
+        }
+    }
+}
