@@ -93,15 +93,19 @@ pub(crate) struct Conn {
     /// How much of `input` is used up.
     start: usize,
     output: Vec<u8>,
+    /// How long sending may wait for the client to read: one that never reads must not hold its
+    /// session, and its connection slot, for ever.
+    write_timeout: Duration,
 }
 
 impl Conn {
-    pub(crate) fn new(stream: Async<TcpStream>) -> Conn {
+    pub(crate) fn new(stream: Async<TcpStream>, write_timeout: Duration) -> Conn {
         Conn {
             stream: Stream::Plain(stream),
             input: Vec::with_capacity(READ_CHUNK),
             start: 0,
             output: Vec::with_capacity(512),
+            write_timeout,
         }
     }
 
@@ -123,12 +127,18 @@ impl Conn {
 
     /// Sends the queued replies.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
-        if !self.output.is_empty() {
-            self.stream.write_all(&self.output).await?;
-            self.stream.flush().await?;
-            self.output.clear();
+        if self.output.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let (stream, output) = (&mut self.stream, &self.output);
+        let write = async move {
+            stream.write_all(output).await?;
+            stream.flush().await
+        };
+        let sent = within(self.write_timeout, write).await;
+        // Sent, or given up on: never sent again.
+        self.output.clear();
+        sent
     }
 
     /// Whether the client has sent more than was read: pipelined commands wait in the buffer.
@@ -249,6 +259,18 @@ impl Conn {
     /// Sends the queued replies and closes the connection.
     pub(crate) async fn close(mut self) {
         let _ = self.flush().await;
-        let _ = self.stream.close().await;
+        let _ = within(self.write_timeout, self.stream.close()).await;
     }
+}
+
+/// `future`'s output, or a `TimedOut` error once `timeout` has passed.
+async fn within<T>(
+    timeout: Duration,
+    future: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    smol::future::or(future, async {
+        Timer::after(timeout).await;
+        Err(io::ErrorKind::TimedOut.into())
+    })
+    .await
 }

@@ -19,7 +19,7 @@ use crate::runtime::{JobHandle, Runtime, Worker};
 pub(crate) struct Shared {
     pub(crate) config: SmtpConfig,
     pub(crate) queue: Arc<dyn Queue>,
-    pub(crate) credentials: Option<Credentials>,
+    pub(crate) credentials: Option<Arc<Credentials>>,
     pub(crate) tls: Option<futures_rustls::TlsAcceptor>,
     pub(crate) stats: Stats,
     connections: Mutex<HashMap<IpAddr, usize>>,
@@ -195,7 +195,9 @@ impl Server {
         let credentials = if config.auth.users.is_empty() {
             None
         } else {
-            Some(Credentials::new(config.auth.users.clone()).map_err(ServerError::Auth)?)
+            Some(Arc::new(
+                Credentials::new(config.auth.users.clone()).map_err(ServerError::Auth)?,
+            ))
         };
         let first =
             reuseport_listener(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;

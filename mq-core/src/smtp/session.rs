@@ -29,7 +29,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
 ) {
     let local = stream.get_ref().local_addr().unwrap_or(client);
-    let mut conn = Conn::new(stream);
+    let mut conn = Conn::new(stream, shared.config.command_timeout);
     let _slot = match shared.admit(client.ip()) {
         Ok(slot) => slot,
         Err(reply) => {
@@ -402,7 +402,12 @@ impl Session {
                 "5.5.6",
                 "Error: authentication exchange line too long",
             )),
-            Err(_) => Ok(None),
+            Err(ConnError::TimedOut) => {
+                let text = format!("{} Error: timeout exceeded", self.hostname());
+                self.send(&Reply::new(421, "4.4.2", text));
+                Ok(None)
+            }
+            Err(ConnError::Closed | ConnError::Io(_)) => Ok(None),
         }
     }
 
@@ -413,11 +418,16 @@ impl Session {
         }
         let accepted = match event.verdict {
             AuthVerdict::Accept => true,
-            AuthVerdict::Undecided => self
-                .shared
-                .credentials
-                .as_ref()
-                .is_some_and(|c| c.verify(&event.username, event.password.expose())),
+            AuthVerdict::Undecided => match self.shared.credentials.clone() {
+                // Argon2 and SHA-512-crypt are slow by design: check off the worker, so that
+                // the other sessions on this core go on meanwhile.
+                Some(credentials) => {
+                    let user = event.username.clone();
+                    let password = event.password.expose().to_owned();
+                    smol::unblock(move || credentials.verify(&user, &password)).await
+                }
+                None => false,
+            },
             _ => false,
         };
         if !accepted {

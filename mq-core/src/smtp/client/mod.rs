@@ -4,6 +4,7 @@
 //!
 //! - `mod`: the settings ([`ClientConfig`], [`Timeouts`], [`TlsPolicy`]) and the [`Connection`].
 //! - `open`: greeting, EHLO (HELO when refused), STARTTLS, AUTH PLAIN.
+//! - `commands`: the MAIL and RCPT lines, with SIZE, BODY and checked parameters.
 //! - `transaction`: MAIL, RCPT, DATA ([`Connection::send`]), the final reply
 //!   ([`Connection::finish`]), RSET and QUIT.
 //! - `reply`: [`parse_reply`], the pure parser of server replies.
@@ -38,6 +39,7 @@
 //! # }
 //! ```
 
+mod commands;
 mod data;
 mod error;
 mod extensions;

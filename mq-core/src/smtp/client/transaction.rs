@@ -1,11 +1,11 @@
 //! A mail transaction: MAIL, RCPT, DATA (pipelined when offered), the message, its final reply;
 //! RSET and QUIT.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use mq_plugin_api::{Address, Params, Reply};
 
+use super::commands;
 use super::data::dot_stuff;
 use super::error::{ClientError, Stage};
 use super::{Connection, State};
@@ -39,40 +39,6 @@ fn positive(reply: &Reply) -> bool {
     reply.code() / 100 == 2
 }
 
-/// An ESMTP parameter as the client may send it: a keyword of letters, digits and hyphens, and a
-/// value without spaces, control characters or `=` (RFC 5321 §4.1.2).
-fn valid_parameter(keyword: &str, value: Option<&str>) -> bool {
-    let keyword_ok = !keyword.is_empty()
-        && keyword
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    let value_ok = value.is_none_or(|value| {
-        !value.is_empty()
-            && !value
-                .chars()
-                .any(|c| c.is_control() || c == ' ' || c == '=')
-    });
-    keyword_ok && value_ok
-}
-
-/// Appends ` KEY[=VALUE]` for each parameter.
-fn push_parameters(
-    line: &mut String,
-    stage: Stage,
-    params: &[(String, Option<String>)],
-) -> Result<(), ClientError> {
-    for (keyword, value) in params {
-        if !valid_parameter(keyword, value.as_deref()) {
-            return Err(ClientError::InvalidParameter(stage, keyword.clone()));
-        }
-        let _ = write!(line, " {keyword}");
-        if let Some(value) = value {
-            let _ = write!(line, "={value}");
-        }
-    }
-    Ok(())
-}
-
 impl Connection {
     /// Starts a transaction and writes the message: `MAIL FROM` (with `SIZE=` when the server
     /// offers SIZE, and `BODY=8BITMIME` when it offers 8BITMIME and the message has 8-bit bytes,
@@ -91,8 +57,8 @@ impl Connection {
     /// [`ClientError::NotReady`] when a previous step failed or a final reply is unread;
     /// [`ClientError::InvalidParameter`] for a parameter that cannot go on the wire;
     /// [`ClientError::Rejected`] when the server closes the session (`421`); and the I/O,
-    /// timeout and protocol errors of each stage. After an error the connection is not
-    /// [ready](Connection::is_ready) again.
+    /// timeout and protocol errors of each stage. After these last the connection is not
+    /// [ready](Connection::is_ready) again; the first two send nothing and leave it as it was.
     ///
     /// # Examples
     ///
@@ -123,13 +89,11 @@ impl Connection {
             return Err(ClientError::NotReady(Stage::Mail));
         }
         let data = dot_stuff(message);
-        let mail = self.mail_command(sender, sender_params, message, &data)?;
-        let mut rcpts = Vec::with_capacity(recipients.len());
-        for (recipient, params) in recipients {
-            let mut line = format!("RCPT TO:<{}>", recipient.as_str());
-            push_parameters(&mut line, Stage::Rcpt, params)?;
-            rcpts.push(line + "\r\n");
-        }
+        let mail = commands::mail_from(&self.extensions, sender, sender_params, message, &data)?;
+        let rcpts = recipients
+            .iter()
+            .map(|(recipient, params)| commands::rcpt_to(recipient, params))
+            .collect::<Result<Vec<_>, _>>()?;
         let result = if self.extensions.pipelining {
             self.pipelined(&mail, &rcpts, &data).await
         } else {
@@ -141,27 +105,6 @@ impl Connection {
             Err(_) => self.state = State::Broken,
         }
         result
-    }
-
-    /// `MAIL FROM:<sender>` with SIZE and BODY as offered, and the caller's parameters.
-    fn mail_command(
-        &self,
-        sender: &Address,
-        params: &[(String, Option<String>)],
-        message: &[u8],
-        data: &[u8],
-    ) -> Result<String, ClientError> {
-        let given = |keyword: &str| params.iter().any(|(k, _)| k.eq_ignore_ascii_case(keyword));
-        let mut line = format!("MAIL FROM:<{}>", sender.as_str());
-        if self.extensions.size.is_some() && !given("SIZE") {
-            // The message as sent, less the final dot line (RFC 1870 §3).
-            let _ = write!(line, " SIZE={}", data.len().saturating_sub(3));
-        }
-        if self.extensions.eight_bit_mime && !given("BODY") && !message.is_ascii() {
-            line.push_str(" BODY=8BITMIME");
-        }
-        push_parameters(&mut line, Stage::Mail, params)?;
-        Ok(line + "\r\n")
     }
 
     /// MAIL, RCPTs and DATA in one write (RFC 2920), then their replies in order.
@@ -319,45 +262,5 @@ impl Connection {
             let _ = self.command(Stage::Quit, timeout, "QUIT\r\n").await;
         }
         self.io.close(timeout).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parameters_that_could_break_the_line_are_refused() {
-        assert!(valid_parameter("SIZE", Some("100")));
-        assert!(valid_parameter("X-FLAG", None));
-        assert!(valid_parameter("ENVID", Some("Q.1+2B")));
-        for (keyword, value) in [
-            ("", None),
-            ("SIZE\r\nRSET", None),
-            ("A B", None),
-            ("NOTIFY", Some("")),
-            ("NOTIFY", Some("a b")),
-            ("NOTIFY", Some("a\r\nRSET")),
-            ("NOTIFY", Some("a=b")),
-        ] {
-            assert!(!valid_parameter(keyword, value), "{keyword:?} {value:?}");
-        }
-    }
-
-    #[test]
-    fn parameters_are_written_as_keyword_and_value() {
-        let mut line = String::from("MAIL FROM:<>");
-        let params = [
-            ("RET".to_owned(), Some("HDRS".to_owned())),
-            ("X".to_owned(), None),
-        ];
-        push_parameters(&mut line, Stage::Mail, &params).unwrap();
-        assert_eq!(line, "MAIL FROM:<> RET=HDRS X");
-        let bad = [("A B".to_owned(), None)];
-        let error = push_parameters(&mut line, Stage::Rcpt, &bad).unwrap_err();
-        assert!(matches!(
-            error,
-            ClientError::InvalidParameter(Stage::Rcpt, _)
-        ));
     }
 }

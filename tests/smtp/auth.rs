@@ -1,0 +1,93 @@
+//! SMTP AUTH (RFC 4954) byte by byte: the 334 prompts of LOGIN and of PLAIN without an initial
+//! response, cancelling with `*`, the timeout at a prompt, and that checking a password leaves
+//! the core to other sessions.
+
+use std::time::Duration;
+
+use crate::support::{Client, PASSWORD, TestServer, USER, b64, plain};
+
+/// A client that has greeted and started TLS, so that AUTH is offered.
+fn over_tls(server: &TestServer) -> Client {
+    let mut client = Client::greeted(server.addr);
+    over_tls_on(&mut client, server);
+    client
+}
+
+/// EHLO and STARTTLS on `client`, so that AUTH is offered.
+fn over_tls_on(client: &mut Client, server: &TestServer) {
+    client.ehlo();
+    client.starttls(server.cert());
+    let ehlo = client.ehlo();
+    assert!(ehlo.contains("\n250-AUTH PLAIN LOGIN\n"), "{ehlo}");
+}
+
+#[test]
+fn auth_prompts_with_334_and_a_star_cancels_the_exchange() {
+    let server = TestServer::with_tls(|_| {});
+    let mut client = over_tls(&server);
+    assert_eq!(client.send("AUTH LOGIN"), "334 VXNlcm5hbWU6", "Username:");
+    assert_eq!(client.send(&b64(USER)), "334 UGFzc3dvcmQ6", "Password:");
+    assert_eq!(client.send("*"), "501 5.7.0 Authentication aborted");
+
+    assert_eq!(client.send("AUTH PLAIN"), "334 ", "an empty challenge");
+    assert_eq!(
+        client.send(&plain(USER, "wrong")),
+        "535 5.7.8 Error: authentication failed"
+    );
+    assert_eq!(
+        client.send("AUTH CRAM-MD5"),
+        "535 5.7.8 Error: authentication failed: Invalid authentication mechanism"
+    );
+    assert_eq!(
+        client.send("AUTH PLAIN bm90IHBsYWlu"),
+        "501 5.5.2 Cannot decode response"
+    );
+
+    assert_eq!(
+        client.send(&format!("AUTH LOGIN {}", b64(USER))),
+        "334 UGFzc3dvcmQ6"
+    );
+    assert_eq!(
+        client.send(&b64(PASSWORD)),
+        "235 2.7.0 Authentication successful"
+    );
+    assert_eq!(
+        client.send(&format!("AUTH PLAIN {}", plain(USER, PASSWORD))),
+        "503 5.5.1 Error: already authenticated"
+    );
+    assert_eq!(client.send("QUIT"), "221 2.0.0 Bye");
+}
+
+/// auth.rs promises that the server checks passwords "off the executor, through
+/// `smol::unblock`"; the session calls `Credentials::verify` inline, so an Argon2 check (half a
+/// second in a debug build) holds the whole core and every session on it.
+#[test]
+fn checking_a_password_does_not_stall_other_sessions_on_its_core() {
+    let server = TestServer::with_tls(|_| {});
+    let mut checking = over_tls(&server);
+    let mut other = server.client();
+    checking.write(format!("AUTH PLAIN {}\r\n", plain(USER, "wrong")).as_bytes());
+    assert_eq!(other.send("NOOP"), "250 2.0.0 Ok");
+    assert!(
+        !checking.has_unread_input(),
+        "the other session was answered while the password was being checked"
+    );
+    assert_eq!(checking.reply(), "535 5.7.8 Error: authentication failed");
+}
+
+/// A client silent at the 334 prompt is timed out as one silent between commands is: with
+/// `421 4.4.2`, not a bare close.
+#[test]
+fn a_client_silent_at_an_auth_prompt_gets_421_after_the_command_timeout() {
+    let server = TestServer::with_tls(|config| config.command_timeout = Duration::from_secs(1));
+    // Ten times the timeout, and more.
+    let mut client = Client::try_connect(server.addr, Duration::from_secs(15)).expect("connect");
+    assert_eq!(client.reply(), "220 localhost ESMTP mq");
+    over_tls_on(&mut client, &server);
+    assert_eq!(client.send("AUTH LOGIN"), "334 VXNlcm5hbWU6");
+    assert_eq!(
+        client.reply(),
+        "421 4.4.2 localhost Error: timeout exceeded"
+    );
+    assert!(client.is_closed());
+}

@@ -1,0 +1,30 @@
+//! mq's SMTP server over real loopback sockets, built as one test binary.
+//!
+//! One module per area; `support` holds the server harness and the raw client.
+//!
+//! - `python`: an independent client, python3's smtplib, through the whole dialogue, STARTTLS
+//!   and AUTH.
+//! - `pipelining`: many commands in one write, and plaintext pipelined behind STARTTLS.
+//! - `auth`: the AUTH exchanges byte by byte.
+//! - `relay`: who may relay, and what authenticated submissions get.
+//! - `limits`: each configured limit and the reply that enforces it.
+//! - `smuggling`: bare line endings in DATA end nothing and queue nothing.
+//! - `hostile`: malformed input always gets a reply and never breaks the server.
+//! - `plugins`: plugins of this binary refusing, rewriting and checking at the inbound hooks.
+//! - `concurrency`: many clients across two cores.
+//! - `crash`: kill -9 under load, then every acknowledged message is there exactly once.
+//!
+//! Every `#[plugin]` in this binary is linked into every server it starts: the plugins act only
+//! on addresses of their own, so other tests do not see them.
+
+mod auth;
+mod concurrency;
+mod crash;
+mod hostile;
+mod limits;
+mod pipelining;
+mod plugins;
+mod python;
+mod relay;
+mod smuggling;
+mod support;
