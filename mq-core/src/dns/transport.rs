@@ -95,5 +95,5 @@ impl Exchange<'_> {
     }
 }
 
-/// Whether an EDNS payload size of `UDP_PAYLOAD` fits the buffer (checked at compile time).
+// The payload we advertise must fit the buffer we read it into.
 const _: () = assert!(UDP_PAYLOAD as usize <= UDP_BUFFER);
