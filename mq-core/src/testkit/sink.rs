@@ -346,7 +346,8 @@ impl Peer {
             Some(stream) => stream.read(&mut self.input[filled..]).await,
             None => Err(io::ErrorKind::NotConnected.into()),
         };
-        self.input.truncate(filled + read.as_ref().map_or(0, |&n| n));
+        self.input
+            .truncate(filled + read.as_ref().map_or(0, |&n| n));
         if read? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

@@ -1,0 +1,456 @@
+//! The outbound SMTP client against the testkit's scripted sink, over real loopback sockets.
+
+use std::time::Duration;
+
+use mq_core::smtp::client::{ClientConfig, ClientError, Connection, Sent, Stage, TlsPolicy};
+use mq_core::smtp::tls;
+use mq_core::testkit::sink::{Script, Sink};
+use mq_plugin_api::{Address, Reply};
+
+type Params = Vec<(String, Option<String>)>;
+
+fn address(text: &str) -> Address {
+    text.parse().expect("a valid address")
+}
+
+fn recipients(texts: &[&str]) -> Vec<(Address, Params)> {
+    texts.iter().map(|&t| (address(t), Vec::new())).collect()
+}
+
+async fn open(sink: &Sink, config: &ClientConfig) -> Result<Connection, ClientError> {
+    Connection::open(sink.address(), "localhost", config, None).await
+}
+
+async fn connect(sink: &Sink) -> Connection {
+    open(sink, &ClientConfig::default())
+        .await
+        .expect("session opened")
+}
+
+/// Sends `message` to `to` and reads the final reply.
+async fn deliver(connection: &mut Connection, to: &[&str], message: &[u8]) -> (Sent, Reply) {
+    let sender = address("a@example.org");
+    let sent = connection
+        .send(&sender, &[], &recipients(to), message)
+        .await
+        .expect("sent");
+    assert!(matches!(sent, Sent::Pending { .. }), "{sent:?}");
+    let reply = connection.finish().await.expect("final reply");
+    (sent, reply)
+}
+
+fn run<T>(test: impl Future<Output = T>) -> T {
+    smol::block_on(test)
+}
+
+#[test]
+fn a_message_is_delivered_with_mail_rcpt_and_data() {
+    let sink = Sink::start(Script::new());
+    run(async {
+        let mut connection = connect(&sink).await;
+        let (_, reply) = deliver(
+            &mut connection,
+            &["b@example.net"],
+            b"Subject: hi\r\n\r\nhello\r\n",
+        )
+        .await;
+        assert_eq!(reply.code(), 250);
+        assert!(connection.is_ready());
+        connection.quit().await;
+    });
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].mail_from, "a@example.org");
+    assert_eq!(messages[0].rcpt_to, ["b@example.net"]);
+    assert_eq!(messages[0].data, b"Subject: hi\r\n\r\nhello\r\n");
+    assert!(!messages[0].tls);
+    assert_eq!(
+        sink.commands().first().map(String::as_str),
+        Some("EHLO localhost")
+    );
+    assert_eq!(sink.commands().last().map(String::as_str), Some("QUIT"));
+}
+
+#[test]
+fn pipelining_sends_mail_rcpts_and_data_in_one_write() {
+    let sink = Sink::start(Script::new().ehlo(&["PIPELINING"]));
+    run(async {
+        let mut connection = connect(&sink).await;
+        deliver(
+            &mut connection,
+            &["b@example.net", "c@example.net"],
+            b"x\r\n",
+        )
+        .await;
+    });
+    let batch = [
+        "MAIL FROM:<a@example.org>",
+        "RCPT TO:<b@example.net>",
+        "RCPT TO:<c@example.net>",
+        "DATA",
+    ];
+    assert!(
+        sink.reads().contains(&batch.map(String::from).to_vec()),
+        "{:?}",
+        sink.reads()
+    );
+}
+
+#[test]
+fn without_pipelining_each_command_waits_for_its_reply() {
+    let sink = Sink::start(Script::new().ehlo(&["8BITMIME"]));
+    run(async {
+        let mut connection = connect(&sink).await;
+        deliver(
+            &mut connection,
+            &["b@example.net", "c@example.net"],
+            b"x\r\n",
+        )
+        .await;
+    });
+    assert!(
+        sink.reads().iter().all(|read| read.len() == 1),
+        "{:?}",
+        sink.reads()
+    );
+    assert_eq!(sink.messages()[0].rcpt_to.len(), 2);
+}
+
+#[test]
+fn size_and_8bitmime_are_declared_when_offered() {
+    let sink = Sink::start(Script::new().ehlo(&["SIZE 1000000", "8BITMIME"]));
+    run(async {
+        let mut connection = connect(&sink).await;
+        assert_eq!(connection.extensions().size, Some(1_000_000));
+        deliver(
+            &mut connection,
+            &["b@example.net"],
+            "caf\u{e9}\n".as_bytes(),
+        )
+        .await;
+        deliver(&mut connection, &["b@example.net"], b"plain\n").await;
+    });
+    let mails: Vec<_> = sink
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("MAIL"))
+        .collect();
+    assert_eq!(
+        mails,
+        [
+            "MAIL FROM:<a@example.org> SIZE=7 BODY=8BITMIME",
+            "MAIL FROM:<a@example.org> SIZE=7"
+        ]
+    );
+
+    let sink = Sink::start(Script::new().ehlo(&[]));
+    run(async { deliver(&mut connect(&sink).await, &["b@example.net"], b"x").await });
+    assert!(
+        sink.commands()
+            .contains(&"MAIL FROM:<a@example.org>".to_owned())
+    );
+}
+
+#[test]
+fn helo_is_used_when_ehlo_is_refused() {
+    let sink = Sink::start(Script::new().no_ehlo());
+    run(async {
+        let mut connection = connect(&sink).await;
+        assert!(!connection.extensions().pipelining);
+        deliver(&mut connection, &["b@example.net"], b"x\r\n").await;
+    });
+    assert_eq!(sink.commands()[..2], ["EHLO localhost", "HELO localhost"]);
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[test]
+fn each_recipient_gets_its_own_reply() {
+    let sink = Sink::start(Script::new().on_rcpt("bad@example.net", "550 5.1.1 no such user"));
+    run(async {
+        let mut connection = connect(&sink).await;
+        let (sent, _) = deliver(
+            &mut connection,
+            &["bad@example.net", "b@example.net"],
+            b"x\r\n",
+        )
+        .await;
+        let Sent::Pending { recipients, .. } = sent else {
+            unreachable!()
+        };
+        assert_eq!(recipients[0].to_string(), "550 5.1.1 no such user");
+        assert_eq!(recipients[1].code(), 250);
+    });
+    assert_eq!(sink.messages()[0].rcpt_to, ["b@example.net"]);
+}
+
+#[test]
+fn when_every_recipient_is_refused_nothing_is_sent_and_the_transaction_is_reset() {
+    for pipelining in [true, false] {
+        let script = Script::new()
+            .ehlo(if pipelining { &["PIPELINING"] } else { &[] })
+            .on_rcpt("bad@example.net", "550 5.1.1 no such user");
+        let sink = Sink::start(script);
+        run(async {
+            let mut connection = connect(&sink).await;
+            let to = recipients(&["bad@example.net"]);
+            let sent = connection
+                .send(&address("a@example.org"), &[], &to, b"x")
+                .await
+                .unwrap();
+            let Sent::NotSent {
+                mail,
+                recipients,
+                data,
+            } = sent
+            else {
+                panic!("{sent:?}")
+            };
+            assert_eq!(mail.code(), 250);
+            assert_eq!(recipients[0].code(), 550);
+            assert_eq!(data.map(|d| d.code()), pipelining.then_some(554));
+            assert!(connection.is_ready());
+            assert!(matches!(
+                connection.finish().await,
+                Err(ClientError::NotReady(Stage::Dot))
+            ));
+        });
+        assert_eq!(sink.commands().last().map(String::as_str), Some("RSET"));
+        assert!(sink.messages().is_empty());
+    }
+}
+
+#[test]
+fn a_refused_mail_or_data_is_not_sent() {
+    let sink = Sink::start(Script::new().on_mail("452 4.3.1 insufficient system storage"));
+    run(async {
+        let mut connection = connect(&sink).await;
+        let to = recipients(&["b@example.net"]);
+        let sent = connection
+            .send(&Address::null(), &[], &to, b"x")
+            .await
+            .unwrap();
+        let Sent::NotSent { mail, .. } = sent else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(mail.enhanced(), Some("4.3.1"));
+    });
+    let sink = Sink::start(Script::new().ehlo(&[]).on_data("451 4.3.0 not now"));
+    run(async {
+        let mut connection = connect(&sink).await;
+        let to = recipients(&["b@example.net"]);
+        let sent = connection
+            .send(&Address::null(), &[], &to, b"x")
+            .await
+            .unwrap();
+        let Sent::NotSent { data, .. } = sent else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(data.map(|d| d.code()), Some(451));
+        assert!(connection.is_ready());
+    });
+    assert_eq!(sink.commands().iter().filter(|c| *c == "RSET").count(), 1);
+}
+
+#[test]
+fn a_temporary_failure_at_end_of_data_is_reported_by_finish() {
+    let sink = Sink::start(Script::new().tempfail_first(1, "451 4.3.0 try later"));
+    run(async {
+        let mut connection = connect(&sink).await;
+        let (_, reply) = deliver(&mut connection, &["b@example.net"], b"x\r\n").await;
+        assert_eq!(reply.to_string(), "451 4.3.0 try later");
+        let (_, reply) = deliver(&mut connection, &["b@example.net"], b"x\r\n").await;
+        assert_eq!(reply.code(), 250);
+    });
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[test]
+fn two_messages_share_one_connection() {
+    let sink = Sink::start(Script::new());
+    run(async {
+        let mut connection = connect(&sink).await;
+        deliver(&mut connection, &["b@example.net"], b"one\r\n").await;
+        deliver(&mut connection, &["c@example.net"], b"two\r\n").await;
+        connection.quit().await;
+    });
+    assert_eq!(sink.connections(), 1);
+    let data: Vec<_> = sink.messages().into_iter().map(|m| m.data).collect();
+    assert_eq!(data, [b"one\r\n", b"two\r\n"]);
+}
+
+#[test]
+fn a_disconnect_mid_data_is_an_io_error_at_data_or_dot() {
+    let sink = Sink::start(Script::new().disconnect_mid_data());
+    let message = "a line of message text that goes on\r\n".repeat(100_000);
+    run(async {
+        let mut connection = connect(&sink).await;
+        let to = recipients(&["b@example.net"]);
+        let sent = connection
+            .send(&address("a@example.org"), &[], &to, message.as_bytes())
+            .await;
+        let error = match sent {
+            Ok(_) => connection.finish().await.unwrap_err(),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(error, ClientError::Io(Stage::Data | Stage::Dot, _)),
+            "{error:?}"
+        );
+        assert!(!connection.is_ready());
+    });
+    assert!(sink.messages().is_empty());
+}
+
+#[test]
+fn a_silent_server_times_out_waiting_for_the_greeting() {
+    let sink = Sink::start(Script::new().silent());
+    let mut config = ClientConfig::default();
+    config.timeouts.greeting = Duration::from_millis(200);
+    let error = run(open(&sink, &config)).unwrap_err();
+    assert!(
+        matches!(error, ClientError::Timeout(Stage::Greeting)),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_refused_greeting_is_an_error_carrying_the_reply() {
+    let sink = Sink::start(Script::new().greeting("554 5.7.1 go away"));
+    let error = run(open(&sink, &ClientConfig::default())).unwrap_err();
+    assert_eq!(error.reply().map(Reply::code), Some(554));
+    assert!(error.is_permanent());
+    assert_eq!(sink.commands(), ["QUIT"]);
+}
+
+#[test]
+fn a_closed_port_is_a_connect_error() {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = ClientConfig::default();
+    let error = run(Connection::open(address, "localhost", &config, None)).unwrap_err();
+    assert!(matches!(error, ClientError::Connect(_)), "{error:?}");
+}
+
+#[test]
+fn opportunistic_tls_encrypts_when_offered() {
+    let (cert, key) = tls::self_signed("localhost");
+    let sink = Sink::start(Script::new().starttls(&cert, &key));
+    run(async {
+        let mut connection = connect(&sink).await;
+        assert!(connection.is_tls());
+        assert!(!connection.extensions().starttls);
+        deliver(&mut connection, &["b@example.net"], b"secret\r\n").await;
+    });
+    assert!(sink.messages()[0].tls);
+    let ehlos = sink
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("EHLO"))
+        .count();
+    assert_eq!(ehlos, 2);
+}
+
+#[test]
+fn disabled_tls_stays_plaintext_even_when_offered() {
+    let (cert, key) = tls::self_signed("localhost");
+    let sink = Sink::start(Script::new().starttls(&cert, &key));
+    let config = ClientConfig {
+        tls: TlsPolicy::Disabled,
+        ..ClientConfig::default()
+    };
+    run(async {
+        deliver(
+            &mut open(&sink, &config).await.unwrap(),
+            &["b@example.net"],
+            b"x",
+        )
+        .await
+    });
+    assert!(!sink.messages()[0].tls);
+}
+
+#[test]
+fn required_tls_against_a_server_without_starttls_is_refused() {
+    let sink = Sink::start(Script::new());
+    let config = ClientConfig {
+        tls: TlsPolicy::Required { verify: false },
+        ..ClientConfig::default()
+    };
+    let error = run(open(&sink, &config)).unwrap_err();
+    assert!(matches!(error, ClientError::TlsRequired), "{error:?}");
+    assert!(!error.is_permanent());
+    assert!(!sink.commands().iter().any(|c| c.starts_with("MAIL")));
+}
+
+#[test]
+fn required_verified_tls_trusts_the_given_roots_and_refuses_others() {
+    let (cert, key) = tls::self_signed("mx.example");
+    let sink = Sink::start(Script::new().starttls(&cert, &key));
+    let config = ClientConfig {
+        tls: TlsPolicy::Required { verify: true },
+        ..ClientConfig::default()
+    };
+    run(async {
+        let trusting = Some(tls::client_config_trusting(&cert));
+        let connection = Connection::open(sink.address(), "mx.example", &config, trusting).await;
+        assert!(connection.expect("verified").is_tls());
+        let webpki = Connection::open(sink.address(), "mx.example", &config, None).await;
+        assert!(matches!(webpki, Err(ClientError::Tls(_))), "{webpki:?}");
+    });
+}
+
+#[test]
+fn auth_plain_is_sent_over_tls_only() {
+    let (cert, key) = tls::self_signed("localhost");
+    let script = Script::new().ehlo(&["AUTH PLAIN LOGIN"]);
+    let config = ClientConfig {
+        auth: Some(("user".into(), "secret".into())),
+        ..ClientConfig::default()
+    };
+    let plain = Sink::start(script.clone());
+    run(async { open(&plain, &config).await.unwrap().quit().await });
+    assert!(!plain.commands().iter().any(|c| c.starts_with("AUTH")));
+
+    let encrypted = Sink::start(script.starttls(&cert, &key));
+    run(async { open(&encrypted, &config).await.unwrap().quit().await });
+    assert!(
+        encrypted
+            .commands()
+            .contains(&"AUTH PLAIN AHVzZXIAc2VjcmV0".to_owned())
+    );
+}
+
+#[test]
+fn lines_starting_with_a_dot_round_trip() {
+    let sink = Sink::start(Script::new());
+    let message = b".leading\n..two\n.\nlast line without newline";
+    run(async { deliver(&mut connect(&sink).await, &["b@example.net"], message).await });
+    let expected = b".leading\r\n..two\r\n.\r\nlast line without newline\r\n";
+    assert_eq!(sink.messages()[0].data, expected);
+}
+
+#[test]
+fn a_send_without_finish_is_refused_until_the_reply_is_read() {
+    let sink = Sink::start(Script::new());
+    run(async {
+        let mut connection = connect(&sink).await;
+        let to = recipients(&["b@example.net"]);
+        let sender = address("a@example.org");
+        connection.send(&sender, &[], &to, b"x").await.unwrap();
+        let again = connection.send(&sender, &[], &to, b"x").await;
+        assert!(
+            matches!(again, Err(ClientError::NotReady(Stage::Mail))),
+            "{again:?}"
+        );
+        assert_eq!(connection.finish().await.unwrap().code(), 250);
+        connection.reset().await.unwrap();
+        let params = vec![("BAD KEY".to_owned(), None)];
+        let bad = connection.send(&sender, &params, &to, b"x").await;
+        assert!(
+            matches!(bad, Err(ClientError::InvalidParameter(Stage::Mail, _))),
+            "{bad:?}"
+        );
+    });
+}
