@@ -161,6 +161,7 @@ impl Registry {
         }
         Ok(Plan {
             engine: config.engine.clone(),
+            dns: config.dns.clone(),
             plugins: Arc::from(plugins),
         })
     }
@@ -242,6 +243,7 @@ impl Settings {
 #[derive(Debug, Clone)]
 pub struct Plan {
     engine: EngineConfig,
+    dns: crate::dns::DnsConfig,
     plugins: Arc<[Planned]>,
 }
 
@@ -257,6 +259,11 @@ impl Plan {
     /// The engine settings.
     pub fn engine_config(&self) -> &EngineConfig {
         &self.engine
+    }
+
+    /// The resolvers plugins reach through `Context::dns`.
+    pub fn dns_config(&self) -> &crate::dns::DnsConfig {
+        &self.dns
     }
 
     /// The enabled plugins, by name, with their hooks.

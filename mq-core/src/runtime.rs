@@ -92,6 +92,7 @@ pub struct Worker {
 struct WorkerInner {
     core: usize,
     engine: Engine,
+    dns: Option<Rc<dyn mq_plugin_api::Dns>>,
     executor: Rc<LocalExecutor<'static>>,
     /// Each tracked task holds a clone; shutdown drops this one and waits for the channel to
     /// close, which happens when the last task is done.
@@ -250,10 +251,19 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
     let executor = Rc::new(LocalExecutor::new());
     let (in_flight, all_done) = channel::bounded::<()>(1);
     let (stop, stopping) = channel::bounded::<()>(1);
+    // One resolver per core, its cache included; lookups fail temporarily without one.
+    let dns: Option<Rc<dyn mq_plugin_api::Dns>> = match crate::dns::Resolver::new(plan.dns_config()) {
+        Ok(resolver) => Some(Rc::new(resolver)),
+        Err(error) => {
+            tracing::error!(core, %error, "no resolver for plugins");
+            None
+        }
+    };
     let worker = Worker {
         inner: Rc::new(WorkerInner {
             core,
             engine,
+            dns,
             executor: Rc::clone(&executor),
             in_flight: RefCell::new(Some(in_flight)),
             stopping,
@@ -284,7 +294,11 @@ impl Worker {
 
     /// A fresh context on this core, for one connection or one delivery attempt.
     pub fn context(&self) -> Context {
-        Context::new(self.inner.core, Rc::clone(&self.inner.executor))
+        let mut ctx = Context::new(self.inner.core, Rc::clone(&self.inner.executor));
+        if let Some(dns) = &self.inner.dns {
+            ctx.set_dns(Rc::clone(dns));
+        }
+        ctx
     }
 
     /// Runs `future` on this core as a tracked task: shutdown waits for it.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use smol::{LocalExecutor, Task, Timer};
 
 use crate::HookId;
+use crate::dns::Dns;
 
 /// What a hook can reach besides its event: the worker's event loop (timers, spawning, sockets
 /// through [`Async`](crate::Async)), the time left before its deadline, data it keeps for later
@@ -47,6 +48,7 @@ pub struct Context {
     executor: Rc<LocalExecutor<'static>>,
     connection: Extensions,
     message: Extensions,
+    dns: Option<Rc<dyn Dns>>,
 }
 
 /// What the engine tells a plugin call about itself. Not public API: the engine writes it before
@@ -104,6 +106,7 @@ impl Context {
             executor,
             connection: Extensions::default(),
             message: Extensions::default(),
+            dns: None,
         }
     }
 
@@ -111,6 +114,20 @@ impl Context {
     #[doc(hidden)]
     pub fn call_state(&self) -> &Rc<CallState> {
         &self.call
+    }
+
+    /// Gives the context a resolver for [`dns`](Context::dns). Engines call this.
+    pub fn set_dns(&mut self, dns: Rc<dyn Dns>) {
+        self.dns = Some(dns);
+    }
+
+    /// DNS lookups on this worker's event loop; without a resolver every lookup fails
+    /// temporarily.
+    pub fn dns(&self) -> &dyn Dns {
+        match &self.dns {
+            Some(dns) => dns.as_ref(),
+            None => &crate::dns::NoResolver,
+        }
     }
 
     /// The worker core this context belongs to, from 0.

@@ -14,7 +14,7 @@
 //! - The events (`event`): one type per hook ([`Connect`], [`Data`], ...), the [`Event`] trait
 //!   that ties each to its [`HookId`] (`hook`).
 //! - [`Context`] (`context`): timers, spawning, sockets, the deadline, data passed between hooks,
-//!   logging.
+//!   logging, and [`Dns`] lookups (`dns`).
 //! - Mail types: [`Address`] (`address`), [`Message`] and [`Headers`] (`message`), [`Reply`]
 //!   (`reply`).
 //! - [`Registration`] (`registration`): what [`#[plugin]`](plugin) submits through inventory,
@@ -64,6 +64,7 @@
 mod address;
 mod context;
 mod control;
+mod dns;
 mod event;
 mod hook;
 mod message;
@@ -74,6 +75,7 @@ mod reply;
 pub use address::{Address, AddressError};
 pub use context::{CallState, Context, Elapsed, Extensions, TimeoutExt};
 pub use control::Control;
+pub use dns::{Dns, DnsFailure};
 pub use event::{
     AuthVerdict, Authenticate, Close, Connect, Data, DeliveryResult, DeliveryState, Envelope,
     Event, Helo, HookFuture, MailFrom, MessageCopy, OutConnect, OutData, OutMailFrom, OutRcptTo,

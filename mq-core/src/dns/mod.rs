@@ -34,6 +34,7 @@
 
 mod cache;
 mod config;
+mod plugin;
 mod resolver;
 mod route;
 #[cfg(feature = "testkit")]
