@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::retry::RetryPolicy;
 use super::throttle::ThrottleConfig;
+use crate::smtp::client::Timeouts;
 
 /// How mq delivers what it queued.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +33,8 @@ pub struct DeliveryConfig {
     pub retry: RetryPolicy,
     /// Per-domain connection and message-rate limits.
     pub throttle: ThrottleConfig,
+    /// How long each step of an SMTP session may take (RFC 5321 §4.5.3.2 defaults).
+    pub timeouts: Timeouts,
 }
 
 impl Default for DeliveryConfig {
@@ -47,6 +50,7 @@ impl Default for DeliveryConfig {
             routes: BTreeMap::new(),
             retry: RetryPolicy::default(),
             throttle: ThrottleConfig::default(),
+            timeouts: Timeouts::default(),
         }
     }
 }

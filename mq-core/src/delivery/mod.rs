@@ -145,7 +145,7 @@ impl Delivery {
             TlsMode::Verify => TlsPolicy::Required { verify: true },
         };
         let helo_name = self.config.helo_name.clone().unwrap_or_else(|| self.hostname.clone());
-        ClientConfig { helo_name, tls, auth, ..ClientConfig::default() }
+        ClientConfig { helo_name, tls, auth, timeouts: self.config.timeouts }
     }
 }
 
