@@ -45,8 +45,8 @@
 pub mod admin;
 mod chain;
 mod config;
-pub mod dns;
 pub mod delivery;
+pub mod dns;
 mod engine;
 mod metrics;
 pub mod queue;

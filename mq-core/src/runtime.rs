@@ -78,7 +78,9 @@ impl Spawner {
 
 impl fmt::Debug for Spawner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Spawner").field("workers", &self.jobs.len()).finish()
+        f.debug_struct("Spawner")
+            .field("workers", &self.jobs.len())
+            .finish()
     }
 }
 
@@ -184,7 +186,9 @@ impl Runtime {
 
     /// A handle that spawns jobs on the workers from anywhere, a worker included.
     pub fn spawner(&self) -> Spawner {
-        Spawner { jobs: self.workers.iter().map(|w| w.jobs.clone()).collect() }
+        Spawner {
+            jobs: self.workers.iter().map(|w| w.jobs.clone()).collect(),
+        }
     }
 
     /// Every core's counters summed, with the watchdog's slow polls.
@@ -252,7 +256,8 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
     let (in_flight, all_done) = channel::bounded::<()>(1);
     let (stop, stopping) = channel::bounded::<()>(1);
     // One resolver per core, its cache included; lookups fail temporarily without one.
-    let dns: Option<Rc<dyn mq_plugin_api::Dns>> = match crate::dns::Resolver::new(plan.dns_config()) {
+    let dns: Option<Rc<dyn mq_plugin_api::Dns>> = match crate::dns::Resolver::new(plan.dns_config())
+    {
         Ok(resolver) => Some(Rc::new(resolver)),
         Err(error) => {
             tracing::error!(core, %error, "no resolver for plugins");

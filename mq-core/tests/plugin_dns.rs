@@ -36,21 +36,36 @@ impl Plugin for TxtProbe {
 fn a_hook_looks_up_dns_through_its_context() {
     let server = TestServer::start();
     server.add_txt("probe.example", "v=spf1 -all");
-    let text = format!("[dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"", server.address());
+    let text = format!(
+        "[dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"",
+        server.address()
+    );
     let config = Config::from_toml(&text).expect("config");
-    let plan = Registry::linked().expect("registry").plan(&config).expect("plan");
+    let plan = Registry::linked()
+        .expect("registry")
+        .plan(&config)
+        .expect("plan");
     let runtime = Runtime::start(&plan, 1).expect("runtime");
     for sender in ["a@probe.example", "a@missing.example"] {
         let sender: Address = sender.parse().expect("address");
         let outcome = runtime
             .spawn_on(0, move |worker| async move {
                 let mut ctx = worker.context();
-                worker.engine().run(&mut ctx, &mut MailFrom::new(sender)).await
+                worker
+                    .engine()
+                    .run(&mut ctx, &mut MailFrom::new(sender))
+                    .await
             })
             .wait();
         assert_eq!(outcome, Some(Outcome::Proceed));
     }
     runtime.shutdown();
-    assert_eq!(*SEEN.lock().expect("not poisoned"), ["v=spf1 -all", "no such name"]);
-    assert!(server.udp_queries() >= 2, "the lookups went to the test server");
+    assert_eq!(
+        *SEEN.lock().expect("not poisoned"),
+        ["v=spf1 -all", "no such name"]
+    );
+    assert!(
+        server.udp_queries() >= 2,
+        "the lookups went to the test server"
+    );
 }

@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use mq_plugin_api::{
-    Address, Context, Message, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Pickup, PickupAction, Reply,
+    Address, Context, Message, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Pickup,
+    PickupAction, Reply,
 };
 
 use super::Delivery;
@@ -30,12 +31,24 @@ struct Item {
 }
 
 /// Delivers `batches` for `domain` on this worker.
-pub(crate) async fn deliver(worker: &Worker, delivery: &Delivery, domain: &str, batches: Vec<Batch>) {
-    let mut job = Job { worker, delivery, ctx: worker.context(), connection: None };
+pub(crate) async fn deliver(
+    worker: &Worker,
+    delivery: &Delivery,
+    domain: &str,
+    batches: Vec<Batch>,
+) {
+    let mut job = Job {
+        worker,
+        delivery,
+        ctx: worker.context(),
+        connection: None,
+    };
     let route = route(&delivery.config, &delivery.local_domains, domain);
     let mut targets_result = None;
     for batch in batches {
-        let Some((body, items)) = job.pickup(batch).await else { continue };
+        let Some((body, items)) = job.pickup(batch).await else {
+            continue;
+        };
         if route == Route::Local {
             job.local(&body, items).await;
             continue;
@@ -74,20 +87,39 @@ impl Job<'_> {
         let body = match self.delivery.queue.body(&batch.queue_id).await {
             Ok(body) => body,
             Err(error) => {
-                let verdict = Verdict::deferred(format!("cannot read the queued message: {error}"), None);
+                let verdict =
+                    Verdict::deferred(format!("cannot read the queued message: {error}"), None);
                 for entry in batch.entries {
-                    settle(self.worker, &mut self.ctx, self.delivery, entry, &[], verdict.clone(), None).await;
+                    settle(
+                        self.worker,
+                        &mut self.ctx,
+                        self.delivery,
+                        entry,
+                        &[],
+                        verdict.clone(),
+                        None,
+                    )
+                    .await;
                 }
                 return None;
             }
         };
         let mut items = Vec::new();
         for entry in batch.entries {
-            let mut event = Pickup::new(entry.queue_id.to_string(), entry.attempts + 1, entry.sender.clone(), entry.recipient.clone());
+            let mut event = Pickup::new(
+                entry.queue_id.to_string(),
+                entry.attempts + 1,
+                entry.sender.clone(),
+                entry.recipient.clone(),
+            );
             let verdict = match self.worker.engine().run(&mut self.ctx, &mut event).await {
                 Outcome::Proceed => match event.action {
                     PickupAction::Deliver => {
-                        items.push(Item { entry, sender: event.sender, recipient: event.recipient });
+                        items.push(Item {
+                            entry,
+                            sender: event.sender,
+                            recipient: event.recipient,
+                        });
                         continue;
                     }
                     PickupAction::Delay(delay) => Verdict::Postponed(delay),
@@ -96,31 +128,68 @@ impl Job<'_> {
                 Outcome::Rejected { reply, .. } => Verdict::from_reply(&reply, None),
                 Outcome::Failed(failure) => Verdict::deferred(failure.to_string(), None),
             };
-            settle(self.worker, &mut self.ctx, self.delivery, entry, &body, verdict, None).await;
+            settle(
+                self.worker,
+                &mut self.ctx,
+                self.delivery,
+                entry,
+                &body,
+                verdict,
+                None,
+            )
+            .await;
         }
         (!items.is_empty()).then_some((body, items))
     }
 
     async fn settle_all(&mut self, body: &[u8], items: Vec<Item>, verdict: &Verdict) {
         for item in items {
-            settle(self.worker, &mut self.ctx, self.delivery, item.entry, body, verdict.clone(), None).await;
+            settle(
+                self.worker,
+                &mut self.ctx,
+                self.delivery,
+                item.entry,
+                body,
+                verdict.clone(),
+                None,
+            )
+            .await;
         }
     }
 
     /// Local delivery: each recipient's Maildir, written on a blocking thread.
     async fn local(&mut self, body: &std::sync::Arc<[u8]>, items: Vec<Item>) {
         for item in items {
-            let (maildir, recipient, message) = (self.delivery.maildir.clone(), item.recipient.clone(), body.clone());
+            let (maildir, recipient, message) = (
+                self.delivery.maildir.clone(),
+                item.recipient.clone(),
+                body.clone(),
+            );
             let written = smol::unblock(move || maildir.deliver(&recipient, &message)).await;
             let verdict = match written {
                 Ok(path) => Verdict::Delivered {
                     relay: "local".into(),
-                    reply: Reply::new(250, "2.0.0", format!("delivered to maildir {}", path.display())),
+                    reply: Reply::new(
+                        250,
+                        "2.0.0",
+                        format!("delivered to maildir {}", path.display()),
+                    ),
                 },
-                Err(error) if error.is_permanent() => Verdict::failed("5.1.3", error.to_string(), None),
+                Err(error) if error.is_permanent() => {
+                    Verdict::failed("5.1.3", error.to_string(), None)
+                }
                 Err(error) => Verdict::deferred(error.to_string(), None),
             };
-            settle(self.worker, &mut self.ctx, self.delivery, item.entry, body, verdict, None).await;
+            settle(
+                self.worker,
+                &mut self.ctx,
+                self.delivery,
+                item.entry,
+                body,
+                verdict,
+                None,
+            )
+            .await;
         }
     }
 
@@ -129,16 +198,30 @@ impl Job<'_> {
         let resolver = self.delivery.resolver();
         match targets(route, domain, &resolver, self.delivery.config.mx_port).await {
             Ok(targets) if !targets.is_empty() => Ok(targets),
-            Ok(_) => Err(Verdict::deferred(format!("no mail host for {domain}"), None)),
-            Err(error) if error.is_permanent() => {
-                Err(Verdict::failed("5.4.4", format!("Host or domain name not found: {domain}: {error}"), None))
-            }
-            Err(error) => Err(Verdict::deferred(format!("Host or domain name lookup failed: {domain}: {error}"), None)),
+            Ok(_) => Err(Verdict::deferred(
+                format!("no mail host for {domain}"),
+                None,
+            )),
+            Err(error) if error.is_permanent() => Err(Verdict::failed(
+                "5.4.4",
+                format!("Host or domain name not found: {domain}: {error}"),
+                None,
+            )),
+            Err(error) => Err(Verdict::deferred(
+                format!("Host or domain name lookup failed: {domain}: {error}"),
+                None,
+            )),
         }
     }
 
     /// Remote delivery of one batch, over the job's connection (opened on first use).
-    async fn remote(&mut self, targets: &[Target], domain: &str, body: &std::sync::Arc<[u8]>, items: Vec<Item>) {
+    async fn remote(
+        &mut self,
+        targets: &[Target],
+        domain: &str,
+        body: &std::sync::Arc<[u8]>,
+        items: Vec<Item>,
+    ) {
         if self.connection.as_ref().is_none_or(|c| !c.is_ready()) {
             if let Some(stale) = self.connection.take() {
                 stale.quit().await;
@@ -192,7 +275,16 @@ impl Job<'_> {
         for item in items {
             let mut rcpt = OutRcptTo::new(item.recipient.clone());
             if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut rcpt).await, &relay) {
-                settle(self.worker, &mut self.ctx, self.delivery, item.entry, body, verdict, None).await;
+                settle(
+                    self.worker,
+                    &mut self.ctx,
+                    self.delivery,
+                    item.entry,
+                    body,
+                    verdict,
+                    None,
+                )
+                .await;
                 continue;
             }
             recipients.push((rcpt.recipient, rcpt.params));
@@ -208,18 +300,38 @@ impl Job<'_> {
         self.throttle(domain).await;
         let verdicts = self.exchange(&mail, &recipients, &message, &relay).await;
         for (item, verdict) in sending.into_iter().zip(verdicts) {
-            settle(self.worker, &mut self.ctx, self.delivery, item.entry, body, verdict, Some(&relay)).await;
+            settle(
+                self.worker,
+                &mut self.ctx,
+                self.delivery,
+                item.entry,
+                body,
+                verdict,
+                Some(&relay),
+            )
+            .await;
         }
     }
 
     /// The message as `smtp_out_data` leaves it for this attempt; parsed only when a plugin
     /// is in that chain.
-    async fn out_data(&mut self, body: &std::sync::Arc<[u8]>, relay: &str) -> Result<Vec<u8>, Verdict> {
-        if !self.worker.engine().has_chain(mq_plugin_api::HookId::SmtpOutData) {
+    async fn out_data(
+        &mut self,
+        body: &std::sync::Arc<[u8]>,
+        relay: &str,
+    ) -> Result<Vec<u8>, Verdict> {
+        if !self
+            .worker
+            .engine()
+            .has_chain(mq_plugin_api::HookId::SmtpOutData)
+        {
             return Ok(body.to_vec());
         }
         let mut event = OutData::new(Message::parse(body));
-        match refused(self.worker.engine().run(&mut self.ctx, &mut event).await, relay) {
+        match refused(
+            self.worker.engine().run(&mut self.ctx, &mut event).await,
+            relay,
+        ) {
             Some(verdict) => Err(verdict),
             None => Ok(event.message.to_bytes()),
         }
@@ -241,9 +353,14 @@ impl Job<'_> {
         relay: &str,
     ) -> Vec<Verdict> {
         let connection = self.connection.as_mut().expect("connected");
-        let sent = connection.send(&mail.sender, &mail.params, recipients, message).await;
+        let sent = connection
+            .send(&mail.sender, &mail.params, recipients, message)
+            .await;
         let replies = match sent {
-            Ok(Sent::Pending { recipients: replies, .. }) => {
+            Ok(Sent::Pending {
+                recipients: replies,
+                ..
+            }) => {
                 let mut event = OutSent::new(connection.host(), message.len() as u64);
                 let _ = self.worker.engine().run(&mut self.ctx, &mut event).await;
                 let connection = self.connection.as_mut().expect("connected");
@@ -257,8 +374,17 @@ impl Job<'_> {
                     })
                     .collect();
             }
-            Ok(Sent::NotSent { mail, recipients: replies, data }) => (mail, replies, data),
-            Err(error) => return recipients.iter().map(|_| client_verdict(&error, relay)).collect(),
+            Ok(Sent::NotSent {
+                mail,
+                recipients: replies,
+                data,
+            }) => (mail, replies, data),
+            Err(error) => {
+                return recipients
+                    .iter()
+                    .map(|_| client_verdict(&error, relay))
+                    .collect();
+            }
         };
         let (mail, rcpts, data) = replies;
         (0..recipients.len())

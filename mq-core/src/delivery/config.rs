@@ -86,13 +86,20 @@ pub struct Smarthost {
 impl Smarthost {
     /// The relay at `address` with default settings.
     pub fn new(address: impl Into<String>) -> Smarthost {
-        Smarthost { address: address.into(), tls: TlsMode::Opportunistic, auth: None }
+        Smarthost {
+            address: address.into(),
+            tls: TlsMode::Opportunistic,
+            auth: None,
+        }
     }
 
     /// The host and port of `address`.
     pub fn host_port(&self) -> Option<(&str, u16)> {
         let (host, port) = self.address.rsplit_once(':')?;
-        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         Some((host, port.parse().ok()?))
     }
 }
@@ -113,9 +120,16 @@ impl<'de> Deserialize<'de> for Smarthost {
         }
         let smarthost = match Raw::deserialize(deserializer)? {
             Raw::Address(address) => Smarthost::new(address),
-            Raw::Table { address, tls, user, password } => {
-                Smarthost { address, tls, auth: user.zip(password) }
-            }
+            Raw::Table {
+                address,
+                tls,
+                user,
+                password,
+            } => Smarthost {
+                address,
+                tls,
+                auth: user.zip(password),
+            },
         };
         if smarthost.host_port().is_none() {
             return Err(serde::de::Error::custom(format!(
@@ -137,7 +151,10 @@ mod tests {
             "smarthost = \"relay.example:587\"\n[routes.\"example.com\"]\naddress = \"[::1]:2525\"\ntls = \"required\"\nuser = \"u\"\npassword = \"p\"",
         )
         .unwrap();
-        assert_eq!(config.smarthost.unwrap().host_port(), Some(("relay.example", 587)));
+        assert_eq!(
+            config.smarthost.unwrap().host_port(),
+            Some(("relay.example", 587))
+        );
         let route = &config.routes["example.com"];
         assert_eq!(route.host_port(), Some(("::1", 2525)));
         assert_eq!(route.tls, TlsMode::Required);

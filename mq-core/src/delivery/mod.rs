@@ -58,7 +58,10 @@ pub struct Delivery {
 
 impl fmt::Debug for Delivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Delivery").field("config", &self.config).field("hostname", &self.hostname).finish_non_exhaustive()
+        f.debug_struct("Delivery")
+            .field("config", &self.config)
+            .field("hostname", &self.hostname)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,7 +112,9 @@ impl Delivery {
     /// The queue, wrapped so that new mail and flushes wake the scheduler at once: give this
     /// one to the SMTP server and the admin port.
     pub fn queue(self: &Arc<Delivery>) -> Arc<dyn Queue> {
-        Arc::new(Waking { delivery: Arc::clone(self) })
+        Arc::new(Waking {
+            delivery: Arc::clone(self),
+        })
     }
 
     /// The throttles, to see connection counts.
@@ -126,7 +131,8 @@ impl Delivery {
             }
             let resolver = Resolver::new(&self.dns).unwrap_or_else(|error| {
                 tracing::error!(%error, "cannot set up the resolver; using defaults");
-                Resolver::new(&DnsConfig::default()).expect("the default resolver configuration is valid")
+                Resolver::new(&DnsConfig::default())
+                    .expect("the default resolver configuration is valid")
             });
             slot.insert(resolver).clone()
         })
@@ -144,8 +150,17 @@ impl Delivery {
             TlsMode::Required => TlsPolicy::Required { verify: false },
             TlsMode::Verify => TlsPolicy::Required { verify: true },
         };
-        let helo_name = self.config.helo_name.clone().unwrap_or_else(|| self.hostname.clone());
-        ClientConfig { helo_name, tls, auth, timeouts: self.config.timeouts }
+        let helo_name = self
+            .config
+            .helo_name
+            .clone()
+            .unwrap_or_else(|| self.hostname.clone());
+        ClientConfig {
+            helo_name,
+            tls,
+            auth,
+            timeouts: self.config.timeouts,
+        }
     }
 }
 
@@ -180,7 +195,12 @@ impl Queue for Waking {
         self.delivery.queue.ack(entry, result).await
     }
 
-    async fn defer(&self, entry: &Entry, until: SystemTime, error: String) -> Result<(), QueueError> {
+    async fn defer(
+        &self,
+        entry: &Entry,
+        until: SystemTime,
+        error: String,
+    ) -> Result<(), QueueError> {
         self.delivery.queue.defer(entry, until, error).await
     }
 

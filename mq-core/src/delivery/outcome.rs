@@ -16,9 +16,18 @@ pub(crate) enum Verdict {
     /// The server (or the Maildir) took it.
     Delivered { relay: String, reply: Reply },
     /// Try again later.
-    Deferred { reason: String, reply: Option<Reply>, relay: Option<String> },
+    Deferred {
+        reason: String,
+        reply: Option<Reply>,
+        relay: Option<String>,
+    },
     /// Give up and bounce.
-    Failed { status: String, reason: String, reply: Option<Reply>, relay: Option<String> },
+    Failed {
+        status: String,
+        reason: String,
+        reply: Option<Reply>,
+        relay: Option<String>,
+    },
     /// A `queue_pickup` plugin delayed it.
     Postponed(Duration),
     /// A `queue_pickup` plugin dropped it: removed, not bounced.
@@ -27,11 +36,20 @@ pub(crate) enum Verdict {
 
 impl Verdict {
     pub(crate) fn deferred(reason: String, relay: Option<&str>) -> Verdict {
-        Verdict::Deferred { reason, reply: None, relay: relay.map(str::to_owned) }
+        Verdict::Deferred {
+            reason,
+            reply: None,
+            relay: relay.map(str::to_owned),
+        }
     }
 
     pub(crate) fn failed(status: &str, reason: String, relay: Option<&str>) -> Verdict {
-        Verdict::Failed { status: status.to_owned(), reason, reply: None, relay: relay.map(str::to_owned) }
+        Verdict::Failed {
+            status: status.to_owned(),
+            reason,
+            reply: None,
+            relay: relay.map(str::to_owned),
+        }
     }
 
     /// A server's reply decides: 2xx delivered, 5xx failed, anything else deferred.
@@ -39,12 +57,24 @@ impl Verdict {
         let relay = relay.map(str::to_owned);
         let reason = format!("host {} said: {reply}", relay.as_deref().unwrap_or("mq"));
         match reply.code() / 100 {
-            2 => Verdict::Delivered { relay: relay.unwrap_or_else(|| "none".into()), reply: reply.clone() },
+            2 => Verdict::Delivered {
+                relay: relay.unwrap_or_else(|| "none".into()),
+                reply: reply.clone(),
+            },
             5 => {
                 let status = reply.enhanced().unwrap_or("5.0.0").to_owned();
-                Verdict::Failed { status, reason, reply: Some(reply.clone()), relay }
+                Verdict::Failed {
+                    status,
+                    reason,
+                    reply: Some(reply.clone()),
+                    relay,
+                }
             }
-            _ => Verdict::Deferred { reason, reply: Some(reply.clone()), relay },
+            _ => Verdict::Deferred {
+                reason,
+                reply: Some(reply.clone()),
+                relay,
+            },
         }
     }
 
@@ -79,20 +109,39 @@ pub(crate) async fn settle(
     let now = SystemTime::now();
     if matches!(verdict, Verdict::Dropped) {
         log(&entry, relay, &verdict, "dropped", now);
-        return ack(delivery, &entry, AckResult::Failed { reason: verdict.reason() }).await;
+        return ack(
+            delivery,
+            &entry,
+            AckResult::Failed {
+                reason: verdict.reason(),
+            },
+        )
+        .await;
     }
     let attempt = entry.attempts + 1;
     let proposed = match &verdict {
         Verdict::Delivered { .. } => DeliveryState::Delivered,
         Verdict::Postponed(delay) => DeliveryState::Deferred(*delay),
-        Verdict::Deferred { .. } => match delivery.config.retry.next_attempt(entry.arrived, attempt, now) {
-            Some(next) => DeliveryState::Deferred(next.duration_since(now).unwrap_or_default()),
-            None => DeliveryState::Failed,
-        },
+        Verdict::Deferred { .. } => {
+            match delivery
+                .config
+                .retry
+                .next_attempt(entry.arrived, attempt, now)
+            {
+                Some(next) => DeliveryState::Deferred(next.duration_since(now).unwrap_or_default()),
+                None => DeliveryState::Failed,
+            }
+        }
         Verdict::Failed { .. } | Verdict::Dropped => DeliveryState::Failed,
     };
     let envelope = (entry.sender.clone(), entry.recipient.clone());
-    let mut event = DeliveryResult::new(entry.queue_id.to_string(), attempt, envelope, verdict.reply().cloned(), proposed);
+    let mut event = DeliveryResult::new(
+        entry.queue_id.to_string(),
+        attempt,
+        envelope,
+        verdict.reply().cloned(),
+        proposed,
+    );
     let _ = worker.engine().run(ctx, &mut event).await;
     match event.state {
         DeliveryState::Delivered => {
@@ -101,15 +150,33 @@ pub(crate) async fn settle(
         }
         DeliveryState::Deferred(delay) => {
             log(&entry, relay, &verdict, "deferred", now);
-            if let Err(error) = delivery.queue.defer(&entry, now + delay, verdict.reason()).await {
+            if let Err(error) = delivery
+                .queue
+                .defer(&entry, now + delay, verdict.reason())
+                .await
+            {
                 tracing::error!(queue_id = %entry.queue_id, %error, "cannot defer the entry");
             }
         }
         _ => {
-            let expired = matches!(verdict, Verdict::Deferred { .. } | Verdict::Postponed(_) | Verdict::Delivered { .. });
-            let reason = if expired { format!("delivery time expired: {}", verdict.reason()) } else { verdict.reason() };
+            let expired = matches!(
+                verdict,
+                Verdict::Deferred { .. } | Verdict::Postponed(_) | Verdict::Delivered { .. }
+            );
+            let reason = if expired {
+                format!("delivery time expired: {}", verdict.reason())
+            } else {
+                verdict.reason()
+            };
             log(&entry, relay, &verdict, "bounced", now);
-            ack(delivery, &entry, AckResult::Failed { reason: reason.clone() }).await;
+            ack(
+                delivery,
+                &entry,
+                AckResult::Failed {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
             bounce(delivery, &entry, body, &verdict, &reason, expired, now).await;
         }
     }
@@ -122,7 +189,15 @@ async fn ack(delivery: &Delivery, entry: &Entry, result: AckResult) {
 }
 
 /// Queues the delivery status notification to the sender; never for a bounce.
-async fn bounce(delivery: &Delivery, entry: &Entry, body: &[u8], verdict: &Verdict, reason: &str, expired: bool, now: SystemTime) {
+async fn bounce(
+    delivery: &Delivery,
+    entry: &Entry,
+    body: &[u8],
+    verdict: &Verdict,
+    reason: &str,
+    expired: bool,
+    now: SystemTime,
+) {
     let status = match verdict {
         Verdict::Failed { status, .. } if !expired => status.clone(),
         _ => "4.4.7".to_owned(),
@@ -131,7 +206,10 @@ async fn bounce(delivery: &Delivery, entry: &Entry, body: &[u8], verdict: &Verdi
         Verdict::Failed { relay, .. } | Verdict::Deferred { relay, .. } => relay.as_deref(),
         _ => None,
     };
-    let diagnostic = verdict.reply().map_or_else(|| format!("x-mq; {reason}"), |reply| format!("smtp; {reply}"));
+    let diagnostic = verdict.reply().map_or_else(
+        || format!("x-mq; {reason}"),
+        |reply| format!("smtp; {reply}"),
+    );
     let queue_id = entry.queue_id.to_string();
     let report = Bounce {
         reporting_mta: &delivery.hostname,
@@ -148,18 +226,34 @@ async fn bounce(delivery: &Delivery, entry: &Entry, body: &[u8], verdict: &Verdi
         }],
         original: body,
     };
-    let seed = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let Some((to, message)) = dsn::build(&report, now, seed) else { return };
-    let notice = NewMessage { sender: Address::null(), recipients: vec![to], body: message, client: "mq[bounce]".into() };
+    let seed = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let Some((to, message)) = dsn::build(&report, now, seed) else {
+        return;
+    };
+    let notice = NewMessage {
+        sender: Address::null(),
+        recipients: vec![to],
+        body: message,
+        client: "mq[bounce]".into(),
+    };
     match delivery.queue.enqueue(notice).await {
-        Ok(id) => tracing::info!(queue_id = %entry.queue_id, bounce = %id, "sender non-delivery notification"),
-        Err(error) => tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the bounce"),
+        Ok(id) => {
+            tracing::info!(queue_id = %entry.queue_id, bounce = %id, "sender non-delivery notification")
+        }
+        Err(error) => {
+            tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the bounce")
+        }
     }
 }
 
 /// `ID: to=<rcpt>, relay=host[ip]:port, delay=1.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)`.
 fn log(entry: &Entry, relay: Option<&str>, verdict: &Verdict, status: &str, now: SystemTime) {
-    let delay = now.duration_since(entry.arrived).unwrap_or_default().as_secs_f64();
+    let delay = now
+        .duration_since(entry.arrived)
+        .unwrap_or_default()
+        .as_secs_f64();
     let dsn = match verdict.reply().and_then(Reply::enhanced) {
         Some(code) => code.to_owned(),
         None => match status {

@@ -35,8 +35,13 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
-        let schedule = [600, 600, 1800, 1800, 3600, 3600, 7200].map(Duration::from_secs).to_vec();
-        RetryPolicy { schedule, max_age: Duration::from_hours(24) }
+        let schedule = [600, 600, 1800, 1800, 3600, 3600, 7200]
+            .map(Duration::from_secs)
+            .to_vec();
+        RetryPolicy {
+            schedule,
+            max_age: Duration::from_hours(24),
+        }
     }
 }
 
@@ -44,12 +49,21 @@ impl RetryPolicy {
     /// The delay after the `attempts`th failed attempt (the first is 1).
     pub fn delay_after(&self, attempts: u32) -> Duration {
         let index = (attempts.max(1) - 1) as usize;
-        self.schedule.get(index).or(self.schedule.last()).copied().unwrap_or(Duration::from_mins(10))
+        self.schedule
+            .get(index)
+            .or(self.schedule.last())
+            .copied()
+            .unwrap_or(Duration::from_mins(10))
     }
 
     /// When an entry that arrived at `arrived` and failed its `attempts`th attempt at `now` is
     /// due again, or `None` when that would be past its maximum age: then it fails for good.
-    pub fn next_attempt(&self, arrived: SystemTime, attempts: u32, now: SystemTime) -> Option<SystemTime> {
+    pub fn next_attempt(
+        &self,
+        arrived: SystemTime,
+        attempts: u32,
+        now: SystemTime,
+    ) -> Option<SystemTime> {
         let next = now + self.delay_after(attempts);
         let age = next.duration_since(arrived).unwrap_or_default();
         (age <= self.max_age).then_some(next)
@@ -61,7 +75,9 @@ fn durations<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Du
     struct One(#[serde(deserialize_with = "duration")] Duration);
     let delays: Vec<One> = Vec::deserialize(deserializer)?;
     if delays.is_empty() {
-        return Err(serde::de::Error::custom("the retry schedule needs at least one delay"));
+        return Err(serde::de::Error::custom(
+            "the retry schedule needs at least one delay",
+        ));
     }
     Ok(delays.into_iter().map(|One(delay)| delay).collect())
 }
@@ -72,11 +88,22 @@ mod tests {
 
     #[test]
     fn an_entry_is_given_up_once_its_next_try_would_be_too_old() {
-        let policy = RetryPolicy { schedule: vec![Duration::from_secs(10)], max_age: Duration::from_secs(25) };
+        let policy = RetryPolicy {
+            schedule: vec![Duration::from_secs(10)],
+            max_age: Duration::from_secs(25),
+        };
         let arrived = SystemTime::UNIX_EPOCH;
         assert!(policy.next_attempt(arrived, 1, arrived).is_some());
-        assert!(policy.next_attempt(arrived, 2, arrived + Duration::from_secs(10)).is_some());
-        assert!(policy.next_attempt(arrived, 3, arrived + Duration::from_secs(20)).is_none());
+        assert!(
+            policy
+                .next_attempt(arrived, 2, arrived + Duration::from_secs(10))
+                .is_some()
+        );
+        assert!(
+            policy
+                .next_attempt(arrived, 3, arrived + Duration::from_secs(20))
+                .is_none()
+        );
     }
 
     #[test]
@@ -85,8 +112,12 @@ mod tests {
         struct Wrapper {
             retry: RetryPolicy,
         }
-        let config: Wrapper = toml::from_str("[retry]\nschedule = [\"1s\", 2]\nmax_age = \"1h\"").unwrap();
-        assert_eq!(config.retry.schedule, [Duration::from_secs(1), Duration::from_secs(2)]);
+        let config: Wrapper =
+            toml::from_str("[retry]\nschedule = [\"1s\", 2]\nmax_age = \"1h\"").unwrap();
+        assert_eq!(
+            config.retry.schedule,
+            [Duration::from_secs(1), Duration::from_secs(2)]
+        );
         assert!(toml::from_str::<Wrapper>("[retry]\nschedule = []").is_err());
     }
 }

@@ -19,7 +19,10 @@ pub enum Route {
 /// The route for `domain`: local domains first, then a route of its own, then the smarthost,
 /// then MX.
 pub fn route(config: &DeliveryConfig, local_domains: &[String], domain: &str) -> Route {
-    if local_domains.iter().any(|local| local.eq_ignore_ascii_case(domain)) {
+    if local_domains
+        .iter()
+        .any(|local| local.eq_ignore_ascii_case(domain))
+    {
         return Route::Local;
     }
     if let Some(relay) = config.routes.get(&domain.to_ascii_lowercase()) {
@@ -45,26 +48,43 @@ pub struct Target {
 /// # Errors
 ///
 /// The domain has no usable mail host; [`RouteError::is_permanent`] tells whether to bounce.
-pub async fn targets(route: &Route, domain: &str, resolver: &Resolver, mx_port: u16) -> Result<Vec<Target>, RouteError> {
+pub async fn targets(
+    route: &Route,
+    domain: &str,
+    resolver: &Resolver,
+    mx_port: u16,
+) -> Result<Vec<Target>, RouteError> {
     match route {
         Route::Local => Ok(Vec::new()),
         Route::Relay(relay) => {
             let (host, port) = relay.host_port().ok_or(RouteError::NoAddresses)?;
             let addresses = match host.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
-                Err(_) => resolver.lookup_ip(host).await.map_err(|error| match error {
-                    crate::dns::DnsError::NxDomain => RouteError::NoSuchDomain,
-                    crate::dns::DnsError::NoRecords => RouteError::NoAddresses,
-                    error => RouteError::Dns(error),
-                })?,
+                Err(_) => resolver
+                    .lookup_ip(host)
+                    .await
+                    .map_err(|error| match error {
+                        crate::dns::DnsError::NxDomain => RouteError::NoSuchDomain,
+                        crate::dns::DnsError::NoRecords => RouteError::NoAddresses,
+                        error => RouteError::Dns(error),
+                    })?,
             };
-            Ok(addresses.into_iter().map(|ip| Target { host: host.to_owned(), address: SocketAddr::new(ip, port) }).collect())
+            Ok(addresses
+                .into_iter()
+                .map(|ip| Target {
+                    host: host.to_owned(),
+                    address: SocketAddr::new(ip, port),
+                })
+                .collect())
         }
         Route::Mx => {
             let hosts = resolve_mail_route(resolver, domain).await?;
             let targets = hosts.into_iter().flat_map(|host| {
                 let name = host.name;
-                host.addresses.into_iter().map(move |ip| Target { host: name.clone(), address: SocketAddr::new(ip, mx_port) })
+                host.addresses.into_iter().map(move |ip| Target {
+                    host: name.clone(),
+                    address: SocketAddr::new(ip, mx_port),
+                })
             });
             Ok(targets.collect())
         }
@@ -82,8 +102,16 @@ mod tests {
         assert_eq!(route(&config, &local, "Example.ORG"), Route::Local);
         assert_eq!(route(&config, &local, "example.net"), Route::Mx);
         config.smarthost = Some(Smarthost::new("relay.example:25"));
-        config.routes.insert("example.com".into(), Smarthost::new("special.example:2525"));
-        assert_eq!(route(&config, &local, "EXAMPLE.com"), Route::Relay(Smarthost::new("special.example:2525")));
-        assert_eq!(route(&config, &local, "example.net"), Route::Relay(Smarthost::new("relay.example:25")));
+        config
+            .routes
+            .insert("example.com".into(), Smarthost::new("special.example:2525"));
+        assert_eq!(
+            route(&config, &local, "EXAMPLE.com"),
+            Route::Relay(Smarthost::new("special.example:2525"))
+        );
+        assert_eq!(
+            route(&config, &local, "example.net"),
+            Route::Relay(Smarthost::new("relay.example:25"))
+        );
     }
 }

@@ -39,16 +39,24 @@ impl Waiting {
         let mut batches: BTreeMap<(String, QueueId), Vec<Entry>> = BTreeMap::new();
         for entry in entries {
             let domain = entry.recipient.domain().to_ascii_lowercase();
-            batches.entry((domain, entry.queue_id)).or_default().push(entry);
+            batches
+                .entry((domain, entry.queue_id))
+                .or_default()
+                .push(entry);
         }
         for ((domain, queue_id), entries) in batches {
-            self.domains.entry(domain).or_default().push_back(Batch { queue_id, entries });
+            self.domains
+                .entry(domain)
+                .or_default()
+                .push_back(Batch { queue_id, entries });
         }
     }
 
     /// Up to `count` batches of `domain`.
     fn take(&mut self, domain: &str, count: usize) -> Vec<Batch> {
-        let Some(queue) = self.domains.get_mut(domain) else { return Vec::new() };
+        let Some(queue) = self.domains.get_mut(domain) else {
+            return Vec::new();
+        };
         let batches: Vec<Batch> = queue.drain(..count.min(queue.len())).collect();
         if queue.is_empty() {
             self.domains.remove(domain);
@@ -67,9 +75,13 @@ pub(crate) async fn run(worker: Worker, spawner: Spawner, delivery: Arc<Delivery
         if !wait(&worker, &delivery).await {
             break;
         }
-        let free = delivery.config.concurrency.saturating_sub(delivery.in_flight.load(Ordering::Relaxed));
+        let free = delivery
+            .config
+            .concurrency
+            .saturating_sub(delivery.in_flight.load(Ordering::Relaxed));
         if free > 0 && waiting.entries < MAX_WAITING {
-            let max = (free * delivery.config.messages_per_connection).min(MAX_WAITING - waiting.entries);
+            let max =
+                (free * delivery.config.messages_per_connection).min(MAX_WAITING - waiting.entries);
             match delivery.queue.take_due(SystemTime::now(), max).await {
                 Ok(entries) => waiting.add(entries),
                 Err(error) => tracing::error!(%error, "cannot take due entries from the queue"),
@@ -99,7 +111,12 @@ async fn wait(worker: &Worker, delivery: &Delivery) -> bool {
 
 /// Hands batches to jobs, one domain at a time in turn, while there are free slots and the
 /// domain's throttle gives a connection.
-fn dispatch(waiting: &mut Waiting, delivery: &Arc<Delivery>, spawner: &Spawner, next_core: &mut usize) {
+fn dispatch(
+    waiting: &mut Waiting,
+    delivery: &Arc<Delivery>,
+    spawner: &Spawner,
+    next_core: &mut usize,
+) {
     let mut progress = true;
     while progress {
         progress = false;
@@ -108,7 +125,9 @@ fn dispatch(waiting: &mut Waiting, delivery: &Arc<Delivery>, spawner: &Spawner, 
             if delivery.in_flight.load(Ordering::Relaxed) >= delivery.config.concurrency {
                 return;
             }
-            let Ok(permit) = delivery.throttles.connect(&domain) else { continue };
+            let Ok(permit) = delivery.throttles.connect(&domain) else {
+                continue;
+            };
             let batches = waiting.take(&domain, delivery.config.messages_per_connection.max(1));
             delivery.in_flight.fetch_add(1, Ordering::Relaxed);
             let job_delivery = Arc::clone(delivery);

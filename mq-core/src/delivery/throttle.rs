@@ -20,7 +20,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { connections: 10, messages_per_minute: 0 }
+        Limits {
+            connections: 10,
+            messages_per_minute: 0,
+        }
     }
 }
 
@@ -59,7 +62,11 @@ pub struct Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut state = self.throttles.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self
+            .throttles
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(usage) = state.get_mut(&self.domain) {
             usage.connections -= 1;
         }
@@ -69,11 +76,18 @@ impl Drop for Permit {
 impl Throttles {
     /// Throttles with these limits.
     pub fn new(config: ThrottleConfig) -> Throttles {
-        Throttles { config: Arc::new(config), state: Arc::default() }
+        Throttles {
+            config: Arc::new(config),
+            state: Arc::default(),
+        }
     }
 
     fn limits(&self, domain: &str) -> Limits {
-        self.config.domains.get(domain).copied().unwrap_or(self.config.default)
+        self.config
+            .domains
+            .get(domain)
+            .copied()
+            .unwrap_or(self.config.default)
     }
 
     /// A connection slot for `domain`, or how long to wait before asking again.
@@ -89,7 +103,10 @@ impl Throttles {
             return Err(Duration::from_millis(100));
         }
         usage.connections += 1;
-        Ok(Permit { throttles: self.clone(), domain: domain.to_owned() })
+        Ok(Permit {
+            throttles: self.clone(),
+            domain: domain.to_owned(),
+        })
     }
 
     /// Counts a message to `domain` if the rate allows one now, or says how long to wait.
@@ -105,7 +122,11 @@ impl Throttles {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let usage = state.entry(domain.to_owned()).or_default();
         let minute = Duration::from_mins(1);
-        while usage.recent.front().is_some_and(|&start| now.duration_since(start) >= minute) {
+        while usage
+            .recent
+            .front()
+            .is_some_and(|&start| now.duration_since(start) >= minute)
+        {
             usage.recent.pop_front();
         }
         if usage.recent.len() >= limits.messages_per_minute as usize {
@@ -128,7 +149,13 @@ mod tests {
     use super::*;
 
     fn throttles(connections: usize, messages_per_minute: u32) -> Throttles {
-        Throttles::new(ThrottleConfig { default: Limits { connections, messages_per_minute }, domains: HashMap::new() })
+        Throttles::new(ThrottleConfig {
+            default: Limits {
+                connections,
+                messages_per_minute,
+            },
+            domains: HashMap::new(),
+        })
     }
 
     #[test]
@@ -137,7 +164,10 @@ mod tests {
         let first = throttles.connect("example.net").unwrap();
         let _second = throttles.connect("example.net").unwrap();
         assert!(throttles.connect("example.net").is_err());
-        assert!(throttles.connect("example.org").is_ok(), "other domains have their own slots");
+        assert!(
+            throttles.connect("example.org").is_ok(),
+            "other domains have their own slots"
+        );
         drop(first);
         assert!(throttles.connect("example.net").is_ok());
     }
@@ -148,9 +178,15 @@ mod tests {
         let start = Instant::now();
         assert!(throttles.message("example.net", start).is_ok());
         assert!(throttles.message("example.net", start).is_ok());
-        let wait = throttles.message("example.net", start + Duration::from_secs(20)).unwrap_err();
+        let wait = throttles
+            .message("example.net", start + Duration::from_secs(20))
+            .unwrap_err();
         assert_eq!(wait, Duration::from_secs(40));
-        assert!(throttles.message("example.net", start + Duration::from_secs(61)).is_ok());
+        assert!(
+            throttles
+                .message("example.net", start + Duration::from_secs(61))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -158,7 +194,9 @@ mod tests {
         let config: ThrottleConfig =
             toml::from_str("connections = 1\n[domains.\"big.example\"]\nconnections = 3").unwrap();
         let throttles = Throttles::new(config);
-        let _held: Vec<_> = (0..3).map(|_| throttles.connect("big.example").unwrap()).collect();
+        let _held: Vec<_> = (0..3)
+            .map(|_| throttles.connect("big.example").unwrap())
+            .collect();
         assert!(throttles.connect("big.example").is_err());
         let _one = throttles.connect("small.example").unwrap();
         assert!(throttles.connect("small.example").is_err());

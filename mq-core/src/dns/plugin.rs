@@ -27,7 +27,10 @@ impl Dns for Resolver {
 
     async fn lookup_mx(&self, domain: &str) -> Result<Vec<(u16, String)>, DnsFailure> {
         let records = Resolver::lookup_mx(self, domain).await.map_err(failure)?;
-        Ok(records.into_iter().map(|mx| (mx.preference, mx.exchange)).collect())
+        Ok(records
+            .into_iter()
+            .map(|mx| (mx.preference, mx.exchange))
+            .collect())
     }
 
     async fn lookup_txt(&self, name: &str) -> Result<Vec<String>, DnsFailure> {

@@ -156,7 +156,9 @@ impl Session {
                 "4.3.0",
                 format!("{} Error: try again later", self.hostname()),
             ),
-            refused @ Outcome::Rejected { .. } => Self::refusal(refused).unwrap_or_else(|| Reply::tempfail("")),
+            refused @ Outcome::Rejected { .. } => {
+                Self::refusal(refused).unwrap_or_else(|| Reply::tempfail(""))
+            }
         };
         let accepted = greeting.code() == 220;
         if !accepted {
@@ -175,10 +177,13 @@ impl Session {
         loop {
             // Shutdown ends a session that waits for a command; one in the middle of a command
             // (DATA above all) finishes it first.
-            let read = smol::future::or(async { Some(self.conn().read_line(max, timeout).await) }, async {
-                worker.stopping().await;
-                None
-            });
+            let read = smol::future::or(
+                async { Some(self.conn().read_line(max, timeout).await) },
+                async {
+                    worker.stopping().await;
+                    None
+                },
+            );
             let Some(read) = read.await else {
                 let text = format!("{} Error: service shutting down", self.hostname());
                 return self.send(&Reply::new(421, "4.3.2", text));

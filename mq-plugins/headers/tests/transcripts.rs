@@ -36,8 +36,21 @@ fn removes_replaces_and_adds_in_that_order() {
         .run();
     insta::assert_snapshot!(transcript);
     let queued = &transcript.queued()[0].message;
-    let names: Vec<&str> = queued.headers().iter().map(mq_plugin_api::Header::name).collect();
-    assert_eq!(names, ["X-Relayed-By", "Received", "X-Mailer", "Subject", "X-Policy"]);
+    let names: Vec<&str> = queued
+        .headers()
+        .iter()
+        .map(mq_plugin_api::Header::name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "X-Relayed-By",
+            "Received",
+            "X-Mailer",
+            "Subject",
+            "X-Policy"
+        ]
+    );
 }
 
 #[test]
@@ -50,7 +63,10 @@ fn an_empty_section_changes_nothing() {
         .data(MESSAGE)
         .run();
     insta::assert_snapshot!(transcript);
-    assert_eq!(transcript.queued()[0].message.to_bytes(), MESSAGE.as_bytes());
+    assert_eq!(
+        transcript.queued()[0].message.to_bytes(),
+        MESSAGE.as_bytes()
+    );
 }
 
 #[test]
@@ -62,6 +78,12 @@ fn a_disabled_plugin_is_in_no_chain() {
         .rcpt_to("b@example.net")
         .data(MESSAGE)
         .run();
-    assert!(!transcript.to_string().contains("headers →"), "{transcript}");
-    assert_eq!(transcript.queued()[0].message.headers().get("Subject"), Some("hello"));
+    assert!(
+        !transcript.to_string().contains("headers →"),
+        "{transcript}"
+    );
+    assert_eq!(
+        transcript.queued()[0].message.headers().get("Subject"),
+        Some("hello")
+    );
 }

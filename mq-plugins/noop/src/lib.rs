@@ -4,8 +4,9 @@
 //! without is what the plugin chains cost. Not for production builds.
 
 use mq_plugin_api::{
-    Authenticate, Close, Connect, Context, Control, Data, DeliveryResult, Helo, MailFrom, MessageCopy, OutConnect,
-    OutData, OutMailFrom, OutRcptTo, OutSent, Pickup, Plugin, RcptTo, Secure, hooks, plugin,
+    Authenticate, Close, Connect, Context, Control, Data, DeliveryResult, Helo, MailFrom,
+    MessageCopy, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Pickup, Plugin, RcptTo,
+    Secure, hooks, plugin,
 };
 
 macro_rules! noop {
