@@ -240,10 +240,10 @@ async fn bounce(
     };
     match delivery.queue.enqueue(notice).await {
         Ok(id) => {
-            tracing::info!(queue_id = %entry.queue_id, bounce = %id, "sender non-delivery notification")
+            tracing::info!(queue_id = %entry.queue_id, bounce = %id, "sender non-delivery notification");
         }
         Err(error) => {
-            tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the bounce")
+            tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the bounce");
         }
     }
 }
