@@ -169,6 +169,9 @@ pub(crate) async fn settle(
                 verdict.reason()
             };
             log(&entry, relay, &verdict, "bounced", now);
+            // The bounce first: a crash between the two then repeats the bounce rather than
+            // losing it.
+            bounce(delivery, &entry, body, &verdict, &reason, expired, now).await;
             ack(
                 delivery,
                 &entry,
@@ -177,7 +180,6 @@ pub(crate) async fn settle(
                 },
             )
             .await;
-            bounce(delivery, &entry, body, &verdict, &reason, expired, now).await;
         }
     }
 }
@@ -203,7 +205,10 @@ async fn bounce(
         _ => "4.4.7".to_owned(),
     };
     let remote = match verdict {
-        Verdict::Failed { relay, .. } | Verdict::Deferred { relay, .. } => relay.as_deref(),
+        // The relay is `host[ip:port]`, as logged; Remote-MTA names the host (RFC 3464 §2.3.5).
+        Verdict::Failed { relay, .. } | Verdict::Deferred { relay, .. } => relay
+            .as_deref()
+            .map(|relay| relay.split_once('[').map_or(relay, |(host, _)| host)),
         _ => None,
     };
     let diagnostic = verdict.reply().map_or_else(

@@ -80,8 +80,9 @@ pub(crate) async fn run(worker: Worker, spawner: Spawner, delivery: Arc<Delivery
             .concurrency
             .saturating_sub(delivery.in_flight.load(Ordering::Relaxed));
         if free > 0 && waiting.entries < MAX_WAITING {
-            let max =
-                (free * delivery.config.messages_per_connection).min(MAX_WAITING - waiting.entries);
+            // As many as the free slots carry; 0 per connection is taken as 1, as in dispatch.
+            let per_connection = delivery.config.messages_per_connection.max(1);
+            let max = (free * per_connection).min(MAX_WAITING - waiting.entries);
             match delivery.queue.take_due(SystemTime::now(), max).await {
                 Ok(entries) => waiting.add(entries),
                 Err(error) => tracing::error!(%error, "cannot take due entries from the queue"),

@@ -1,0 +1,284 @@
+//! Bounces: a recipient refused with a 5xx, and an entry that outlived its maximum age. The
+//! sender is mostly local, so the bounce is delivered into its Maildir, where the test reads it;
+//! its text is an insta snapshot with the volatile parts (dates, queue id, boundary, port)
+//! replaced. A remote sender's bounce goes out from `<>` and is never bounced itself; and a
+//! bounce is queued before the failed entry is removed, so no crash can lose it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use mq_core::queue::{AckResult, EmbeddedQueue, Entry, NewMessage, Queue, QueueError, QueueId};
+use mq_core::testkit::sink::{Script, Sink};
+
+use crate::support::{Harness, message};
+
+/// The original sender, local so that its bounce lands in a Maildir.
+const SENDER: &str = "alice@local.test";
+
+/// Routes `remote.test` through the test DNS server to the sink: MX `mx.remote.test` at
+/// `127.0.0.1`.
+fn remote_mx(harness: &Harness) {
+    harness.dns.add_mx("remote.test", 10, "mx.remote.test");
+    harness.dns.add_a("mx.remote.test", [127, 0, 0, 1].into());
+}
+
+/// `dsn` with what changes from run to run replaced: the MIME boundary, the original's queue
+/// id, the notice's dates, the seconds in the Message-Id and the sink's port. Line ends become
+/// `\n`.
+fn normalize(dsn: &str, original: QueueId, port: u16) -> String {
+    let boundary = dsn
+        .split_once("boundary=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(boundary, _)| boundary.to_owned())
+        .expect("a multipart notice has a boundary");
+    let text = dsn
+        .replace(&boundary, "BOUNDARY")
+        .replace(&original.to_string(), "QUEUE-ID")
+        .replace(&format!(":{port}"), ":PORT");
+    // The notice's own Date is the first; the original's, quoted below, is fixed.
+    let mut own_date = true;
+    let lines = text.split("\r\n").map(|line| {
+        if line.starts_with("Date: ") && std::mem::take(&mut own_date) {
+            return "Date: DATE".to_owned();
+        }
+        for field in ["Arrival-Date: ", "Last-Attempt-Date: "] {
+            if line.starts_with(field) {
+                return format!("{field}DATE");
+            }
+        }
+        match line
+            .strip_prefix("Message-Id: <")
+            .and_then(|rest| rest.split_once('.'))
+        {
+            Some((_, rest)) => format!("Message-Id: <SECONDS.{rest}"),
+            None => line.to_owned(),
+        }
+    });
+    lines.collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_refused_recipient_is_bounced_to_the_sender_while_the_other_is_delivered() {
+    let bad = "550 5.1.1 <bad@remote.test>: Recipient address rejected: User unknown in local recipient table";
+    let sink = Sink::start(Script::new().on_rcpt("bad@remote.test", bad));
+    let port = sink.address().port();
+    let harness = Harness::started(|o| o.delivery.mx_port = port);
+    remote_mx(&harness);
+    let body = message("one good one bad");
+    let id = harness.send(SENDER, &["good@remote.test", "bad@remote.test"], &body);
+
+    harness.wait_for("the bounce", || {
+        harness.entries().is_empty() && !harness.mailbox(SENDER).is_empty()
+    });
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].rcpt_to,
+        ["good@remote.test"],
+        "one transaction, the good recipient taken"
+    );
+    assert_eq!(String::from_utf8_lossy(&messages[0].data), body);
+
+    let bounces = harness.mailbox(SENDER);
+    assert_eq!(
+        bounces.len(),
+        1,
+        "one bounce, for the refused recipient only"
+    );
+    let bounce = &bounces[0];
+    let lines: Vec<&str> = bounce.split_inclusive('\n').collect();
+    assert!(
+        lines.iter().all(|l| l.ends_with("\r\n") && l.len() <= 1000),
+        "CRLF lines of at most 998 octets"
+    );
+    insta::assert_snapshot!(normalize(bounce, id, port));
+}
+
+#[test]
+fn an_entry_past_its_maximum_age_fails_with_a_4_4_7_bounce() {
+    let sink = Sink::start(Script::new().on_data_end("451 4.3.0 Error: try again later"));
+    let port = sink.address().port();
+    let harness = Harness::started(|o| {
+        o.delivery.mx_port = port;
+        o.delivery.retry.max_age = Duration::from_secs(2);
+    });
+    remote_mx(&harness);
+    let id = harness.send(SENDER, &["bob@remote.test"], &message("never taken"));
+
+    harness.wait_for("the bounce", || {
+        harness.entries().is_empty() && !harness.mailbox(SENDER).is_empty()
+    });
+    let attempts = sink.commands().iter().filter(|c| *c == "DATA").count();
+    assert!(
+        attempts >= 2,
+        "retried before it expired: {attempts} attempt(s)"
+    );
+    assert!(sink.messages().is_empty());
+    let bounces = harness.mailbox(SENDER);
+    assert_eq!(bounces.len(), 1);
+    let bounce = normalize(&bounces[0], id, port);
+    for expected in [
+        "Subject: Undelivered Mail Returned to Sender",
+        "Final-Recipient: rfc822; bob@remote.test",
+        "Action: failed",
+        "Status: 4.4.7",
+        "Diagnostic-Code: smtp; 451 4.3.0 Error: try again later",
+    ] {
+        assert!(
+            bounce.lines().any(|line| line == expected),
+            "{expected:?} in\n{bounce}"
+        );
+    }
+}
+
+#[test]
+fn a_bounce_goes_out_from_the_null_sender_and_is_never_bounced_itself() {
+    let sink = Sink::start(
+        Script::new()
+            .on_rcpt(
+                "bad@remote.test",
+                "550 5.1.1 <bad@remote.test>: no such user",
+            )
+            .on_rcpt(
+                "alice@remote.test",
+                "550 5.1.1 <alice@remote.test>: no such sender either",
+            ),
+    );
+    let harness = Harness::started(|o| o.delivery.mx_port = sink.address().port());
+    remote_mx(&harness);
+    harness.send(
+        "alice@remote.test",
+        &["bad@remote.test"],
+        &message("a bounce that bounces"),
+    );
+
+    let bounce_refused = || {
+        sink.commands()
+            .iter()
+            .any(|c| c == "RCPT TO:<alice@remote.test>")
+    };
+    harness.wait_for("the bounce to be refused", || {
+        bounce_refused() && harness.entries().is_empty()
+    });
+    // Time for a bounce of the bounce, were there one.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(harness.entries().is_empty());
+    let mails: Vec<String> = sink
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("MAIL FROM:"))
+        .collect();
+    assert_eq!(
+        mails.len(),
+        2,
+        "the message, then its bounce, and nothing after: {mails:#?}"
+    );
+    assert!(
+        mails[0].starts_with("MAIL FROM:<alice@remote.test>"),
+        "{mails:#?}"
+    );
+    assert!(mails[1].starts_with("MAIL FROM:<>"), "{mails:#?}");
+}
+
+#[test]
+fn the_remote_mta_of_a_bounce_is_the_host_name_alone() {
+    let sink = Sink::start(Script::new().on_rcpt("bad@remote.test", "550 5.1.1 no such user"));
+    let harness = Harness::started(|o| o.delivery.mx_port = sink.address().port());
+    remote_mx(&harness);
+    harness.send(SENDER, &["bad@remote.test"], &message("remote mta"));
+
+    harness.wait_for("the bounce", || !harness.mailbox(SENDER).is_empty());
+    let bounce = &harness.mailbox(SENDER)[0];
+    assert!(
+        bounce.contains("\r\nRemote-MTA: dns; mx.remote.test\r\n"),
+        "{bounce}"
+    );
+}
+
+/// The queue, noting which message ids are live each time a bounce (a message from `<>`) is
+/// queued: what a crash at that moment would leave.
+#[derive(Debug)]
+struct Witness {
+    inner: Arc<EmbeddedQueue>,
+    live_at_bounce: Arc<Mutex<Vec<Vec<QueueId>>>>,
+}
+
+#[async_trait::async_trait]
+impl Queue for Witness {
+    async fn enqueue(&self, message: NewMessage) -> Result<QueueId, QueueError> {
+        if message.sender.is_null() {
+            let live = self.inner.list().iter().map(|e| e.queue_id).collect();
+            self.live_at_bounce
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(live);
+        }
+        self.inner.enqueue(message).await
+    }
+
+    async fn take_due(&self, now: SystemTime, max: usize) -> Result<Vec<Entry>, QueueError> {
+        self.inner.take_due(now, max).await
+    }
+
+    async fn body(&self, id: &QueueId) -> Result<Arc<[u8]>, QueueError> {
+        self.inner.body(id).await
+    }
+
+    async fn ack(&self, entry: &Entry, result: AckResult) -> Result<(), QueueError> {
+        self.inner.ack(entry, result).await
+    }
+
+    async fn defer(
+        &self,
+        entry: &Entry,
+        until: SystemTime,
+        error: String,
+    ) -> Result<(), QueueError> {
+        self.inner.defer(entry, until, error).await
+    }
+
+    fn list(&self) -> Vec<Entry> {
+        self.inner.list()
+    }
+
+    async fn delete(&self, id: &QueueId) -> Result<usize, QueueError> {
+        self.inner.delete(id).await
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+#[test]
+fn the_bounce_is_queued_before_the_failed_entry_is_removed() {
+    let sink = Sink::start(Script::new().on_rcpt("bad@remote.test", "550 5.1.1 no such user"));
+    let live_at_bounce = Arc::new(Mutex::new(Vec::new()));
+    let witnessed = Arc::clone(&live_at_bounce);
+    let harness = Harness::started(|o| {
+        o.delivery.mx_port = sink.address().port();
+        o.wrap_queue = Some(Box::new(move |inner| {
+            Arc::new(Witness {
+                inner,
+                live_at_bounce: witnessed,
+            })
+        }));
+    });
+    remote_mx(&harness);
+    let id = harness.send(
+        SENDER,
+        &["bad@remote.test"],
+        &message("crash before the bounce"),
+    );
+
+    harness.wait_for("the bounce", || !harness.mailbox(SENDER).is_empty());
+    let live = live_at_bounce
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    assert_eq!(live.len(), 1, "one bounce");
+    assert!(
+        live[0].contains(&id),
+        "a crash as the bounce is queued would lose {id} and its bounce"
+    );
+}

@@ -1,0 +1,109 @@
+//! Connections: a domain's throttle holds how many are open at once, while an unthrottled
+//! domain beside it opens several; and messages waiting for one domain share one connection.
+
+use std::time::Duration;
+
+use mq_core::delivery::throttle::Limits;
+use mq_core::testkit::sink::{Script, Sink};
+
+use crate::paced::{Pace, Paced};
+use crate::support::{Harness, enqueue, message};
+
+const MESSAGES: usize = 10;
+
+#[test]
+fn a_domain_throttled_to_one_connection_never_gets_two_at_once() {
+    let pace = Pace::default().data_end_delay(Duration::from_millis(100));
+    let (throttled, free) = (Paced::start(pace.clone()), Paced::start(pace));
+    let harness = Harness::started(|o| {
+        o.route("throttled.test", throttled.address());
+        o.route("free.test", free.address());
+        o.delivery.concurrency = 50;
+        // One message per connection, so every message asks the throttle for a connection.
+        o.delivery.messages_per_connection = 1;
+        let mut one = Limits::default();
+        one.connections = 1;
+        o.delivery
+            .throttle
+            .domains
+            .insert("throttled.test".into(), one);
+    });
+    for n in 0..MESSAGES {
+        harness.send(
+            "alice@local.test",
+            &["bob@throttled.test"],
+            &message(&format!("throttled {n}")),
+        );
+        harness.send(
+            "alice@local.test",
+            &["bob@free.test"],
+            &message(&format!("free {n}")),
+        );
+    }
+
+    let mut most_permits = 0;
+    harness.wait_for("every message", || {
+        most_permits = most_permits.max(harness.delivery.throttles().connections("throttled.test"));
+        harness.entries().is_empty()
+    });
+    assert_eq!(throttled.accepted(), MESSAGES);
+    assert_eq!(
+        throttled.connections(),
+        MESSAGES,
+        "one connection per message"
+    );
+    assert_eq!(
+        throttled.max_open(),
+        1,
+        "the throttled domain never had two connections"
+    );
+    assert_eq!(most_permits, 1);
+    assert_eq!(free.accepted(), MESSAGES);
+    assert!(
+        free.max_open() > 1,
+        "unthrottled, the same load opens several connections"
+    );
+}
+
+#[test]
+fn messages_waiting_for_one_domain_share_one_connection() {
+    let sink = Sink::start(Script::new());
+    let mut harness = Harness::new(|o| o.smarthost(sink.address()));
+    // Queued before the scheduler runs, so that it finds them all due at once.
+    for n in 0..5 {
+        enqueue(
+            &*harness.base,
+            "alice@local.test",
+            &["bob@remote.test"],
+            &message(&format!("reuse {n}")),
+        );
+    }
+    harness.start();
+
+    harness.wait_for("every message", || harness.entries().is_empty());
+    assert_eq!(sink.messages().len(), 5);
+    assert_eq!(sink.connections(), 1);
+    let commands = sink.commands();
+    let count = |verb: &str| commands.iter().filter(|c| c.starts_with(verb)).count();
+    assert_eq!(
+        (count("EHLO"), count("MAIL FROM"), count("QUIT")),
+        (1, 5, 1),
+        "{commands:#?}"
+    );
+}
+
+#[test]
+fn zero_messages_per_connection_is_taken_as_one_and_mail_still_goes() {
+    let sink = Sink::start(Script::new());
+    let harness = Harness::started(|o| {
+        o.smarthost(sink.address());
+        o.delivery.messages_per_connection = 0;
+    });
+    harness.send(
+        "alice@local.test",
+        &["bob@remote.test"],
+        &message("zero per connection"),
+    );
+    harness.wait_for("delivery", || harness.entries().is_empty());
+    assert_eq!(sink.messages().len(), 1);
+}

@@ -1,0 +1,31 @@
+//! Local delivery: a recipient of a local domain lands in its Maildir under the data
+//! directory, with a `Delivered-To:` line, and nothing is asked of DNS.
+
+use crate::support::{Harness, message};
+
+#[test]
+fn a_local_recipient_lands_in_its_maildir_with_a_delivered_to_line() {
+    let harness = Harness::started(|_| {});
+    let body = message("for local mailboxes");
+    harness.send(
+        "carol@remote.test",
+        &["bob@local.test", "Dave@LOCAL.test"],
+        &body,
+    );
+    harness.wait_for("both entries to go", || harness.entries().is_empty());
+
+    assert_eq!(
+        harness.mailbox("bob@local.test"),
+        [format!("Delivered-To: bob@local.test\r\n{body}")]
+    );
+    // The domain is lowercased, the local part kept as it came.
+    assert_eq!(
+        harness.mailbox("Dave@local.test"),
+        [format!("Delivered-To: Dave@LOCAL.test\r\n{body}")]
+    );
+    assert_eq!(
+        harness.dns.udp_queries() + harness.dns.tcp_queries(),
+        0,
+        "local mail needs no DNS"
+    );
+}

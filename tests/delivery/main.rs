@@ -1,0 +1,29 @@
+//! mq's outbound delivery over real loopback sockets, built as one test binary.
+//!
+//! Every test runs the real scheduler on its own runtime, over its own queue in a temporary data
+//! directory, against servers it starts on loopback: a scripted SMTP sink, a DNS server, and the
+//! paced sink of this binary. Nothing ever asks a real nameserver: every resolver points at the
+//! test's DNS server.
+//!
+//! One module per area; `support` holds the harness, `paced` the sink that answers late.
+//!
+//! - `smtp`: 2xx, 4xx then 2xx, 5xx on one recipient, a mid-DATA disconnect, a silent server.
+//! - `bounce`: the DSN of a refused recipient (an insta snapshot) and of an expired entry.
+//! - `maildir`: local recipients land in their Maildir.
+//! - `mx`: routes from the test DNS server: preference, A fallback, null MX, TCP after TC.
+//! - `connections`: throttles hold connection counts; one connection carries many messages.
+//! - `plugins`: a plugin of this binary rewrites the MIME at `smtp_out_data`.
+//! - `restart`: SIGKILL mid-delivery, then a restart delivers every message at least once.
+//!
+//! Every `#[plugin]` in this binary is linked in, but a harness enables only the plugins its
+//! test names, and they act only on domains of their own.
+
+mod bounce;
+mod connections;
+mod maildir;
+mod mx;
+mod paced;
+mod plugins;
+mod restart;
+mod smtp;
+mod support;

@@ -1,0 +1,277 @@
+//! What every delivery test needs: a data directory with its queue, a runtime, a DNS server on
+//! loopback that every resolver asks, the delivery over them, and bounded waits.
+//!
+//! The defaults suit tests: retries after one second, the hostname `mq.test`, and one local
+//! domain, [`LOCAL`], whose Maildirs the tests read (bounces go there when the sender is local).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mq_core::delivery::{Delivery, DeliveryConfig, Smarthost};
+use mq_core::dns::{DnsConfig, TestServer};
+use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Entry, NewMessage, Queue, QueueId};
+use mq_core::{Registry, Runtime};
+use tempfile::TempDir;
+
+/// The name delivery gives in EHLO and in its bounces.
+pub(crate) const HOSTNAME: &str = "mq.test";
+
+/// The local domain: its mail goes into Maildirs under the data directory.
+pub(crate) const LOCAL: &str = "local.test";
+
+/// The longest any wait lasts: far longer than any delivery here takes (a few seconds with
+/// retries). A ceiling, never the expectation.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Turns the embedded queue into the queue delivery gets.
+pub(crate) type WrapQueue = Box<dyn FnOnce(Arc<EmbeddedQueue>) -> Arc<dyn Queue>>;
+
+/// How a harness is set up; [`Options::default`] is the tests' baseline.
+pub(crate) struct Options {
+    /// `[delivery]`: retries after one second, an entry kept an hour.
+    pub(crate) delivery: DeliveryConfig,
+    /// Worker cores.
+    pub(crate) workers: usize,
+    /// The plugins of this binary that run; every other linked plugin is disabled.
+    pub(crate) plugins: Vec<&'static str>,
+    /// Wraps the embedded queue before delivery gets it, to watch what delivery does to it.
+    pub(crate) wrap_queue: Option<WrapQueue>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        let mut delivery = DeliveryConfig::default();
+        delivery.retry.schedule = vec![Duration::from_secs(1)];
+        delivery.retry.max_age = Duration::from_hours(1);
+        Options {
+            delivery,
+            workers: 2,
+            plugins: Vec::new(),
+            wrap_queue: None,
+        }
+    }
+}
+
+impl Options {
+    /// Sends everything not local to `address`.
+    pub(crate) fn smarthost(&mut self, address: SocketAddr) {
+        self.delivery.smarthost = Some(Smarthost::new(address.to_string()));
+    }
+
+    /// Sends mail for `domain` to `address`.
+    pub(crate) fn route(&mut self, domain: &str, address: SocketAddr) {
+        self.delivery
+            .routes
+            .insert(domain.to_owned(), Smarthost::new(address.to_string()));
+    }
+}
+
+/// Delivery over a queue in a data directory, with its runtime and DNS server. Dropping it
+/// shuts the runtime down, which waits for deliveries in flight: drop a server that never
+/// answers before the harness.
+pub(crate) struct Harness {
+    /// The DNS server every resolver of this delivery asks.
+    pub(crate) dns: TestServer,
+    pub(crate) delivery: Arc<Delivery>,
+    /// The queue as the SMTP server would get it: enqueueing wakes the scheduler.
+    pub(crate) queue: Arc<dyn Queue>,
+    /// The queue itself: enqueueing wakes nothing.
+    pub(crate) base: Arc<EmbeddedQueue>,
+    runtime: Option<Runtime>,
+    data: PathBuf,
+    /// Removed after the runtime and the queue are gone.
+    _dir: Option<TempDir>,
+}
+
+impl Harness {
+    /// A harness over a fresh data directory, configured by `configure`, its scheduler not yet
+    /// started.
+    pub(crate) fn new(configure: impl FnOnce(&mut Options)) -> Harness {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let data = dir.path().to_owned();
+        Harness::in_dir(&data, Some(dir), configure)
+    }
+
+    /// [`Harness::new`] with the scheduler running.
+    pub(crate) fn started(configure: impl FnOnce(&mut Options)) -> Harness {
+        let mut harness = Harness::new(configure);
+        harness.start();
+        harness
+    }
+
+    /// A harness over the data directory `data`, which outlives it, with the scheduler
+    /// running.
+    pub(crate) fn started_in(data: &Path, configure: impl FnOnce(&mut Options)) -> Harness {
+        let mut harness = Harness::in_dir(data, None, configure);
+        harness.start();
+        harness
+    }
+
+    /// A harness over the data directory `data` (its queue in `data/queue`, its Maildirs in
+    /// `data/mail`), which `dir`, if any, removes when the harness is dropped.
+    pub(crate) fn in_dir(
+        data: &Path,
+        dir: Option<TempDir>,
+        configure: impl FnOnce(&mut Options),
+    ) -> Harness {
+        let mut options = Options::default();
+        configure(&mut options);
+        let dns = TestServer::start();
+        let base = Arc::new(open_queue(&data.join("queue")));
+        let config = mq_tests::config_enabling(&options.plugins, "");
+        let plan = Registry::linked()
+            .expect("distinct plugin names")
+            .plan(&config)
+            .expect("a plan");
+        let runtime = Runtime::start(&plan, options.workers).expect("the runtime starts");
+        let locals = [LOCAL.to_owned()];
+        let queue: Arc<dyn Queue> = match options.wrap_queue {
+            Some(wrap) => wrap(Arc::clone(&base)),
+            None => base.clone(),
+        };
+        let delivery = Delivery::new(
+            options.delivery,
+            HOSTNAME,
+            &locals,
+            dns_config(&dns),
+            data,
+            queue,
+        );
+        Harness {
+            dns,
+            queue: delivery.queue(),
+            delivery,
+            base,
+            runtime: Some(runtime),
+            data: data.to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// Starts the scheduler.
+    pub(crate) fn start(&mut self) {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime runs until the harness drops");
+        drop(self.delivery.start(runtime));
+    }
+
+    /// Queues `body` from `sender` to `recipients`, waking the scheduler.
+    pub(crate) fn send(&self, sender: &str, recipients: &[&str], body: &str) -> QueueId {
+        enqueue(&*self.queue, sender, recipients, body)
+    }
+
+    /// Every live entry.
+    pub(crate) fn entries(&self) -> Vec<Entry> {
+        self.queue.list()
+    }
+
+    /// The live entries of message `id`.
+    pub(crate) fn entries_of(&self, id: QueueId) -> Vec<Entry> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.queue_id == id)
+            .collect()
+    }
+
+    /// The queued copy of message `id`, while it has entries.
+    pub(crate) fn body(&self, id: QueueId) -> Option<String> {
+        let body = smol::block_on(self.queue.body(&id)).ok()?;
+        Some(String::from_utf8(body.to_vec()).expect("the tests queue UTF-8"))
+    }
+
+    /// The messages in `address`'s Maildir (`new/`), oldest name first.
+    pub(crate) fn mailbox(&self, address: &str) -> Vec<String> {
+        let (local, domain) = address.rsplit_once('@').expect("an address with a domain");
+        let new = self
+            .data
+            .join("mail")
+            .join(domain.to_ascii_lowercase())
+            .join(local)
+            .join("new");
+        let Ok(files) = std::fs::read_dir(&new) else {
+            return Vec::new();
+        };
+        let mut paths: Vec<PathBuf> = files
+            .map(|f| f.expect("a directory entry").path())
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| std::fs::read_to_string(p).expect("a delivered message"))
+            .collect()
+    }
+
+    /// Waits until `condition` holds; panics after [`PATIENCE`] with `what` and the queue.
+    pub(crate) fn wait_for(&self, what: &str, condition: impl FnMut() -> bool) {
+        assert!(
+            eventually(condition),
+            "timed out waiting for {what}; the queue holds {:#?}",
+            self.entries()
+        );
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown();
+        }
+    }
+}
+
+/// The queue in `dir`, without fsync: the tests kill processes, never the machine.
+pub(crate) fn open_queue(dir: &Path) -> EmbeddedQueue {
+    let options = EmbeddedOptions {
+        fsync: false,
+        ..EmbeddedOptions::default()
+    };
+    EmbeddedQueue::open(dir, options).expect("the queue opens")
+}
+
+/// A resolver configuration that asks `server` only.
+pub(crate) fn dns_config(server: &TestServer) -> DnsConfig {
+    let mut config = DnsConfig::default();
+    config.nameservers = vec![server.address()];
+    config.timeout = Duration::from_secs(1);
+    config
+}
+
+/// Queues `body` from `sender` to `recipients` in `queue`.
+pub(crate) fn enqueue(queue: &dyn Queue, sender: &str, recipients: &[&str], body: &str) -> QueueId {
+    let message = NewMessage {
+        sender: sender.parse().expect("a sender address"),
+        recipients: recipients
+            .iter()
+            .map(|r| r.parse().expect("a recipient address"))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+        client: "test.example[127.0.0.1]".into(),
+    };
+    smol::block_on(queue.enqueue(message)).expect("the queue takes the message")
+}
+
+/// A small message with a fixed header: `subject` names it.
+pub(crate) fn message(subject: &str) -> String {
+    format!(
+        "From: Alice <alice@local.test>\r\nTo: Bob <bob@remote.test>\r\nSubject: {subject}\r\n\
+         Date: Thu, 01 Jan 2026 00:00:00 +0000\r\nMessage-ID: <{}@local.test>\r\n\r\n\
+         Hello Bob,\r\n.a line that starts with a dot\r\n",
+        subject.replace(' ', "-")
+    )
+}
+
+/// Polls `condition` every 10 ms for up to [`PATIENCE`]; whether it came to hold.
+pub(crate) fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !condition() {
+        if start.elapsed() > PATIENCE {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
