@@ -6,6 +6,7 @@
 #   bench/inbound.sh                 # 5 KB and 100 KB at concurrency 1, 20, 100
 #   NOOP=1 bench/inbound.sh          # the same with the noop plugins compiled in
 #   SIZES="5120" CONCURRENCY="20" MESSAGES=20000 bench/inbound.sh
+#   MQ_BIN=/tmp/mq-other bench/inbound.sh      # a binary built beforehand
 #
 # Needs smtp-source (shared/tools/install-smtp-tools.sh installs it). Traffic stays on
 # 127.0.0.1; every run stops by itself after MESSAGES messages.
@@ -19,8 +20,13 @@ features=()
 [ "${NOOP:-0}" = 1 ] && features=(--features noop)
 
 command -v smtp-source >/dev/null || { echo "smtp-source is missing: run shared/tools/install-smtp-tools.sh" >&2; exit 1; }
-cargo build --release -q -p mq-bin "${features[@]}"
-mq=target/release/mq
+# MQ_BIN runs a binary built beforehand (to compare builds in one session) instead.
+if [ -n "${MQ_BIN:-}" ]; then
+    mq=$MQ_BIN
+else
+    cargo build --release -q -p mq-bin "${features[@]}"
+    mq=target/release/mq
+fi
 
 # How many messages a run sends: enough for a few seconds at the expected rate.
 messages_for() {
@@ -40,6 +46,9 @@ max_message_size = 10240000
 data_dir = "$dir/data"
 [admin]
 listen = ""
+# Acceptance alone is measured: nothing is delivered while the load runs.
+[delivery]
+enabled = false
 CONF
     "$mq" --config "$dir/mq.toml" serve 2>"$dir/log" &
     pid=$!

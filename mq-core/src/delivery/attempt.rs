@@ -293,12 +293,13 @@ impl Job<'_> {
         if sending.is_empty() {
             return;
         }
-        let message = match self.out_data(body, &relay).await {
-            Ok(message) => message,
+        let replaced = match self.out_data(body, &relay).await {
+            Ok(replaced) => replaced,
             Err(verdict) => return self.settle_all(body, sending, &verdict).await,
         };
         self.throttle(domain).await;
-        let verdicts = self.exchange(&mail, &recipients, &message, &relay).await;
+        let message: &[u8] = replaced.as_deref().unwrap_or(body);
+        let verdicts = self.exchange(&mail, &recipients, message, &relay).await;
         for (item, verdict) in sending.into_iter().zip(verdicts) {
             settle(
                 self.worker,
@@ -313,19 +314,20 @@ impl Job<'_> {
         }
     }
 
-    /// The message as `smtp_out_data` leaves it for this attempt; parsed only when a plugin
-    /// is in that chain.
+    /// The message as `smtp_out_data` leaves it for this attempt, or `None` to send the queued
+    /// copy; parsed only when a plugin is in that chain.
     async fn out_data(
         &mut self,
         body: &std::sync::Arc<[u8]>,
         relay: &str,
-    ) -> Result<Vec<u8>, Verdict> {
+    ) -> Result<Option<Vec<u8>>, Verdict> {
         if !self
             .worker
             .engine()
             .has_chain(mq_plugin_api::HookId::SmtpOutData)
         {
-            return Ok(body.to_vec());
+            // No plugin can change it: the queued copy goes out as it is, uncopied.
+            return Ok(None);
         }
         let mut event = OutData::new(Message::parse(body));
         match refused(
@@ -333,7 +335,7 @@ impl Job<'_> {
             relay,
         ) {
             Some(verdict) => Err(verdict),
-            None => Ok(event.message.to_bytes()),
+            None => Ok(Some(event.message.to_bytes())),
         }
     }
 

@@ -69,9 +69,22 @@ impl DataReader {
     /// Takes bytes from `input`; returns how many it used and whether the message ended (the
     /// bytes after the end belong to the next command).
     pub fn feed(&mut self, input: &[u8]) -> (usize, bool) {
-        for (index, &byte) in input.iter().enumerate() {
-            if self.step(byte) {
-                return (index + 1, true);
+        let mut index = 0;
+        while index < input.len() {
+            if self.state == State::Inside {
+                // Inside a line only CR and LF mean anything: the bytes before the next one go
+                // in at once, which is most of a message.
+                let rest = &input[index..];
+                let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                if run > 0 {
+                    self.emit(&rest[..run]);
+                    index += run;
+                    continue;
+                }
+            }
+            index += 1;
+            if self.step(input[index - 1]) {
+                return (index, true);
             }
         }
         (input.len(), false)
@@ -92,7 +105,7 @@ impl DataReader {
         }
     }
 
-    /// How many message bytes were seen so far (kept or not).
+    /// How many message bytes were kept so far (none past the limit).
     pub fn len(&self) -> usize {
         self.body.len()
     }
