@@ -107,3 +107,51 @@ fn zero_messages_per_connection_is_taken_as_one_and_mail_still_goes() {
     harness.wait_for("delivery", || harness.entries().is_empty());
     assert_eq!(sink.messages().len(), 1);
 }
+
+#[test]
+fn a_silent_domain_holds_only_its_own_connections_and_the_others_go_on() {
+    // The silent server never greets: every connection to it waits out the greeting timeout,
+    // so it holds delivery slots; its throttle keeps it to two of them.
+    let silent = Sink::start(Script::new().silent());
+    let live = Sink::start(Script::new());
+    let harness = Harness::started(|o| {
+        o.route("silent.test", silent.address());
+        o.route("live.test", live.address());
+        o.delivery.concurrency = 3;
+        o.delivery.messages_per_connection = 1;
+        o.delivery.timeouts.greeting = Duration::from_secs(30);
+        o.delivery.throttle.default.connections = 2;
+    });
+    for n in 0..MESSAGES {
+        harness.send(
+            "alice@local.test",
+            &["bob@silent.test"],
+            &message(&format!("silent {n}")),
+        );
+    }
+    for n in 0..MESSAGES {
+        harness.send(
+            "alice@local.test",
+            &["bob@live.test"],
+            &message(&format!("live {n}")),
+        );
+    }
+    harness.wait_for("the live domain's mail", || {
+        live.messages().len() == MESSAGES
+    });
+    assert!(
+        harness.delivery.throttles().connections("silent.test") <= 2,
+        "the silent domain holds no more than its throttle allows"
+    );
+    assert_eq!(
+        harness
+            .entries()
+            .iter()
+            .filter(|e| e.recipient.domain() == "silent.test")
+            .count(),
+        MESSAGES,
+        "the silent domain's mail is still queued, none lost"
+    );
+    // Closes the silent sessions so that the harness can shut down.
+    drop(silent);
+}
