@@ -1,0 +1,1 @@
+//! The `aliases` plugin (being written).

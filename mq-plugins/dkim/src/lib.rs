@@ -1,0 +1,1 @@
+//! The `dkim` plugin (being written).

@@ -1,0 +1,1 @@
+//! The `dnsbl` plugin (being written).

@@ -1,0 +1,1 @@
+//! The `ratelimit` plugin (being written).

@@ -1,0 +1,1 @@
+//! The `webhook` plugin (being written).
