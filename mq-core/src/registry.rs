@@ -156,6 +156,7 @@ impl Registry {
                     timeout: settings.timeout,
                     policy: settings.policy,
                     table,
+                    shared: mq_plugin_api::SharedState::default(),
                 });
             }
         }
@@ -253,6 +254,8 @@ struct Planned {
     timeout: Duration,
     policy: FailurePolicy,
     table: toml::Table,
+    /// What the plugin's instances on all cores share.
+    shared: mq_plugin_api::SharedState,
 }
 
 impl Plan {
@@ -288,7 +291,8 @@ impl Plan {
         let mut loaded = Vec::with_capacity(self.plugins.len());
         for planned in self.plugins.iter() {
             let registration = planned.registration;
-            let config = PluginConfig::new(registration.name(), core, planned.table.clone());
+            let config = PluginConfig::new(registration.name(), core, planned.table.clone())
+                .with_shared(planned.shared.clone());
             let plugin = build_guarded(registration, &config)?;
             loaded.push(Loaded {
                 name: registration.name(),

@@ -129,3 +129,44 @@ fn commands_out_of_order_get_the_servers_replies() {
         .run();
     insta::assert_snapshot!(transcript);
 }
+
+/// Marks messages from trusted clients, as a submission plugin decides whom to act for.
+struct Trusted;
+
+#[hooks]
+impl Plugin for Trusted {
+    async fn smtp_in_data(&self, ctx: &mut Context, data: &mut Data) -> Control {
+        let session = ctx.session();
+        let line = format!("{} {:?}", session.is_trusted(), session.helo);
+        data.message.headers_mut().append("X-Trusted", line);
+        Control::Continue
+    }
+}
+
+#[test]
+fn plugins_see_the_session_facts_the_server_knows() {
+    let run = |relay: bool| {
+        let session = testkit::session().plugin_named("trusted", Trusted);
+        let session = if relay {
+            session.relay_network()
+        } else {
+            session
+        };
+        let transcript = session
+            .ehlo("client.example")
+            .mail_from("a@example.org")
+            .rcpt_to("b@localhost")
+            .data("x\r\n")
+            .run();
+        transcript.queued()[0]
+            .message
+            .headers()
+            .get("X-Trusted")
+            .map(str::to_owned)
+    };
+    assert_eq!(run(true).as_deref(), Some("true Some(\"client.example\")"));
+    assert_eq!(
+        run(false).as_deref(),
+        Some("false Some(\"client.example\")")
+    );
+}

@@ -49,6 +49,43 @@ pub struct Context {
     connection: Extensions,
     message: Extensions,
     dns: Option<Rc<dyn Dns>>,
+    session: Session,
+}
+
+/// What the server knows of the SMTP session so far; all empty outside one (deliveries).
+///
+/// # Examples
+///
+/// ```
+/// let mut session = mq_plugin_api::Session::default();
+/// assert!(!session.is_trusted());
+/// session.user = Some("jane".into());
+/// assert!(session.is_trusted());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Session {
+    /// The client's address and port.
+    pub client: Option<std::net::SocketAddr>,
+    /// The address the client connected to.
+    pub local: Option<std::net::SocketAddr>,
+    /// The name the client gave in EHLO or HELO (forgotten after STARTTLS until it says it
+    /// again).
+    pub helo: Option<String>,
+    /// The TLS version, once STARTTLS completed.
+    pub tls: Option<String>,
+    /// The user the client authenticated as.
+    pub user: Option<String>,
+    /// Whether the client's address is in the relay networks.
+    pub relay_network: bool,
+}
+
+impl Session {
+    /// Whether the client may relay: authenticated, or in the relay networks. Submission
+    /// plugins (signing, adding Message-ID) act for these clients only.
+    pub fn is_trusted(&self) -> bool {
+        self.user.is_some() || self.relay_network
+    }
 }
 
 /// What the engine tells a plugin call about itself. Not public API: the engine writes it before
@@ -107,6 +144,7 @@ impl Context {
             connection: Extensions::default(),
             message: Extensions::default(),
             dns: None,
+            session: Session::default(),
         }
     }
 
@@ -128,6 +166,16 @@ impl Context {
             Some(dns) => dns.as_ref(),
             None => &crate::dns::NoResolver,
         }
+    }
+
+    /// What the server knows of the SMTP session so far.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The session facts, to update them. Engines call this.
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
     }
 
     /// The worker core this context belongs to, from 0.

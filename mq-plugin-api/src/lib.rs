@@ -73,7 +73,7 @@ mod registration;
 mod reply;
 
 pub use address::{Address, AddressError};
-pub use context::{CallState, Context, Elapsed, Extensions, TimeoutExt};
+pub use context::{CallState, Context, Elapsed, Extensions, Session, TimeoutExt};
 pub use control::Control;
 pub use dns::{Dns, DnsFailure};
 pub use event::{
@@ -85,7 +85,7 @@ pub use hook::{HookId, HookSet};
 pub use message::{Header, Headers, Message};
 pub use mq_plugin_api_macros::{hooks, plugin};
 pub use plugin::{Named, Plugin, PluginHooks};
-pub use registration::{ConfigError, Factory, PluginConfig, Registration};
+pub use registration::{ConfigError, Factory, PluginConfig, Registration, SharedState};
 pub use reply::Reply;
 pub use smol::{Async, Task, Timer};
 

@@ -1,6 +1,9 @@
 //! How plugins make themselves known: a registration per plugin, collected by inventory.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::de::DeserializeOwned;
 
@@ -100,6 +103,19 @@ pub struct PluginConfig {
     name: String,
     core: usize,
     table: toml::Table,
+    shared: SharedState,
+}
+
+/// State one plugin shares across its instances on every core: [`PluginConfig::shared`]. Not
+/// public API beyond `default()`: engines make one per plugin and hand it to each core's
+/// config.
+#[derive(Clone, Default)]
+pub struct SharedState(Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>);
+
+impl fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedState")
+    }
 }
 
 impl PluginConfig {
@@ -109,6 +125,42 @@ impl PluginConfig {
             name: name.into(),
             core,
             table,
+            shared: SharedState::default(),
+        }
+    }
+
+    /// This config with `shared` as the state shared with the plugin's other instances.
+    /// Engines call this.
+    #[must_use]
+    pub fn with_shared(mut self, shared: SharedState) -> PluginConfig {
+        self.shared = shared;
+        self
+    }
+
+    /// A value of type `T` shared by the plugin's instances on every core: the first factory
+    /// to ask makes it with `init`, the others get the same `Arc`. For counters and caches that
+    /// must hold across cores (a rate limit, a connection pool); keep per-core state in the
+    /// plugin itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use mq_plugin_api::{PluginConfig, SharedState};
+    ///
+    /// let shared = SharedState::default();
+    /// let core0 = PluginConfig::new("limits", 0, toml::Table::new()).with_shared(shared.clone());
+    /// let core1 = PluginConfig::new("limits", 1, toml::Table::new()).with_shared(shared);
+    /// core0.shared(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
+    /// assert_eq!(core1.shared(|| AtomicU64::new(0)).load(Ordering::Relaxed), 1);
+    /// ```
+    pub fn shared<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut map = self.shared.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let value = map.entry(TypeId::of::<T>()).or_insert_with(|| Arc::new(init()));
+        match Arc::clone(value).downcast::<T>() {
+            Ok(value) => value,
+            // Entries are keyed by their own type's TypeId, so this arm is never taken.
+            Err(_) => unreachable!("an entry keyed by a type holds that type"),
         }
     }
 

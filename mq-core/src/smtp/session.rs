@@ -38,7 +38,11 @@ pub(crate) async fn run(
             return conn.close().await;
         }
     };
-    let ctx = worker.context();
+    let mut ctx = worker.context();
+    let facts = ctx.session_mut();
+    facts.client = Some(client);
+    facts.local = Some(local);
+    facts.relay_network = shared.may_relay(client.ip());
     let mut session = Session {
         worker,
         shared,
@@ -261,6 +265,7 @@ impl Session {
         self.reset();
         self.state.extended = extended;
         let hostname = self.hostname().to_owned();
+        self.ctx.session_mut().helo = Some(event.name.clone());
         self.state.helo = Some(event.name);
         if !extended {
             return self.ok(250, "", &hostname);
@@ -318,6 +323,10 @@ impl Session {
             queued: self.state.queued,
             ..State::default()
         };
+        let facts = self.ctx.session_mut();
+        facts.tls = Some(protocol.clone());
+        facts.helo = None;
+        facts.user = None;
         tracing::debug!(client = %self.client, protocol, cipher, "TLS established");
         let _ = self.chain(&mut Secure::new(protocol, cipher)).await;
         Flow::Continue
@@ -440,6 +449,7 @@ impl Session {
             return self.error(&auth::failed_reply());
         }
         tracing::info!(client = %self.client, user = event.username, "authenticated");
+        self.ctx.session_mut().user = Some(event.username.clone());
         self.state.user = Some(event.username);
         self.ok(235, "2.7.0", "Authentication successful");
         Flow::Continue

@@ -25,6 +25,7 @@ use crate::engine::Engine;
 pub struct Session {
     harness: Harness,
     client: SocketAddr,
+    relay_network: bool,
     local_domains: Vec<String>,
     steps: Vec<Step>,
 }
@@ -61,6 +62,7 @@ impl Session {
         Session {
             harness,
             client: SocketAddr::from(([192, 0, 2, 1], 40_000)),
+            relay_network: false,
             local_domains: vec!["localhost".to_owned()],
             steps: Vec::new(),
         }
@@ -107,6 +109,13 @@ impl Session {
         self
     }
 
+    /// Puts the client in the relay networks (`Context::session().relay_network`), as a
+    /// trusted submission client is.
+    pub fn relay_network(mut self) -> Session {
+        self.relay_network = true;
+        self
+    }
+
     /// Adds a domain whose recipients are local (default: `localhost`).
     pub fn local_domain(mut self, domain: &str) -> Session {
         self.local_domains.push(domain.to_owned());
@@ -134,7 +143,8 @@ impl Session {
         self.step(Step::StartTls)
     }
 
-    /// `AUTH PLAIN` with these credentials.
+    /// `AUTH PLAIN` with these credentials. The testkit has no credentials table: the login
+    /// succeeds only if a plugin at `smtp_in_authenticate` accepts it.
     pub fn auth(self, user: &str, password: &str) -> Session {
         self.step(Step::Auth {
             user: user.to_owned(),
@@ -181,6 +191,7 @@ impl Session {
         let Session {
             harness,
             client,
+            relay_network,
             local_domains,
             steps,
         } = self;
@@ -197,6 +208,9 @@ impl Session {
                 recipients: Vec::new(),
                 queued: 0,
             };
+            let facts = state.ctx.session_mut();
+            facts.client = Some(client);
+            facts.relay_network = relay_network;
             state.connect(client).await;
             for (index, step) in steps.iter().enumerate() {
                 if !state.open {
@@ -289,6 +303,7 @@ impl State<'_> {
         }
         self.reset();
         self.greeted = true;
+        self.ctx.session_mut().helo = Some(name.to_owned());
         self.transcript.server(format!("250 {HOSTNAME}"));
     }
 
@@ -307,6 +322,10 @@ impl State<'_> {
         self.reset();
         self.greeted = false;
         self.secure = true;
+        let facts = self.ctx.session_mut();
+        facts.tls = Some("TLSv1.3".to_owned());
+        facts.helo = None;
+        facts.user = None;
     }
 
     async fn auth(&mut self, user: &str, password: &str) {
@@ -327,6 +346,9 @@ impl State<'_> {
             AuthVerdict::Accept => Reply::new(235, "2.7.0", "Authentication successful"),
             _ => Reply::new(535, "5.7.8", "Error: authentication failed"),
         });
+        if reply.code() == 235 {
+            self.ctx.session_mut().user = Some(event.username);
+        }
         self.transcript.server(reply);
     }
 
