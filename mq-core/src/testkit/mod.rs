@@ -58,6 +58,15 @@ use crate::watchdog::Beat;
 pub use session::Session;
 pub use transcript::{Queued, Transcript};
 
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("plugins", &self.plugins)
+            .field("dns", &self.dns.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A harness to run plugins through single hooks.
 pub fn chain() -> Harness {
     Harness::default()
@@ -69,10 +78,11 @@ pub fn session() -> Session {
 }
 
 /// Plugins and engine settings for a test. Plugins run on core 0, in name order.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Harness {
     plugins: Vec<Loaded>,
     config: EngineConfig,
+    dns: Option<Rc<dyn mq_plugin_api::Dns>>,
 }
 
 impl Harness {
@@ -144,6 +154,13 @@ impl Harness {
         self
     }
 
+    /// Gives the plugins a resolver for `Context::dns`, such as a
+    /// [`Resolver`](crate::dns::Resolver) pointed at a [`TestServer`](crate::dns::TestServer).
+    pub fn dns(mut self, dns: Rc<dyn mq_plugin_api::Dns>) -> Harness {
+        self.dns = Some(dns);
+        self
+    }
+
     /// Sets how often a chain may restart.
     pub fn retry_budget(mut self, restarts: u32) -> Harness {
         self.config.retry_budget = restarts;
@@ -169,6 +186,9 @@ impl Harness {
             .expect("plugin names are unique");
         let executor = Rc::new(LocalExecutor::new());
         let mut ctx = Context::new(0, Rc::clone(&executor));
+        if let Some(dns) = self.dns {
+            ctx.set_dns(dns);
+        }
         smol::block_on(executor.run(body(&engine, &mut ctx)))
     }
 }

@@ -91,6 +91,12 @@ impl Session {
         self
     }
 
+    /// Gives the plugins a resolver for `Context::dns`; see [`Harness::dns`].
+    pub fn dns(mut self, dns: std::rc::Rc<dyn mq_plugin_api::Dns>) -> Session {
+        self.harness = self.harness.dns(dns);
+        self
+    }
+
     /// Sets the deadline of plugins added after this call.
     pub fn timeout(mut self, timeout: Duration) -> Session {
         self.harness = self.harness.timeout(timeout);
