@@ -23,5 +23,8 @@
 #[cfg(feature = "headers")]
 extern crate mq_plugin_headers;
 
+#[cfg(feature = "dnsbl")]
+extern crate mq_plugin_dnsbl;
+
 #[cfg(feature = "noop")]
 extern crate mq_plugin_noop;

@@ -52,7 +52,10 @@ fn every_hook_is_listed_in_order_even_with_an_empty_chain() {
         .map(|h| h.name())
         .collect();
     assert_eq!(hooks, all);
-    assert_eq!(chain(&text, "smtp_in_connect"), ["-"]);
+    // No bundled plugin watches the end of an outbound DATA; the noop plugins do.
+    if !cfg!(feature = "noop") {
+        assert_eq!(chain(&text, "smtp_out_sent"), ["-"]);
+    }
 }
 
 #[test]
