@@ -26,5 +26,8 @@ extern crate mq_plugin_headers;
 #[cfg(feature = "dnsbl")]
 extern crate mq_plugin_dnsbl;
 
+#[cfg(feature = "webhook")]
+extern crate mq_plugin_webhook;
+
 #[cfg(feature = "noop")]
 extern crate mq_plugin_noop;
