@@ -176,59 +176,8 @@ pub enum FailurePolicy {
     Skip,
 }
 
-/// Reads `"30s"`, `"250ms"`, `"2m"`, `"1h"` or a number of seconds.
-pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Text(String),
-    }
-    match Raw::deserialize(deserializer)? {
-        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
-        Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
-    }
-}
-
-/// Parses a duration such as `"30s"` or `"250ms"`.
-///
-/// # Errors
-///
-/// Says what is wrong with the text.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(mq_core::parse_duration("250ms"), Ok(Duration::from_millis(250)));
-/// assert_eq!(mq_core::parse_duration("2m"), Ok(Duration::from_secs(120)));
-/// assert!(mq_core::parse_duration("soon").is_err());
-/// ```
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. \"30s\""))?;
-    let per_unit = match unit {
-        "ms" => Duration::from_millis(1),
-        "s" | "" => Duration::from_secs(1),
-        "m" => Duration::from_mins(1),
-        "h" => Duration::from_hours(1),
-        "d" => Duration::from_hours(24),
-        _ => {
-            return Err(format!(
-                "invalid duration {text:?}: the unit is one of ms, s, m, h, d"
-            ));
-        }
-    };
-    per_unit
-        .checked_mul(u32::try_from(number).map_err(|_| format!("duration {text:?} is too long"))?)
-        .ok_or_else(|| format!("duration {text:?} is too long"))
-}
+pub(crate) use mq_plugin_api::duration::deserialize as duration;
+pub use mq_plugin_api::duration::parse as parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -65,6 +65,7 @@ mod address;
 mod context;
 mod control;
 mod dns;
+pub mod duration;
 mod event;
 mod hook;
 mod message;

@@ -154,9 +154,38 @@ impl PluginConfig {
     /// core0.shared(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
     /// assert_eq!(core1.shared(|| AtomicU64::new(0)).load(Ordering::Relaxed), 1);
     /// ```
+    ///
+    /// A plugin that wants both its typed section and the shared state takes both in `new`:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::AtomicU64;
+    /// use mq_plugin_api::{hooks, plugin, Plugin, PluginConfig, Registration};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Limits { rate: u64 }
+    ///
+    /// struct Limiter { rate: u64, used: Arc<AtomicU64> }
+    ///
+    /// #[plugin(name = "limiter")]
+    /// impl Limiter {
+    ///     fn new(limits: &Limits, plugin: &PluginConfig) -> Self {
+    ///         Limiter { rate: limits.rate, used: plugin.shared(|| AtomicU64::new(0)) }
+    ///     }
+    /// }
+    ///
+    /// #[hooks]
+    /// impl Plugin for Limiter {}
+    ///
+    /// let registration = Registration::all().find(|r| r.name() == "limiter").unwrap();
+    /// let section = toml::from_str("rate = 5").unwrap();
+    /// assert!(registration.build(&PluginConfig::new("limiter", 0, section)).is_ok());
+    /// ```
     pub fn shared<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
         let mut map = self.shared.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let value = map.entry(TypeId::of::<T>()).or_insert_with(|| Arc::new(init()));
+        let value = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(init()));
         match Arc::clone(value).downcast::<T>() {
             Ok(value) => value,
             // Entries are keyed by their own type's TypeId, so this arm is never taken.

@@ -90,7 +90,8 @@ fn expand_hooks(item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
 
 /// Put on the inherent `impl` block that holds a plugin's `fn new`: registers the plugin under
 /// `name` through inventory, with a factory that parses the plugin's config section into the
-/// type `new` takes by reference (none, or `&PluginConfig` for the raw table).
+/// type `new` takes. `new` takes nothing, its config type, `&PluginConfig` (the raw table and
+/// `PluginConfig::shared` state), or its config type and then `&PluginConfig`.
 #[proc_macro_attribute]
 pub fn plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut name: Option<LitStr> = None;
@@ -183,33 +184,18 @@ fn expand_plugin(name: &LitStr, item: &ItemImpl) -> syn::Result<proc_macro2::Tok
 
 /// The expression that calls `new` inside the factory, where `config` is the `&PluginConfig`.
 fn build_call(self_ty: &Type, sig: &syn::Signature) -> syn::Result<proc_macro2::TokenStream> {
-    let call = match sig.inputs.len() {
-        0 => quote!(<#self_ty>::new()),
-        1 => {
-            let FnArg::Typed(arg) = &sig.inputs[0] else {
-                return Err(syn::Error::new(
-                    sig.inputs.span(),
-                    "`new` is a constructor: no `self`",
-                ));
-            };
-            match &*arg.ty {
-                Type::Reference(reference) if last_segment_is(&reference.elem, "PluginConfig") => {
-                    quote!(<#self_ty>::new(config))
-                }
-                Type::Reference(reference) => {
-                    let ty = &reference.elem;
-                    quote!(<#self_ty>::new(&config.parse::<#ty>()?))
-                }
-                ty => quote!(<#self_ty>::new(config.parse::<#ty>()?)),
-            }
-        }
-        _ => {
-            return Err(syn::Error::new(
-                sig.inputs.span(),
-                "`new` takes at most one argument: its config",
-            ));
-        }
-    };
+    let args: Vec<proc_macro2::TokenStream> = sig
+        .inputs
+        .iter()
+        .map(argument)
+        .collect::<syn::Result<_>>()?;
+    if args.len() > 2 {
+        return Err(syn::Error::new(
+            sig.inputs.span(),
+            "`new` takes at most two arguments: its config type and `&PluginConfig`",
+        ));
+    }
+    let call = quote!(<#self_ty>::new(#(#args),*));
     let fallible = matches!(&sig.output, ReturnType::Type(_, ty) if last_segment_is(ty, "Result"));
     let call = if fallible {
         quote!(#call.map_err(|error| ::mq_plugin_api::ConfigError::new(config.name(), error))?)
@@ -217,6 +203,27 @@ fn build_call(self_ty: &Type, sig: &syn::Signature) -> syn::Result<proc_macro2::
         call
     };
     Ok(call)
+}
+
+/// What the factory passes for one argument of `new`: the raw `&PluginConfig`, or the section
+/// parsed into the argument's type (by reference or by value).
+fn argument(input: &FnArg) -> syn::Result<proc_macro2::TokenStream> {
+    let FnArg::Typed(arg) = input else {
+        return Err(syn::Error::new(
+            input.span(),
+            "`new` is a constructor: no `self`",
+        ));
+    };
+    Ok(match &*arg.ty {
+        Type::Reference(reference) if last_segment_is(&reference.elem, "PluginConfig") => {
+            quote!(config)
+        }
+        Type::Reference(reference) => {
+            let ty = &reference.elem;
+            quote!(&config.parse::<#ty>()?)
+        }
+        ty => quote!(config.parse::<#ty>()?),
+    })
 }
 
 fn last_segment_is(ty: &Type, ident: &str) -> bool {
