@@ -29,5 +29,8 @@ extern crate mq_plugin_dnsbl;
 #[cfg(feature = "webhook")]
 extern crate mq_plugin_webhook;
 
+#[cfg(feature = "ratelimit")]
+extern crate mq_plugin_ratelimit;
+
 #[cfg(feature = "noop")]
 extern crate mq_plugin_noop;
