@@ -32,5 +32,8 @@ extern crate mq_plugin_webhook;
 #[cfg(feature = "ratelimit")]
 extern crate mq_plugin_ratelimit;
 
+#[cfg(feature = "aliases")]
+extern crate mq_plugin_aliases;
+
 #[cfg(feature = "noop")]
 extern crate mq_plugin_noop;
