@@ -167,3 +167,47 @@ fn plugins_at_data_see_the_received_field_first_and_it_is_stored_first() {
     );
     assert_eq!(rest, "body\r\n");
 }
+
+/// The address [`Expand`] turns into [`EXPANSION`] recipients.
+const LIST: &str = "everyone@localhost";
+
+/// How many recipients [`LIST`] expands to.
+const EXPANSION: usize = 5;
+
+/// Expands [`LIST`] at `smtp_in_rcpt_to`, as an alias plugin does.
+struct Expand;
+
+#[plugin(name = "test-expand")]
+impl Expand {
+    fn new() -> Self {
+        Expand
+    }
+}
+
+#[hooks]
+impl Plugin for Expand {
+    async fn smtp_in_rcpt_to(&self, _ctx: &mut Context, event: &mut RcptTo) -> Control {
+        if event.recipients.len() == 1 && event.recipients[0].as_str() == LIST {
+            event.recipients = (0..EXPANSION)
+                .map(|n| format!("member{n}@localhost").parse().expect("an address"))
+                .collect();
+        }
+        Control::Continue
+    }
+}
+
+#[test]
+fn the_recipient_limit_counts_rcpt_commands_not_what_a_plugin_expands_them_to() {
+    let server = TestServer::start(1, |config| config.max_recipients = 2);
+    let mut client = server.client();
+    client.ehlo();
+    assert_eq!(client.send("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok");
+    assert_eq!(client.send(&format!("RCPT TO:<{LIST}>")), "250 2.1.5 Ok");
+    assert_eq!(client.send("RCPT TO:<b@localhost>"), "250 2.1.5 Ok");
+    assert_eq!(
+        client.send("RCPT TO:<c@localhost>"),
+        "452 4.5.3 Error: too many recipients"
+    );
+    queued_id(&client.data("Subject: to a list\r\n\r\nhi\r\n"));
+    assert_eq!(server.entries().len(), EXPANSION + 1);
+}

@@ -25,7 +25,8 @@ pub struct SmtpConfig {
     pub relay_networks: Vec<Cidr>,
     /// The largest message accepted, in bytes (default 10,240,000, as Postfix).
     pub max_message_size: usize,
-    /// Recipients per message (default 100).
+    /// RCPT commands per message (default 100); what a plugin expands one into is the
+    /// plugin's to bound.
     pub max_recipients: usize,
     /// The longest command line, CRLF included (default 512, RFC 5321 §4.5.3.1.4).
     pub max_line_length: usize,

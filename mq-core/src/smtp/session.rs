@@ -63,6 +63,9 @@ struct State {
     user: Option<String>,
     sender: Option<Address>,
     recipients: Vec<Address>,
+    /// RCPT commands accepted in this transaction: the recipient limit counts these, as
+    /// Postfix does; what a plugin expands one into is the plugin's to bound.
+    accepted_rcpts: usize,
     errors: u32,
     queued: u32,
 }
@@ -254,6 +257,7 @@ impl Session {
     fn reset(&mut self) {
         self.state.sender = None;
         self.state.recipients.clear();
+        self.state.accepted_rcpts = 0;
         self.ctx.end_message();
     }
 
@@ -515,8 +519,7 @@ impl Session {
                 format!("Unsupported option: {key}"),
             ));
         }
-        let max = self.shared.config.max_recipients;
-        if self.state.recipients.len() >= max {
+        if self.state.accepted_rcpts >= self.shared.config.max_recipients {
             self.send(&Reply::new(452, "4.5.3", "Error: too many recipients"));
             return Flow::Continue;
         }
@@ -537,10 +540,7 @@ impl Session {
             ));
             return Flow::Continue;
         }
-        if self.state.recipients.len() + event.recipients.len() > max {
-            self.send(&Reply::new(452, "4.5.3", "Error: too many recipients"));
-            return Flow::Continue;
-        }
+        self.state.accepted_rcpts += 1;
         self.state.recipients.append(&mut event.recipients);
         self.ok(250, "2.1.5", "Ok");
         Flow::Continue
