@@ -89,9 +89,12 @@ const READ_CHUNK: usize = 16 * 1024;
 /// A connection with its buffers.
 pub(crate) struct Conn {
     stream: Stream,
+    /// Read buffer, zeroed once when it grows: `input[start..end]` is read and not yet used.
     input: Vec<u8>,
     /// How much of `input` is used up.
     start: usize,
+    /// How much of `input` holds what was read.
+    end: usize,
     output: Vec<u8>,
     /// How long sending may wait for the client to read: one that never reads must not hold its
     /// session, and its connection slot, for ever.
@@ -102,8 +105,9 @@ impl Conn {
     pub(crate) fn new(stream: Async<TcpStream>, write_timeout: Duration) -> Conn {
         Conn {
             stream: Stream::Plain(stream),
-            input: Vec::with_capacity(READ_CHUNK),
+            input: vec![0; READ_CHUNK],
             start: 0,
+            end: 0,
             output: Vec::with_capacity(512),
             write_timeout,
         }
@@ -143,7 +147,7 @@ impl Conn {
 
     /// Whether the client has sent more than was read: pipelined commands wait in the buffer.
     fn buffered(&self) -> &[u8] {
-        &self.input[self.start..]
+        &self.input[self.start..self.end]
     }
 
     /// The next line, at most `max` bytes with its line ending. Replies are flushed before the
@@ -168,7 +172,7 @@ impl Conn {
             if self.buffered().len() > max {
                 // Keep reading to the line's end, without keeping what is read.
                 too_long = true;
-                self.start = self.input.len();
+                self.start = self.end;
             }
             self.fill(timeout).await?;
         }
@@ -195,23 +199,25 @@ impl Conn {
         }
     }
 
-    /// Flushes the replies, then reads more input. Not cancel-safe: a read dropped half-way
-    /// leaves the buffer padded, so a caller that cancels it (shutdown) must end the session.
+    /// Flushes the replies, then reads more input into the free end of the buffer. A read
+    /// dropped half-way (shutdown) leaves the buffer as it was.
     async fn fill(&mut self, timeout: Duration) -> Result<(), ConnError> {
         self.flush().await.map_err(ConnError::Io)?;
-        if self.start == self.input.len() {
-            self.input.clear();
-            self.start = 0;
-        } else if self.start > READ_CHUNK {
-            self.input.drain(..self.start);
-            self.start = 0;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.start > 0 && self.input.len() - self.end < READ_CHUNK / 2 {
+            self.input.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
         }
-        let filled = self.input.len();
-        self.input.resize(filled + READ_CHUNK, 0);
+        if self.input.len() - self.end < READ_CHUNK / 2 {
+            // A line longer than the buffer so far: room for more.
+            self.input.resize(self.end + READ_CHUNK, 0);
+        }
+        let end = self.end;
         let read = smol::future::or(
             async {
                 self.stream
-                    .read(&mut self.input[filled..])
+                    .read(&mut self.input[end..])
                     .await
                     .map_err(ConnError::Io)
             },
@@ -220,9 +226,8 @@ impl Conn {
                 Err(ConnError::TimedOut)
             },
         )
-        .await;
-        let read = read.inspect_err(|_| self.input.truncate(filled))?;
-        self.input.truncate(filled + read);
+        .await?;
+        self.end += read;
         if read == 0 {
             Err(ConnError::Closed)
         } else {
@@ -233,8 +238,7 @@ impl Conn {
     /// Drops whatever the client sent beyond what was read: after STARTTLS, plaintext pipelined
     /// behind the command must not be taken as sent under TLS (RFC 3207 §4.2).
     pub(crate) fn discard_input(&mut self) {
-        self.input.clear();
-        self.start = 0;
+        (self.start, self.end) = (0, 0);
     }
 
     /// Upgrades the stream to TLS; on success returns the protocol version and cipher suite.
