@@ -35,5 +35,8 @@ extern crate mq_plugin_ratelimit;
 #[cfg(feature = "aliases")]
 extern crate mq_plugin_aliases;
 
+#[cfg(feature = "dkim")]
+extern crate mq_plugin_dkim;
+
 #[cfg(feature = "noop")]
 extern crate mq_plugin_noop;

@@ -83,7 +83,7 @@ pub use event::{
     OutSent, Params, Pickup, PickupAction, RcptTo, Secret, Secure,
 };
 pub use hook::{HookId, HookSet};
-pub use message::{Header, Headers, Message};
+pub use message::{FoldError, Header, Headers, Message};
 pub use mq_plugin_api_macros::{hooks, plugin};
 pub use plugin::{Named, Plugin, PluginHooks};
 pub use registration::{ConfigError, Factory, PluginConfig, Registration, SharedState};

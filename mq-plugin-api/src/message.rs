@@ -170,6 +170,53 @@ impl Headers {
         self.fields.push(field);
     }
 
+    /// Adds a field above all others whose value keeps its folding: each CRLF in `value` must
+    /// be followed by a space or a tab (a fold, RFC 5322 §2.2.3) and is written with the
+    /// message's own line ending. For long fields such as a `DKIM-Signature`.
+    ///
+    /// # Errors
+    ///
+    /// The name is not a field name, or the value has a CR or LF that is not a fold: nothing
+    /// is added, so no field can smuggle in another.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut message = mq_plugin_api::Message::parse(b"Subject: x\r\n\r\nbody\r\n");
+    /// let headers = message.headers_mut();
+    /// headers.prepend_folded("X-Long", "a=1;\r\n\tb=2").unwrap();
+    /// assert!(headers.prepend_folded("X-Bad", "a\r\nBcc: x@example.org").is_err());
+    /// assert_eq!(message.to_bytes(), b"X-Long: a=1;\r\n\tb=2\r\nSubject: x\r\n\r\nbody\r\n");
+    /// ```
+    pub fn prepend_folded(&mut self, name: &str, value: &str) -> Result<(), FoldError> {
+        let valid_name =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+        if !valid_name {
+            return Err(FoldError::Name);
+        }
+        let mut raw = Vec::with_capacity(value.len() + 3);
+        raw.push(b' ');
+        let mut rest = value.as_bytes();
+        while let Some(at) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+            let folds =
+                rest[at..].starts_with(b"\r\n") && matches!(rest.get(at + 2), Some(b' ' | b'\t'));
+            if !folds {
+                return Err(FoldError::LineBreak);
+            }
+            raw.extend_from_slice(&rest[..at]);
+            raw.extend_from_slice(self.newline());
+            rest = &rest[at + 2..];
+        }
+        raw.extend_from_slice(rest);
+        raw.extend_from_slice(self.newline());
+        let field = Header {
+            name: name.into(),
+            raw_value: raw.into_boxed_slice(),
+        };
+        self.fields.insert(0, field);
+        Ok(())
+    }
+
     /// Removes every field called `name` and says how many there were.
     pub fn remove(&mut self, name: &str) -> usize {
         let before = self.fields.len();
@@ -241,6 +288,27 @@ impl Headers {
         }
     }
 }
+
+/// Why [`Headers::prepend_folded`] refused a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FoldError {
+    /// The name is empty or holds a space, a colon or a control character.
+    Name,
+    /// The value has a CR or LF that is not CRLF followed by a space or a tab.
+    LineBreak,
+}
+
+impl fmt::Display for FoldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FoldError::Name => "not a header field name",
+            FoldError::LineBreak => "a line break in a field value that is not a fold",
+        })
+    }
+}
+
+impl std::error::Error for FoldError {}
 
 impl<'a> IntoIterator for &'a Headers {
     type Item = &'a Header;
