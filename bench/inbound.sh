@@ -7,6 +7,9 @@
 #   NOOP=1 bench/inbound.sh          # the same with the noop plugins compiled in
 #   SIZES="5120" CONCURRENCY="20" MESSAGES=20000 bench/inbound.sh
 #   MQ_BIN=/tmp/mq-other bench/inbound.sh      # a binary built beforehand
+#   REUSE=1 bench/inbound.sh                    # clients send all their messages over one
+#                                               # connection each (smtp-source -d) instead of
+#                                               # one connection per message
 #
 # Needs smtp-source (shared/tools/install-smtp-tools.sh installs it). Traffic stays on
 # 127.0.0.1; every run stops by itself after MESSAGES messages.
@@ -54,7 +57,7 @@ CONF
     pid=$!
     for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
     start=$(date +%s.%N)
-    smtp-source -s "$concurrency" -l "$size" -m "$messages" -f sender@client.test -t user@localhost "127.0.0.1:$PORT"
+    smtp-source ${REUSE:+-d} -s "$concurrency" -l "$size" -m "$messages" -f sender@client.test -t user@localhost "127.0.0.1:$PORT"
     end=$(date +%s.%N)
     local rss
     rss=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
