@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::Limits;
 
@@ -41,7 +41,7 @@ pub struct AliasesConfig {
     pub max_expansion: usize,
     /// How often a core checks the file's modification time and size, at most once per this
     /// long and only when a recipient arrives; zero reads the file at start-up only.
-    #[serde(default = "default_reload", deserialize_with = "duration")]
+    #[serde(default = "default_reload", deserialize_with = "mq_plugin_api::duration::deserialize")]
     pub reload: Duration,
     /// Whether local parts are compared exactly. Domains are always compared without regard
     /// to case; local parts too unless this is true (as Postfix's lookup tables do).
@@ -124,39 +124,6 @@ impl AliasesConfig {
     }
 }
 
-/// A duration as mq's config writes it: `"5s"`, `"250ms"`, `"2m"`, `"1h"`, or whole seconds.
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Text(String),
-    }
-    match Raw::deserialize(deserializer)? {
-        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
-        Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
-    }
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("invalid duration {text:?}: expected e.g. \"5s\" or \"250ms\"");
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| invalid())?;
-    let millis_per_unit = match unit {
-        "ms" => 1,
-        "s" | "" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(invalid()),
-    };
-    number
-        .checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration {text:?} is too long"))
-}
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,7 @@ pub struct WebhookConfig {
     /// is full a new event is dropped and counted, never waited for.
     pub queue_size: usize,
     /// How long one POST may take, from connect to the status line (default 5 s).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "mq_plugin_api::duration::deserialize")]
     pub request_timeout: Duration,
     /// Delays before the 2nd, 3rd, ... attempt at an event; the last repeats (default 1 s, 5 s,
     /// 30 s).
@@ -207,44 +207,11 @@ fn check_header(name: &str, value: &str) -> Result<(), InvalidConfig> {
     })
 }
 
-/// Reads `"250ms"`, `"5s"`, `"2m"`, `"1h"`, `"1d"` or a number of seconds, as mq's own keys do.
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Text(String),
-    }
-    match Raw::deserialize(deserializer)? {
-        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
-        Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
-    }
-}
-
 fn durations<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
     #[derive(Deserialize)]
-    struct One(#[serde(deserialize_with = "duration")] Duration);
+    struct One(#[serde(deserialize_with = "mq_plugin_api::duration::deserialize")] Duration);
     let delays: Vec<One> = Vec::deserialize(deserializer)?;
     Ok(delays.into_iter().map(|One(delay)| delay).collect())
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let invalid = || format!("invalid duration {text:?}: expected e.g. \"5s\" or \"250ms\"");
-    let number: u64 = number.parse().map_err(|_| invalid())?;
-    let seconds = |factor: u64| number.checked_mul(factor).map(Duration::from_secs);
-    match unit {
-        "ms" => Some(Duration::from_millis(number)),
-        "s" | "" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        "d" => seconds(86_400),
-        _ => return Err(invalid()),
-    }
-    .ok_or_else(|| format!("duration {text:?} is too long"))
 }
 
 #[cfg(test)]
