@@ -199,23 +199,10 @@ fn queue_id(text: &str) -> Option<String> {
     rest.split_whitespace().next().map(str::to_owned)
 }
 
-/// The message as DATA sends it: every line ended by CRLF (a bare LF becomes CRLF), a line that
-/// starts with a dot gets another (RFC 5321 §4.5.2), then the lone dot that ends the data.
+/// The message as DATA sends it: the SMTP client's own dot-stuffing (every line ended by CRLF,
+/// a leading dot doubled, the lone dot that ends the data).
 fn data_block(message: &[u8]) -> Vec<u8> {
-    let mut block = Vec::with_capacity(message.len() + message.len() / 32 + 5);
-    let body = message.strip_suffix(b"\n").unwrap_or(message);
-    if !message.is_empty() {
-        for line in body.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.starts_with(b".") {
-                block.push(b'.');
-            }
-            block.extend_from_slice(line);
-            block.extend_from_slice(b"\r\n");
-        }
-    }
-    block.extend_from_slice(b".\r\n");
-    block
+    mq_core::smtp::client::dot_stuff(message)
 }
 
 #[cfg(test)]

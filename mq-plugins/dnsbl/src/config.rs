@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::Network;
 
@@ -43,7 +43,7 @@ pub struct DnsblConfig {
     pub zones: Vec<String>,
     /// How long to wait for each zone's answer (default 2 s): `"200ms"`, `"2s"`, or whole
     /// seconds. A zone that does not answer in time does not list the client.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "mq_plugin_api::duration::deserialize")]
     pub lookup_timeout: Duration,
     /// The answers (IPv4 addresses or networks) that list a client. Empty (the default): any
     /// answer in `127.0.0.0/8` except `127.255.255.0/24`, which DNSBLs use for errors such as
@@ -171,36 +171,6 @@ fn check_zone(zone: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A duration as mq's config writes it: `"200ms"`, `"2s"`, `"1m"`, or whole seconds.
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        Seconds(u64),
-        Text(String),
-    }
-    match Text::deserialize(deserializer)? {
-        Text::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
-        Text::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
-    }
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let invalid = || format!("invalid duration {text:?}: expected e.g. \"2s\" or \"200ms\"");
-    let number: u32 = number.parse().map_err(|_| invalid())?;
-    let per_unit = match unit {
-        "ms" => Duration::from_millis(1),
-        "s" | "" => Duration::from_secs(1),
-        "m" => Duration::from_mins(1),
-        _ => return Err(invalid()),
-    };
-    Ok(per_unit * number)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,7 +198,9 @@ mod tests {
             Duration::from_millis(200)
         );
         assert_eq!(timeout("lookup_timeout = \"1m\""), Duration::from_mins(1));
-        for bad in ["\"2 s\"", "\"2h\"", "\"soon\"", "-1", "true"] {
+        // The same forms as every mq duration, hours included.
+        assert_eq!(timeout("lookup_timeout = \"2h\""), Duration::from_hours(2));
+        for bad in ["\"2 s\"", "\"soon\"", "-1", "true"] {
             assert!(parse(&format!("lookup_timeout = {bad}")).is_err(), "{bad}");
         }
     }
