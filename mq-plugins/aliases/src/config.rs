@@ -41,7 +41,10 @@ pub struct AliasesConfig {
     pub max_expansion: usize,
     /// How often a core checks the file's modification time and size, at most once per this
     /// long and only when a recipient arrives; zero reads the file at start-up only.
-    #[serde(default = "default_reload", deserialize_with = "mq_plugin_api::duration::deserialize")]
+    #[serde(
+        default = "default_reload",
+        deserialize_with = "mq_plugin_api::duration::deserialize"
+    )]
     pub reload: Duration,
     /// Whether local parts are compared exactly. Domains are always compared without regard
     /// to case; local parts too unless this is true (as Postfix's lookup tables do).
@@ -123,7 +126,6 @@ impl AliasesConfig {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
