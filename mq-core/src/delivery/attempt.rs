@@ -90,16 +90,7 @@ impl Job<'_> {
                 let verdict =
                     Verdict::deferred(format!("cannot read the queued message: {error}"), None);
                 for entry in batch.entries {
-                    settle(
-                        self.worker,
-                        &mut self.ctx,
-                        self.delivery,
-                        entry,
-                        &[],
-                        verdict.clone(),
-                        None,
-                    )
-                    .await;
+                    self.settle(entry, &[], verdict.clone(), None).await;
                 }
                 return None;
             }
@@ -128,32 +119,28 @@ impl Job<'_> {
                 Outcome::Rejected { reply, .. } => Verdict::from_reply(&reply, None),
                 Outcome::Failed(failure) => Verdict::deferred(failure.to_string(), None),
             };
-            settle(
-                self.worker,
-                &mut self.ctx,
-                self.delivery,
-                entry,
-                &body,
-                verdict,
-                None,
-            )
-            .await;
+            self.settle(entry, &body, verdict, None).await;
         }
         (!items.is_empty()).then_some((body, items))
     }
 
+    /// Ends the attempt for one entry (see [`settle`]).
+    async fn settle(&mut self, entry: Entry, body: &[u8], verdict: Verdict, relay: Option<&str>) {
+        settle(
+            self.worker,
+            &mut self.ctx,
+            self.delivery,
+            entry,
+            body,
+            verdict,
+            relay,
+        )
+        .await;
+    }
+
     async fn settle_all(&mut self, body: &[u8], items: Vec<Item>, verdict: &Verdict) {
         for item in items {
-            settle(
-                self.worker,
-                &mut self.ctx,
-                self.delivery,
-                item.entry,
-                body,
-                verdict.clone(),
-                None,
-            )
-            .await;
+            self.settle(item.entry, body, verdict.clone(), None).await;
         }
     }
 
@@ -180,16 +167,7 @@ impl Job<'_> {
                 }
                 Err(error) => Verdict::deferred(error.to_string(), None),
             };
-            settle(
-                self.worker,
-                &mut self.ctx,
-                self.delivery,
-                item.entry,
-                body,
-                verdict,
-                None,
-            )
-            .await;
+            self.settle(item.entry, body, verdict, None).await;
         }
     }
 
@@ -275,16 +253,7 @@ impl Job<'_> {
         for item in items {
             let mut rcpt = OutRcptTo::new(item.recipient.clone());
             if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut rcpt).await, &relay) {
-                settle(
-                    self.worker,
-                    &mut self.ctx,
-                    self.delivery,
-                    item.entry,
-                    body,
-                    verdict,
-                    None,
-                )
-                .await;
+                self.settle(item.entry, body, verdict, None).await;
                 continue;
             }
             recipients.push((rcpt.recipient, rcpt.params));
@@ -301,16 +270,7 @@ impl Job<'_> {
         let message: &[u8] = replaced.as_deref().unwrap_or(body);
         let verdicts = self.exchange(&mail, &recipients, message, &relay).await;
         for (item, verdict) in sending.into_iter().zip(verdicts) {
-            settle(
-                self.worker,
-                &mut self.ctx,
-                self.delivery,
-                item.entry,
-                body,
-                verdict,
-                Some(&relay),
-            )
-            .await;
+            self.settle(item.entry, body, verdict, Some(&relay)).await;
         }
     }
 
