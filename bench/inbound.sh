@@ -7,6 +7,7 @@
 #   NOOP=1 bench/inbound.sh          # the same with the noop plugins compiled in
 #   SIZES="5120" CONCURRENCY="20" MESSAGES=20000 bench/inbound.sh
 #   MQ_BIN=/tmp/mq-other bench/inbound.sh      # a binary built beforehand
+#   WORKERS=1 bench/inbound.sh                  # [engine] workers (default: one per core)
 #   REUSE=1 bench/inbound.sh                    # clients send all their messages over one
 #                                               # connection each (smtp-source -d) instead of
 #                                               # one connection per message
@@ -41,6 +42,7 @@ run() {
     messages=$(messages_for "$size")
     dir=$(mktemp -d)
     cat > "$dir/mq.toml" <<CONF
+$([ -n "${WORKERS:-}" ] && printf '[engine]\nworkers = %s\n' "$WORKERS")
 [smtp]
 listen = "127.0.0.1:$PORT"
 max_connections_per_ip = 1000
