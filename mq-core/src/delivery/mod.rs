@@ -130,9 +130,15 @@ impl Delivery {
                 return resolver.clone();
             }
             let resolver = Resolver::new(&self.dns).unwrap_or_else(|error| {
-                tracing::error!(%error, "cannot set up the resolver; using defaults");
-                Resolver::new(&DnsConfig::default())
-                    .expect("the default resolver configuration is valid")
+                // The defaults read /etc/resolv.conf and can fail the same way: fall back to a
+                // local resolver named outright, which needs no file.
+                tracing::error!(%error, "cannot set up the resolver; asking 127.0.0.1:53");
+                let local = DnsConfig {
+                    nameservers: vec![std::net::SocketAddr::from(([127, 0, 0, 1], 53))],
+                    ..DnsConfig::default()
+                };
+                Resolver::new(&local)
+                    .unwrap_or_else(|_| unreachable!("named nameservers need no file"))
             });
             slot.insert(resolver).clone()
         })
