@@ -405,6 +405,11 @@ impl Data {
     pub fn envelope(&self) -> &Envelope {
         &self.envelope
     }
+
+    /// The envelope and the message, once the chain is done with them.
+    pub fn into_parts(self) -> (Envelope, Message) {
+        (self.envelope, self.message)
+    }
 }
 
 event!(Data, SmtpInData, smtp_in_data, reply, |this, out| {

@@ -623,8 +623,8 @@ impl Session {
         if let Some(reply) = Self::refusal(self.chain(&mut event).await) {
             return reply;
         }
-        let recipients = event.envelope().recipients.clone();
-        let groups = match self.copies(&sender, recipients, event.message).await {
+        let (envelope, message) = event.into_parts();
+        let groups = match self.copies(&sender, envelope.recipients, message).await {
             Ok(groups) => groups,
             Err(reply) => return reply,
         };
