@@ -68,6 +68,16 @@ mod tests {
     }
 
     #[test]
+    fn a_message_as_mq_inject_reads_it_from_a_file() {
+        let block = dot_stuff(b"Subject: x\n\n.hidden\r\nmixed\r\n..two\nlast");
+        assert_eq!(
+            block,
+            b"Subject: x\r\n\r\n..hidden\r\nmixed\r\n...two\r\nlast\r\n.\r\n"
+        );
+        assert_eq!(dot_stuff(b"\n"), b"\r\n.\r\n");
+    }
+
+    #[test]
     fn a_smuggled_end_of_data_stays_data() {
         let stuffed = dot_stuff(b"a\n.\nMAIL FROM:<x>\r\n");
         assert_eq!(stuffed, b"a\r\n..\r\nMAIL FROM:<x>\r\n.\r\n");
