@@ -8,7 +8,9 @@ use std::fmt;
 /// Parsing never fails and never loses bytes: a header block without the blank line that should
 /// end it, a line that is not a header field, or bytes that are not UTF-8 all survive
 /// [`to_bytes`](Message::to_bytes) unchanged, except that a missing blank line between header
-/// and body is supplied.
+/// and body is supplied. [`from_vec`](Message::from_vec) and
+/// [`into_bytes`](Message::into_bytes) do the same as `parse` and `to_bytes` without copying the
+/// body, for messages too large to hold twice.
 ///
 /// # Examples
 ///
@@ -45,6 +47,108 @@ pub struct Header {
 impl Message {
     /// Splits raw message bytes into header fields and body.
     pub fn parse(bytes: &[u8]) -> Message {
+        let (headers, header_len) = Headers::parse(bytes);
+        Message {
+            headers,
+            body: bytes[header_len..].to_vec(),
+        }
+    }
+
+    /// Splits raw message bytes into header fields and body as [`parse`](Message::parse) does,
+    /// keeping the body in the allocation `bytes` came in: the header block is removed from its
+    /// front, so a large message is never copied whole.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_plugin_api::Message;
+    ///
+    /// let bytes = b"Subject: hi\r\n\r\nbody\r\n".to_vec();
+    /// let message = Message::from_vec(bytes.clone());
+    /// assert_eq!(message, Message::parse(&bytes));
+    /// assert_eq!(message.body(), b"body\r\n");
+    /// ```
+    pub fn from_vec(mut bytes: Vec<u8>) -> Message {
+        let (headers, header_len) = Headers::parse(&bytes);
+        bytes.drain(..header_len);
+        Message {
+            headers,
+            body: bytes,
+        }
+    }
+
+    /// The whole message as bytes, as [`to_bytes`](Message::to_bytes) gives them, in the body's
+    /// own allocation: the header block is written in front of the body, which moves up in
+    /// place when its spare capacity allows (and is reallocated once when it does not).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_plugin_api::Message;
+    ///
+    /// let mut message = Message::from_vec(b"Subject: hi\r\n\r\nbody\r\n".to_vec());
+    /// message.headers_mut().prepend("X-Core", "0");
+    /// let expected = message.to_bytes();
+    /// assert_eq!(message.into_bytes(), expected);
+    /// ```
+    pub fn into_bytes(self) -> Vec<u8> {
+        let mut head = Vec::with_capacity(self.headers.len_bytes() + 2);
+        self.write_head(&mut head);
+        let mut bytes = self.body;
+        bytes.splice(..0, head);
+        bytes
+    }
+
+    /// The header fields.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The header fields, to change them.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+
+    /// The body: everything after the blank line that ends the header block.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Replaces the body. Line endings are the caller's to keep consistent.
+    pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
+        self.body = body.into();
+    }
+
+    /// The whole message as bytes: header fields, the blank line, the body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.headers.len_bytes() + 2 + self.body.len());
+        self.write_head(&mut out);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// The header fields and the blank line that ends them.
+    fn write_head(&self, out: &mut Vec<u8>) {
+        self.headers.write_to(out);
+        out.extend_from_slice(self.headers.newline());
+    }
+}
+
+/// The field name if `line` starts with one: printable ASCII but colon, then a colon.
+fn field_name(line: &[u8]) -> Option<&str> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = &line[..colon];
+    let printable = |b: &u8| (33..=126).contains(b);
+    if name.is_empty() || !name.iter().all(printable) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
+}
+
+impl Headers {
+    /// Parses the header block at the start of `bytes`: the fields, and how many bytes they and
+    /// the blank line after them (when there is one) take. The rest is the body.
+    fn parse(bytes: &[u8]) -> (Headers, usize) {
         // New fields follow the first line's ending; SMTP's CRLF when there is no line at all.
         let crlf = bytes
             .iter()
@@ -88,54 +192,9 @@ impl Message {
             });
             rest = &rest[line_len..];
         }
-        Message {
-            headers: Headers { fields, crlf },
-            body: rest.to_vec(),
-        }
+        (Headers { fields, crlf }, bytes.len() - rest.len())
     }
 
-    /// The header fields.
-    pub fn headers(&self) -> &Headers {
-        &self.headers
-    }
-
-    /// The header fields, to change them.
-    pub fn headers_mut(&mut self) -> &mut Headers {
-        &mut self.headers
-    }
-
-    /// The body: everything after the blank line that ends the header block.
-    pub fn body(&self) -> &[u8] {
-        &self.body
-    }
-
-    /// Replaces the body. Line endings are the caller's to keep consistent.
-    pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
-        self.body = body.into();
-    }
-
-    /// The whole message as bytes: header fields, the blank line, the body.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.headers.len_bytes() + 2 + self.body.len());
-        self.headers.write_to(&mut out);
-        out.extend_from_slice(self.headers.newline());
-        out.extend_from_slice(&self.body);
-        out
-    }
-}
-
-/// The field name if `line` starts with one: printable ASCII but colon, then a colon.
-fn field_name(line: &[u8]) -> Option<&str> {
-    let colon = line.iter().position(|&b| b == b':')?;
-    let name = &line[..colon];
-    let printable = |b: &u8| (33..=126).contains(b);
-    if name.is_empty() || !name.iter().all(printable) {
-        return None;
-    }
-    std::str::from_utf8(name).ok()
-}
-
-impl Headers {
     /// The first field called `name` (compared without regard to case), its value trimmed;
     /// `None` if there is none or its value is not UTF-8. A folded value keeps its line breaks:
     /// [`Header::unfolded`] joins them.
@@ -411,6 +470,61 @@ mod tests {
             let again = Message::parse(&message.to_bytes());
             assert_eq!(again, message);
         }
+    }
+
+    #[test]
+    fn from_vec_and_into_bytes_agree_with_parse_and_to_bytes() {
+        let long_body = "line of body text\r\n".repeat(5_000);
+        let long = format!("Subject: big\r\n\r\n{long_body}");
+        for bytes in [
+            &b""[..],
+            b"\r\n",
+            b"\n",
+            b"body only, no header\r\nsecond line\r\n",
+            b"\r\nbody after an empty header block\r\n",
+            b"A: no header end\r\nB: still header\r\n",
+            b"A: no line ending",
+            b"From: a@example.org\nSubject: bare\n\tLF folded\n\nbody\n",
+            b"Subject: two\r\n  lines\r\n\tand three\r\n\r\nbody\r\n",
+            b" folded first\r\nA: b\r\n\r\n",
+            b"\xff\xfe: x\r\n\r\n\xff body\r\n",
+            b"A:\xff\r\n\r\n\x80\x81",
+            b"A: b\r\n\r",
+            b"A: b\r\nnot a header\r\nmore\r\n",
+            long.as_bytes(),
+        ] {
+            let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]).into_owned();
+            let parsed = Message::parse(bytes);
+            let moved = Message::from_vec(bytes.to_vec());
+            assert_eq!(moved, parsed, "{shown:?}");
+            let expected = parsed.to_bytes();
+            assert_eq!(moved.clone().into_bytes(), expected, "{shown:?}");
+
+            // With fields added, as the server does before it queues a message.
+            let mut stamped = Message::from_vec(bytes.to_vec());
+            stamped
+                .headers_mut()
+                .prepend("Received", "from client.example");
+            stamped.headers_mut().append("X-Last", "1");
+            let expected = stamped.to_bytes();
+            assert_eq!(stamped.into_bytes(), expected, "{shown:?}");
+        }
+    }
+
+    #[test]
+    fn a_big_body_stays_in_its_allocation() {
+        let mut bytes = Vec::with_capacity(200_000);
+        bytes.extend_from_slice(b"Subject: x\r\n\r\n");
+        bytes.resize(100_000, b'a');
+        let at = bytes.as_ptr();
+        let mut message = Message::from_vec(bytes);
+        assert_eq!(message.body().as_ptr(), at);
+        message
+            .headers_mut()
+            .prepend("Received", "from client.example");
+        let bytes = message.into_bytes();
+        assert_eq!(bytes.as_ptr(), at);
+        assert!(bytes.starts_with(b"Received: from client.example\r\nSubject: x\r\n\r\naaa"));
     }
 
     #[test]
