@@ -455,6 +455,54 @@ fn concurrent_enqueues_get_distinct_ids_and_all_are_recovered() {
     assert_eq!(recovered, distinct);
 }
 
+#[test]
+fn a_burst_of_messages_big_and_small_is_written_whole_and_in_order() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    // Enqueued all at once: while the writer syncs the big first one, the rest wait, and it
+    // gathers them into batches of many frames (more buffers than one vectored write takes);
+    // the other big ones make batches of more than its batch bytes.
+    let bodies: Vec<Vec<u8>> = (0..1500usize)
+        .map(|n| {
+            let len = match n {
+                0 => 16 << 20,
+                n if n % 500 == 499 => 3 << 20,
+                n => 1 + n % 700,
+            };
+            (0..len).map(|i| (n * 31 + i * 7) as u8).collect()
+        })
+        .collect();
+    let enqueues = bodies
+        .iter()
+        .map(|body| queue.enqueue(message(&["a@example.net"], body)));
+    let ids: Vec<QueueId> = block_on(futures::future::join_all(enqueues))
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let check = |queue: &EmbeddedQueue| {
+        assert_eq!(queue.list().len(), bodies.len());
+        for (id, body) in ids.iter().zip(&bodies) {
+            assert_eq!(&*block_on(queue.body(id)).unwrap(), &body[..], "{id}");
+        }
+    };
+    check(&queue);
+    drop(queue);
+    let queue = open(dir.path());
+    check(&queue);
+    // Every frame starts where the one before it ends, up to the end of the segment.
+    for path in segments(dir.path()) {
+        let len = fs::metadata(&path).unwrap().len();
+        let Some(&last) = record_offsets(&path).last() else {
+            continue;
+        };
+        let last_len = fs::read(&path).unwrap()[last as usize..][..4]
+            .try_into()
+            .map(u32::from_le_bytes)
+            .unwrap();
+        assert_eq!(last + 8 + u64::from(last_len), len, "{}", path.display());
+    }
+}
+
 /// The environment variable that makes `crash_child` run, naming the queue directory.
 const CRASH_CHILD: &str = "MQ_CRASH_CHILD";
 

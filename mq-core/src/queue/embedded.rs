@@ -13,7 +13,7 @@ use smol::channel::Sender;
 use super::error::QueueError;
 use super::id::IdSource;
 use super::index::Index;
-use super::journal::{self, HEADER, MAX_RECORD};
+use super::journal::{self, Framed, HEADER, MAX_RECORD};
 use super::record::{MessageRecord, RecipientState, Record};
 use super::recovery::recover;
 use super::writer::{Reply, Request, Writer, lock};
@@ -143,10 +143,11 @@ impl EmbeddedQueue {
             .map(drop)
     }
 
-    /// Frames a record and has the writer append it; returns how many entries it touched.
-    async fn append(&self, record: Record, body: &[u8]) -> Result<usize, QueueError> {
-        let frame = journal::frame(&record, body);
-        if frame.len() as u64 - HEADER > MAX_RECORD {
+    /// Frames a record and has the writer append it; returns how many entries it touched. The
+    /// body (a message's; empty for other records) moves into the frame, uncopied.
+    async fn append(&self, record: Record, body: Vec<u8>) -> Result<usize, QueueError> {
+        let frame = Framed::new(&record, body);
+        if frame.len() - HEADER > MAX_RECORD {
             return Err(QueueError::Invalid("message too large"));
         }
         self.submit(|reply| Request::Append {
@@ -195,7 +196,7 @@ impl Queue for EmbeddedQueue {
                 .collect(),
             body_len: message.body.len() as u64,
         };
-        self.append(Record::Message(record), &message.body).await?;
+        self.append(Record::Message(record), message.body).await?;
         Ok(id)
     }
 
@@ -219,7 +220,7 @@ impl Queue for EmbeddedQueue {
             id,
             recipient: entry.recipient_index,
         };
-        if self.append(record, &[]).await? == 0 {
+        if self.append(record, Vec::new()).await? == 0 {
             // A delete got there first.
             return Err(QueueError::NotFound(id));
         }
@@ -240,7 +241,7 @@ impl Queue for EmbeddedQueue {
             next_attempt: until,
             error: clip(error, MAX_ERROR),
         };
-        match self.append(record, &[]).await? {
+        match self.append(record, Vec::new()).await? {
             0 => Err(QueueError::NotFound(entry.queue_id)),
             _ => Ok(()),
         }
@@ -254,7 +255,7 @@ impl Queue for EmbeddedQueue {
         if !lock(&self.index).contains(*id) {
             return Err(QueueError::NotFound(*id));
         }
-        match self.append(Record::Delete { id: *id }, &[]).await? {
+        match self.append(Record::Delete { id: *id }, Vec::new()).await? {
             0 => Err(QueueError::NotFound(*id)),
             removed => Ok(removed),
         }

@@ -18,16 +18,46 @@ pub(crate) const MAX_RECORD: u64 = 1 << 30;
 /// Length and checksum before each payload.
 pub(crate) const HEADER: u64 = 8;
 
-/// The framed record, ready to append; `body` as for [`record::encode`].
+/// A framed record, ready to append: the frame's header and the payload up to the body in
+/// `head`, the body (a message's, empty for other records) apart in `body`, so that a message
+/// is moved into its frame, never copied. Written one after the other they are the frame.
+#[derive(Debug)]
+pub(crate) struct Framed {
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Framed {
+    /// Frames `record`, whose body (for a `Message` record, of its `body_len`) is `body`.
+    pub(crate) fn new(record: &Record, body: Vec<u8>) -> Framed {
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(&[0; HEADER as usize]);
+        record::encode_head(record, &mut head);
+        let payload_len = (head.len() - HEADER as usize + body.len()) as u32;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head[HEADER as usize..]);
+        crc.update(&body);
+        head[..4].copy_from_slice(&payload_len.to_le_bytes());
+        head[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+        Framed { head, body }
+    }
+
+    /// The frame's length on disk: header and payload.
+    pub(crate) fn len(&self) -> u64 {
+        (self.head.len() + self.body.len()) as u64
+    }
+
+    /// The frame's bytes, in order: the head, then the body (empty for most records).
+    pub(crate) fn parts(&self) -> [&[u8]; 2] {
+        [&self.head, &self.body]
+    }
+}
+
+/// The framed record as one buffer; `body` as for [`record::encode`].
+#[cfg(test)]
 pub(crate) fn frame(record: &Record, body: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(body.len() + 256);
-    bytes.extend_from_slice(&[0; HEADER as usize]);
-    record::encode(record, body, &mut bytes);
-    let payload_len = (bytes.len() as u64 - HEADER) as u32;
-    let crc = crc32fast::hash(&bytes[HEADER as usize..]);
-    bytes[..4].copy_from_slice(&payload_len.to_le_bytes());
-    bytes[4..8].copy_from_slice(&crc.to_le_bytes());
-    bytes
+    let framed = Framed::new(record, body.to_vec());
+    framed.parts().concat()
 }
 
 /// The path of segment `seq`.
@@ -185,6 +215,38 @@ mod tests {
         let crc = u32::from_le_bytes(framed[4..8].try_into().unwrap());
         assert_eq!(len as usize, framed.len() - 8);
         assert_eq!(crc, crc32fast::hash(payload(&framed)));
+    }
+
+    #[test]
+    fn a_frame_with_its_body_apart_is_the_whole_payload_framed() {
+        let body = b"Subject: hi\r\n\r\nbody\r\n".repeat(100);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let record = Record::Message(record::MessageRecord {
+            id: QueueId::from_u64(9),
+            arrived: at,
+            client: "client.example[192.0.2.1]".into(),
+            sender: "a@example.org".parse().unwrap(),
+            recipients: vec![record::RecipientState {
+                address: "b@example.net".parse().unwrap(),
+                done: false,
+                attempts: 0,
+                next_attempt: at,
+                last_error: None,
+            }],
+            body_len: body.len() as u64,
+        });
+        let mut payload = Vec::new();
+        record::encode(&record, &body, &mut payload);
+        let mut whole = Vec::new();
+        whole.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        whole.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        whole.extend_from_slice(&payload);
+
+        let framed = Framed::new(&record, body.clone());
+        assert_eq!(framed.len(), whole.len() as u64);
+        assert_eq!(framed.parts()[1], &body[..]);
+        assert_eq!(framed.parts().concat(), whole);
+        assert_eq!(record::decode(&whole[HEADER as usize..]), Ok(record));
     }
 
     fn segment_with(bytes: &[u8]) -> (tempfile::TempDir, SegmentReader) {

@@ -22,8 +22,9 @@
 //!   disk before it. A file per message (write, fsync, rename, fsync the directory) costs about
 //!   350 µs, which caps one stream near 3,000 messages a second.
 //! - One append-only journal lets many sessions share one sync: the writer takes every request
-//!   that is waiting, writes them with one `write`, syncs once, then answers them all. The
-//!   busier the queue, the more messages each sync carries.
+//!   that is waiting, writes them with vectored writes straight from each message's own buffer,
+//!   syncs once, then answers them all. The busier the queue, the more messages each sync
+//!   carries.
 //! - Checksummed records make a half-written tail (a crash mid-write) detectable, so recovery
 //!   drops it instead of showing a damaged entry; nothing is renamed into place.
 //! - The price: space is reclaimed per segment, oldest first, and a long-lived message in an old

@@ -77,8 +77,17 @@ impl Record {
 
 /// Appends the payload of `record` to `out`. `body` is the message body for a `Message` record
 /// (whose `body_len` must match it) and empty for the others.
+#[cfg(test)]
 pub(crate) fn encode(record: &Record, body: &[u8], out: &mut Vec<u8>) {
-    Encoder(out).record(record, body);
+    encode_head(record, out);
+    out.extend_from_slice(body);
+}
+
+/// Appends the payload of `record` to `out` up to its body, which is the payload's last
+/// `body_len` bytes for a `Message` record (and nothing for the others): the body's length is
+/// written, the body is the caller's to append.
+pub(crate) fn encode_head(record: &Record, out: &mut Vec<u8>) {
+    Encoder(out).record(record);
 }
 
 struct Encoder<'a>(&'a mut Vec<u8>);
@@ -107,9 +116,9 @@ impl Encoder<'_> {
         self.0.extend_from_slice(value);
     }
 
-    fn record(&mut self, record: &Record, body: &[u8]) {
+    fn record(&mut self, record: &Record) {
         match record {
-            Record::Message(message) => self.message(message, body),
+            Record::Message(message) => self.message(message),
             Record::Done { id, recipient } => {
                 self.u8(DONE);
                 self.u64(id.as_u64());
@@ -136,7 +145,7 @@ impl Encoder<'_> {
         }
     }
 
-    fn message(&mut self, message: &MessageRecord, body: &[u8]) {
+    fn message(&mut self, message: &MessageRecord) {
         self.u8(MESSAGE);
         self.u64(message.id.as_u64());
         self.time(message.arrived);
@@ -156,8 +165,9 @@ impl Encoder<'_> {
                 None => self.u8(0),
             }
         }
-        // Last, so that its place is the record's end minus its length.
-        self.bytes(body);
+        // The body is last, so that its place is the record's end minus its length; only its
+        // length is written here, as `bytes` would write it.
+        self.u32(message.body_len as u32);
     }
 }
 

@@ -1,7 +1,8 @@
 //! The journal's one writer thread: group commit, segment rotation, deletion and compaction.
 //!
 //! Requests arrive on a channel. The writer takes the first, then every other one already
-//! waiting (up to a bound), writes their records with one `write`, syncs once, applies them to
+//! waiting (up to a bound), writes their records with vectored writes straight from the
+//! requests' own buffers (a batch is never gathered into one), syncs once, applies them to
 //! the index, and only then answers: what a caller sees, and what `take_due` hands out, is
 //! always on disk. Between batches it deletes segments nothing needs and compacts the oldest one
 //! a little at a time, so that clients never wait behind a whole compaction.
@@ -12,7 +13,7 @@
 //! tail is recovered as after a crash.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -22,7 +23,7 @@ use smol::channel::{Receiver, TryRecvError};
 
 use super::error::QueueError;
 use super::index::{Index, Placement};
-use super::journal;
+use super::journal::{self, Framed};
 use super::record::Record;
 
 /// Requests taken into one batch at most, and their bytes: bounds the latency a big batch adds.
@@ -30,6 +31,8 @@ const BATCH_REQUESTS: usize = 1024;
 const BATCH_BYTES: usize = 8 << 20;
 /// Bytes of live messages copied forward per compaction step, between client batches.
 const COMPACTION_STEP: u64 = 4 << 20;
+/// The most buffers one vectored write takes (Linux's `IOV_MAX`).
+const IOV_MAX: usize = 1024;
 
 /// The answer to a request: how many live entries it touched.
 pub(crate) type Reply = oneshot::Sender<Result<usize, QueueError>>;
@@ -39,7 +42,7 @@ pub(crate) type Reply = oneshot::Sender<Result<usize, QueueError>>;
 pub(crate) enum Request {
     /// Append a framed record and apply it once synced.
     Append {
-        frame: Vec<u8>,
+        frame: Framed,
         record: Record,
         reply: Reply,
     },
@@ -145,9 +148,10 @@ impl Writer {
                 Request::Maintain { reply } => maintain.push(reply),
             }
         }
-        let counts = self
-            .append(&frames)
-            .map(|at| self.apply(records.into_iter().zip(at)));
+        let placed = self.append(&frames);
+        // The bodies are on disk: free them before anyone is answered.
+        drop(frames);
+        let counts = placed.map(|at| self.apply(records.into_iter().zip(at)));
         match counts {
             Ok(counts) => answer(replies.into_iter().zip(counts), Ok(()))?,
             Err(err) => answer(replies.into_iter().map(|reply| (reply, 0)), Err(err))?,
@@ -159,21 +163,21 @@ impl Writer {
         answer(maintain.into_iter().map(|reply| (reply, 0)), done)
     }
 
-    /// Appends frames with one write and one sync; returns where each landed. Starts a new
-    /// segment first if they would not fit in the current one (a batch larger than a segment
+    /// Appends frames with vectored writes and one sync; returns where each landed. Starts a
+    /// new segment first if they would not fit in the current one (a batch larger than a segment
     /// gets a segment of its own).
-    fn append(&mut self, frames: &[Vec<u8>]) -> Result<Vec<Placement>, QueueError> {
+    fn append(&mut self, frames: &[Framed]) -> Result<Vec<Placement>, QueueError> {
         if frames.is_empty() {
             return Ok(Vec::new());
         }
-        let total: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        let total: u64 = frames.iter().map(Framed::len).sum();
         if self.len > 0 && self.len + total > self.segment_size {
             self.rotate()?;
         }
         let mut placements = Vec::with_capacity(frames.len());
         let mut offset = self.len;
         for frame in frames {
-            let len = frame.len() as u64;
+            let len = frame.len();
             placements.push(Placement {
                 segment: self.seq,
                 offset,
@@ -181,20 +185,25 @@ impl Writer {
             });
             offset += len;
         }
-        self.write(&frames.concat())?;
+        self.write(frames, total)?;
         Ok(placements)
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), QueueError> {
-        (&*self.file)
-            .write_all(bytes)
-            .map_err(|e| self.io_error("write", e))?;
+    /// Writes the frames (`total` bytes) at the end of the segment, then syncs.
+    fn write(&mut self, frames: &[Framed], total: u64) -> Result<(), QueueError> {
+        let mut slices: Vec<IoSlice<'_>> = frames
+            .iter()
+            .flat_map(Framed::parts)
+            .filter(|part| !part.is_empty())
+            .map(IoSlice::new)
+            .collect();
+        write_all_vectored(&*self.file, &mut slices).map_err(|e| self.io_error("write", e))?;
         if self.fsync {
             self.file
                 .sync_data()
                 .map_err(|e| self.io_error("sync", e))?;
         }
-        self.len += bytes.len() as u64;
+        self.len += total;
         lock(&self.index).set_segment_len(self.seq, self.len);
         Ok(())
     }
@@ -244,7 +253,7 @@ impl Writer {
         let mut records = Vec::with_capacity(chunk.len());
         for (message, body) in chunk {
             let record = Record::Message(message);
-            frames.push(journal::frame(&record, &body.read()?));
+            frames.push(Framed::new(&record, body.read()?));
             records.push(record);
         }
         let placements = self.append(&frames)?;
@@ -270,6 +279,24 @@ impl Writer {
     }
 }
 
+/// Writes every byte of `slices`, in order, at most [`IOV_MAX`] buffers per call: a short write
+/// goes on where it stopped, an interrupted one is retried.
+fn write_all_vectored(mut out: impl Write, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    for mut chunk in slices.chunks_mut(IOV_MAX) {
+        // Leading empty buffers would make a write of zero bytes look like a failure.
+        IoSlice::advance_slices(&mut chunk, 0);
+        while !chunk.is_empty() {
+            match out.write_vectored(chunk) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => IoSlice::advance_slices(&mut chunk, written),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Sends each caller its count, or all of them the error (which is then returned).
 fn answer(
     replies: impl Iterator<Item = (Reply, usize)>,
@@ -289,8 +316,125 @@ fn answer(
 impl Request {
     fn bytes(&self) -> usize {
         match self {
-            Request::Append { frame, .. } => frame.len(),
+            Request::Append { frame, .. } => frame.len() as usize,
             Request::Maintain { .. } => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that takes at most `max_bytes` per call, fails every third call with
+    /// `Interrupted`, and checks that no call passes more than `IOV_MAX` buffers.
+    struct Stingy {
+        written: Vec<u8>,
+        max_bytes: usize,
+        calls: usize,
+        widest: usize,
+    }
+
+    impl Write for Stingy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            assert!(bufs.len() <= IOV_MAX, "{} buffers in one write", bufs.len());
+            self.widest = self.widest.max(bufs.len());
+            self.calls += 1;
+            if self.calls.is_multiple_of(3) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let before = self.written.len();
+            for buf in bufs {
+                let room = self.max_bytes - (self.written.len() - before);
+                self.written.extend_from_slice(&buf[..buf.len().min(room)]);
+                if buf.len() >= room {
+                    break;
+                }
+            }
+            Ok(self.written.len() - before)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn stingy(max_bytes: usize) -> Stingy {
+        Stingy {
+            written: Vec::new(),
+            max_bytes,
+            calls: 0,
+            widest: 0,
+        }
+    }
+
+    /// Buffers of varied lengths (some empty), each filled with its own pattern.
+    fn parts(count: usize) -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|n| {
+                let len = match n % 5 {
+                    0 => 0,
+                    1 => 7,
+                    2 => 300,
+                    3 => 1,
+                    _ => 5000 + n,
+                };
+                (0..len).map(|i| (n * 13 + i) as u8).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn short_and_interrupted_writes_go_on_where_they_stopped() {
+        let parts = parts(40);
+        for max_bytes in [1, 3, 299, 4096, 1 << 20] {
+            let mut out = stingy(max_bytes);
+            let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+            write_all_vectored(&mut out, &mut slices).unwrap();
+            assert_eq!(
+                out.written,
+                parts.concat(),
+                "at most {max_bytes} bytes a write"
+            );
+        }
+    }
+
+    #[test]
+    fn many_buffers_go_at_most_iov_max_at_a_time() {
+        let parts = parts(3 * IOV_MAX + 17);
+        let mut out = stingy(usize::MAX / 2);
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        write_all_vectored(&mut out, &mut slices).unwrap();
+        assert_eq!(out.written, parts.concat());
+        assert_eq!(out.widest, IOV_MAX);
+    }
+
+    #[test]
+    fn a_write_that_takes_nothing_is_an_error_not_a_hang() {
+        let mut out = stingy(0);
+        let parts = parts(3);
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let error = write_all_vectored(&mut out, &mut slices).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WriteZero);
+        let mut nothing: Vec<IoSlice<'_>> = vec![IoSlice::new(&[]); 3];
+        write_all_vectored(&mut out, &mut nothing).unwrap();
+    }
+
+    #[test]
+    fn a_real_file_gets_every_buffer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = journal::create_segment(dir.path(), 1).unwrap();
+        let mut parts = parts(2 * IOV_MAX + 5);
+        for part in parts.iter_mut().step_by(300) {
+            *part = vec![part.len() as u8; 1 << 20];
+        }
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        write_all_vectored(&file, &mut slices).unwrap();
+        let path = journal::segment_path(dir.path(), 1);
+        assert_eq!(fs::read(path).unwrap(), parts.concat());
     }
 }
