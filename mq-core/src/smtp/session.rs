@@ -595,8 +595,8 @@ impl Session {
     /// Stamps the message, runs the data chain, and queues it.
     async fn accept(&mut self, sender: Address, bytes: Vec<u8>) -> Reply {
         let now = SystemTime::now();
-        let mut message = Message::parse(&bytes);
-        drop(bytes);
+        // The body stays in the buffer it was read into, up to the queue's write.
+        let mut message = Message::from_vec(bytes);
         let recipients = std::mem::take(&mut self.state.recipients);
         let only = (recipients.len() == 1).then(|| recipients[0].to_string());
         let helo = self.state.helo.clone().unwrap_or_default();
@@ -640,7 +640,7 @@ impl Session {
         message: Message,
     ) -> Result<Vec<(Vec<u8>, Vec<Address>)>, Reply> {
         if !self.worker.engine().has_chain(HookId::SmtpInMessage) {
-            return Ok(vec![(message.to_bytes(), recipients)]);
+            return Ok(vec![(message.into_bytes(), recipients)]);
         }
         let mut groups: Vec<(Vec<u8>, Vec<Address>)> = Vec::new();
         let mut refused = None;
@@ -651,7 +651,7 @@ impl Session {
                 refused = Some(reply);
                 continue;
             }
-            let bytes = copy.message.to_bytes();
+            let bytes = copy.message.into_bytes();
             match groups.iter_mut().find(|(body, _)| *body == bytes) {
                 Some((_, group)) => group.push(copy.recipient),
                 None => groups.push((bytes, vec![copy.recipient])),
