@@ -45,6 +45,7 @@
 pub mod admin;
 mod chain;
 mod config;
+mod deadline;
 pub mod delivery;
 pub mod dns;
 mod engine;

@@ -13,6 +13,7 @@ use mq_plugin_api::Context;
 use smol::LocalExecutor;
 use smol::channel::{self, Receiver, Sender};
 
+use crate::deadline::Deadlines;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::registry::{Plan, RegistryError};
@@ -96,6 +97,7 @@ struct WorkerInner {
     engine: Engine,
     dns: Option<Rc<dyn mq_plugin_api::Dns>>,
     executor: Rc<LocalExecutor<'static>>,
+    deadlines: Deadlines,
     /// Each tracked task holds a clone; shutdown drops this one and waits for the channel to
     /// close, which happens when the last task is done.
     in_flight: RefCell<Option<Sender<()>>>,
@@ -269,6 +271,7 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
             core,
             engine,
             dns,
+            deadlines: Deadlines::new(&executor),
             executor: Rc::clone(&executor),
             in_flight: RefCell::new(Some(in_flight)),
             stopping,
@@ -295,6 +298,11 @@ impl Worker {
     /// The worker's engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// This core's coarse deadlines, for the long timeouts of its connections.
+    pub(crate) fn deadlines(&self) -> &Deadlines {
+        &self.inner.deadlines
     }
 
     /// A fresh context on this core, for one connection or one delivery attempt.

@@ -12,6 +12,7 @@ use mq_plugin_api::Reply;
 use smol::{Async, Timer};
 
 use super::data::{DataError, DataReader};
+use crate::deadline::Deadlines;
 
 /// The byte stream under a session.
 pub(crate) enum Stream {
@@ -99,10 +100,16 @@ pub(crate) struct Conn {
     /// How long sending may wait for the client to read: one that never reads must not hold its
     /// session, and its connection slot, for ever.
     write_timeout: Duration,
+    /// The worker's deadlines, for the read timeouts.
+    deadlines: Deadlines,
 }
 
 impl Conn {
-    pub(crate) fn new(stream: Async<TcpStream>, write_timeout: Duration) -> Conn {
+    pub(crate) fn new(
+        stream: Async<TcpStream>,
+        write_timeout: Duration,
+        deadlines: Deadlines,
+    ) -> Conn {
         Conn {
             stream: Stream::Plain(stream),
             input: vec![0; READ_CHUNK],
@@ -110,6 +117,7 @@ impl Conn {
             end: 0,
             output: Vec::with_capacity(512),
             write_timeout,
+            deadlines,
         }
     }
 
@@ -222,7 +230,7 @@ impl Conn {
                     .map_err(ConnError::Io)
             },
             async {
-                Timer::after(timeout).await;
+                self.deadlines.after(timeout).await;
                 Err(ConnError::TimedOut)
             },
         )

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -265,6 +265,11 @@ fn reuseport_listener(address: SocketAddr) -> io::Result<TcpListener> {
 /// Accepts connections on this core until shutdown begins; each session is a tracked task, so
 /// shutdown waits for it.
 async fn accept_loop(worker: Worker, socket: TcpListener, shared: Arc<Shared>) {
+    // A listener on a wildcard address asks each connection where it arrived.
+    let listening = socket
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
     let listener = match Async::new(socket) {
         Ok(listener) => listener,
         Err(error) => {
@@ -272,7 +277,7 @@ async fn accept_loop(worker: Worker, socket: TcpListener, shared: Arc<Shared>) {
         }
     };
     loop {
-        let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+        let accepted = smol::future::or(async { Some(accept(&listener).await) }, async {
             worker.stopping().await;
             None
         })
@@ -280,8 +285,10 @@ async fn accept_loop(worker: Worker, socket: TcpListener, shared: Arc<Shared>) {
         match accepted {
             None => break,
             Some(Ok((stream, peer))) => {
+                let local =
+                    listening.unwrap_or_else(|| stream.get_ref().local_addr().unwrap_or(peer));
                 let session =
-                    super::session::run(worker.clone(), stream, peer, Arc::clone(&shared));
+                    super::session::run(worker.clone(), stream, peer, local, Arc::clone(&shared));
                 worker.spawn(session).detach();
             }
             Some(Err(error)) => {
@@ -290,4 +297,18 @@ async fn accept_loop(worker: Worker, socket: TcpListener, shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// The next connection, non-blocking from the start (`accept4`), so that registering it takes
+/// no further system call.
+async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
+    use rustix::net::{SocketFlags, acceptfrom_with};
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let (fd, peer) = listener
+        .read_with(|listener| acceptfrom_with(listener, flags).map_err(io::Error::from))
+        .await?;
+    let peer = peer
+        .and_then(|peer| SocketAddr::try_from(peer).ok())
+        .ok_or_else(|| io::Error::other("a connection without a peer address"))?;
+    Ok((Async::new_nonblocking(TcpStream::from(fd))?, peer))
 }

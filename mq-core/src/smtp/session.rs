@@ -26,10 +26,14 @@ pub(crate) async fn run(
     worker: Worker,
     stream: Async<TcpStream>,
     client: SocketAddr,
+    local: SocketAddr,
     shared: Arc<Shared>,
 ) {
-    let local = stream.get_ref().local_addr().unwrap_or(client);
-    let mut conn = Conn::new(stream, shared.config.command_timeout);
+    let mut conn = Conn::new(
+        stream,
+        shared.config.command_timeout,
+        worker.deadlines().clone(),
+    );
     let _slot = match shared.admit(client.ip()) {
         Ok(slot) => slot,
         Err(reply) => {
@@ -632,7 +636,8 @@ impl Session {
     }
 
     /// Runs `smtp_in_message` for each recipient; recipients whose copies came out the same
-    /// share one stored message. Without plugins at that hook, all share the one message.
+    /// share one stored message. Without plugins at that hook, all share the one message, which
+    /// is not copied.
     async fn copies(
         &mut self,
         sender: &Address,
