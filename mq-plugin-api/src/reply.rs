@@ -41,11 +41,11 @@ impl Reply {
     /// assert_eq!(reply.enhanced(), None);
     /// ```
     pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
-        let enhanced = (!enhanced.is_empty()).then(|| clean(enhanced).into());
+        let enhanced = (!enhanced.is_empty()).then(|| clean(enhanced.to_owned()).into());
         Reply {
             code,
             enhanced,
-            text: clean(&text.into()).into_boxed_str(),
+            text: clean(text.into()).into_boxed_str(),
         }
     }
 
@@ -89,7 +89,11 @@ impl Reply {
 
 /// The text with control characters (CR and LF above all) made spaces, so that a reply is one
 /// line on the wire whatever a plugin put in it.
-fn clean(text: &str) -> String {
+fn clean(text: String) -> String {
+    // Printable ASCII, what nearly every reply is, needs no new string.
+    if text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return text;
+    }
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
@@ -101,5 +105,26 @@ impl fmt::Display for Reply {
             Some(enhanced) => write!(f, "{} {} {}", self.code, enhanced, self.text),
             None => write!(f, "{} {}", self.code, self.text),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reply;
+
+    #[test]
+    fn control_characters_become_spaces_and_other_text_is_kept() {
+        let cases = [
+            ("Ok: queued as 0123", "Ok: queued as 0123"),
+            ("tab\there", "tab here"),
+            ("bell\u{7}del\u{7f}", "bell del "),
+            ("C1\u{85}next line", "C1 next line"),
+            ("déjà vu ✓", "déjà vu ✓"),
+            ("", ""),
+        ];
+        for (text, clean) in cases {
+            assert_eq!(Reply::new(250, "", text).text(), clean, "{text:?}");
+        }
+        assert_eq!(Reply::new(451, "4.\n3.0", "x").enhanced(), Some("4. 3.0"));
     }
 }
