@@ -44,6 +44,9 @@ enum State {
     Cr,
 }
 
+/// What a reader holds before it must grow.
+const INITIAL_CAPACITY: usize = 16 * 1024;
+
 /// A DATA reader: feed it the bytes the client sends; it says when the message ended.
 #[derive(Debug)]
 pub struct DataReader {
@@ -59,7 +62,8 @@ impl DataReader {
     pub fn new(limit: usize) -> DataReader {
         DataReader {
             state: State::LineStart,
-            body: Vec::new(),
+            // Room for a short message from the start, instead of a dozen reallocations.
+            body: Vec::with_capacity(limit.min(INITIAL_CAPACITY)),
             limit,
             too_big: false,
             bare: false,
