@@ -642,15 +642,22 @@ impl Session {
         &mut self,
         sender: &Address,
         recipients: Vec<Address>,
-        message: Message,
+        mut message: Message,
     ) -> Result<Vec<(Vec<u8>, Vec<Address>)>, Reply> {
         if !self.worker.engine().has_chain(HookId::SmtpInMessage) {
             return Ok(vec![(message.into_bytes(), recipients)]);
         }
         let mut groups: Vec<(Vec<u8>, Vec<Address>)> = Vec::new();
         let mut refused = None;
-        for recipient in recipients {
-            let mut copy = MessageCopy::new(sender.clone(), recipient, message.clone());
+        let mut recipients = recipients.into_iter().peekable();
+        while let Some(recipient) = recipients.next() {
+            // The last recipient takes the message itself, the others a copy each.
+            let message = if recipients.peek().is_some() {
+                message.clone()
+            } else {
+                std::mem::take(&mut message)
+            };
+            let mut copy = MessageCopy::new(sender.clone(), recipient, message);
             if let Some(reply) = Self::refusal(self.chain(&mut copy).await) {
                 tracing::info!(client = %self.client, recipient = %copy.recipient, %reply, "recipient refused at smtp_in_message");
                 refused = Some(reply);
