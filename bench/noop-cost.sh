@@ -10,6 +10,7 @@
 #   bench/noop-cost.sh
 #   MESSAGES=4000 SIZE=5120 bench/noop-cost.sh
 #   KEEP=/tmp/cg bench/noop-cost.sh     # keeps the callgrind files
+#   REUSE=1 bench/noop-cost.sh          # one connection per client for all its messages
 #
 # Needs valgrind and smtp-source. Kernel time is not counted by callgrind; bench/inbound.sh
 # gives messages/s and cpu.
@@ -52,7 +53,7 @@ CONF
         "$work/mq-$build" --config "$dir/mq.toml" serve 2>"$dir/log" &
     pid=$!
     for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
-    smtp-source -s 20 -l "$SIZE" -m "$MESSAGES" -f sender@client.test -t user@localhost "127.0.0.1:$PORT"
+    smtp-source ${REUSE:+-d} -s 20 -l "$SIZE" -m "$MESSAGES" -f sender@client.test -t user@localhost "127.0.0.1:$PORT"
     kill -TERM "$pid"
     wait "$pid" || true
     local queued worker total
