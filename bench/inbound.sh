@@ -16,6 +16,7 @@
 # 127.0.0.1; every run stops by itself after MESSAGES messages.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. bench/common.sh
 
 SIZES=${SIZES:-"5120 102400"}
 CONCURRENCY=${CONCURRENCY:-"1 20 100"}
@@ -23,7 +24,7 @@ PORT=${PORT:-2599}
 features=()
 [ "${NOOP:-0}" = 1 ] && features=(--features noop)
 
-command -v smtp-source >/dev/null || { echo "smtp-source is missing: run shared/tools/install-smtp-tools.sh" >&2; exit 1; }
+need smtp-source bc
 # MQ_BIN runs a binary built beforehand (to compare builds in one session) instead.
 if [ -n "${MQ_BIN:-}" ]; then
     mq=$MQ_BIN
@@ -32,44 +33,29 @@ else
     mq=target/release/mq
 fi
 
-# How many messages a run sends: enough for a few seconds at the expected rate.
-messages_for() {
-    if [ -n "${MESSAGES:-}" ]; then echo "$MESSAGES"; elif [ "$1" -le 10240 ]; then echo 20000; else echo 4000; fi
-}
-
 run() {
     local size=$1 concurrency=$2 messages dir pid start end
     messages=$(messages_for "$size")
     dir=$(mktemp -d)
-    cat > "$dir/mq.toml" <<CONF
+    base_config "$PORT" "$dir" > "$dir/mq.toml"
+    cat >> "$dir/mq.toml" <<CONF
 $([ -n "${WORKERS:-}" ] && printf '[engine]\nworkers = %s\n' "$WORKERS")
-[smtp]
-listen = "127.0.0.1:$PORT"
-max_connections_per_ip = 1000
-max_message_size = 10240000
-[queue]
-data_dir = "$dir/data"
-[admin]
-listen = ""
 # Acceptance alone is measured: nothing is delivered while the load runs.
 [delivery]
 enabled = false
 CONF
     "$mq" --config "$dir/mq.toml" serve 2>"$dir/log" &
     pid=$!
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+    wait_for_port "$PORT"
     start=$(date +%s.%N)
     smtp-source ${REUSE:+-d} -s "$concurrency" -l "$size" -m "$messages" -f sender@client.test -t user@localhost "127.0.0.1:$PORT"
     end=$(date +%s.%N)
     local rss
-    rss=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
-    kill -TERM "$pid"
-    wait "$pid" || true
-    local queued
-    queued=$(grep -c "message accepted" "$dir/log" || true)
+    rss=$(peak_rss_mb "$pid")
+    stop_mq "$pid"
     printf '%7d B  c=%-4d %6d msgs  %8.0f msg/s  peak RSS %6.1f MB  (queued %d)\n' \
         "$size" "$concurrency" "$messages" "$(echo "$messages / ($end - $start)" | bc -l)" \
-        "$(echo "$rss / 1024" | bc -l)" "$queued"
+        "$rss" "$(accepted "$dir/log")"
     rm -rf "$dir"
 }
 

@@ -16,12 +16,12 @@
 # gives messages/s and cpu.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. bench/common.sh
 
 MESSAGES=${MESSAGES:-2000}
 SIZE=${SIZE:-5120}
 PORT=${PORT:-2598}
-command -v valgrind >/dev/null || { echo "valgrind is missing" >&2; exit 1; }
-command -v smtp-source >/dev/null || { echo "smtp-source is missing: run shared/tools/install-smtp-tools.sh" >&2; exit 1; }
+need valgrind smtp-source bc
 
 # KEEP=DIR keeps the callgrind files there (for callgrind_annotate).
 work=${KEEP:-$(mktemp -d)}
@@ -36,28 +36,16 @@ cp target/release/mq "$work/mq-noop"
 count() {
     local build=$1 dir=$work/$1 pid
     mkdir -p "$dir"
-    cat > "$dir/mq.toml" <<CONF
-[engine]
-workers = 1
-[smtp]
-listen = "127.0.0.1:$PORT"
-max_connections_per_ip = 1000
-[queue]
-data_dir = "$dir/data"
-[admin]
-listen = ""
-[delivery]
-enabled = false
-CONF
+    base_config "$PORT" "$dir" > "$dir/mq.toml"
+    printf '[engine]\nworkers = 1\n[delivery]\nenabled = false\n' >> "$dir/mq.toml"
     valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$dir/cg.%p" \
         "$work/mq-$build" --config "$dir/mq.toml" serve 2>"$dir/log" &
     pid=$!
-    for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+    wait_for_port "$PORT" 600
     smtp-source ${REUSE:+-d} -s 20 -l "$SIZE" -m "$MESSAGES" -f sender@client.test -t user@localhost "127.0.0.1:$PORT"
-    kill -TERM "$pid"
-    wait "$pid" || true
+    stop_mq "$pid"
     local queued worker total
-    queued=$(grep -c "message accepted" "$dir/log" || true)
+    queued=$(accepted "$dir/log")
     [ "$queued" = "$MESSAGES" ] || { echo "$build: $queued of $MESSAGES messages queued" >&2; exit 1; }
     # The worker thread's file is the one whose functions include the SMTP session.
     worker=$(grep -l "smtp::session" "$dir"/cg.*-* | head -1)

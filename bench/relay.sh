@@ -11,21 +11,16 @@
 # 127.0.0.1; every run stops by itself after MESSAGES messages (or 120 s).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. bench/common.sh
 
 SIZES=${SIZES:-"5120 102400"}
 CONCURRENCY=${CONCURRENCY:-"20 100"}
 PORT=${PORT:-2598}
 SINK_PORT=${SINK_PORT:-2597}
 
-for tool in smtp-source smtp-sink; do
-    command -v "$tool" >/dev/null || { echo "$tool is missing: run shared/tools/install-smtp-tools.sh" >&2; exit 1; }
-done
+need smtp-source smtp-sink bc
 cargo build --release -q -p mq-bin
 mq=target/release/mq
-
-messages_for() {
-    if [ -n "${MESSAGES:-}" ]; then echo "$MESSAGES"; elif [ "$1" -le 10240 ]; then echo 20000; else echo 4000; fi
-}
 
 # The sink's count of messages received: the last "mesg=N" it printed.
 received() {
@@ -36,14 +31,8 @@ run() {
     local size=$1 concurrency=$2 messages dir pid sink start end got=0 rss
     messages=$(messages_for "$size")
     dir=$(mktemp -d)
-    cat > "$dir/mq.toml" <<CONF
-[smtp]
-listen = "127.0.0.1:$PORT"
-max_connections_per_ip = 1000
-[queue]
-data_dir = "$dir/data"
-[admin]
-listen = ""
+    base_config "$PORT" "$dir" > "$dir/mq.toml"
+    cat >> "$dir/mq.toml" <<CONF
 [delivery]
 smarthost = "127.0.0.1:$SINK_PORT"
 concurrency = 100
@@ -56,7 +45,7 @@ CONF
     sink=$!
     "$mq" --config "$dir/mq.toml" serve 2>"$dir/log" &
     pid=$!
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+    wait_for_port "$PORT"
     start=$(date +%s.%N)
     smtp-source -s "$concurrency" -l "$size" -m "$messages" -f sender@client.test -t user@remote.test "127.0.0.1:$PORT"
     for _ in $(seq 1200); do
@@ -65,12 +54,12 @@ CONF
         sleep 0.1
     done
     end=$(date +%s.%N)
-    rss=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
-    kill -TERM "$pid"; wait "$pid" || true
+    rss=$(peak_rss_mb "$pid")
+    stop_mq "$pid"
     kill "$sink"; wait "$sink" 2>/dev/null || true
     printf '%7d B  c=%-4d %6d msgs  %8.0f msg/s at the sink  peak RSS %6.1f MB  (received %d)\n' \
         "$size" "$concurrency" "$messages" "$(echo "$got / ($end - $start)" | bc -l)" \
-        "$(echo "$rss / 1024" | bc -l)" "$got"
+        "$rss" "$got"
     rm -rf "$dir"
 }
 
