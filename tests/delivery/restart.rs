@@ -7,13 +7,12 @@
 //! not.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
+
+use mq_tests::child::{ChildTest, serve_until_killed};
 
 use crate::paced::{Pace, Paced};
 use crate::support::{Harness, PATIENCE, enqueue, eventually, message, open_queue};
@@ -45,51 +44,14 @@ fn delivers_until_killed_when_the_restart_test_starts_it() {
     };
     let sink: SocketAddr = sink.parse().expect("the sink's address");
     let _harness = Harness::started_in(Path::new(&dir), |o| configure(o, sink));
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "{DELIVERING}").expect("stdout");
-    stdout.flush().expect("stdout");
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
-    std::process::exit(0);
+    serve_until_killed(DELIVERING);
 }
 
-/// The child process, killed when dropped so that a failing test leaves none behind.
-struct ChildDelivery(Child);
-
-impl Drop for ChildDelivery {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_child(dir: &Path, sink: SocketAddr) -> ChildDelivery {
-    let exe = std::env::current_exe().expect("the test binary");
+fn start_child(dir: &Path, sink: SocketAddr) -> ChildTest {
+    let sink = sink.to_string();
+    let env = [(DATA_DIR, dir.as_os_str()), (SINK, OsStr::new(&sink))];
     let name = "restart::delivers_until_killed_when_the_restart_test_starts_it";
-    let mut child = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(DATA_DIR, dir)
-        .env(SINK, sink.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the child starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let child = ChildDelivery(child);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        // libtest may have printed the test's name on the same line.
-        let started = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains(DELIVERING));
-        let _ = tx.send(started);
-    });
-    assert!(
-        rx.recv_timeout(PATIENCE).expect("the child starts in time"),
-        "the child starts delivering"
-    );
-    child
+    ChildTest::start(name, &env, DELIVERING, PATIENCE).0
 }
 
 /// The Subjects of `messages`.
@@ -125,8 +87,7 @@ fn a_delivery_killed_mid_flight_and_restarted_loses_no_message() {
         eventually(|| sink.received().len() >= KILL_AFTER),
         "the child delivers"
     );
-    child.0.kill().expect("SIGKILL the child");
-    child.0.wait().expect("the child is gone");
+    child.kill();
     let before = sink.received().len();
     assert!(
         before < MESSAGES,

@@ -6,17 +6,16 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use mq_core::queue::{Queue, QueueId};
 use mq_core::smtp::{Server, SmtpConfig};
+use mq_tests::child::{ChildTest, serve_until_killed};
 
 use crate::support::{Client, body_of, open_queue, queued_id, start_runtime};
 
@@ -43,53 +42,17 @@ fn serves_until_killed_when_the_crash_test_starts_it() {
     let mut config = SmtpConfig::default();
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let server = Server::start(&runtime, config, queue).expect("the server starts");
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "{LISTENING}{}", server.local_addr()).expect("stdout");
-    stdout.flush().expect("stdout");
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
-    std::process::exit(0);
-}
-
-/// The child process, killed when dropped so that a failing test leaves none behind.
-struct ChildServer(Child);
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    serve_until_killed(&format!("{LISTENING}{}", server.local_addr()));
 }
 
 /// Starts the child over the queue in `dir` and returns it with its address.
-fn start_child(dir: &Path) -> (ChildServer, SocketAddr) {
-    let exe = std::env::current_exe().expect("the test binary");
-    let name = "crash::serves_until_killed_when_the_crash_test_starts_it";
-    let mut child = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(QUEUE_DIR, dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the child starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let child = ChildServer(child);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let address = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            // libtest has printed the test's name on the same line.
-            .find_map(|line| {
-                line.split_once(LISTENING)
-                    .map(|(_, addr)| addr.trim().to_owned())
-            });
-        let _ = tx.send(address);
-    });
-    let address = rx
-        .recv_timeout(PATIENCE)
-        .expect("the child prints its address in time")
-        .expect("the child prints its address before it exits");
+fn start_child(dir: &Path) -> (ChildTest, SocketAddr) {
+    let (child, address) = ChildTest::start(
+        "crash::serves_until_killed_when_the_crash_test_starts_it",
+        &[(QUEUE_DIR, dir.as_os_str())],
+        LISTENING,
+        PATIENCE,
+    );
     (child, address.parse().expect("a socket address"))
 }
 
@@ -223,8 +186,7 @@ fn a_server_killed_under_load_keeps_every_acknowledged_message_exactly_once() {
         thread::sleep(Duration::from_millis(5));
     }
     tally.killing.store(true, Ordering::SeqCst);
-    child.0.kill().expect("SIGKILL the child");
-    child.0.wait().expect("the child is gone");
+    child.kill();
     for client in clients {
         client.join().expect("a client ends when its server dies");
     }

@@ -10,6 +10,10 @@
 //!   [`config_enabling`] turns off all but the plugins a test is about.
 //! - Waiting on other threads without hanging: [`result_of`] for a runtime job, [`eventually`]
 //!   for something the watchdog records.
+//! - Killing a server mid-work: [`child::ChildTest`] runs one test of the test binary as a
+//!   child process that serves until the parent sends SIGKILL.
+
+pub mod child;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
