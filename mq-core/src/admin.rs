@@ -256,11 +256,7 @@ async fn route(request: &Request, sources: &Sources<'_>) -> Response {
 }
 
 fn metrics_page(sources: &Sources<'_>) -> Response {
-    let page = render_metrics(
-        sources.stats,
-        &(sources.metrics)(),
-        sources.queue.list().len(),
-    );
+    let page = render_metrics(sources.stats, &(sources.metrics)(), sources.queue.count());
     Response {
         status: 200,
         content_type: "text/plain; version=0.0.4",

@@ -95,6 +95,30 @@ fn an_enqueued_message_lists_one_entry_per_recipient() {
 }
 
 #[test]
+fn the_count_follows_the_live_entries_through_acks_deletes_and_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let counted = |queue: &EmbeddedQueue| (queue.count(), queue.list().len());
+    assert_eq!(counted(&queue), (0, 0));
+    let three = ["a@example.net", "b@example.net", "c@example.net"];
+    let first = block_on(queue.enqueue(message(&three, b"x"))).unwrap();
+    block_on(queue.enqueue(message(&["d@example.net"], b"y"))).unwrap();
+    let deleted = block_on(queue.enqueue(message(&three[..2], b"z"))).unwrap();
+    assert_eq!(counted(&queue), (6, 6));
+    let taken = block_on(queue.take_due(SystemTime::now(), 2)).unwrap();
+    assert!(taken.iter().all(|entry| entry.queue_id == first));
+    block_on(queue.ack(&taken[0], AckResult::Delivered)).unwrap();
+    let later = SystemTime::now() + Duration::from_hours(1);
+    block_on(queue.defer(&taken[1], later, "451 try later".into())).unwrap();
+    assert_eq!(counted(&queue), (5, 5));
+    assert_eq!(block_on(queue.delete(&deleted)).unwrap(), 2);
+    assert_eq!(counted(&queue), (3, 3));
+    drop(queue);
+    let queue = open(dir.path());
+    assert_eq!(counted(&queue), (3, 3));
+}
+
+#[test]
 fn the_body_comes_back_byte_for_byte() {
     let dir = TempDir::new().unwrap();
     let queue = open(dir.path());

@@ -214,6 +214,10 @@ impl Queue for Waking {
         self.delivery.queue.list()
     }
 
+    fn count(&self) -> usize {
+        self.delivery.queue.count()
+    }
+
     async fn delete(&self, id: &QueueId) -> Result<usize, QueueError> {
         self.delivery.queue.delete(id).await
     }

@@ -251,6 +251,10 @@ impl Queue for EmbeddedQueue {
         lock(&self.index).entries()
     }
 
+    fn count(&self) -> usize {
+        lock(&self.index).live()
+    }
+
     async fn delete(&self, id: &QueueId) -> Result<usize, QueueError> {
         if !lock(&self.index).contains(*id) {
             return Err(QueueError::NotFound(*id));

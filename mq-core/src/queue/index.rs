@@ -94,6 +94,8 @@ pub(crate) struct Index {
     current: u64,
     /// The highest id in any record read or written, so that new ids come after it.
     highest_id: Option<QueueId>,
+    /// Live entries in all: the sum of the messages' `live`.
+    live: usize,
 }
 
 impl Index {
@@ -171,6 +173,7 @@ impl Index {
             body_len: message.body_len,
         };
         self.messages.insert(message.id, stored);
+        self.live += live;
         live
     }
 
@@ -196,6 +199,7 @@ impl Index {
         slot.state.done = true;
         self.due.remove(&(slot.state.next_attempt, id, recipient));
         stored.live -= 1;
+        self.live -= 1;
         if stored.live == 0 {
             self.remove(id);
         }
@@ -236,7 +240,13 @@ impl Index {
                 .remove(&(slot.state.next_attempt, id, index as u32));
         }
         self.count_record(stored.record, false);
+        self.live -= stored.live;
         stored.live
+    }
+
+    /// How many entries are live, without listing them.
+    pub(crate) fn live(&self) -> usize {
+        self.live
     }
 
     /// The attempts so far of a live entry.

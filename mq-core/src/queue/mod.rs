@@ -212,6 +212,12 @@ pub trait Queue: Send + Sync + fmt::Debug {
     /// Every live entry, in queue id and recipient order (for `mq queue list`).
     fn list(&self) -> Vec<Entry>;
 
+    /// How many entries are live: what [`list`](Queue::list) would return. A backend that can
+    /// tell without copying them should (the metrics page asks at every scrape).
+    fn count(&self) -> usize {
+        self.list().len()
+    }
+
     /// Removes every entry of a message (an administrator's `mq queue delete`) and returns how
     /// many there were.
     async fn delete(&self, id: &QueueId) -> Result<usize, QueueError>;
