@@ -183,6 +183,10 @@ impl AliasMap {
 
     /// The results for `address`: its `user@domain` entry, else its domain's `@domain` entry.
     pub(crate) fn lookup(&self, address: &Address) -> Option<&[Target]> {
+        // No map (the plugin compiled in but not configured): no key to build.
+        if self.entries.is_empty() {
+            return None;
+        }
         let exact = self.entries.get(&self.key(address));
         let domain = || (!address.domain().is_empty()).then(|| domain_key(address.domain()));
         exact

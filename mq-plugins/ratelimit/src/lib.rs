@@ -200,6 +200,9 @@ impl Plugin for RateLimit {
             event.reject(too_many(451, "messages from", &user));
             return Control::Complete;
         }
+        if !self.has(LimitKey::SenderDomain) {
+            return Control::Continue;
+        }
         let domain = event.sender.domain().to_ascii_lowercase();
         if !domain.is_empty() && self.exceeded(ctx, LimitKey::SenderDomain, &domain).await {
             event.reject(too_many(451, "messages from", &domain));
