@@ -161,14 +161,14 @@ mod tests {
     }
 
     #[test]
-    fn a_deadline_fires_after_its_timeout_and_within_a_tick_of_it() {
+    fn a_deadline_fires_once_its_timeout_has_passed_never_before() {
         let waited = on_a_worker(async |deadlines| {
             let start = Instant::now();
             deadlines.after(Duration::from_millis(250)).await;
             start.elapsed()
         });
         assert!(waited >= Duration::from_millis(250), "{waited:?}");
-        // A tick late at most, with room for a loaded machine.
+        // Late by a tick, give or take a loaded machine; never stuck.
         assert!(waited < Duration::from_secs(5), "{waited:?}");
     }
 
