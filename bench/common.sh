@@ -57,3 +57,13 @@ data_dir = "$2/data"
 listen = ""
 CONF
 }
+
+# Calls `run SIZE CONCURRENCY` for every size in SIZES and concurrency in CONCURRENCY.
+run_all() {
+    local size concurrency
+    for size in $SIZES; do
+        for concurrency in $CONCURRENCY; do
+            run "$size" "$concurrency"
+        done
+    done
+}

@@ -63,8 +63,4 @@ CONF
     rm -rf "$dir"
 }
 
-for size in $SIZES; do
-    for concurrency in $CONCURRENCY; do
-        run "$size" "$concurrency"
-    done
-done
+run_all
