@@ -61,6 +61,11 @@ impl AdminClient {
     /// `method path`, which must answer 200.
     pub(crate) fn ok(&self, method: &str, path: &str) -> anyhow::Result<Vec<u8>> {
         let response = self.request(method, path)?;
+        self.body_of_200(response, path)
+    }
+
+    /// The body of a 200 answer to `path`; any other status is an error naming it.
+    fn body_of_200(&self, response: Response, path: &str) -> anyhow::Result<Vec<u8>> {
         if response.status != 200 {
             bail!(
                 "admin port {}: {} {path}: {}",
@@ -78,16 +83,8 @@ impl AdminClient {
         if response.status == 404 {
             return Ok(None);
         }
-        if response.status != 200 {
-            bail!(
-                "admin port {}: {} {path}: {}",
-                self.address,
-                response.status,
-                response.text()
-            );
-        }
-        let text =
-            String::from_utf8(response.body).context("admin port: queue records are not UTF-8")?;
+        let body = self.body_of_200(response, path)?;
+        let text = String::from_utf8(body).context("admin port: queue records are not UTF-8")?;
         text.lines()
             .map(|line| serde_json::from_str(line).context("admin port: malformed queue record"))
             .collect::<anyhow::Result<_>>()
