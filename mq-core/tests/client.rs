@@ -71,9 +71,9 @@ fn a_message_is_delivered_with_mail_rcpt_and_data() {
     assert_eq!(sink.commands().last().map(String::as_str), Some("QUIT"));
 }
 
-#[test]
-fn pipelining_sends_mail_rcpts_and_data_in_one_write() {
-    let sink = Sink::start(Script::new().ehlo(&["PIPELINING"]));
+/// A sink offering `extensions` after one message to two recipients was delivered to it.
+fn deliver_to_two(extensions: &[&str]) -> Sink {
+    let sink = Sink::start(Script::new().ehlo(extensions));
     run(async {
         let mut connection = connect(&sink).await;
         deliver(
@@ -83,6 +83,12 @@ fn pipelining_sends_mail_rcpts_and_data_in_one_write() {
         )
         .await;
     });
+    sink
+}
+
+#[test]
+fn pipelining_sends_mail_rcpts_and_data_in_one_write() {
+    let sink = deliver_to_two(&["PIPELINING"]);
     let batch = [
         "MAIL FROM:<a@example.org>",
         "RCPT TO:<b@example.net>",
@@ -98,16 +104,7 @@ fn pipelining_sends_mail_rcpts_and_data_in_one_write() {
 
 #[test]
 fn without_pipelining_each_command_waits_for_its_reply() {
-    let sink = Sink::start(Script::new().ehlo(&["8BITMIME"]));
-    run(async {
-        let mut connection = connect(&sink).await;
-        deliver(
-            &mut connection,
-            &["b@example.net", "c@example.net"],
-            b"x\r\n",
-        )
-        .await;
-    });
+    let sink = deliver_to_two(&["8BITMIME"]);
     assert!(
         sink.reads().iter().all(|read| read.len() == 1),
         "{:?}",
