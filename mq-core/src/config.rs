@@ -117,9 +117,41 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// The text is not TOML, or a key is unknown or of the wrong type.
+    /// The text is not TOML, a key is unknown or of the wrong type, or a value would leave mq
+    /// unable to work ([`Config::validate`]).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses values that parse but leave mq unable to work: no worker, no connection, no
+    /// message byte. The error names the key.
+    ///
+    /// # Errors
+    ///
+    /// The first such value found.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let error = mq_core::Config::from_toml("[smtp]\nmax_connections = 0").unwrap_err();
+    /// assert!(error.to_string().contains("[smtp] max_connections"));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.engine.workers == Some(0) {
+            return Err(ConfigError::unusable("engine", "workers = 0", "at least 1"));
+        }
+        self.smtp
+            .validate()
+            .map_err(|(key, rule)| ConfigError::unusable("smtp", &key, rule))
+    }
+}
+
+impl ConfigError {
+    /// `[section] key = value: must be rule`.
+    fn unusable(section: &str, key: &str, rule: &str) -> ConfigError {
+        ConfigError(format!("[{section}] {key}: must be {rule}"))
     }
 }
 
@@ -195,5 +227,24 @@ mod tests {
         assert_eq!(config.engine.timeout, Duration::from_secs(2));
         assert_eq!(config.engine.slow_poll, Duration::from_millis(5));
         assert!(Config::from_toml("[engine]\ntimeout = \"5 parsecs\"").is_err());
+    }
+
+    #[test]
+    fn values_that_leave_mq_unusable_are_refused_naming_their_key() {
+        for (text, named) in [
+            ("[engine]\nworkers = 0", "[engine] workers = 0"),
+            ("[smtp]\nmax_connections = 0", "[smtp] max_connections = 0"),
+            ("[smtp]\nmax_connections_per_ip = 0", "[smtp] max_connections_per_ip = 0"),
+            ("[smtp]\nmax_message_size = 0", "[smtp] max_message_size = 0"),
+            ("[smtp]\nmax_recipients = 0", "[smtp] max_recipients = 0"),
+            ("[smtp]\nmax_line_length = 100", "[smtp] max_line_length = 100"),
+            ("[smtp]\ncommand_timeout = 0", "[smtp] command_timeout = 0s"),
+            ("[smtp]\ndata_timeout = \"0s\"", "[smtp] data_timeout = 0s"),
+        ] {
+            let error = Config::from_toml(text).expect_err(text).to_string();
+            assert!(error.starts_with(named), "{text}: {error}");
+            assert!(error.contains("must be"), "{text}: {error}");
+        }
+        assert!(Config::from_toml("[engine]\nworkers = 1\n[smtp]\nmax_message_size = 1").is_ok());
     }
 }

@@ -1,6 +1,6 @@
 //! Each limit of `[smtp]`, reached over a real socket, and the reply that enforces it.
 
-use std::io::Write as _;
+use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -107,7 +107,11 @@ fn an_idle_client_gets_421_after_the_command_timeout_and_is_disconnected() {
 
 #[test]
 fn a_third_connection_from_one_address_gets_421_when_two_are_allowed() {
-    let server = TestServer::start(2, |config| config.max_connections_per_ip = 2);
+    let server = TestServer::start(2, |config| {
+        config.max_connections_per_ip = 2;
+        // Loopback is a relay network, exempt by default.
+        config.connection_limit_exemptions = Some(Vec::new());
+    });
     // Greeted, so counted.
     let mut first = server.client();
     let mut second = server.client();
@@ -119,6 +123,50 @@ fn a_third_connection_from_one_address_gets_421_when_two_are_allowed() {
     assert!(third.is_closed());
     assert_eq!(first.send("NOOP"), "250 2.0.0 Ok");
     assert_eq!(second.send("NOOP"), "250 2.0.0 Ok");
+}
+
+#[test]
+fn sixty_connections_from_loopback_are_all_greeted_when_ten_per_address_are_allowed() {
+    let server = TestServer::start(2, |config| config.max_connections_per_ip = 10);
+    let mut clients: Vec<Client> = (0..60).map(|_| Client::connect(server.addr)).collect();
+    for (n, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.reply(), "220 localhost ESMTP mq", "connection {n}");
+    }
+    for client in &mut clients {
+        assert_eq!(client.send("NOOP"), "250 2.0.0 Ok");
+    }
+}
+
+#[test]
+fn the_per_address_limit_counts_a_client_outside_the_exempt_networks() {
+    let server = TestServer::start(1, |config| {
+        config.max_connections_per_ip = 1;
+        config.connection_limit_exemptions = Some(vec!["192.0.2.0/24".parse().unwrap()]);
+    });
+    let mut first = server.client();
+    let mut second = Client::connect(server.addr);
+    assert_eq!(
+        second.reply(),
+        "421 4.7.0 localhost Error: too many connections from 127.0.0.1"
+    );
+    assert_eq!(first.send("NOOP"), "250 2.0.0 Ok");
+}
+
+#[test]
+fn an_ipv6_client_on_loopback_is_counted_under_its_network() {
+    let server = TestServer::start(1, |config| {
+        config.listen = "[::1]:0".parse().unwrap();
+        config.max_connections_per_ip = 1;
+        config.connection_limit_exemptions = Some(Vec::new());
+    });
+    let mut first = server.client();
+    let mut second = Client::connect(server.addr);
+    assert_eq!(
+        second.reply(),
+        "421 4.7.0 localhost Error: too many connections from ::1"
+    );
+    assert!(second.is_closed());
+    assert_eq!(first.send("NOOP"), "250 2.0.0 Ok");
 }
 
 #[test]
@@ -166,6 +214,7 @@ fn a_client_that_never_reads_its_replies_is_disconnected_after_the_command_timeo
     let server = TestServer::start(1, |config| {
         config.command_timeout = Duration::from_secs(1);
         config.max_connections_per_ip = 1;
+        config.connection_limit_exemptions = Some(Vec::new());
     });
     let mut silent = TcpStream::connect(server.addr).expect("connect");
     silent
@@ -196,4 +245,81 @@ fn a_client_that_never_reads_its_replies_is_disconnected_after_the_command_timeo
     }
     // Dropping `silent` with unread replies resets the connection, which ends its session if
     // the server still waits on it, so that the server can shut down.
+}
+
+/// Sends `bytes` one at a time, one every 200 ms, until the server answers; returns the answer
+/// (up to its first line end) and whether the server then closed the connection. Panics if the
+/// server has not answered after 30 s.
+fn trickle(stream: &mut TcpStream, bytes: impl IntoIterator<Item = u8>) -> (String, bool) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("a read timeout");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut answer = Vec::new();
+    let mut bytes = bytes.into_iter();
+    while !answer.ends_with(b"\r\n") {
+        assert!(
+            Instant::now() < deadline,
+            "a client trickling a byte every 200 ms still holds its session after 30 s"
+        );
+        if answer.is_empty()
+            && let Some(byte) = bytes.next()
+        {
+            // The server may have cut the connection already; its answer is still there.
+            let _ = stream.write_all(&[byte]);
+        }
+        let mut buffer = [0; 256];
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("the connection failed: {e}"),
+        }
+    }
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("a read timeout");
+    let closed = matches!(stream.read(&mut [0; 64]), Ok(0) | Err(_));
+    (String::from_utf8_lossy(&answer).trim_end().to_owned(), closed)
+}
+
+/// Reads from `stream` until what arrived holds `text`.
+fn read_until(stream: &mut TcpStream, text: &str) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("a read timeout");
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(text) {
+        let mut buffer = [0; 1024];
+        let n = stream.read(&mut buffer).expect("the server answers");
+        assert_ne!(n, 0, "the server hung up before {text:?}: {seen:?}");
+        seen.extend_from_slice(&buffer[..n]);
+    }
+}
+
+#[test]
+fn a_client_trickling_a_command_line_is_cut_off_with_421_after_the_command_timeout() {
+    let server = TestServer::start(1, |config| config.command_timeout = Duration::from_secs(1));
+    let mut client = TcpStream::connect(server.addr).expect("connect");
+    read_until(&mut client, "220 ");
+    let line = b"NOOP ".iter().copied().chain(std::iter::repeat(b'x'));
+    let (answer, closed) = trickle(&mut client, line);
+    assert_eq!(answer, "421 4.4.2 localhost Error: timeout exceeded");
+    assert!(closed, "the session ended");
+}
+
+#[test]
+fn a_client_trickling_a_line_of_data_is_cut_off_with_421_after_the_data_timeout() {
+    let server = TestServer::start(1, |config| config.data_timeout = Duration::from_secs(1));
+    let mut client = TcpStream::connect(server.addr).expect("connect");
+    read_until(&mut client, "220 ");
+    client
+        .write_all(b"EHLO slow.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@localhost>\r\nDATA\r\n")
+        .expect("the commands are sent");
+    read_until(&mut client, "354 ");
+    let line = b"Subject: ".iter().copied().chain(std::iter::repeat(b'x'));
+    let (answer, closed) = trickle(&mut client, line);
+    assert_eq!(answer, "421 4.4.2 localhost Error: timeout exceeded");
+    assert!(closed, "the session ended");
+    assert!(server.entries().is_empty());
 }

@@ -8,6 +8,7 @@
 //! - `auth`: the AUTH exchanges byte by byte.
 //! - `relay`: who may relay, and what authenticated submissions get.
 //! - `limits`: each configured limit and the reply that enforces it.
+//! - `listen`: a port another socket holds is refused.
 //! - `smuggling`: bare line endings in DATA end nothing and queue nothing.
 //! - `hostile`: malformed input always gets a reply and never breaks the server.
 //! - `plugins`: plugins of this binary refusing, rewriting and checking at the inbound hooks.
@@ -22,6 +23,7 @@ mod concurrency;
 mod crash;
 mod hostile;
 mod limits;
+mod listen;
 mod pipelining;
 mod plugins;
 mod python;

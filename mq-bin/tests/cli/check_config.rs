@@ -60,3 +60,38 @@ fn a_bad_relay_network_is_refused() {
     ));
     assert!(line.contains("check-cidr.toml"), "{line}");
 }
+
+#[test]
+fn values_that_leave_mq_unusable_are_refused_naming_their_key() {
+    for (name, text, named) in [
+        (
+            "check-zero-connections.toml",
+            "[smtp]\nmax_connections = 0\n",
+            "[smtp] max_connections = 0",
+        ),
+        (
+            "check-zero-size.toml",
+            "[smtp]\nmax_message_size = 0\n",
+            "[smtp] max_message_size = 0",
+        ),
+        (
+            "check-zero-workers.toml",
+            "[engine]\nworkers = 0\n",
+            "[engine] workers = 0",
+        ),
+    ] {
+        let line = one_error_line(&check(name, text));
+        assert!(line.contains(name), "{line}");
+        assert!(line.contains(named), "{line}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_config_that_leaves_mq_unusable_before_it_listens() {
+    let path = config_file(
+        "serve-zero-workers.toml",
+        "[engine]\nworkers = 0\n\n[smtp]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"\"\n",
+    );
+    let line = one_error_line(&mq(&["--config", path.to_str().expect("UTF-8"), "serve"]));
+    assert!(line.contains("[engine] workers = 0"), "{line}");
+}

@@ -10,6 +10,9 @@ use serde::Deserialize;
 use super::relay::Cidr;
 use crate::config::duration;
 
+/// The shortest command line a server must take (RFC 5321 §4.5.3.1.4).
+const MIN_LINE_LENGTH: usize = 512;
+
 /// The SMTP server's settings. Every key has a default, so `mq serve` runs with none.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -32,8 +35,16 @@ pub struct SmtpConfig {
     pub max_line_length: usize,
     /// Connections at once over all clients (default 1,000).
     pub max_connections: usize,
-    /// Connections at once from one client address (default 50, as Postfix).
+    /// Connections at once from one client address (default 50, as Postfix); an IPv6 client
+    /// is counted by its network of `ipv6_prefix` bits.
     pub max_connections_per_ip: usize,
+    /// Clients `max_connections_per_ip` does not apply to (default: `relay_networks`, as
+    /// Postfix exempts `$mynetworks`); `[]` exempts none. They still count towards
+    /// `max_connections`.
+    pub connection_limit_exemptions: Option<Vec<Cidr>>,
+    /// How many leading bits of an IPv6 client's address name the client for the per-client
+    /// limits (default 64: one host's network).
+    pub ipv6_prefix: u8,
     /// Errors a session may make before it is disconnected (default 20, as Postfix).
     pub max_errors: u32,
     /// How long to wait for a command (default 5 min, RFC 5321 §4.5.3.2.7).
@@ -78,6 +89,8 @@ impl Default for SmtpConfig {
             max_line_length: 512,
             max_connections: 1_000,
             max_connections_per_ip: 50,
+            connection_limit_exemptions: None,
+            ipv6_prefix: super::client_key::DEFAULT_IPV6_PREFIX,
             max_errors: 20,
             command_timeout: Duration::from_mins(5),
             data_timeout: Duration::from_mins(3),
@@ -88,6 +101,46 @@ impl Default for SmtpConfig {
 }
 
 impl SmtpConfig {
+    /// The first value that would leave the server unable to take mail, as the key with its
+    /// value and what it must be instead.
+    pub(crate) fn validate(&self) -> Result<(), (String, &'static str)> {
+        let counts = [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            // SIZE 0 would read as "no limit" to a client (RFC 1870).
+            ("max_message_size", self.max_message_size),
+            ("max_recipients", self.max_recipients),
+        ];
+        if let Some((key, value)) = counts.into_iter().find(|&(_, value)| value == 0) {
+            return Err((format!("{key} = {value}"), "at least 1"));
+        }
+        if self.max_line_length < MIN_LINE_LENGTH {
+            let key = format!("max_line_length = {}", self.max_line_length);
+            return Err((key, "at least 512 (RFC 5321 4.5.3.1.4)"));
+        }
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            return Err((format!("ipv6_prefix = {}", self.ipv6_prefix), "from 1 to 128"));
+        }
+        for (key, timeout) in [
+            ("command_timeout", self.command_timeout),
+            ("data_timeout", self.data_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err((format!("{key} = {timeout:?}"), "longer than 0s"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `ip` is exempt from `max_connections_per_ip`.
+    pub fn is_exempt_from_connection_limit(&self, ip: std::net::IpAddr) -> bool {
+        self.connection_limit_exemptions
+            .as_ref()
+            .unwrap_or(&self.relay_networks)
+            .iter()
+            .any(|net| net.contains(ip))
+    }
+
     /// Whether mail to `domain` is delivered here.
     pub fn is_local_domain(&self, domain: &str) -> bool {
         self.domains

@@ -13,7 +13,7 @@ use mq_plugin_api::Reply;
 use smol::{Async, Timer};
 
 use super::data::{DataError, DataReader};
-use crate::deadline::Deadlines;
+use crate::deadline::{Deadline, Deadlines};
 
 /// The byte stream under a session.
 pub(crate) enum Stream {
@@ -72,7 +72,7 @@ impl AsyncWrite for Stream {
 pub(crate) enum ConnError {
     /// The client closed the connection.
     Closed,
-    /// The client sent nothing for the whole timeout.
+    /// The client did not finish its line (or message line) within the timeout.
     TimedOut,
     /// The connection failed.
     Io(io::Error),
@@ -173,12 +173,16 @@ impl Conn {
 
     /// The next line, at most `max` bytes with its line ending. Replies are flushed before the
     /// server waits, so a pipelining client gets its replies in one write.
+    ///
+    /// `timeout` bounds the whole line, not each read (Postfix's `smtpd_per_record_deadline`):
+    /// a client that trickles a byte at a time cannot hold its session for ever.
     pub(crate) async fn read_line(
         &mut self,
         max: usize,
         timeout: Duration,
     ) -> Result<Line, ConnError> {
         let mut too_long = false;
+        let mut deadline = self.deadlines.after(timeout);
         loop {
             if let Some(newline) = self.buffered().iter().position(|&b| b == b'\n') {
                 let line = &self.input[self.start..self.start + newline];
@@ -195,24 +199,31 @@ impl Conn {
                 too_long = true;
                 self.start = self.end;
             }
-            self.fill(timeout).await?;
+            self.fill(&mut deadline).await?;
         }
     }
 
-    /// Reads a message after the 354 reply, up to its `CRLF . CRLF`.
+    /// Reads a message after the 354 reply, up to its `CRLF . CRLF`. `timeout` bounds each line
+    /// of the message, not each read, as it does a command line.
     pub(crate) async fn read_data(
         &mut self,
         limit: usize,
         timeout: Duration,
     ) -> Result<Vec<u8>, DataError> {
         let mut data = DataReader::new(limit);
+        let mut deadline = self.deadlines.after(timeout);
         loop {
             let (used, ended) = data.feed(self.buffered());
+            // Searched from the end, where a line ending usually is within a few bytes.
+            let line_ended = memchr::memrchr(b'\n', &self.buffered()[..used]).is_some();
             self.start += used;
             if ended {
                 return data.finish();
             }
-            self.fill(timeout).await.map_err(|error| match error {
+            if line_ended {
+                deadline = self.deadlines.after(timeout);
+            }
+            self.fill(&mut deadline).await.map_err(|error| match error {
                 ConnError::Io(error) => DataError::Io(error),
                 ConnError::TimedOut => DataError::Io(io::ErrorKind::TimedOut.into()),
                 ConnError::Closed => DataError::Io(io::ErrorKind::UnexpectedEof.into()),
@@ -222,7 +233,7 @@ impl Conn {
 
     /// Flushes the replies, then reads more input into the free end of the buffer. A read
     /// dropped half-way (shutdown) leaves the buffer as it was.
-    async fn fill(&mut self, timeout: Duration) -> Result<(), ConnError> {
+    async fn fill(&mut self, deadline: &mut Deadline) -> Result<(), ConnError> {
         self.flush().await.map_err(ConnError::Io)?;
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
@@ -243,7 +254,7 @@ impl Conn {
                     .map_err(ConnError::Io)
             },
             async {
-                self.deadlines.after(timeout).await;
+                deadline.await;
                 Err(ConnError::TimedOut)
             },
         )

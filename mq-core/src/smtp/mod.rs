@@ -4,12 +4,14 @@
 //! - `data`: the message after DATA ([`DataReader`]): dot-unstuffing, size, bare CR/LF.
 //! - `conn`: a connection's buffers and its STARTTLS upgrade.
 //! - `session`: one session's state machine and hook chains.
-//! - `server`: the listeners, one per core, and the limits all sessions share ([`Server`]).
+//! - `server`: the listeners, one per core, and the limits all sessions share ([`Server`]);
+//!   `client_key`: the address (IPv6: the network) a client is counted under.
 //! - `config`, `relay`, `received`, `tls`, `auth`: settings, relay networks, the Received
 //!   field, certificates, and AUTH.
 
 pub mod auth;
 pub mod client;
+mod client_key;
 mod codec;
 mod config;
 mod conn;

@@ -11,6 +11,7 @@ use mq_plugin_api::Reply;
 use smol::Async;
 
 use super::auth::Credentials;
+use super::client_key::client_key;
 use super::config::SmtpConfig;
 use crate::queue::Queue;
 use crate::runtime::{JobHandle, Runtime, Worker};
@@ -79,37 +80,46 @@ impl Stats {
 /// A connection counted against the limits; dropping it frees its place.
 pub(crate) struct Slot {
     shared: Arc<Shared>,
-    ip: IpAddr,
+    /// The client's key in the per-client count, unless the client is exempt.
+    counted: Option<IpAddr>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.shared.total.fetch_sub(1, Ordering::Relaxed);
         self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+        let Some(key) = self.counted else { return };
         let mut connections = self
             .shared
             .connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = connections.get_mut(&self.ip) {
+        if let Some(count) = connections.get_mut(&key) {
             *count -= 1;
             if *count == 0 {
-                connections.remove(&self.ip);
+                connections.remove(&key);
             }
         }
     }
 }
 
 impl Shared {
-    /// A place for a connection from `ip`, or the 421 reply that turns it away.
+    /// A place for a connection from `ip`, or the 421 reply that turns it away. Clients of
+    /// the exempt networks are not counted per client; IPv6 clients are counted per network.
     pub(crate) fn admit(self: &Arc<Shared>, ip: IpAddr) -> Result<Slot, Reply> {
+        let counted = (!self.config.is_exempt_from_connection_limit(ip))
+            .then(|| client_key(ip, self.config.ipv6_prefix));
         let mut connections = self
             .connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let from_ip = connections.entry(ip).or_insert(0);
+        let mut exempt = 0;
+        let from_ip = match counted {
+            Some(key) => connections.entry(key).or_insert(0),
+            None => &mut exempt,
+        };
         let host = &self.config.hostname;
-        if *from_ip >= self.config.max_connections_per_ip {
+        if counted.is_some() && *from_ip >= self.config.max_connections_per_ip {
             return Err(Reply::new(
                 421,
                 "4.7.0",
@@ -129,7 +139,7 @@ impl Shared {
         self.stats.active.fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             shared: Arc::clone(self),
-            ip,
+            counted,
         })
     }
 
@@ -199,15 +209,11 @@ impl Server {
                 Credentials::new(config.auth.users.clone()).map_err(ServerError::Auth)?,
             ))
         };
-        let first =
-            reuseport_listener(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
-        let local = first
-            .local_addr()
-            .map_err(|e| ServerError::Bind(config.listen, e))?;
-        let mut sockets = vec![first];
-        for _ in 1..runtime.workers() {
-            sockets.push(reuseport_listener(local).map_err(|e| ServerError::Bind(local, e))?);
-        }
+        let local = claim(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
+        let sockets = (0..runtime.workers())
+            .map(|_| reuseport_listener(local))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| ServerError::Bind(local, e))?;
         let shared = Arc::new(Shared {
             config,
             queue,
@@ -249,6 +255,30 @@ impl Server {
             listener.wait();
         }
     }
+}
+
+/// Proves that no other socket holds `address` and returns it with its real port (for port
+/// 0, the one the kernel picked).
+///
+/// # Why
+///
+/// The cores' listeners share the port through `SO_REUSEPORT`, which also lets any other
+/// process of the same user that sets it (a second mq) join in, the kernel then splitting the
+/// mail between two queues. A socket bound without `SO_REUSEPORT` fails with "address already
+/// in use" when anything else holds the port, so binding one first, then closing it, proves
+/// the port free. Only a server binding the same port in the instant between the two binds
+/// could still slip in; sharing one socket between the cores instead would close that window,
+/// but all cores would wake for each connection instead of the kernel handing it to one.
+fn claim(address: SocketAddr) -> io::Result<SocketAddr> {
+    use socket2::{Domain, Socket, Type};
+    let probe = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&address.into())?;
+    probe.listen(1)?;
+    probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("a listener without an IP address"))
 }
 
 /// A listening socket that other cores may bind too, the kernel spreading connections.
