@@ -61,7 +61,7 @@ impl ServeArgs {
 /// the queue.
 pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
     // First, so that a signal sent as soon as the port answers is already ours to handle.
-    let mut signals = Signals::new([Signal::Term, Signal::Int]).context("cannot handle signals")?;
+    let signals = Signals::new([Signal::Term, Signal::Int]).context("cannot handle signals")?;
     // Before the port is bound: a second server on the same data directory must stop here.
     let queue = open_queue(config)?;
     let runtime = Runtime::start(plan, config.engine.worker_count())?;
@@ -87,9 +87,8 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
         admin = %admin.as_ref().map_or("off".to_owned(), |a| a.local_addr().to_string()),
         "mq serving"
     );
-    let signal = serve_until_signal(&runtime, &server, waking.as_ref(), admin, &mut signals)?;
-    tracing::info!(?signal, "draining sessions; a second signal stops at once");
-    exit_on_next(signals);
+    serve_until_signal(&runtime, &server, waking.as_ref(), admin, signals)?;
+    // Drained already: this joins the worker threads.
     runtime.shutdown();
     // The sessions held the server's share of the queue; with them gone the last handle is
     // ours, and dropping it lets the journal writer finish.
@@ -124,15 +123,16 @@ pub(crate) fn queue_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("queue")
 }
 
-/// Serves the admin port, if any, on a thread of its own until a signal arrives, then stops it.
-/// A scoped thread, so that the port borrows the runtime, the server's counters and the queue
-/// without making them shared.
+/// Serves the admin port, if any, on a thread of its own until a signal arrives and the
+/// sessions are drained, then stops it: the port answers to the end. A scoped thread, so that
+/// the port borrows the runtime, the server's counters and the queue without making them
+/// shared.
 fn serve_until_signal(
     runtime: &Runtime,
     server: &Server,
     queue: &dyn Queue,
     admin: Option<AdminServer>,
-    signals: &mut Signals,
+    mut signals: Signals,
 ) -> anyhow::Result<Signal> {
     let metrics = || runtime.metrics();
     let sources = Sources {
@@ -148,7 +148,12 @@ fn serve_until_signal(
                 .spawn_scoped(scope, || admin.serve(&sources))
                 .context("cannot start the admin thread")?;
         }
-        let signal = wait_for(signals);
+        let signal = wait_for(&mut signals);
+        if let Ok(signal) = &signal {
+            tracing::info!(?signal, "draining sessions; a second signal stops at once");
+            exit_on_next(signals);
+            runtime.drain();
+        }
         if let Some(stop) = stop {
             stop.stop();
         }

@@ -172,6 +172,10 @@ pub struct EngineConfig {
     pub on_error: FailurePolicy,
     /// Worker threads, each with its own executor and plugin instances (default: one per core).
     pub workers: Option<usize>,
+    /// How long a stop waits for sessions and deliveries in progress (default 30 s); then the
+    /// sessions still open are closed with `421 4.3.2`.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -182,6 +186,7 @@ impl Default for EngineConfig {
             slow_poll: Duration::from_millis(10),
             on_error: FailurePolicy::Tempfail,
             workers: None,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use mq_plugin_api::Context;
 use smol::LocalExecutor;
@@ -41,8 +42,14 @@ pub struct Runtime {
 
 struct WorkerThread {
     jobs: Sender<Job>,
+    /// Closes when the thread's work is done, before it is joined.
+    finished: Receiver<()>,
     thread: Option<thread::JoinHandle<()>>,
 }
+
+/// How long the sessions still open when the shutdown timeout passed get to send their 421
+/// and close before their tasks are dropped.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
 
 /// Spawns jobs on the workers of a [`Runtime`]; cheap to clone and `Send`, so a job on one core
 /// can hand work to another.
@@ -103,6 +110,8 @@ struct WorkerInner {
     in_flight: RefCell<Option<Sender<()>>>,
     /// Closed when shutdown begins.
     stopping: Receiver<()>,
+    /// Closed when the shutdown timeout has passed: open sessions close at once.
+    aborting: Receiver<()>,
 }
 
 /// The result of a job given to [`Runtime::spawn_on`].
@@ -140,13 +149,18 @@ impl Runtime {
         let mut threads = Vec::new();
         for core in 0..workers.max(1) {
             let (jobs, job_rx) = channel::unbounded::<Job>();
+            let (done, finished) = channel::bounded::<()>(1);
             let (plan, watchdog, ready) = (plan.clone(), watchdog.clone(), ready_tx.clone());
             let thread = thread::Builder::new()
                 .name(format!("mq-core-{core}"))
-                .spawn(move || run_worker(core, &plan, &watchdog, &ready, &job_rx))
+                .spawn(move || {
+                    run_worker(core, &plan, &watchdog, &ready, &job_rx);
+                    drop(done);
+                })
                 .expect("a worker thread starts");
             threads.push(WorkerThread {
                 jobs,
+                finished,
                 thread: Some(thread),
             });
         }
@@ -216,6 +230,19 @@ impl Runtime {
         self.stop();
     }
 
+    /// Begins shutdown as [`Runtime::shutdown`] does and waits until every worker is done,
+    /// without joining the threads: what borrows the runtime (the admin port) keeps working
+    /// meanwhile. Sessions still open after `[engine] shutdown_timeout` are closed with 421.
+    pub fn drain(&self) {
+        for worker in &self.workers {
+            worker.jobs.close();
+        }
+        for worker in &self.workers {
+            // Closed, never sent on: the thread is done.
+            let _ = worker.finished.recv_blocking();
+        }
+    }
+
     fn stop(&mut self) {
         for worker in &self.workers {
             worker.jobs.close();
@@ -257,6 +284,7 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
     let executor = Rc::new(LocalExecutor::new());
     let (in_flight, all_done) = channel::bounded::<()>(1);
     let (stop, stopping) = channel::bounded::<()>(1);
+    let (abort, aborting) = channel::bounded::<()>(1);
     // One resolver per core, its cache included; lookups fail temporarily without one.
     let dns: Option<Rc<dyn mq_plugin_api::Dns>> = match crate::dns::Resolver::new(plan.dns_config())
     {
@@ -275,6 +303,7 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
             executor: Rc::clone(&executor),
             in_flight: RefCell::new(Some(in_flight)),
             stopping,
+            aborting,
         }),
     };
     smol::block_on(executor.run(async {
@@ -284,9 +313,25 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
         drop(stop);
         worker.inner.in_flight.borrow_mut().take();
         // Closes once every tracked task has dropped its sender.
-        let _ = all_done.recv().await;
+        let shutdown_timeout = plan.engine_config().shutdown_timeout;
+        if within(shutdown_timeout, all_done.recv()).await.is_none() {
+            tracing::warn!(core, ?shutdown_timeout, "shutdown_timeout passed: closing the sessions still open");
+            drop(abort);
+            if within(ABORT_GRACE, all_done.recv()).await.is_none() {
+                tracing::warn!(core, "tasks still running after the shutdown timeout are dropped");
+            }
+        }
     }));
     tracing::debug!(core, "worker stopped");
+}
+
+/// `future`'s output, or `None` once `timeout` has passed.
+async fn within<T>(timeout: Duration, future: impl Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(future.await) }, async {
+        smol::Timer::after(timeout).await;
+        None
+    })
+    .await
 }
 
 impl Worker {
@@ -327,6 +372,16 @@ impl Worker {
     /// Resolves when shutdown begins: long-running tasks (listeners) stop taking new work then.
     pub async fn stopping(&self) {
         let _ = self.inner.stopping.recv().await;
+    }
+
+    /// Whether shutdown has begun: a command that arrives now is answered with 421.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.is_closed()
+    }
+
+    /// Resolves when the shutdown timeout has passed: what still runs then closes at once.
+    pub async fn aborting(&self) {
+        let _ = self.inner.aborting.recv().await;
     }
 }
 

@@ -158,3 +158,103 @@ fn without_a_data_dir_the_queue_goes_to_mq_data_in_the_working_directory() {
     assert!(scratch.path().join("mq-data/queue/lock").exists());
     assert!(server.terminate().status.success());
 }
+
+/// Appends `text` to the scratch server's config file.
+fn configure(scratch: &Scratch, text: &str) {
+    let mut config = std::fs::read_to_string(&scratch.config).expect("the config");
+    config.push_str(text);
+    std::fs::write(&scratch.config, config).expect("the config is written");
+}
+
+/// A client that has sent half a message after DATA and waits; its reader, for the replies.
+fn stalled_in_data(server: &Server) -> (TcpStream, BufReader<TcpStream>) {
+    let mut client = TcpStream::connect(server.smtp()).unwrap();
+    let dialogue =
+        "EHLO slow.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n";
+    client.write_all(dialogue.as_bytes()).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("354") {
+        line.clear();
+        assert_ne!(
+            reader.read_line(&mut line).unwrap(),
+            0,
+            "the server hung up"
+        );
+    }
+    client.write_all(b"Subject: half a message\r\n").unwrap();
+    (client, reader)
+}
+
+/// The next reply line.
+fn next_line(reader: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+#[test]
+fn sigterm_closes_a_session_stalled_in_data_with_421_after_the_shutdown_timeout() {
+    let scratch = Scratch::new();
+    configure(&scratch, "\n[engine]\nshutdown_timeout = \"1s\"\n");
+    let server = scratch.serve();
+    let (_client, mut reader) = stalled_in_data(&server);
+
+    let stopped = server.terminate();
+    assert!(
+        stopped.status.success(),
+        "{:?}\n{}",
+        stopped.status,
+        stopped.log
+    );
+    assert!(
+        stopped.log.contains("shutdown_timeout passed"),
+        "{}",
+        stopped.log
+    );
+    let goodbye = next_line(&mut reader);
+    assert!(goodbye.starts_with("421 4.3.2 "), "{goodbye}");
+}
+
+#[test]
+fn while_draining_the_admin_port_answers_and_a_command_that_arrives_gets_421_alone() {
+    let scratch = Scratch::new();
+    // One core, so that the idle session below sees the same shutdown as the stalled one; a
+    // drain that cannot end on its own.
+    configure(
+        &scratch,
+        "\n[engine]\nworkers = 1\nshutdown_timeout = \"1h\"\n",
+    );
+    let server = scratch.serve();
+    let (mut client, mut reader) = stalled_in_data(&server);
+    let idle = TcpStream::connect(server.smtp()).unwrap();
+    idle.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut idle = BufReader::new(idle);
+    assert!(next_line(&mut idle).starts_with("220 "));
+
+    server.signal_term();
+    // The idle session is told at once: shutdown has begun on the core.
+    let goodbye = next_line(&mut idle);
+    assert!(goodbye.starts_with("421 4.3.2 "), "{goodbye}");
+    let (status, page) = http_get(scratch.admin, "/metrics");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("mq_smtp_sessions_total 2"), "{page}");
+
+    // The message in progress is taken; the MAIL behind it is refused, and only refused.
+    client
+        .write_all(b"\r\nthe rest\r\n.\r\nMAIL FROM:<c@example.org>\r\n")
+        .unwrap();
+    let queued = next_line(&mut reader);
+    assert!(queued.starts_with("250 2.0.0 Ok: queued as "), "{queued}");
+    let refused = next_line(&mut reader);
+    assert!(refused.starts_with("421 4.3.2 "), "{refused}");
+
+    let stopped = server.wait_exit();
+    assert!(
+        stopped.status.success(),
+        "{:?}\n{}",
+        stopped.status,
+        stopped.log
+    );
+}

@@ -47,6 +47,7 @@ pub(crate) async fn run(
     facts.client = Some(client);
     facts.local = Some(local);
     facts.relay_network = shared.may_relay(client.ip());
+    let aborting = worker.clone();
     let mut session = Session {
         worker,
         shared,
@@ -55,7 +56,21 @@ pub(crate) async fn run(
         client,
         state: State::default(),
     };
-    session.serve(local).await;
+    // Past the shutdown timeout, a session still open (a DATA transfer that will not end) is
+    // closed where it is.
+    let aborted = smol::future::or(
+        async {
+            session.serve(local).await;
+            false
+        },
+        async {
+            aborting.aborting().await;
+            true
+        },
+    );
+    if aborted.await {
+        session.abort().await;
+    }
 }
 
 /// What the session knows so far.
@@ -145,6 +160,19 @@ impl Session {
         }
     }
 
+    /// Closes the connection with 421, whatever the session was doing.
+    async fn abort(&mut self) {
+        // Taken already: the session was closing anyway.
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let text = format!("{} Error: service shutting down", self.hostname());
+        self.shared.stats.reply(421);
+        conn.reply(&Reply::new(421, "4.3.2", text));
+        tracing::info!(client = %self.client, "closed at the shutdown timeout");
+        conn.close().await;
+    }
+
     async fn serve(&mut self, local: SocketAddr) {
         if self.connect(local).await {
             self.commands().await;
@@ -195,7 +223,9 @@ impl Session {
                     None
                 },
             );
-            let Some(read) = read.await else {
+            // A command that arrives once shutdown began gets 421 and nothing else, even when
+            // it was already there to read.
+            let Some(read) = read.await.filter(|_| !worker.is_stopping()) else {
                 let text = format!("{} Error: service shutting down", self.hostname());
                 return self.send(&Reply::new(421, "4.3.2", text));
             };
