@@ -233,6 +233,19 @@ impl Runtime {
     /// Begins shutdown as [`Runtime::shutdown`] does and waits until every worker is done,
     /// without joining the threads: what borrows the runtime (the admin port) keeps working
     /// meanwhile. Sessions still open after `[engine] shutdown_timeout` are closed with 421.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_core::{Config, Registry, Runtime};
+    ///
+    /// let plan = Registry::linked().unwrap().plan(&Config::default()).unwrap();
+    /// let runtime = Runtime::start(&plan, 2).unwrap();
+    /// runtime.drain();
+    /// // Drained: no job runs any more.
+    /// assert_eq!(runtime.spawn_on(0, |worker| async move { worker.core() }).wait(), None);
+    /// runtime.shutdown();
+    /// ```
     pub fn drain(&self) {
         for worker in &self.workers {
             worker.jobs.close();

@@ -133,6 +133,16 @@ impl SmtpConfig {
     }
 
     /// Whether `ip` is exempt from `max_connections_per_ip`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut config = mq_core::smtp::SmtpConfig::default();
+    /// // The relay networks, loopback by default.
+    /// assert!(config.is_exempt_from_connection_limit("127.0.0.1".parse().unwrap()));
+    /// config.connection_limit_exemptions = Some(Vec::new());
+    /// assert!(!config.is_exempt_from_connection_limit("127.0.0.1".parse().unwrap()));
+    /// ```
     pub fn is_exempt_from_connection_limit(&self, ip: std::net::IpAddr) -> bool {
         self.connection_limit_exemptions
             .as_ref()

@@ -48,6 +48,9 @@ pub struct RateLimitConfig {
     /// The limits, each a token bucket per key value (`[[plugins.ratelimit.limit]]`).
     #[serde(rename = "limit")]
     pub limits: Vec<LimitConfig>,
+    /// How many leading bits of an IPv6 client's address name its `client_ip` bucket (default
+    /// 64: one host's network, as one host can pick a new address in it for each connection).
+    pub ipv6_prefix: u8,
 }
 
 impl Default for RateLimitConfig {
@@ -58,6 +61,7 @@ impl Default for RateLimitConfig {
             key_prefix: "mq:ratelimit:".to_owned(),
             redis_timeout: Duration::from_secs(1),
             limits: Vec::new(),
+            ipv6_prefix: 64,
         }
     }
 }
@@ -149,6 +153,9 @@ impl RateLimitConfig {
             return Err(InvalidConfig::Timeout);
         }
         RedisUrl::parse(&self.redis_url).map_err(InvalidConfig::RedisUrl)?;
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            return Err(InvalidConfig::Ipv6Prefix(self.ipv6_prefix));
+        }
         for (index, limit) in self.limits.iter().enumerate() {
             let wrong = |problem| InvalidConfig::Limit {
                 number: index + 1,
@@ -183,6 +190,8 @@ pub enum InvalidConfig {
     Timeout,
     /// `redis_url` is not a URL mq can connect to.
     RedisUrl(String),
+    /// `ipv6_prefix` is not from 1 to 128.
+    Ipv6Prefix(u8),
     /// A `[[limit]]` table (counted from 1) is wrong.
     Limit {
         /// Its position in the section, from 1.
@@ -199,6 +208,9 @@ impl fmt::Display for InvalidConfig {
         match self {
             InvalidConfig::Timeout => f.write_str("redis_timeout must be longer than zero"),
             InvalidConfig::RedisUrl(message) => write!(f, "redis_url: {message}"),
+            InvalidConfig::Ipv6Prefix(bits) => {
+                write!(f, "ipv6_prefix = {bits}: must be from 1 to 128")
+            }
             InvalidConfig::Limit {
                 number,
                 key,
@@ -238,6 +250,22 @@ mod tests {
         assert!(config(&limit("key = \"user\"\nrate = 1\nper = \"soon\"")).is_err());
         let seconds = config(&limit("key = \"user\"\nrate = 1\nper = 90")).unwrap();
         assert_eq!(seconds.limits[0].per, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn the_ipv6_prefix_is_64_by_default_and_from_1_to_128() {
+        assert_eq!(config("").unwrap().ipv6_prefix, 64);
+        for bits in [0, 129] {
+            let error = config(&format!("ipv6_prefix = {bits}"))
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("ipv6_prefix = {bits}: must be from 1 to 128")
+            );
+        }
+        assert!(config("ipv6_prefix = 48").unwrap().validate().is_ok());
     }
 
     #[test]

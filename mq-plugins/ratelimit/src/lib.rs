@@ -14,7 +14,8 @@
 //!
 //! Unauthenticated sessions have no `user` bucket and the null sender `<>` no `sender_domain`
 //! one. Domains are compared in lower case; IPv4 clients seen as `::ffff:a.b.c.d` count as
-//! `a.b.c.d`.
+//! `a.b.c.d`, and IPv6 clients by their network of `ipv6_prefix` bits (default 64), written
+//! `2001:db8:1:2::/64`.
 //!
 //! # Layout
 //!
@@ -95,6 +96,8 @@ pub use config::{Backend, InvalidConfig, LimitConfig, LimitKey, RateLimitConfig}
 pub struct RateLimit {
     limits: Vec<Limit>,
     store: Store,
+    /// The bits of an IPv6 client's address that name its bucket.
+    ipv6_prefix: u8,
 }
 
 /// Where this instance's buckets live.
@@ -143,7 +146,11 @@ impl RateLimit {
             }
         };
         let limits = section.limits.iter().map(Limit::new).collect();
-        Ok(RateLimit { limits, store })
+        Ok(RateLimit {
+            limits,
+            store,
+            ipv6_prefix: section.ipv6_prefix,
+        })
     }
 
     /// Takes a token for `value` from each limit on `key`; whether one of them was empty.
@@ -169,6 +176,20 @@ impl RateLimit {
     }
 }
 
+/// The `client_ip` bucket of `ip`: an IPv4 address (also when seen as `::ffff:a.b.c.d`), or
+/// the IPv6 network of its first `ipv6_prefix` bits, such as `2001:db8:1:2::/64`.
+fn client_key(ip: std::net::IpAddr, ipv6_prefix: u8) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let bits = u32::from(ipv6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            let network = std::net::Ipv6Addr::from_bits(v6.to_bits() & mask);
+            format!("{network}/{bits}")
+        }
+        v4 @ std::net::IpAddr::V4(_) => v4.to_string(),
+    }
+}
+
 /// The temporary refusal of a step over its limit.
 fn too_many(code: u16, what: &str, value: &str) -> Reply {
     Reply::new(
@@ -184,7 +205,7 @@ impl Plugin for RateLimit {
         if !self.has(LimitKey::ClientIp) {
             return Control::Continue;
         }
-        let ip = event.client_ip().to_canonical().to_string();
+        let ip = client_key(event.client_ip(), self.ipv6_prefix);
         if self.exceeded(ctx, LimitKey::ClientIp, &ip).await {
             event.reject(too_many(421, "connections from", &ip));
             return Control::Complete;

@@ -133,6 +133,34 @@ fn an_ipv4_client_seen_through_ipv6_shares_its_bucket() {
 }
 
 #[test]
+fn ipv6_clients_of_one_network_share_a_bucket() {
+    let (core, shared) = (Core::new(), SharedState::default());
+    let plugin = instance(&limit("client_ip", 1, "1m"), 0, &shared);
+    assert_eq!(core.connect(&plugin, "[2001:db8:1:2::1]:1000"), None);
+    let reply = core
+        .connect(&plugin, "[2001:db8:1:2:ffff::7]:1001")
+        .expect("refused");
+    assert_eq!(
+        reply.to_string(),
+        "421 4.7.1 Error: too many connections from 2001:db8:1:2::/64; try again later"
+    );
+    assert_eq!(core.connect(&plugin, "[2001:db8:1:3::1]:1002"), None);
+}
+
+#[test]
+fn the_ipv6_prefix_of_a_client_bucket_is_configurable() {
+    let (core, shared) = (Core::new(), SharedState::default());
+    let section = format!("ipv6_prefix = 128\n{}", limit("client_ip", 1, "1m"));
+    let plugin = instance(&section, 0, &shared);
+    assert_eq!(core.connect(&plugin, "[2001:db8:1:2::1]:1000"), None);
+    assert_eq!(core.connect(&plugin, "[2001:db8:1:2::2]:1001"), None);
+    let reply = core
+        .connect(&plugin, "[2001:db8:1:2::2]:1002")
+        .expect("refused");
+    assert!(reply.to_string().contains("from 2001:db8:1:2::2/128;"), "{reply}");
+}
+
+#[test]
 fn the_bucket_refills_after_its_period() {
     let (core, shared) = (Core::new(), SharedState::default());
     let plugin = instance(&limit("sender_domain", 1, "250ms"), 0, &shared);
