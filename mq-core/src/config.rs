@@ -239,10 +239,19 @@ mod tests {
         for (text, named) in [
             ("[engine]\nworkers = 0", "[engine] workers = 0"),
             ("[smtp]\nmax_connections = 0", "[smtp] max_connections = 0"),
-            ("[smtp]\nmax_connections_per_ip = 0", "[smtp] max_connections_per_ip = 0"),
-            ("[smtp]\nmax_message_size = 0", "[smtp] max_message_size = 0"),
+            (
+                "[smtp]\nmax_connections_per_ip = 0",
+                "[smtp] max_connections_per_ip = 0",
+            ),
+            (
+                "[smtp]\nmax_message_size = 0",
+                "[smtp] max_message_size = 0",
+            ),
             ("[smtp]\nmax_recipients = 0", "[smtp] max_recipients = 0"),
-            ("[smtp]\nmax_line_length = 100", "[smtp] max_line_length = 100"),
+            (
+                "[smtp]\nmax_line_length = 100",
+                "[smtp] max_line_length = 100",
+            ),
             ("[smtp]\ncommand_timeout = 0", "[smtp] command_timeout = 0s"),
             ("[smtp]\ndata_timeout = \"0s\"", "[smtp] data_timeout = 0s"),
         ] {

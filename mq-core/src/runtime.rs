@@ -328,10 +328,17 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
         // Closes once every tracked task has dropped its sender.
         let shutdown_timeout = plan.engine_config().shutdown_timeout;
         if within(shutdown_timeout, all_done.recv()).await.is_none() {
-            tracing::warn!(core, ?shutdown_timeout, "shutdown_timeout passed: closing the sessions still open");
+            tracing::warn!(
+                core,
+                ?shutdown_timeout,
+                "shutdown_timeout passed: closing the sessions still open"
+            );
             drop(abort);
             if within(ABORT_GRACE, all_done.recv()).await.is_none() {
-                tracing::warn!(core, "tasks still running after the shutdown timeout are dropped");
+                tracing::warn!(
+                    core,
+                    "tasks still running after the shutdown timeout are dropped"
+                );
             }
         }
     }));

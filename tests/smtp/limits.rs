@@ -280,7 +280,10 @@ fn trickle(stream: &mut TcpStream, bytes: impl IntoIterator<Item = u8>) -> (Stri
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("a read timeout");
     let closed = matches!(stream.read(&mut [0; 64]), Ok(0) | Err(_));
-    (String::from_utf8_lossy(&answer).trim_end().to_owned(), closed)
+    (
+        String::from_utf8_lossy(&answer).trim_end().to_owned(),
+        closed,
+    )
 }
 
 /// Reads from `stream` until what arrived holds `text`.
@@ -314,7 +317,9 @@ fn a_client_trickling_a_line_of_data_is_cut_off_with_421_after_the_data_timeout(
     let mut client = TcpStream::connect(server.addr).expect("connect");
     read_until(&mut client, "220 ");
     client
-        .write_all(b"EHLO slow.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@localhost>\r\nDATA\r\n")
+        .write_all(
+            b"EHLO slow.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@localhost>\r\nDATA\r\n",
+        )
         .expect("the commands are sent");
     read_until(&mut client, "354 ");
     let line = b"Subject: ".iter().copied().chain(std::iter::repeat(b'x'));

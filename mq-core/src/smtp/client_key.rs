@@ -32,7 +32,11 @@ mod tests {
 
     #[test]
     fn addresses_of_one_ipv6_network_share_a_key() {
-        for ip in ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2:a::b"] {
+        for ip in [
+            "2001:db8:1:2::1",
+            "2001:db8:1:2:ffff:ffff:ffff:ffff",
+            "2001:db8:1:2:a::b",
+        ] {
             assert_eq!(key(ip, 64), "2001:db8:1:2::", "{ip}");
         }
         assert_eq!(key("2001:db8:1:3::1", 64), "2001:db8:1:3::");

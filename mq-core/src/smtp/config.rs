@@ -119,14 +119,17 @@ impl SmtpConfig {
             return Err((key, "at least 512 (RFC 5321 4.5.3.1.4)"));
         }
         if !(1..=128).contains(&self.ipv6_prefix) {
-            return Err((format!("ipv6_prefix = {}", self.ipv6_prefix), "from 1 to 128"));
+            return Err((
+                format!("ipv6_prefix = {}", self.ipv6_prefix),
+                "from 1 to 128",
+            ));
         }
         for (key, timeout) in [
             ("command_timeout", self.command_timeout),
             ("data_timeout", self.data_timeout),
         ] {
             if timeout.is_zero() {
-                return Err((format!("{key} = {timeout:?}"), "longer than 0s"));
+                return Err((format!("{key} = 0s"), "longer than 0s"));
             }
         }
         Ok(())

@@ -223,11 +223,13 @@ impl Conn {
             if line_ended {
                 deadline = self.deadlines.after(timeout);
             }
-            self.fill(&mut deadline).await.map_err(|error| match error {
-                ConnError::Io(error) => DataError::Io(error),
-                ConnError::TimedOut => DataError::Io(io::ErrorKind::TimedOut.into()),
-                ConnError::Closed => DataError::Io(io::ErrorKind::UnexpectedEof.into()),
-            })?;
+            self.fill(&mut deadline)
+                .await
+                .map_err(|error| match error {
+                    ConnError::Io(error) => DataError::Io(error),
+                    ConnError::TimedOut => DataError::Io(io::ErrorKind::TimedOut.into()),
+                    ConnError::Closed => DataError::Io(io::ErrorKind::UnexpectedEof.into()),
+                })?;
         }
     }
 

@@ -157,7 +157,10 @@ fn the_ipv6_prefix_of_a_client_bucket_is_configurable() {
     let reply = core
         .connect(&plugin, "[2001:db8:1:2::2]:1002")
         .expect("refused");
-    assert!(reply.to_string().contains("from 2001:db8:1:2::2/128;"), "{reply}");
+    assert!(
+        reply.to_string().contains("from 2001:db8:1:2::2/128;"),
+        "{reply}"
+    );
 }
 
 #[test]
