@@ -33,7 +33,10 @@ fn an_mx_answer_of_thousands_of_hosts_costs_one_attempt_a_few_queries_and_two_se
         let entries = harness.entries_of(id);
         !entries.is_empty() && entries.iter().all(|e| e.attempts == 1)
     });
-    assert!(harness.dns.tcp_queries() >= 1, "the MX answer came over TCP");
+    assert!(
+        harness.dns.tcp_queries() >= 1,
+        "the MX answer came over TCP"
+    );
     let queries = harness.dns.udp_queries() + harness.dns.tcp_queries();
     // The MX question over UDP then TCP, and A and AAAA for each of the five addresses'
     // hosts (mx_address_limit).

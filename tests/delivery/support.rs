@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use mq_core::delivery::{Delivery, DeliveryConfig, Smarthost};
 use mq_core::dns::{DnsConfig, TestServer};
-use mq_core::smtp::{Server, SmtpConfig};
 use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Entry, NewMessage, Queue, QueueId};
+use mq_core::smtp::{Server, SmtpConfig};
 use mq_core::{Registry, Runtime};
 use tempfile::TempDir;
 
@@ -164,7 +164,7 @@ impl Harness {
     ) -> Server {
         let mut config = SmtpConfig::default();
         config.listen = listen;
-        config.hostname = HOSTNAME.to_owned();
+        HOSTNAME.clone_into(&mut config.hostname);
         config.domains = vec![LOCAL.to_owned()];
         configure(&mut config);
         let runtime = self.runtime.as_ref().expect("the runtime runs");

@@ -121,7 +121,12 @@ mod tests {
     #[test]
     fn an_mx_host_on_loopback_is_mq_unless_loopback_mx_is_allowed() {
         let myself = Myself::new("mq.example", false);
-        for address in ["127.0.0.1:25", "[::]:25", "[::ffff:127.0.0.2]:25", "0.0.0.0:25"] {
+        for address in [
+            "127.0.0.1:25",
+            "[::]:25",
+            "[::ffff:127.0.0.2]:25",
+            "0.0.0.0:25",
+        ] {
             let verdict = myself.exclude(&Route::Mx, "loop.example", vec![target(address, 10)]);
             assert!(loops(&verdict, "loop.example"), "{address}: {verdict:?}");
         }
@@ -131,7 +136,10 @@ mod tests {
         assert_eq!(verdict.ok(), Some(relay), "a route may name loopback");
         let allowed = Myself::new("mq.example", true);
         let mx = vec![target("127.0.0.1:25", 10)];
-        assert_eq!(allowed.exclude(&Route::Mx, "x.example", mx.clone()).ok(), Some(mx));
+        assert_eq!(
+            allowed.exclude(&Route::Mx, "x.example", mx.clone()).ok(),
+            Some(mx)
+        );
     }
 
     #[test]
@@ -147,7 +155,10 @@ mod tests {
         let left = myself.exclude(&Route::Mx, "backup.example", targets);
         assert_eq!(left.ok(), Some(vec![target("192.0.2.1:25", 5)]));
         let only_me = vec![target("127.0.0.1:25", 10), target("192.0.2.3:25", 20)];
-        assert!(loops(&myself.exclude(&Route::Mx, "x.example", only_me), "x.example"));
+        assert!(loops(
+            &myself.exclude(&Route::Mx, "x.example", only_me),
+            "x.example"
+        ));
         let other_port = vec![target("127.0.0.1:2525", 10)];
         let left = myself.exclude(&Route::Mx, "x.example", other_port.clone());
         assert_eq!(left.ok(), Some(other_port), "another server on this host");

@@ -213,14 +213,25 @@ mod tests {
         let mut cache = Cache::new(10_000, max_bytes);
         let now = Instant::now();
         cache.insert(key(0), records(3000), 60, now);
-        assert_eq!(cache.len(), 0, "an answer over a tenth of the bound is not kept");
+        assert_eq!(
+            cache.len(),
+            0,
+            "an answer over a tenth of the bound is not kept"
+        );
         for n in 1..200 {
             cache.insert(key(n), records(20), 60, now);
             assert!(cache.bytes() <= max_bytes, "{} bytes", cache.bytes());
         }
         assert!(cache.len() < 199, "the oldest answers made room");
-        assert!(cache.get(&key(199 - 1), now).is_some(), "the newest is kept");
-        let kept: usize = cache.entries.iter().map(|(k, e)| weight(k, &e.answer)).sum();
+        assert!(
+            cache.get(&key(199 - 1), now).is_some(),
+            "the newest is kept"
+        );
+        let kept: usize = cache
+            .entries
+            .iter()
+            .map(|(k, e)| weight(k, &e.answer))
+            .sum();
         assert_eq!(kept, cache.bytes());
     }
 
