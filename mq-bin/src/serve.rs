@@ -76,6 +76,7 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
     // New mail and flushes wake the scheduler through this handle of the queue.
     let waking = delivery.queue();
     let server = Server::start(&runtime, config.smtp.clone(), Arc::clone(&waking))?;
+    delivery.listening_on(&[server.local_addr()]);
     if config.delivery.enabled {
         delivery.start(&runtime);
     }

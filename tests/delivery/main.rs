@@ -11,6 +11,9 @@
 //! - `bounce`: the DSN of a refused recipient (an insta snapshot) and of an expired entry.
 //! - `maildir`: local recipients land in their Maildir.
 //! - `mx`: routes from the test DNS server: preference, A fallback, null MX, TCP after TC.
+//! - `loops`: mail for a domain whose MX host is mq itself bounces (5.4.6) instead of looping.
+//! - `fanout`: an MX answer of thousands of hosts costs one attempt a bounded number of DNS
+//!   queries and connections, and an attempt ends at its deadline.
 //! - `connections`: throttles hold connection counts; one connection carries many messages.
 //! - `plugins`: a plugin of this binary rewrites the MIME at `smtp_out_data`.
 //! - `restart`: SIGKILL mid-delivery, then a restart delivers every message at least once.
@@ -20,6 +23,8 @@
 
 mod bounce;
 mod connections;
+mod fanout;
+mod loops;
 mod maildir;
 mod mx;
 mod paced;

@@ -1,8 +1,10 @@
 //! What every delivery test needs: a data directory with its queue, a runtime, a DNS server on
 //! loopback that every resolver asks, the delivery over them, and bounded waits.
 //!
-//! The defaults suit tests: retries after one second, the hostname `mq.test`, and one local
-//! domain, [`LOCAL`], whose Maildirs the tests read (bounces go there when the sender is local).
+//! The defaults suit tests: retries after one second, the hostname `mq.test`, one local domain,
+//! [`LOCAL`], whose Maildirs the tests read (bounces go there when the sender is local), and MX
+//! records that may point at loopback, where the tests' servers listen
+//! (`allow_loopback_mx`, off by default in mq).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use mq_core::delivery::{Delivery, DeliveryConfig, Smarthost};
 use mq_core::dns::{DnsConfig, TestServer};
 use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Entry, NewMessage, Queue, QueueId};
+use mq_core::smtp::{Server, SmtpConfig};
 use mq_core::{Registry, Runtime};
 use tempfile::TempDir;
 
@@ -30,7 +33,7 @@ pub(crate) type WrapQueue = Box<dyn FnOnce(Arc<EmbeddedQueue>) -> Arc<dyn Queue>
 
 /// How a harness is set up; [`Options::default`] is the tests' baseline.
 pub(crate) struct Options {
-    /// `[delivery]`: retries after one second, an entry kept an hour.
+    /// `[delivery]`: retries after one second, an entry kept an hour, MX hosts on loopback.
     pub(crate) delivery: DeliveryConfig,
     /// Worker cores.
     pub(crate) workers: usize,
@@ -45,6 +48,8 @@ impl Default for Options {
         let mut delivery = DeliveryConfig::default();
         delivery.retry.schedule = vec![Duration::from_secs(1)];
         delivery.retry.max_age = Duration::from_hours(1);
+        // The test DNS server's MX records point at sinks on loopback.
+        delivery.allow_loopback_mx = true;
         Options {
             delivery,
             workers: 2,
@@ -150,6 +155,24 @@ impl Harness {
         }
     }
 
+    /// Starts mq's SMTP server on `listen`, named [`HOSTNAME`], with [`LOCAL`] as its domain,
+    /// queueing into this harness's queue, as `mq serve` does; delivery learns where it listens.
+    pub(crate) fn serve_smtp(
+        &self,
+        listen: SocketAddr,
+        configure: impl FnOnce(&mut SmtpConfig),
+    ) -> Server {
+        let mut config = SmtpConfig::default();
+        config.listen = listen;
+        HOSTNAME.clone_into(&mut config.hostname);
+        config.domains = vec![LOCAL.to_owned()];
+        configure(&mut config);
+        let runtime = self.runtime.as_ref().expect("the runtime runs");
+        let server = Server::start(runtime, config, Arc::clone(&self.queue)).expect("it starts");
+        self.delivery.listening_on(&[server.local_addr()]);
+        server
+    }
+
     /// Starts the scheduler.
     pub(crate) fn start(&mut self) {
         let runtime = self
@@ -252,6 +275,13 @@ pub(crate) fn enqueue(queue: &dyn Queue, sender: &str, recipients: &[&str], body
         client: "test.example[127.0.0.1]".into(),
     };
     smol::block_on(queue.enqueue(message)).expect("the queue takes the message")
+}
+
+/// A port of `127.0.0.1` that was free a moment ago, for a server whose port must be known
+/// before it starts.
+pub(crate) fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("a free port");
+    listener.local_addr().expect("a bound address").port()
 }
 
 /// A small message with a fixed header: `subject` names it.

@@ -328,3 +328,22 @@ fn a_client_trickling_a_line_of_data_is_cut_off_with_421_after_the_data_timeout(
     assert!(closed, "the session ended");
     assert!(server.entries().is_empty());
 }
+
+#[test]
+fn a_message_with_more_received_fields_than_the_hop_limit_gets_554_and_is_not_queued() {
+    let server = TestServer::start(1, |_| {});
+    let mut client = server.client();
+    client.ehlo();
+    let hops = |n: usize| {
+        let received = "Received: from a.example by b.example; Thu, 1 Jan 2026 00:00:00 +0000\r\n";
+        format!("{}Subject: looping\r\n\r\nhi\r\n", received.repeat(n))
+    };
+    let looping = client.message("a@example.org", "b@localhost", &hops(51));
+    assert_eq!(looping, "554 5.4.0 Error: too many hops");
+    assert!(server.entries().is_empty());
+    let at_the_limit = client.message("a@example.org", "b@localhost", &hops(50));
+    assert!(
+        at_the_limit.starts_with("250 2.0.0 Ok: queued as "),
+        "{at_the_limit}"
+    );
+}

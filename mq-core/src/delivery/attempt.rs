@@ -1,7 +1,7 @@
 //! One delivery job: the batches of one destination domain, over one connection where they go
 //! remote, each step running its hook chain.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mq_plugin_api::{
     Address, Context, Message, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Pickup,
@@ -9,12 +9,13 @@ use mq_plugin_api::{
 };
 
 use super::Delivery;
+use super::myself::loops_back;
 use super::outcome::{Verdict, settle};
 use super::route::{Route, Target, route, targets};
 use crate::chain::Outcome;
 use crate::queue::{Entry, QueueId};
 use crate::runtime::Worker;
-use crate::smtp::client::{ClientError, Connection, Sent};
+use crate::smtp::client::{ClientError, Connection, Sent, Stage};
 
 /// The entries of one message for one domain: one transaction.
 #[derive(Debug)]
@@ -42,6 +43,7 @@ pub(crate) async fn deliver(
         delivery,
         ctx: worker.context(),
         connection: None,
+        deadline: None,
     };
     let route = route(&delivery.config, &delivery.local_domains, domain);
     let mut targets_result = None;
@@ -78,6 +80,8 @@ struct Job<'a> {
     delivery: &'a Delivery,
     ctx: Context,
     connection: Option<Connection>,
+    /// When the search for a server under way (lookups, then connections) gives up.
+    deadline: Option<Instant>,
 }
 
 impl Job<'_> {
@@ -171,25 +175,29 @@ impl Job<'_> {
         }
     }
 
-    /// The servers for a remote route, or the verdict for every entry when there are none.
-    async fn resolve(&self, route: &Route, domain: &str) -> Result<Vec<Target>, Verdict> {
-        let resolver = self.delivery.resolver();
-        match targets(route, domain, &resolver, self.delivery.config.mx_port).await {
-            Ok(targets) if !targets.is_empty() => Ok(targets),
-            Ok(_) => Err(Verdict::deferred(
-                format!("no mail host for {domain}"),
-                None,
-            )),
-            Err(error) if error.is_permanent() => Err(Verdict::failed(
-                "5.4.4",
-                format!("Host or domain name not found: {domain}: {error}"),
-                None,
-            )),
-            Err(error) => Err(Verdict::deferred(
-                format!("Host or domain name lookup failed: {domain}: {error}"),
-                None,
-            )),
-        }
+    /// The servers for a remote route, or the verdict for every entry when there are none,
+    /// within the attempt's deadline.
+    async fn resolve(&mut self, route: &Route, domain: &str) -> Result<Vec<Target>, Verdict> {
+        let deadline = self.deadline();
+        let lookups = async {
+            let resolver = self.delivery.resolver();
+            let found = targets(route, domain, &resolver, &self.delivery.config).await;
+            route_verdict(found, domain)
+        };
+        let targets = within(deadline, lookups).await.unwrap_or_else(|| {
+            let text = format!("mail hosts of {domain} not found in time");
+            Err(Verdict::deferred(text, None))
+        })?;
+        self.delivery.myself.exclude(route, domain, targets)
+    }
+
+    /// When the search for a server under way gives up: `[delivery] attempt_timeout` after
+    /// it began.
+    fn deadline(&mut self) -> Instant {
+        let timeout = self.delivery.config.attempt_timeout;
+        *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + timeout)
     }
 
     /// Remote delivery of one batch, over the job's connection (opened on first use).
@@ -204,7 +212,11 @@ impl Job<'_> {
             if let Some(stale) = self.connection.take() {
                 stale.quit().await;
             }
-            match self.connect(targets, domain).await {
+            let deadline = self.deadline();
+            let found = within(deadline, self.connect(targets, domain)).await;
+            self.deadline = None;
+            let timeout = self.delivery.config.attempt_timeout;
+            match found.unwrap_or_else(|| Err(out_of_time(domain, timeout))) {
                 Ok(connection) => self.connection = Some(connection),
                 Err(verdict) => return self.settle_all(body, items, &verdict).await,
             }
@@ -212,12 +224,30 @@ impl Job<'_> {
         self.transaction(domain, body, items).await;
     }
 
-    /// Tries each target in turn; runs `smtp_out_connect` on the one that answers.
+    /// Tries each target in turn, no more than `mx_address_limit` addresses and
+    /// `mx_session_limit` sessions; runs `smtp_out_connect` on the one that answers. A server
+    /// that names mq as its own is mq: mail for `domain` loops, unless more preferred hosts
+    /// were tried and may take it later.
     async fn connect(&mut self, targets: &[Target], domain: &str) -> Result<Connection, Verdict> {
         let config = self.delivery.client_config(domain);
+        let limits = &self.delivery.config;
         let mut last = Verdict::deferred(format!("no mail host for {domain} answered"), None);
-        for target in targets {
+        let mut sessions = 0;
+        for target in targets.iter().take(limits.mx_address_limit) {
+            if sessions >= limits.mx_session_limit {
+                break;
+            }
             match Connection::open(target.address, &target.host, &config, None).await {
+                Ok(connection) if self.delivery.myself.named_in(connection.server_names()) => {
+                    tracing::warn!(host = target.host, address = %target.address, "mail host greeted with mq's own hostname");
+                    connection.quit().await;
+                    let best = targets.first().map(|t| t.preference);
+                    return Err(if best == Some(target.preference) {
+                        loops_back(domain)
+                    } else {
+                        last
+                    });
+                }
                 Ok(connection) => {
                     let mut event = OutConnect::new(target.host.clone(), target.address);
                     let outcome = self.worker.engine().run(&mut self.ctx, &mut event).await;
@@ -229,6 +259,9 @@ impl Job<'_> {
                 }
                 Err(error) => {
                     tracing::debug!(host = target.host, address = %target.address, %error, "connect failed");
+                    if error.stage() != Stage::Connect {
+                        sessions += 1;
+                    }
                     last = client_verdict(&error, &relay_name(target));
                     if error.is_permanent() {
                         return Err(last);
@@ -360,6 +393,46 @@ impl Job<'_> {
             })
             .collect()
     }
+}
+
+/// The verdict on what the lookups found: the targets, or why there are none.
+fn route_verdict(
+    found: Result<Vec<Target>, crate::dns::RouteError>,
+    domain: &str,
+) -> Result<Vec<Target>, Verdict> {
+    match found {
+        Ok(targets) if !targets.is_empty() => Ok(targets),
+        Ok(_) => Err(Verdict::deferred(
+            format!("no mail host for {domain}"),
+            None,
+        )),
+        Err(error) if error.is_permanent() => Err(Verdict::failed(
+            "5.4.4",
+            format!("Host or domain name not found: {domain}: {error}"),
+            None,
+        )),
+        Err(error) => Err(Verdict::deferred(
+            format!("Host or domain name lookup failed: {domain}: {error}"),
+            None,
+        )),
+    }
+}
+
+/// `future`'s output, or `None` when `deadline` comes first (the future is dropped).
+async fn within<T>(deadline: Instant, future: impl Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(future.await) }, async {
+        smol::Timer::at(deadline).await;
+        None
+    })
+    .await
+}
+
+/// The verdict when no server took the mail within `[delivery] attempt_timeout`.
+fn out_of_time(domain: &str, timeout: Duration) -> Verdict {
+    Verdict::deferred(
+        format!("no mail host for {domain} answered within {timeout:?} (attempt_timeout)"),
+        None,
+    )
 }
 
 fn positive(reply: &Reply) -> bool {

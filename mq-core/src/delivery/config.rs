@@ -1,6 +1,7 @@
 //! `[delivery]`: routes, TLS, retries, throttles and concurrency of outbound delivery.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
@@ -23,6 +24,22 @@ pub struct DeliveryConfig {
     pub helo_name: Option<String>,
     /// The port MX hosts are reached on (default 25; tests point it elsewhere).
     pub mx_port: u16,
+    /// Whether MX hosts may be reached on loopback addresses (default false). Off, an MX host
+    /// on a loopback or unspecified address counts as mq itself: a mail loop. Routes and the
+    /// smarthost may name loopback addresses either way; tests turn this on to point MX
+    /// records at servers on loopback.
+    pub allow_loopback_mx: bool,
+    /// Addresses of MX hosts one attempt tries at most (default 5, as Postfix's
+    /// `smtp_mx_address_limit`); MX hosts beyond them are not even looked up.
+    pub mx_address_limit: usize,
+    /// Sessions one attempt opens at most: servers that answered the connection but did not
+    /// take the mail (default 2, as Postfix's `smtp_mx_session_limit`).
+    pub mx_session_limit: usize,
+    /// How long one attempt may spend finding a server that takes the mail: DNS lookups,
+    /// then the connections, greetings, EHLO and STARTTLS of every host it tries (default
+    /// 10 min). The transaction that follows has its own `timeouts`.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub attempt_timeout: Duration,
     /// STARTTLS towards MX hosts (default `opportunistic`).
     pub tls: TlsMode,
     /// A relay for every domain that is neither local nor in `routes`.
@@ -45,6 +62,10 @@ impl Default for DeliveryConfig {
             messages_per_connection: 100,
             helo_name: None,
             mx_port: 25,
+            allow_loopback_mx: false,
+            mx_address_limit: 5,
+            mx_session_limit: 2,
+            attempt_timeout: Duration::from_mins(10),
             tls: TlsMode::Opportunistic,
             smarthost: None,
             routes: BTreeMap::new(),

@@ -5,6 +5,8 @@
 //!   domain, fair between domains.
 //! - `attempt`: one job: `queue_pickup`, the route, the SMTP client with the outbound hooks.
 //! - `outcome`: `delivery_result`, ack / defer / bounce, and the log line of each attempt.
+//! - `myself`: mq among a route's servers (its addresses, loopback, its name in a greeting),
+//!   so that mail never loops back into mq.
 //! - [`route`]: local Maildir, a relay, or MX; [`retry`]: the schedule; [`throttle`]: per-domain
 //!   limits; [`config`]: `[delivery]`.
 //! - [`maildir`]: local delivery into `<data-dir>/mail/<domain>/<local-part>/`, the Maildir
@@ -16,6 +18,7 @@ mod attempt;
 pub mod config;
 pub mod dsn;
 pub mod maildir;
+mod myself;
 mod outcome;
 pub mod retry;
 pub mod route;
@@ -39,6 +42,7 @@ use crate::queue::{AckResult, Entry, NewMessage, Queue, QueueError, QueueId};
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
 use maildir::Maildir;
+use myself::Myself;
 use route::Route;
 use throttle::Throttles;
 
@@ -47,6 +51,7 @@ pub struct Delivery {
     config: DeliveryConfig,
     hostname: String,
     local_domains: Vec<String>,
+    myself: Myself,
     queue: Arc<dyn Queue>,
     throttles: Throttles,
     maildir: Maildir,
@@ -84,6 +89,7 @@ impl Delivery {
         let (wake_tx, wake_rx) = smol::channel::bounded(1);
         Arc::new(Delivery {
             throttles: Throttles::new(config.throttle.clone()),
+            myself: Myself::new(hostname, config.allow_loopback_mx),
             config,
             hostname: hostname.to_owned(),
             local_domains: local_domains.to_vec(),
@@ -102,6 +108,12 @@ impl Delivery {
         let (delivery, spawner) = (Arc::clone(self), runtime.spawner());
         tracing::info!(concurrency = self.config.concurrency, "delivery started");
         runtime.spawn_on(0, move |worker| scheduler::run(worker, spawner, delivery))
+    }
+
+    /// Tells delivery where mq's SMTP server listens, so that it never sends mail there: a
+    /// mail host at one of these addresses is mq itself. Only the first call counts.
+    pub fn listening_on(&self, addresses: &[std::net::SocketAddr]) {
+        self.myself.listening_on(addresses);
     }
 
     /// Tells the scheduler to look at the queue now (new mail, a flush).

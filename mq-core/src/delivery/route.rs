@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::config::{DeliveryConfig, Smarthost};
-use crate::dns::{Resolver, RouteError, resolve_mail_route};
+use crate::dns::{Resolver, RouteError, resolve_mail_route_within};
 
 /// The route of a destination domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,16 +34,19 @@ pub fn route(config: &DeliveryConfig, local_domains: &[String], domain: &str) ->
     }
 }
 
-/// A server to try: its name (for TLS and logs) and address.
+/// A server to try: its name (for TLS and logs), address, and MX preference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The host name.
     pub host: String,
     /// Where to connect.
     pub address: SocketAddr,
+    /// The host's MX preference; 0 for a relay and for a domain without MX records.
+    pub preference: u16,
 }
 
-/// The servers to try for a remote route, in order.
+/// The servers to try for a remote route, in order: a relay's addresses, or the addresses of
+/// the domain's MX hosts, no more than `config.mx_address_limit` of them.
 ///
 /// # Errors
 ///
@@ -52,7 +55,7 @@ pub async fn targets(
     route: &Route,
     domain: &str,
     resolver: &Resolver,
-    mx_port: u16,
+    config: &DeliveryConfig,
 ) -> Result<Vec<Target>, RouteError> {
     match route {
         Route::Local => Ok(Vec::new()),
@@ -74,19 +77,22 @@ pub async fn targets(
                 .map(|ip| Target {
                     host: host.to_owned(),
                     address: SocketAddr::new(ip, port),
+                    preference: 0,
                 })
                 .collect())
         }
         Route::Mx => {
-            let hosts = resolve_mail_route(resolver, domain).await?;
+            let limit = config.mx_address_limit;
+            let hosts = resolve_mail_route_within(resolver, domain, limit).await?;
             let targets = hosts.into_iter().flat_map(|host| {
-                let name = host.name;
+                let (name, preference) = (host.name, host.preference);
                 host.addresses.into_iter().map(move |ip| Target {
                     host: name.clone(),
-                    address: SocketAddr::new(ip, mx_port),
+                    address: SocketAddr::new(ip, config.mx_port),
+                    preference,
                 })
             });
-            Ok(targets.collect())
+            Ok(targets.take(limit).collect())
         }
     }
 }

@@ -1,13 +1,16 @@
 //! Answers kept until their TTL runs out, in bounded space.
 //!
-//! Each worker has its own cache, so it needs no sharing beyond its resolver's clones. When it
-//! is full, expired answers go first, then the oldest, down to 90% of capacity: one sweep pays
-//! for the next tenth of inserts instead of one scan per insert.
+//! Each worker has its own cache, so it needs no sharing beyond its resolver's clones. It is
+//! bounded twice: by answers, and by bytes, since one answer may hold thousands of records.
+//! When either is full, expired answers go first, then the oldest, down to 90% of capacity:
+//! one sweep pays for the next tenth of inserts instead of one scan per insert. An answer
+//! larger than a tenth of the bytes is not kept at all.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::BinEncodable as _;
 
 use super::wire::Answer;
 
@@ -23,6 +26,10 @@ pub(crate) struct Cache {
     order: VecDeque<(Key, u64)>,
     next_seq: u64,
     capacity: usize,
+    /// The most bytes the entries may weigh together (see [`weight`]).
+    max_bytes: usize,
+    /// What the entries weigh now.
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -30,16 +37,20 @@ struct Entry {
     answer: Answer,
     expires: Instant,
     seq: u64,
+    weight: usize,
 }
 
 impl Cache {
-    /// An empty cache that holds at most `capacity` answers; 0 holds none.
-    pub(crate) fn new(capacity: usize) -> Cache {
+    /// An empty cache that holds at most `capacity` answers weighing `max_bytes` together; 0
+    /// for either holds none.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Cache {
         Cache {
             entries: HashMap::new(),
             order: VecDeque::new(),
             next_seq: 0,
             capacity,
+            max_bytes,
+            bytes: 0,
         }
     }
 
@@ -49,18 +60,21 @@ impl Cache {
         if entry.expires > now {
             return Some(entry.answer.clone());
         }
-        self.entries.remove(key);
+        self.remove(key);
         None
     }
 
     /// Keeps `answer` for `ttl` seconds from `now`; a TTL of 0 means "do not cache".
     pub(crate) fn insert(&mut self, key: Key, answer: Answer, ttl: u32, now: Instant) {
-        if ttl == 0 || self.capacity == 0 {
+        let weight = weight(&key, &answer);
+        if ttl == 0 || self.capacity == 0 || weight > self.max_bytes / 10 {
             return;
         }
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
-            self.make_room(now);
+        self.remove(&key);
+        if self.entries.len() >= self.capacity || self.bytes + weight > self.max_bytes {
+            self.make_room(now, weight);
         }
+        self.bytes += weight;
         let seq = self.next_seq;
         self.next_seq += 1;
         let expires = now + Duration::from_secs(u64::from(ttl));
@@ -71,6 +85,7 @@ impl Cache {
                 answer,
                 expires,
                 seq,
+                weight,
             },
         );
         if self.order.len() > 2 * self.capacity + 16 {
@@ -84,15 +99,38 @@ impl Cache {
         self.entries.len()
     }
 
-    fn make_room(&mut self, now: Instant) {
-        self.entries.retain(|_, entry| entry.expires > now);
+    /// What the answers kept weigh together.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.bytes -= entry.weight;
+        }
+    }
+
+    /// Drops the expired answers, then the oldest, until 90% of both bounds is left with room
+    /// for `incoming` bytes.
+    fn make_room(&mut self, now: Instant, incoming: usize) {
+        let mut freed = 0;
+        self.entries.retain(|_, entry| {
+            let keep = entry.expires > now;
+            if !keep {
+                freed += entry.weight;
+            }
+            keep
+        });
+        self.bytes -= freed;
         let target = self.capacity - self.capacity.div_ceil(10);
-        while self.entries.len() > target {
+        let target_bytes = (self.max_bytes - self.max_bytes.div_ceil(10)).saturating_sub(incoming);
+        while self.entries.len() > target || self.bytes > target_bytes {
             let Some((key, seq)) = self.order.pop_front() else {
                 break;
             };
             if self.entries.get(&key).is_some_and(|entry| entry.seq == seq) {
-                self.entries.remove(&key);
+                self.remove(&key);
             }
         }
         self.forget_stale_order();
@@ -103,6 +141,19 @@ impl Cache {
         self.order
             .retain(|(key, seq)| entries.get(key).is_some_and(|entry| entry.seq == *seq));
     }
+}
+
+/// Roughly the bytes an answer holds: its records' wire size, and the frames around them.
+fn weight(key: &Key, answer: &Answer) -> usize {
+    let records = match answer {
+        Answer::Records(records) => records
+            .iter()
+            .map(|record| size_of::<RData>() + record.to_bytes().map_or(0, |bytes| bytes.len()))
+            .sum(),
+        Answer::Alias(name) => name.len(),
+        Answer::NxDomain | Answer::NoData => 0,
+    };
+    size_of::<Entry>() + 2 * size_of::<Key>() + key.0.len() + records
 }
 
 #[cfg(test)]
@@ -118,7 +169,7 @@ mod tests {
 
     #[test]
     fn answers_expire_with_their_ttl_and_names_ignore_case() {
-        let mut cache = Cache::new(10);
+        let mut cache = Cache::new(10, 1 << 20);
         let now = Instant::now();
         cache.insert(key(1), Answer::NoData, 5, now);
         cache.insert(key(2), Answer::NxDomain, 0, now);
@@ -131,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_drops_the_expired_then_the_oldest() {
-        let mut cache = Cache::new(10);
+        let mut cache = Cache::new(10, 1 << 20);
         let now = Instant::now();
         cache.insert(key(0), Answer::NoData, 1, now);
         for n in 1..10 {
@@ -148,9 +199,45 @@ mod tests {
         assert!(cache.order.len() <= 2 * 10 + 16);
     }
 
+    fn records(count: usize) -> Answer {
+        let mx = |n: usize| {
+            let exchange = Name::from_ascii(format!("mx{n}.example.")).unwrap();
+            RData::MX(hickory_proto::rr::rdata::MX::new(10, exchange))
+        };
+        Answer::Records((0..count).map(mx).collect())
+    }
+
+    #[test]
+    fn the_cache_holds_no_more_bytes_than_its_bound_however_large_the_answers() {
+        let max_bytes = 64 * 1024;
+        let mut cache = Cache::new(10_000, max_bytes);
+        let now = Instant::now();
+        cache.insert(key(0), records(3000), 60, now);
+        assert_eq!(
+            cache.len(),
+            0,
+            "an answer over a tenth of the bound is not kept"
+        );
+        for n in 1..200 {
+            cache.insert(key(n), records(20), 60, now);
+            assert!(cache.bytes() <= max_bytes, "{} bytes", cache.bytes());
+        }
+        assert!(cache.len() < 199, "the oldest answers made room");
+        assert!(
+            cache.get(&key(199 - 1), now).is_some(),
+            "the newest is kept"
+        );
+        let kept: usize = cache
+            .entries
+            .iter()
+            .map(|(k, e)| weight(k, &e.answer))
+            .sum();
+        assert_eq!(kept, cache.bytes());
+    }
+
     #[test]
     fn a_cache_of_size_zero_keeps_nothing() {
-        let mut cache = Cache::new(0);
+        let mut cache = Cache::new(0, 1 << 20);
         cache.insert(key(1), Answer::NoData, 60, Instant::now());
         assert_eq!(cache.len(), 0);
     }

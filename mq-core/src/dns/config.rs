@@ -45,6 +45,9 @@ pub struct DnsConfig {
     pub attempts: u32,
     /// How many answers each worker's cache holds (default 10,000); 0 turns the cache off.
     pub cache_size: usize,
+    /// How many bytes each worker's cache holds at most, all answers together (default
+    /// 4 MiB); an answer larger than a tenth of it is not cached.
+    pub cache_bytes: usize,
 }
 
 impl Default for DnsConfig {
@@ -54,6 +57,7 @@ impl Default for DnsConfig {
             timeout: Duration::from_secs(2),
             attempts: 2,
             cache_size: 10_000,
+            cache_bytes: 4 << 20,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! - `transport`: one exchange with one nameserver: UDP, then TCP when the answer is truncated.
 //! - `cache`: answers, negative ones included, until their TTL runs out, in bounded space.
 //! - `resolver`: [`Resolver`], lookups by type, tried on each nameserver in turn.
-//! - `route`: [`resolve_mail_route`], where mail for a domain goes (RFC 5321 §5.1, RFC 7505).
+//! - `route`: [`resolve_mail_route`], where mail for a domain goes (RFC 5321 §5.1, RFC 7505),
+//!   and [`resolve_mail_route_within`], as much of it as one delivery attempt uses.
 //! - `testserver` (feature `testkit`): `TestServer`, a DNS server on loopback for tests.
 //!
 //! Why a stub resolver of our own: hickory-resolver needs a Tokio runtime, and mq runs smol. A
@@ -47,7 +48,9 @@ use std::io;
 
 pub use config::DnsConfig;
 pub use resolver::Resolver;
-pub use route::{MailHost, RouteError, resolve_mail_route};
+pub use route::{
+    CONCURRENT_HOST_LOOKUPS, MailHost, RouteError, resolve_mail_route, resolve_mail_route_within,
+};
 #[cfg(feature = "testkit")]
 pub use testserver::TestServer;
 

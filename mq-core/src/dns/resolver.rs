@@ -70,7 +70,7 @@ impl Resolver {
             nameservers: config.effective_nameservers()?,
             timeout: config.timeout,
             attempts: config.attempts.max(1),
-            cache: Mutex::new(Cache::new(config.cache_size)),
+            cache: Mutex::new(Cache::new(config.cache_size, config.cache_bytes)),
             id_keys: RandomState::new(),
             id_counter: AtomicU64::new(0),
         };

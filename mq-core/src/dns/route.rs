@@ -3,6 +3,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use futures::StreamExt as _;
+
 use super::{DnsError, Mx, Resolver};
 
 /// One host to try for a domain's mail, with its addresses.
@@ -99,6 +101,48 @@ pub async fn resolve_mail_route(
     resolver: &Resolver,
     domain: &str,
 ) -> Result<Vec<MailHost>, RouteError> {
+    resolve_mail_route_within(resolver, domain, usize::MAX).await
+}
+
+/// MX hosts whose addresses are looked up at the same time: a domain with thousands of MX
+/// records gets them looked up a few at a time, never all at once.
+pub const CONCURRENT_HOST_LOOKUPS: usize = 4;
+
+/// [`resolve_mail_route`], looking up no more hosts than it takes to find `max_addresses`
+/// addresses, and never more than `max_addresses` hosts: what one delivery attempt can use.
+///
+/// Hosts are looked up in order, [`CONCURRENT_HOST_LOOKUPS`] at a time, so a domain with
+/// thousands of MX records costs a bounded number of queries and sockets. The hosts returned
+/// may hold a few more addresses than `max_addresses` (the last host's, and those of lookups
+/// already under way); the caller keeps the first ones.
+///
+/// # Errors
+///
+/// As [`resolve_mail_route`], over the hosts looked up.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::dns::{DnsConfig, Resolver, TestServer, resolve_mail_route_within};
+///
+/// let server = TestServer::start();
+/// for n in 1..=20 {
+///     let host = format!("mx{n}.example.org");
+///     server.add_mx("example.org", 10, &host).add_a(&host, [192, 0, 2, n].into());
+/// }
+/// let mut config = DnsConfig::default();
+/// config.nameservers = vec![server.address()];
+/// let resolver = Resolver::new(&config)?;
+/// let hosts = smol::block_on(resolve_mail_route_within(&resolver, "example.org", 2)).unwrap();
+/// assert_eq!(hosts.len(), 2);
+/// assert!(server.udp_queries() <= 1 + 2 * 2, "the MX, then A and AAAA of two hosts");
+/// # Ok::<(), mq_core::dns::DnsError>(())
+/// ```
+pub async fn resolve_mail_route_within(
+    resolver: &Resolver,
+    domain: &str,
+    max_addresses: usize,
+) -> Result<Vec<MailHost>, RouteError> {
     let exchanges = match resolver.lookup_mx(domain).await {
         Ok(mxs) => usable(mxs)?,
         Err(DnsError::NoRecords) => vec![Mx {
@@ -108,19 +152,30 @@ pub async fn resolve_mail_route(
         Err(DnsError::NxDomain) => return Err(RouteError::NoSuchDomain),
         Err(error) => return Err(RouteError::Dns(error)),
     };
-    let lookups = exchanges.iter().map(|mx| resolver.lookup_ip(&mx.exchange));
-    let results = futures::future::join_all(lookups).await;
+    let mut lookups = futures::stream::iter(exchanges.into_iter().take(max_addresses))
+        .map(|mx| async move {
+            let result = resolver.lookup_ip(&mx.exchange).await;
+            (mx, result)
+        })
+        .buffered(CONCURRENT_HOST_LOOKUPS);
     let mut hosts = Vec::new();
+    let mut addresses = 0;
     let mut temporary = None;
-    for (mx, result) in exchanges.into_iter().zip(results) {
+    while let Some((mx, result)) = lookups.next().await {
         match result {
-            Ok(addresses) => hosts.push(MailHost {
-                name: mx.exchange,
-                preference: mx.preference,
-                addresses,
-            }),
+            Ok(found) => {
+                addresses += found.len();
+                hosts.push(MailHost {
+                    name: mx.exchange,
+                    preference: mx.preference,
+                    addresses: found,
+                });
+            }
             Err(error) if error.is_temporary() => temporary = temporary.or(Some(error)),
             Err(error) => tracing::debug!(host = %mx.exchange, %error, "mail host skipped"),
+        }
+        if addresses >= max_addresses {
+            break;
         }
     }
     match (hosts.is_empty(), temporary) {

@@ -28,6 +28,9 @@ pub struct SmtpConfig {
     pub relay_networks: Vec<Cidr>,
     /// The largest message accepted, in bytes (default 10,240,000, as Postfix).
     pub max_message_size: usize,
+    /// `Received` fields a message may carry; one with more is refused with `554 5.4.0` as a
+    /// mail loop (default 50, as Postfix's `hopcount_limit`).
+    pub hopcount_limit: usize,
     /// RCPT commands per message (default 100); what a plugin expands one into is the
     /// plugin's to bound.
     pub max_recipients: usize,
@@ -85,6 +88,7 @@ impl Default for SmtpConfig {
             domains: vec!["localhost".to_owned()],
             relay_networks: Cidr::loopback(),
             max_message_size: 10_240_000,
+            hopcount_limit: 50,
             max_recipients: 100,
             max_line_length: 512,
             max_connections: 1_000,

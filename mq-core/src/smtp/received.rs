@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mq_plugin_api::Message;
+use mq_plugin_api::{Message, Reply};
 
 /// Facts the Received field records.
 pub(crate) struct Trace<'a> {
@@ -40,6 +40,18 @@ pub(crate) fn stamp(message: &mut Message, trace: &Trace<'_>, now: SystemTime) {
         rfc5322_date(now)
     );
     message.headers_mut().prepend("Received", value);
+}
+
+/// The refusal of a message that went through more than `limit` hosts already: one with more
+/// `Received` fields than that is most likely looping between mail servers (RFC 5321 §6.3).
+/// The check and its reply are Postfix's (`hopcount_limit`).
+pub(crate) fn too_many_hops(message: &Message, limit: usize) -> Option<Reply> {
+    let hops = message
+        .headers()
+        .iter()
+        .filter(|field| field.is("Received"))
+        .count();
+    (hops > limit).then(|| Reply::new(554, "5.4.0", "Error: too many hops"))
 }
 
 /// Adds Date and Message-ID when missing, as a submission server does for its users.
@@ -108,6 +120,14 @@ mod tests {
         assert_eq!(rfc5322_date(time), "Sat, 28 Nov 2026 14:50:25 +0000");
         let leap = UNIX_EPOCH + Duration::from_hours(264_384);
         assert_eq!(rfc5322_date(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+
+    #[test]
+    fn more_received_fields_than_the_limit_are_too_many_hops() {
+        let hops = |n: usize| Message::parse("Received: x\r\n".repeat(n).as_bytes());
+        assert_eq!(too_many_hops(&hops(3), 3), None);
+        let reply = too_many_hops(&hops(4), 3).expect("refused");
+        assert_eq!(reply.to_string(), "554 5.4.0 Error: too many hops");
     }
 
     #[test]

@@ -631,6 +631,11 @@ impl Session {
         let now = SystemTime::now();
         // The body stays in the buffer it was read into, up to the queue's write.
         let mut message = Message::from_vec(bytes);
+        let hop_limit = self.shared.config.hopcount_limit;
+        if let Some(reply) = received::too_many_hops(&message, hop_limit) {
+            tracing::info!(client = %self.client, %reply, "message refused");
+            return reply;
+        }
         let recipients = std::mem::take(&mut self.state.recipients);
         let only = (recipients.len() == 1).then(|| recipients[0].to_string());
         let helo = self.state.helo.clone().unwrap_or_default();

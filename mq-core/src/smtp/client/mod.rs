@@ -191,6 +191,8 @@ pub struct Connection {
     host: String,
     peer: SocketAddr,
     extensions: Extensions,
+    /// The first word of the greeting and of each EHLO reply: the names the server gave.
+    names: Vec<String>,
     timeouts: Timeouts,
     state: State,
 }
@@ -211,6 +213,13 @@ impl Connection {
     /// What the server offered in its last EHLO reply (after STARTTLS, the one under TLS).
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
+    }
+
+    /// The names the server gave itself: the first word of its greeting and of each EHLO
+    /// reply (RFC 5321 §4.2), as sent. A server that gives the client's own name is the
+    /// client itself, or pretends to be: a mail loop.
+    pub fn server_names(&self) -> &[String] {
+        &self.names
     }
 
     /// Whether the session runs over TLS.

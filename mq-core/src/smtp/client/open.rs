@@ -59,12 +59,14 @@ impl Connection {
             return Err(ClientError::InvalidParameter(Stage::Ehlo, name.clone()));
         }
         let mut io = Io::connect(address, timeouts.connect).await?;
-        match introduce(&mut io, host, address, config, tls).await {
+        let mut names = Vec::new();
+        match introduce(&mut io, host, address, config, tls, &mut names).await {
             Ok(extensions) => Ok(Connection {
                 io,
                 host: host.to_owned(),
                 peer: address,
                 extensions,
+                names,
                 timeouts,
                 state: State::Ready,
             }),
@@ -81,27 +83,30 @@ impl Connection {
     }
 }
 
-/// Everything from the greeting to the session's final extensions.
+/// Everything from the greeting to the session's final extensions; the names the server gave
+/// go into `names`.
 async fn introduce(
     io: &mut Io,
     host: &str,
     address: SocketAddr,
     config: &ClientConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
+    names: &mut Vec<String>,
 ) -> Result<Extensions, ClientError> {
     let timeouts = &config.timeouts;
     let greeting = io.read_reply(Stage::Greeting, timeouts.greeting).await?;
     if greeting.reply.code() != 220 {
         return Err(ClientError::Greeting(greeting.reply));
     }
-    let mut extensions = hello(io, config).await?;
+    names.extend(first_word(greeting.lines.first()));
+    let mut extensions = hello(io, config, names).await?;
     if starts_tls(config.tls, &extensions)? {
         let reply = command(io, Stage::StartTls, config, "STARTTLS").await?;
         if reply.code() == 220 {
             let tls = tls.unwrap_or_else(|| built_in(config.tls));
             let name = tls::server_name(host, address.ip());
             io.start_tls(tls, name, timeouts.command).await?;
-            extensions = hello(io, config).await?;
+            extensions = hello(io, config, names).await?;
         } else if matches!(config.tls, TlsPolicy::Required { .. }) {
             return Err(ClientError::Rejected(Stage::StartTls, reply));
         } else {
@@ -134,14 +139,22 @@ async fn command(
     Ok(io.read_reply(stage, timeout).await?.reply)
 }
 
-/// EHLO, or HELO when the server refuses EHLO with a 5xx (it does not know it).
-async fn hello(io: &mut Io, config: &ClientConfig) -> Result<Extensions, ClientError> {
+/// EHLO, or HELO when the server refuses EHLO with a 5xx (it does not know it); the name the
+/// server gives in its EHLO reply goes into `names`.
+async fn hello(
+    io: &mut Io,
+    config: &ClientConfig,
+    names: &mut Vec<String>,
+) -> Result<Extensions, ClientError> {
     let timeout = config.timeouts.command;
     let ehlo = format!("EHLO {}\r\n", config.helo_name);
     io.write(Stage::Ehlo, timeout, ehlo.as_bytes()).await?;
     let parsed = io.read_reply(Stage::Ehlo, timeout).await?;
     match parsed.reply.code() {
-        200..=299 => return Ok(Extensions::from_ehlo(&parsed.lines)),
+        200..=299 => {
+            names.extend(first_word(parsed.lines.first()));
+            return Ok(Extensions::from_ehlo(&parsed.lines));
+        }
         500..=599 => {}
         _ => return Err(ClientError::Rejected(Stage::Ehlo, parsed.reply)),
     }
@@ -157,6 +170,11 @@ async fn hello(io: &mut Io, config: &ClientConfig) -> Result<Extensions, ClientE
     } else {
         Err(ClientError::Rejected(Stage::Ehlo, reply))
     }
+}
+
+/// The first word of a reply line, where greetings and EHLO replies put the server's name.
+fn first_word(line: Option<&String>) -> Option<String> {
+    line?.split_whitespace().next().map(str::to_owned)
 }
 
 /// Whether to say STARTTLS, by the policy and the offer.
