@@ -355,28 +355,117 @@ fn a_last_record_cut_short_is_dropped_and_earlier_ones_survive() {
     }
 }
 
+/// Flips one byte of the segment at `path`, `at` bytes into it.
+fn flip(path: &Path, at: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x40;
+    fs::write(path, bytes).unwrap();
+}
+
+/// The files moved aside into `<dir>/corrupt`, and their bytes in all.
+fn moved_aside(dir: &Path) -> (usize, u64) {
+    let Ok(files) = fs::read_dir(dir.join("corrupt")) else {
+        return (0, 0);
+    };
+    files.fold((0, 0), |(count, bytes), file| {
+        (count + 1, bytes + file.unwrap().metadata().unwrap().len())
+    })
+}
+
 #[test]
-fn a_bad_checksum_in_an_older_segment_is_reported_as_corrupt() {
+fn one_flipped_byte_mid_journal_loses_only_its_own_message() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let ids: Vec<QueueId> = (0..40u8)
+        .map(|n| block_on(queue.enqueue(message(&["a@example.net"], &[n; 500]))).unwrap())
+        .collect();
+    drop(queue);
+    let segment = segments(dir.path()).remove(0);
+    let offsets = record_offsets(&segment);
+    assert_eq!(offsets.len(), 40);
+    let middle = fs::metadata(&segment).unwrap().len() / 2;
+    let hit = offsets.partition_point(|&at| at <= middle) - 1;
+    assert!(
+        hit + 1 < offsets.len(),
+        "the flip must be followed by whole records"
+    );
+    flip(&segment, middle);
+    let queue = open(dir.path());
+    let kept: Vec<QueueId> = queue.list().iter().map(|e| e.queue_id).collect();
+    let mut expected = ids.clone();
+    expected.remove(hit);
+    assert_eq!(kept, expected, "{} entries after the restart", kept.len());
+    assert_eq!(
+        moved_aside(dir.path()),
+        (1, offsets[hit + 1] - offsets[hit])
+    );
+    for (n, id) in ids.iter().enumerate().skip(hit + 1) {
+        assert_eq!(&*block_on(queue.body(id)).unwrap(), &[n as u8; 500][..]);
+    }
+}
+
+#[test]
+fn damaged_records_in_the_last_and_an_older_segment_lose_only_their_own_messages() {
     let dir = TempDir::new().unwrap();
     let queue = open_small(dir.path());
-    for n in 0..6 {
-        block_on(queue.enqueue(message(&["a@example.net"], &[n; 1500]))).unwrap();
-    }
+    let ids: Vec<QueueId> = (0..24u8)
+        .map(|n| block_on(queue.enqueue(message(&["a@example.net"], &[n; 700]))).unwrap())
+        .collect();
     drop(queue);
     let paths = segments(dir.path());
-    assert!(paths.len() >= 2, "{paths:?}");
-    let older = &paths[0];
-    let second = record_offsets(older)[1];
-    let mut bytes = fs::read(older).unwrap();
-    bytes[second as usize + 20] ^= 0x40;
-    fs::write(older, bytes).unwrap();
-    match EmbeddedQueue::open(dir.path(), EmbeddedOptions::default()) {
-        Err(QueueError::Corrupt { file, offset, .. }) => {
-            assert_eq!(&file, older);
-            assert_eq!(offset, second);
-        }
-        other => panic!("expected a corrupt journal, got {other:?}"),
+    assert!(paths.len() >= 3, "{paths:?}");
+    let (older, last) = (&paths[0], paths.last().unwrap());
+    let older_records = record_offsets(older);
+    let last_records = record_offsets(last);
+    assert!(older_records.len() >= 3 && last_records.len() >= 3);
+    // Which message a record holds: its body is that message's number, repeated.
+    let number = |path: &Path, record: usize| {
+        let offsets = record_offsets(path);
+        let end = offsets.get(record + 1).copied();
+        let end = end.unwrap_or_else(|| fs::metadata(path).unwrap().len());
+        fs::read(path).unwrap()[end as usize - 1] as usize
+    };
+    let damaged = [
+        (older.as_path(), 0, 2),  // the first record's length
+        (older.as_path(), 1, 6),  // a checksum
+        (last.as_path(), 0, 300), // the first record's body
+        (last.as_path(), 1, 8),   // the first byte of a payload: its kind
+    ];
+    let mut lost = BTreeSet::new();
+    let mut flips = Vec::new();
+    for &(path, record, at) in &damaged {
+        lost.insert(number(path, record));
+        flips.push((path, record_offsets(path)[record] + at));
     }
+    for (path, at) in flips {
+        flip(path, at);
+    }
+    let expected: Vec<QueueId> = (0..ids.len())
+        .filter(|n| !lost.contains(n))
+        .map(|n| ids[n])
+        .collect();
+    let check = |queue: &EmbeddedQueue| {
+        let kept: Vec<QueueId> = queue.list().iter().map(|e| e.queue_id).collect();
+        assert_eq!(kept, expected);
+        for (n, id) in ids.iter().enumerate().filter(|(n, _)| !lost.contains(n)) {
+            assert_eq!(&*block_on(queue.body(id)).unwrap(), &[n as u8; 700][..]);
+        }
+    };
+    let queue = open_small(dir.path());
+    check(&queue);
+    let (files, bytes) = moved_aside(dir.path());
+    assert!(
+        files >= 2 && bytes >= 4 * 700,
+        "{files} files, {bytes} bytes"
+    );
+    // The damage is gone from the journal: a restart finds nothing more to move aside, and
+    // messages queued after it are kept too.
+    let newer = block_on(queue.enqueue(message(&["b@example.net"], b"after"))).unwrap();
+    drop(queue);
+    let queue = open_small(dir.path());
+    assert_eq!(moved_aside(dir.path()), (files, bytes));
+    assert_eq!(queue.list().last().unwrap().queue_id, newer);
+    assert_eq!(queue.list().len(), expected.len() + 1);
 }
 
 #[test]

@@ -100,8 +100,9 @@ impl EmbeddedQueue {
     ///
     /// # Errors
     ///
-    /// [`QueueError::InUse`] if another queue has `dir` open; [`QueueError::Corrupt`] if the
-    /// journal is damaged other than by a crash; [`QueueError::Io`] if it cannot be read.
+    /// [`QueueError::InUse`] if another queue has `dir` open; [`QueueError::Io`] if the journal
+    /// cannot be read, or its damage moved aside. Damage does not stop the queue: the damaged
+    /// bytes go to `<dir>/corrupt/`, logged, and every valid record after them is kept.
     pub fn open(dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedQueue, QueueError> {
         create_dir(dir)?;
         let lock_file = lock_dir(dir)?;

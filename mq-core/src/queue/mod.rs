@@ -15,6 +15,7 @@
 //! - `writer`: the one thread that appends to the journal, with group commit.
 //! - `index`: the in-memory state of every live entry, rebuilt from the journal on open.
 //! - `recovery`: that rebuilding, and what a crash may leave at the journal's end.
+//! - `salvage`: damage inside the journal, moved aside so that the records after it are kept.
 //!
 //! # Why a journal with group commit
 //!
@@ -64,6 +65,7 @@ mod index;
 mod journal;
 mod record;
 mod recovery;
+mod salvage;
 mod writer;
 
 use std::fmt;
