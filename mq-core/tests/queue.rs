@@ -746,3 +746,153 @@ fn a_killed_process_loses_no_acknowledged_message() {
         );
     }
 }
+
+/// A tmpfs mounted on a new temporary directory for one test, unmounted when dropped: a small
+/// disk that can be filled. `None`, with a line saying why the test is skipped, where the
+/// machine refuses the mount (mounting takes root).
+struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    fn mount(test: &str, options: &str) -> Option<Tmpfs> {
+        let dir = TempDir::new().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .output();
+        let why = match mounted {
+            Ok(output) if output.status.success() => return Some(Tmpfs { dir }),
+            Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            Err(error) => error.to_string(),
+        };
+        eprintln!("{test}: SKIPPED: cannot mount a tmpfs to fill ({why}); run as root to test it");
+        None
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a file a failed assertion left open does not keep the mount.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The first `Some` that `attempt` returns, tried every 20 ms for up to 30 s.
+fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Enqueues `body(n)` for n = 0, 1, … until the queue refuses one; returns the ids queued and
+/// the refusal.
+fn enqueue_until_refused(
+    queue: &EmbeddedQueue,
+    body: impl Fn(usize) -> Vec<u8>,
+) -> (Vec<QueueId>, QueueError) {
+    let mut queued = Vec::new();
+    loop {
+        assert!(queued.len() < 10_000, "the disk never filled");
+        match block_on(queue.enqueue(message(&["a@example.net"], &body(queued.len())))) {
+            Ok(id) => queued.push(id),
+            Err(error) => return (queued, error),
+        }
+    }
+}
+
+/// Reopens the queue in `dir` and checks that it holds exactly `queued`, with `body(n)` for
+/// message n.
+fn assert_recovered(
+    queue: EmbeddedQueue,
+    dir: &Path,
+    queued: &[QueueId],
+    body: impl Fn(usize) -> Vec<u8>,
+) {
+    drop(queue);
+    let queue = open_small(dir);
+    // Nothing half-written was left mid-journal by the failed writes.
+    assert_eq!(queue.health().corrupt_regions, 0);
+    let listed: Vec<QueueId> = queue.list().iter().map(|e| e.queue_id).collect();
+    assert_eq!(listed, queued);
+    for (n, id) in queued.iter().enumerate() {
+        assert_eq!(&*block_on(queue.body(id)).unwrap(), &body(n)[..], "{id}");
+    }
+}
+
+fn patterned(n: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (n * 31 + i * 7) as u8).collect()
+}
+
+#[test]
+fn a_full_disk_refuses_mail_until_space_is_freed_and_loses_nothing_acknowledged() {
+    let Some(disk) = Tmpfs::mount("a_full_disk_refuses_mail", "size=1m,mode=0700") else {
+        return;
+    };
+    let filler = disk.path().join("filler");
+    fs::write(&filler, vec![1; 256 << 10]).unwrap();
+    let dir = disk.path().join("queue");
+    let queue = EmbeddedQueue::open(&dir, EmbeddedOptions::default()).unwrap();
+    let body = |n| patterned(n, 16 << 10);
+    let (mut queued, refused) = enqueue_until_refused(&queue, body);
+    assert!(queued.len() >= 10, "{} queued", queued.len());
+    assert!(matches!(refused, QueueError::Io { .. }), "{refused}");
+    assert!(!queue.health().writable);
+    let still_full = block_on(queue.enqueue(message(&["a@example.net"], &body(queued.len()))));
+    assert!(still_full.is_err());
+
+    fs::remove_file(&filler).unwrap();
+    let n = queued.len();
+    let id = eventually("a message queued once space is freed", || {
+        block_on(queue.enqueue(message(&["a@example.net"], &body(n)))).ok()
+    });
+    queued.push(id);
+    let health = queue.health();
+    assert!(health.writable);
+    assert!(health.write_failures >= 1, "{health:?}");
+    assert_recovered(queue, &dir, &queued, body);
+}
+
+#[test]
+fn a_journal_segment_that_cannot_be_created_does_not_stop_the_queue() {
+    let Some(disk) = Tmpfs::mount("a_journal_segment", "size=8m,nr_inodes=16,mode=0700") else {
+        return;
+    };
+    let dir = disk.path().join("queue");
+    let queue = open_small(&dir);
+    // Every inode left taken: the next segment cannot be created.
+    let mut fillers = Vec::new();
+    while let Ok(()) = fs::write(disk.path().join(format!("f{}", fillers.len())), b"") {
+        fillers.push(disk.path().join(format!("f{}", fillers.len())));
+        assert!(fillers.len() < 100, "the inodes never ran out");
+    }
+    let body = |n| patterned(n, 1000);
+    let (mut queued, refused) = enqueue_until_refused(&queue, body);
+    assert!(!queued.is_empty());
+    assert!(matches!(refused, QueueError::Io { .. }), "{refused}");
+    assert!(refused.to_string().contains("create"), "{refused}");
+
+    fs::remove_file(fillers.pop().unwrap()).unwrap();
+    let n = queued.len();
+    let id = eventually("a message queued once a segment can be created", || {
+        block_on(queue.enqueue(message(&["a@example.net"], &body(n)))).ok()
+    });
+    queued.push(id);
+    assert!(queue.health().writable);
+    assert_recovered(queue, &dir, &queued, body);
+}

@@ -11,13 +11,14 @@ use futures::channel::oneshot;
 use smol::channel::Sender;
 
 use super::error::QueueError;
+use super::fault::Health;
 use super::id::IdSource;
 use super::index::Index;
 use super::journal::{self, Framed, HEADER, MAX_RECORD};
 use super::record::{MessageRecord, RecipientState, Record};
 use super::recovery::recover;
 use super::writer::{Reply, Request, Writer, lock};
-use super::{AckResult, Entry, NewMessage, Queue, QueueId};
+use super::{AckResult, Entry, NewMessage, Queue, QueueHealth, QueueId};
 
 /// Requests that may wait for the writer before senders wait too (backpressure).
 const PENDING_REQUESTS: usize = 4096;
@@ -89,6 +90,7 @@ pub struct EmbeddedQueue {
     ids: IdSource,
     requests: Sender<Request>,
     writer: Option<JoinHandle<()>>,
+    health: Arc<Health>,
     /// Held for its lock on the directory, released when the queue is dropped (or the process
     /// dies).
     _lock: File,
@@ -110,6 +112,7 @@ impl EmbeddedQueue {
         let ids = IdSource::after(recovered.index.highest_id());
         tracing::info!(dir = %dir.display(), entries = recovered.index.live_entries(), "queue opened");
         let index = Arc::new(Mutex::new(recovered.index));
+        let health = Arc::new(Health::new(recovered.damage));
         let (requests, receiver) = smol::channel::bounded(PENDING_REQUESTS);
         let writer = Writer {
             dir: dir.to_owned(),
@@ -120,6 +123,8 @@ impl EmbeddedQueue {
             file: recovered.file,
             seq: recovered.seq,
             len: recovered.len,
+            health: Arc::clone(&health),
+            fault: None,
         };
         Ok(EmbeddedQueue {
             dir: dir.to_owned(),
@@ -127,6 +132,7 @@ impl EmbeddedQueue {
             ids,
             requests,
             writer: Some(writer.spawn()?),
+            health,
             _lock: lock_file,
         })
     }
@@ -264,6 +270,10 @@ impl Queue for EmbeddedQueue {
             0 => Err(QueueError::NotFound(*id)),
             removed => Ok(removed),
         }
+    }
+
+    fn health(&self) -> QueueHealth {
+        self.health.snapshot()
     }
 
     fn flush(&self) {

@@ -32,8 +32,7 @@ pub enum QueueError {
     Invalid(&'static str),
     /// Another process (or another queue in this one) has the queue directory open.
     InUse(PathBuf),
-    /// The queue is shut down, or its writer stopped after an I/O error (the error was returned
-    /// to the requests of that batch).
+    /// The queue is shut down.
     Closed,
 }
 

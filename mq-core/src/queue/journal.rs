@@ -8,6 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::error::QueueError;
@@ -94,19 +95,28 @@ pub(crate) fn open_segment(path: &Path) -> Result<File, QueueError> {
         .map_err(|e| QueueError::io(format!("open {}", path.display()), e))
 }
 
-/// Creates segment `seq` and makes its existence durable (file and directory synced) before
-/// anything is written to it: a record must never sit in a file that a crash can lose.
+/// Creates segment `seq` (mode 0600: it holds message bodies) and makes its existence durable
+/// (file and directory synced) before anything is written to it: a record must never sit in a
+/// file that a crash can lose. If that fails, the file is removed again, so that the next try
+/// can create it.
 pub(crate) fn create_segment(dir: &Path, seq: u64) -> Result<File, QueueError> {
     let path = segment_path(dir, seq);
     let file = OpenOptions::new()
         .read(true)
         .append(true)
         .create_new(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| QueueError::io(format!("create {}", path.display()), e))?;
-    file.sync_all()
-        .map_err(|e| QueueError::io(format!("sync {}", path.display()), e))?;
-    sync_dir(dir)?;
+    let synced = file
+        .sync_all()
+        .map_err(|e| QueueError::io(format!("sync {}", path.display()), e))
+        .and_then(|()| sync_dir(dir));
+    if let Err(err) = synced {
+        // Best effort: if it stays, the next try fails on it and says so.
+        let _ = fs::remove_file(&path);
+        return Err(err);
+    }
     Ok(file)
 }
 
