@@ -896,3 +896,61 @@ fn a_journal_segment_that_cannot_be_created_does_not_stop_the_queue() {
     assert!(queue.health().writable);
     assert_recovered(queue, &dir, &queued, body);
 }
+
+/// The mode bits (`0o777`) of every directory and file under `dir`, and of `dir` itself.
+fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut modes = vec![(
+        dir.to_owned(),
+        fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+    )];
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            modes.extend(self::modes(&path));
+        } else {
+            modes.push((
+                path.clone(),
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            ));
+        }
+    }
+    modes
+}
+
+#[test]
+fn the_queue_directory_and_every_file_in_it_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = TempDir::new().unwrap();
+    let dir = data.path().join("queue");
+    let queue = open_small(&dir);
+    for n in 0..12u8 {
+        block_on(queue.enqueue(message(&["a@example.net"], &[n; 700]))).unwrap();
+    }
+    drop(queue);
+    // Damage in the first segment, so that the queue fills `corrupt/` too.
+    let first = segments(&dir).remove(0);
+    flip(&first, record_offsets(&first)[1] + 20);
+    let queue = open_small(&dir);
+    assert_eq!(moved_aside(&dir).0, 1);
+    let listed = modes(&dir);
+    assert!(listed.len() >= 6, "{listed:?}");
+    for (path, mode) in &listed {
+        let private = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, private, "{} is {mode:o}", path.display());
+    }
+    drop(queue);
+
+    // A queue made readable by others (as older versions of mq made it) is closed on open.
+    for (path, _) in &listed {
+        let open_mode = if path.is_dir() { 0o755 } else { 0o644 };
+        fs::set_permissions(path, fs::Permissions::from_mode(open_mode)).unwrap();
+    }
+    drop(open_small(&dir));
+    for (path, mode) in modes(&dir) {
+        if path.extension().is_some_and(|e| e == "log") || path == dir || path.ends_with("lock") {
+            let private = if path.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode, private, "{} is {mode:o}", path.display());
+        }
+    }
+}

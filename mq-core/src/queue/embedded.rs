@@ -1,7 +1,9 @@
 //! [`EmbeddedQueue`]: the [`Queue`] on a journal in a local directory.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -15,6 +17,7 @@ use super::fault::Health;
 use super::id::IdSource;
 use super::index::Index;
 use super::journal::{self, Framed, HEADER, MAX_RECORD};
+use super::private;
 use super::record::{MessageRecord, RecipientState, Record};
 use super::recovery::recover;
 use super::writer::{Reply, Request, Writer, lock};
@@ -314,12 +317,23 @@ impl RecipientState {
     }
 }
 
-/// Creates the queue directory, and makes its own entry durable when it is new.
+/// Creates the queue directory (mode 0700: the journal holds message bodies), and makes its
+/// own entry durable when it is new. Missing parents are created as usual. An existing queue
+/// directory that others may read is closed to them, with a log line.
 fn create_dir(dir: &Path) -> Result<(), QueueError> {
+    let create_error = |e| QueueError::io(format!("create {}", dir.display()), e);
     if dir.is_dir() {
-        return Ok(());
+        return private::restrict(dir, 0o700);
     }
-    fs::create_dir_all(dir).map_err(|e| QueueError::io(format!("create {}", dir.display()), e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(create_error)?;
+    }
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        // Created meanwhile by someone else: the lock decides who uses it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return private::restrict(dir, 0o700),
+        Err(e) => return Err(create_error(e)),
+    }
     match dir.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => journal::sync_dir(parent),
         _ => Ok(()),
@@ -333,8 +347,10 @@ fn lock_dir(dir: &Path) -> Result<File, QueueError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| QueueError::io(format!("open {}", path.display()), e))?;
+    private::restrict(&path, 0o600)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(QueueError::InUse(dir.to_owned())),

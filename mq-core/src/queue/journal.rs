@@ -12,6 +12,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::error::QueueError;
+use super::private;
 use super::record::{self, Record};
 
 /// The largest payload a record may have; a larger length on disk is damage, not data.
@@ -86,13 +87,16 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     all_digits.then(|| digits.parse().ok()).flatten()
 }
 
-/// Opens a segment for appending (and positioned reads of bodies).
+/// Opens a segment for appending (and positioned reads of bodies); one that others may read
+/// is closed to them (mode 0600).
 pub(crate) fn open_segment(path: &Path) -> Result<File, QueueError> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .append(true)
         .open(path)
-        .map_err(|e| QueueError::io(format!("open {}", path.display()), e))
+        .map_err(|e| QueueError::io(format!("open {}", path.display()), e))?;
+    private::restrict(path, 0o600)?;
+    Ok(file)
 }
 
 /// Creates segment `seq` (mode 0600: it holds message bodies) and makes its existence durable

@@ -15,6 +15,7 @@
 //! - `writer`: the one thread that appends to the journal, with group commit.
 //! - `fault`: a write that failed (a full disk), the back-off until the writer tries again.
 //! - `index`: the in-memory state of every live entry, rebuilt from the journal on open.
+//! - `private`: the modes of what the queue creates (0700, 0600): it holds message bodies.
 //! - `recovery`: that rebuilding, and what a crash may leave at the journal's end.
 //! - `salvage`: damage inside the journal, moved aside so that the records after it are kept.
 //!
@@ -65,6 +66,7 @@ mod fault;
 mod id;
 mod index;
 mod journal;
+mod private;
 mod record;
 mod recovery;
 mod salvage;
