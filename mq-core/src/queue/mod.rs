@@ -29,7 +29,9 @@
 //!   syncs once, then answers them all. The busier the queue, the more messages each sync
 //!   carries.
 //! - Checksummed records make a half-written tail (a crash mid-write) detectable, so recovery
-//!   drops it instead of showing a damaged entry; nothing is renamed into place.
+//!   drops it instead of showing a damaged entry; nothing is renamed into place. Damage
+//!   elsewhere is found the same way, and the records after it are found again by their
+//!   framing: it costs only the messages whose own records were damaged.
 //! - The price: space is reclaimed per segment, oldest first, and a long-lived message in an old
 //!   segment is copied forward (compaction) so that the segment can go.
 //!

@@ -14,7 +14,8 @@ pub(crate) fn restrict(path: &Path, mode: u32) -> Result<(), QueueError> {
         .map_err(|e| QueueError::io(format!("read the mode of {}", path.display()), e))?
         .permissions()
         .mode();
-    if current & 0o077 == 0 {
+    let others = current & 0o077;
+    if others == 0 {
         return Ok(());
     }
     fs::set_permissions(path, fs::Permissions::from_mode(mode))

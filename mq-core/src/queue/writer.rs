@@ -162,12 +162,12 @@ impl Writer {
         drop(frames);
         let counts = placed.map(|at| self.apply(records.into_iter().zip(at)));
         match counts {
-            Ok(counts) => answer(replies.into_iter().zip(counts), Ok(())),
-            Err(err) => answer(replies.into_iter().map(|reply| (reply, 0)), Err(err)),
+            Ok(counts) => answer(replies.into_iter().zip(counts), &Ok(())),
+            Err(err) => answer(replies.into_iter().map(|reply| (reply, 0)), &Err(err)),
         }
         if !maintain.is_empty() {
             let done = self.maintain_fully();
-            answer(maintain.into_iter().map(|reply| (reply, 0)), done);
+            answer(maintain.into_iter().map(|reply| (reply, 0)), &done);
         }
     }
 
@@ -344,9 +344,9 @@ fn write_all_vectored(mut out: impl Write, slices: &mut [IoSlice<'_>]) -> io::Re
 }
 
 /// Sends each caller its count, or all of them the error.
-fn answer(replies: impl Iterator<Item = (Reply, usize)>, result: Result<(), QueueError>) {
+fn answer(replies: impl Iterator<Item = (Reply, usize)>, result: &Result<(), QueueError>) {
     for (reply, count) in replies {
-        let answer = match &result {
+        let answer = match result {
             Ok(()) => Ok(count),
             Err(err) => Err(err.duplicate()),
         };
