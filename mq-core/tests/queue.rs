@@ -395,10 +395,10 @@ fn one_flipped_byte_mid_journal_loses_only_its_own_message() {
     let mut expected = ids.clone();
     expected.remove(hit);
     assert_eq!(kept, expected, "{} entries after the restart", kept.len());
-    assert_eq!(
-        moved_aside(dir.path()),
-        (1, offsets[hit + 1] - offsets[hit])
-    );
+    let damaged = offsets[hit + 1] - offsets[hit];
+    assert_eq!(moved_aside(dir.path()), (1, damaged));
+    let health = queue.health();
+    assert_eq!((health.corrupt_regions, health.corrupt_bytes), (1, damaged));
     for (n, id) in ids.iter().enumerate().skip(hit + 1) {
         assert_eq!(&*block_on(queue.body(id)).unwrap(), &[n as u8; 500][..]);
     }
