@@ -3,7 +3,7 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /metrics` | [`render_metrics`], `text/plain; version=0.0.4` |
+//! | `GET /metrics` | [`render_metrics`], [`render_queue_health`], `text/plain; version=0.0.4` |
 //! | `GET /queue` | every entry, one [`QueueRecord`] of JSON per line |
 //! | `GET /queue/<ID>` | the entries of one message, likewise; 404 if none |
 //! | `GET /queue/<ID>/body` | the message as queued (`message/rfc822`) |
@@ -68,7 +68,7 @@ use futures::AsyncWriteExt as _;
 use smol::channel::{Receiver, Sender};
 use smol::{Async, LocalExecutor};
 
-pub use metrics::render_metrics;
+pub use metrics::{render_metrics, render_queue_health};
 pub use record::QueueRecord;
 
 use self::http::{Request, Response, internal, read_request};
@@ -256,7 +256,8 @@ async fn route(request: &Request, sources: &Sources<'_>) -> Response {
 }
 
 fn metrics_page(sources: &Sources<'_>) -> Response {
-    let page = render_metrics(sources.stats, &(sources.metrics)(), sources.queue.count());
+    let mut page = render_metrics(sources.stats, &(sources.metrics)(), sources.queue.count());
+    page.push_str(&render_queue_health(&sources.queue.health()));
     Response {
         status: 200,
         content_type: "text/plain; version=0.0.4",
@@ -399,6 +400,7 @@ mod tests {
             let (status, page) = get(address, "GET", "/metrics");
             assert_eq!(status, 200);
             assert!(page.contains("\nmq_queue_entries 2\n"), "{page}");
+            assert!(page.contains("\nmq_queue_writable 1\n"), "{page}");
             let (status, lines) = get(address, "GET", "/queue");
             assert_eq!(status, 200);
             let records: Vec<QueueRecord> = lines

@@ -355,28 +355,117 @@ fn a_last_record_cut_short_is_dropped_and_earlier_ones_survive() {
     }
 }
 
+/// Flips one byte of the segment at `path`, `at` bytes into it.
+fn flip(path: &Path, at: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x40;
+    fs::write(path, bytes).unwrap();
+}
+
+/// The files moved aside into `<dir>/corrupt`, and their bytes in all.
+fn moved_aside(dir: &Path) -> (usize, u64) {
+    let Ok(files) = fs::read_dir(dir.join("corrupt")) else {
+        return (0, 0);
+    };
+    files.fold((0, 0), |(count, bytes), file| {
+        (count + 1, bytes + file.unwrap().metadata().unwrap().len())
+    })
+}
+
 #[test]
-fn a_bad_checksum_in_an_older_segment_is_reported_as_corrupt() {
+fn one_flipped_byte_mid_journal_loses_only_its_own_message() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let ids: Vec<QueueId> = (0..40u8)
+        .map(|n| block_on(queue.enqueue(message(&["a@example.net"], &[n; 500]))).unwrap())
+        .collect();
+    drop(queue);
+    let segment = segments(dir.path()).remove(0);
+    let offsets = record_offsets(&segment);
+    assert_eq!(offsets.len(), 40);
+    let middle = fs::metadata(&segment).unwrap().len() / 2;
+    let hit = offsets.partition_point(|&at| at <= middle) - 1;
+    assert!(
+        hit + 1 < offsets.len(),
+        "the flip must be followed by whole records"
+    );
+    flip(&segment, middle);
+    let queue = open(dir.path());
+    let kept: Vec<QueueId> = queue.list().iter().map(|e| e.queue_id).collect();
+    let mut expected = ids.clone();
+    expected.remove(hit);
+    assert_eq!(kept, expected, "{} entries after the restart", kept.len());
+    let damaged = offsets[hit + 1] - offsets[hit];
+    assert_eq!(moved_aside(dir.path()), (1, damaged));
+    let health = queue.health();
+    assert_eq!((health.corrupt_regions, health.corrupt_bytes), (1, damaged));
+    for (n, id) in ids.iter().enumerate().skip(hit + 1) {
+        assert_eq!(&*block_on(queue.body(id)).unwrap(), &[n as u8; 500][..]);
+    }
+}
+
+#[test]
+fn damaged_records_in_the_last_and_an_older_segment_lose_only_their_own_messages() {
     let dir = TempDir::new().unwrap();
     let queue = open_small(dir.path());
-    for n in 0..6 {
-        block_on(queue.enqueue(message(&["a@example.net"], &[n; 1500]))).unwrap();
-    }
+    let ids: Vec<QueueId> = (0..24u8)
+        .map(|n| block_on(queue.enqueue(message(&["a@example.net"], &[n; 700]))).unwrap())
+        .collect();
     drop(queue);
     let paths = segments(dir.path());
-    assert!(paths.len() >= 2, "{paths:?}");
-    let older = &paths[0];
-    let second = record_offsets(older)[1];
-    let mut bytes = fs::read(older).unwrap();
-    bytes[second as usize + 20] ^= 0x40;
-    fs::write(older, bytes).unwrap();
-    match EmbeddedQueue::open(dir.path(), EmbeddedOptions::default()) {
-        Err(QueueError::Corrupt { file, offset, .. }) => {
-            assert_eq!(&file, older);
-            assert_eq!(offset, second);
-        }
-        other => panic!("expected a corrupt journal, got {other:?}"),
+    assert!(paths.len() >= 3, "{paths:?}");
+    let (older, last) = (&paths[0], paths.last().unwrap());
+    let older_records = record_offsets(older);
+    let last_records = record_offsets(last);
+    assert!(older_records.len() >= 3 && last_records.len() >= 3);
+    // Which message a record holds: its body is that message's number, repeated.
+    let number = |path: &Path, record: usize| {
+        let offsets = record_offsets(path);
+        let end = offsets.get(record + 1).copied();
+        let end = end.unwrap_or_else(|| fs::metadata(path).unwrap().len());
+        fs::read(path).unwrap()[end as usize - 1] as usize
+    };
+    let damaged = [
+        (older.as_path(), 0, 2),  // the first record's length
+        (older.as_path(), 1, 6),  // a checksum
+        (last.as_path(), 0, 300), // the first record's body
+        (last.as_path(), 1, 8),   // the first byte of a payload: its kind
+    ];
+    let mut lost = BTreeSet::new();
+    let mut flips = Vec::new();
+    for &(path, record, at) in &damaged {
+        lost.insert(number(path, record));
+        flips.push((path, record_offsets(path)[record] + at));
     }
+    for (path, at) in flips {
+        flip(path, at);
+    }
+    let expected: Vec<QueueId> = (0..ids.len())
+        .filter(|n| !lost.contains(n))
+        .map(|n| ids[n])
+        .collect();
+    let check = |queue: &EmbeddedQueue| {
+        let kept: Vec<QueueId> = queue.list().iter().map(|e| e.queue_id).collect();
+        assert_eq!(kept, expected);
+        for (n, id) in ids.iter().enumerate().filter(|(n, _)| !lost.contains(n)) {
+            assert_eq!(&*block_on(queue.body(id)).unwrap(), &[n as u8; 700][..]);
+        }
+    };
+    let queue = open_small(dir.path());
+    check(&queue);
+    let (files, bytes) = moved_aside(dir.path());
+    assert!(
+        files >= 2 && bytes >= 4 * 700,
+        "{files} files, {bytes} bytes"
+    );
+    // The damage is gone from the journal: a restart finds nothing more to move aside, and
+    // messages queued after it are kept too.
+    let newer = block_on(queue.enqueue(message(&["b@example.net"], b"after"))).unwrap();
+    drop(queue);
+    let queue = open_small(dir.path());
+    assert_eq!(moved_aside(dir.path()), (files, bytes));
+    assert_eq!(queue.list().last().unwrap().queue_id, newer);
+    assert_eq!(queue.list().len(), expected.len() + 1);
 }
 
 #[test]
@@ -655,5 +744,213 @@ fn a_killed_process_loses_no_acknowledged_message() {
             !recovered.contains_key(id),
             "message {id} was done but came back"
         );
+    }
+}
+
+/// A tmpfs mounted on a new temporary directory for one test, unmounted when dropped: a small
+/// disk that can be filled. `None`, with a line saying why the test is skipped, where the
+/// machine refuses the mount (mounting takes root).
+struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    fn mount(test: &str, options: &str) -> Option<Tmpfs> {
+        let dir = TempDir::new().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .output();
+        let why = match mounted {
+            Ok(output) if output.status.success() => return Some(Tmpfs { dir }),
+            Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            Err(error) => error.to_string(),
+        };
+        eprintln!("{test}: SKIPPED: cannot mount a tmpfs to fill ({why}); run as root to test it");
+        None
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a file a failed assertion left open does not keep the mount.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The first `Some` that `attempt` returns, tried every 20 ms for up to 30 s.
+fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Enqueues `body(n)` for n = 0, 1, … until the queue refuses one; returns the ids queued and
+/// the refusal.
+fn enqueue_until_refused(
+    queue: &EmbeddedQueue,
+    body: impl Fn(usize) -> Vec<u8>,
+) -> (Vec<QueueId>, QueueError) {
+    let mut queued = Vec::new();
+    loop {
+        assert!(queued.len() < 10_000, "the disk never filled");
+        match block_on(queue.enqueue(message(&["a@example.net"], &body(queued.len())))) {
+            Ok(id) => queued.push(id),
+            Err(error) => return (queued, error),
+        }
+    }
+}
+
+/// Reopens the queue in `dir` and checks that it holds exactly `queued`, with `body(n)` for
+/// message n.
+fn assert_recovered(
+    queue: EmbeddedQueue,
+    dir: &Path,
+    queued: &[QueueId],
+    body: impl Fn(usize) -> Vec<u8>,
+) {
+    drop(queue);
+    let queue = open_small(dir);
+    // Nothing half-written was left mid-journal by the failed writes.
+    assert_eq!(queue.health().corrupt_regions, 0);
+    let listed: Vec<QueueId> = queue.list().iter().map(|e| e.queue_id).collect();
+    assert_eq!(listed, queued);
+    for (n, id) in queued.iter().enumerate() {
+        assert_eq!(&*block_on(queue.body(id)).unwrap(), &body(n)[..], "{id}");
+    }
+}
+
+fn patterned(n: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (n * 31 + i * 7) as u8).collect()
+}
+
+#[test]
+fn a_full_disk_refuses_mail_until_space_is_freed_and_loses_nothing_acknowledged() {
+    let Some(disk) = Tmpfs::mount("a_full_disk_refuses_mail", "size=1m,mode=0700") else {
+        return;
+    };
+    let filler = disk.path().join("filler");
+    fs::write(&filler, vec![1; 256 << 10]).unwrap();
+    let dir = disk.path().join("queue");
+    let queue = EmbeddedQueue::open(&dir, EmbeddedOptions::default()).unwrap();
+    let body = |n| patterned(n, 16 << 10);
+    let (mut queued, refused) = enqueue_until_refused(&queue, body);
+    assert!(queued.len() >= 10, "{} queued", queued.len());
+    assert!(matches!(refused, QueueError::Io { .. }), "{refused}");
+    assert!(!queue.health().writable);
+    let still_full = block_on(queue.enqueue(message(&["a@example.net"], &body(queued.len()))));
+    assert!(still_full.is_err());
+
+    fs::remove_file(&filler).unwrap();
+    let n = queued.len();
+    let id = eventually("a message queued once space is freed", || {
+        block_on(queue.enqueue(message(&["a@example.net"], &body(n)))).ok()
+    });
+    queued.push(id);
+    let health = queue.health();
+    assert!(health.writable);
+    assert!(health.write_failures >= 1, "{health:?}");
+    assert_recovered(queue, &dir, &queued, body);
+}
+
+#[test]
+fn a_journal_segment_that_cannot_be_created_does_not_stop_the_queue() {
+    let Some(disk) = Tmpfs::mount("a_journal_segment", "size=8m,nr_inodes=16,mode=0700") else {
+        return;
+    };
+    let dir = disk.path().join("queue");
+    let queue = open_small(&dir);
+    // Every inode left taken: the next segment cannot be created.
+    let mut fillers = Vec::new();
+    while let Ok(()) = fs::write(disk.path().join(format!("f{}", fillers.len())), b"") {
+        fillers.push(disk.path().join(format!("f{}", fillers.len())));
+        assert!(fillers.len() < 100, "the inodes never ran out");
+    }
+    let body = |n| patterned(n, 1000);
+    let (mut queued, refused) = enqueue_until_refused(&queue, body);
+    assert!(!queued.is_empty());
+    assert!(matches!(refused, QueueError::Io { .. }), "{refused}");
+    assert!(refused.to_string().contains("create"), "{refused}");
+
+    fs::remove_file(fillers.pop().unwrap()).unwrap();
+    let n = queued.len();
+    let id = eventually("a message queued once a segment can be created", || {
+        block_on(queue.enqueue(message(&["a@example.net"], &body(n)))).ok()
+    });
+    queued.push(id);
+    assert!(queue.health().writable);
+    assert_recovered(queue, &dir, &queued, body);
+}
+
+/// The mode bits (`0o777`) of every directory and file under `dir`, and of `dir` itself.
+fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut modes = vec![(
+        dir.to_owned(),
+        fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+    )];
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            modes.extend(self::modes(&path));
+        } else {
+            modes.push((
+                path.clone(),
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            ));
+        }
+    }
+    modes
+}
+
+#[test]
+fn the_queue_directory_and_every_file_in_it_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = TempDir::new().unwrap();
+    let dir = data.path().join("queue");
+    let queue = open_small(&dir);
+    for n in 0..12u8 {
+        block_on(queue.enqueue(message(&["a@example.net"], &[n; 700]))).unwrap();
+    }
+    drop(queue);
+    // Damage in the first segment, so that the queue fills `corrupt/` too.
+    let first = segments(&dir).remove(0);
+    flip(&first, record_offsets(&first)[1] + 20);
+    let queue = open_small(&dir);
+    assert_eq!(moved_aside(&dir).0, 1);
+    let listed = modes(&dir);
+    assert!(listed.len() >= 6, "{listed:?}");
+    for (path, mode) in &listed {
+        let private = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, private, "{} is {mode:o}", path.display());
+    }
+    drop(queue);
+
+    // A queue made readable by others (as older versions of mq made it) is closed on open.
+    for (path, _) in &listed {
+        let open_mode = if path.is_dir() { 0o755 } else { 0o644 };
+        fs::set_permissions(path, fs::Permissions::from_mode(open_mode)).unwrap();
+    }
+    drop(open_small(&dir));
+    for (path, mode) in modes(&dir) {
+        if path.extension().is_some_and(|e| e == "log") || path == dir || path.ends_with("lock") {
+            let private = if path.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode, private, "{} is {mode:o}", path.display());
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! - `plugins`: plugins of this binary refusing, rewriting and checking at the inbound hooks.
 //! - `concurrency`: many clients across two cores.
 //! - `crash`: kill -9 under load, then every acknowledged message is there exactly once.
+//! - `full_disk`: 451 while the queue's disk is full, 250 again once space is freed.
 //!
 //! Every `#[plugin]` in this binary is linked into every server it starts: the plugins act only
 //! on addresses of their own, so other tests do not see them.
@@ -21,6 +22,7 @@
 mod auth;
 mod concurrency;
 mod crash;
+mod full_disk;
 mod hostile;
 mod limits;
 mod listen;

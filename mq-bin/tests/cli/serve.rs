@@ -258,3 +258,55 @@ fn while_draining_the_admin_port_answers_and_a_command_that_arrives_gets_421_alo
         stopped.log
     );
 }
+
+#[test]
+fn a_damaged_journal_is_moved_aside_and_counted_on_the_metrics_page() {
+    use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, NewMessage, Queue};
+
+    let scratch = Scratch::new();
+    let dir = scratch.path().join("data").join("queue");
+    let queue = EmbeddedQueue::open(&dir, EmbeddedOptions::default()).expect("the queue opens");
+    for n in 0..3 {
+        let message = NewMessage {
+            sender: "a@example.org".parse().expect("an address"),
+            recipients: vec!["b@example.net".parse().expect("an address")],
+            body: format!("Subject: {n}\r\n\r\nbody {n}\r\n").into_bytes(),
+            client: "client.example[192.0.2.1]".into(),
+        };
+        smol::block_on(queue.enqueue(message)).expect("the message is queued");
+    }
+    drop(queue);
+    // A byte of the first record's checksum: two valid records follow it.
+    let segment = dir.join("journal-0000000000000001.log");
+    let mut bytes = std::fs::read(&segment).expect("the segment is read");
+    bytes[5] ^= 0x40;
+    std::fs::write(&segment, bytes).expect("the segment is written");
+
+    let server = scratch.serve();
+    let (status, page) = http_get(scratch.admin, "/metrics");
+    assert_eq!(status, 200);
+    for sample in [
+        "mq_queue_entries 2",
+        "mq_queue_corrupt_regions_total 1",
+        "mq_queue_writable 1",
+    ] {
+        assert!(
+            page.lines().any(|line| line == sample),
+            "{sample} in\n{page}"
+        );
+    }
+    let stopped = server.terminate();
+    assert!(
+        stopped
+            .log
+            .contains("damaged queue journal records moved aside"),
+        "{}",
+        stopped.log
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.join("corrupt"))
+            .expect("corrupt/")
+            .count(),
+        1
+    );
+}

@@ -5,6 +5,7 @@ use std::fmt::{self, Write as _};
 use std::sync::atomic::Ordering;
 
 use crate::metrics::{HookMetrics, LATENCY_BOUNDS_MICROS, Metrics};
+use crate::queue::QueueHealth;
 use crate::smtp::Stats;
 
 /// Renders the counters as a Prometheus scrape: `# HELP` and `# TYPE` lines, then the samples.
@@ -31,6 +32,27 @@ pub fn render_metrics(stats: &Stats, metrics: &Metrics, queue_entries: usize) ->
     // Writing to a String cannot fail; the Results only carry fmt's signature.
     let _ = page.server(stats, queue_entries);
     let _ = page.plugins(metrics);
+    page.0
+}
+
+/// Renders the queue's storage health, to follow [`render_metrics`] on the page: whether the
+/// journal can be written (`mq_queue_writable`, 0 while writes fail and new mail is refused),
+/// the writes that failed, and the damage moved aside when the queue was opened.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::admin::render_queue_health;
+/// use mq_core::queue::QueueHealth;
+///
+/// let page = render_queue_health(&QueueHealth::default());
+/// assert!(page.contains("\nmq_queue_writable 1\n"));
+/// assert!(page.contains("\nmq_queue_write_failures_total 0\n"));
+/// ```
+pub fn render_queue_health(health: &QueueHealth) -> String {
+    let mut page = Page(String::new());
+    // Writing to a String cannot fail; the Results only carry fmt's signature.
+    let _ = page.queue_health(health);
     page.0
 }
 
@@ -89,6 +111,33 @@ impl Page {
             "gauge",
             "Queued entries (one per recipient).",
             queue_entries as u64,
+        )
+    }
+
+    fn queue_health(&mut self, health: &QueueHealth) -> fmt::Result {
+        self.single(
+            "mq_queue_writable",
+            "gauge",
+            "1 if the queue journal can be written, 0 while writes fail (new mail gets 451).",
+            u64::from(health.writable),
+        )?;
+        self.single(
+            "mq_queue_write_failures_total",
+            "counter",
+            "Queue journal writes, syncs or new segments that failed since start.",
+            health.write_failures,
+        )?;
+        self.single(
+            "mq_queue_corrupt_regions_total",
+            "counter",
+            "Damaged ranges of the queue journal moved aside into corrupt/ at start.",
+            health.corrupt_regions,
+        )?;
+        self.single(
+            "mq_queue_corrupt_bytes_total",
+            "counter",
+            "Bytes of the queue journal moved aside into corrupt/ at start.",
+            health.corrupt_bytes,
         )
     }
 

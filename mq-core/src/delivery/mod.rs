@@ -38,7 +38,7 @@ use smol::channel::{Receiver, Sender};
 pub use config::{DeliveryConfig, Smarthost, TlsMode};
 
 use crate::dns::{DnsConfig, Resolver};
-use crate::queue::{AckResult, Entry, NewMessage, Queue, QueueError, QueueId};
+use crate::queue::{AckResult, Entry, NewMessage, Queue, QueueError, QueueHealth, QueueId};
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
 use maildir::Maildir;
@@ -232,6 +232,10 @@ impl Queue for Waking {
 
     async fn delete(&self, id: &QueueId) -> Result<usize, QueueError> {
         self.delivery.queue.delete(id).await
+    }
+
+    fn health(&self) -> QueueHealth {
+        self.delivery.queue.health()
     }
 
     fn flush(&self) {

@@ -1,7 +1,9 @@
 //! [`EmbeddedQueue`]: the [`Queue`] on a journal in a local directory.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -11,13 +13,15 @@ use futures::channel::oneshot;
 use smol::channel::Sender;
 
 use super::error::QueueError;
+use super::fault::Health;
 use super::id::IdSource;
 use super::index::Index;
 use super::journal::{self, Framed, HEADER, MAX_RECORD};
+use super::private;
 use super::record::{MessageRecord, RecipientState, Record};
 use super::recovery::recover;
 use super::writer::{Reply, Request, Writer, lock};
-use super::{AckResult, Entry, NewMessage, Queue, QueueId};
+use super::{AckResult, Entry, NewMessage, Queue, QueueHealth, QueueId};
 
 /// Requests that may wait for the writer before senders wait too (backpressure).
 const PENDING_REQUESTS: usize = 4096;
@@ -89,6 +93,7 @@ pub struct EmbeddedQueue {
     ids: IdSource,
     requests: Sender<Request>,
     writer: Option<JoinHandle<()>>,
+    health: Arc<Health>,
     /// Held for its lock on the directory, released when the queue is dropped (or the process
     /// dies).
     _lock: File,
@@ -100,8 +105,9 @@ impl EmbeddedQueue {
     ///
     /// # Errors
     ///
-    /// [`QueueError::InUse`] if another queue has `dir` open; [`QueueError::Corrupt`] if the
-    /// journal is damaged other than by a crash; [`QueueError::Io`] if it cannot be read.
+    /// [`QueueError::InUse`] if another queue has `dir` open; [`QueueError::Io`] if the journal
+    /// cannot be read, or its damage moved aside. Damage does not stop the queue: the damaged
+    /// bytes go to `<dir>/corrupt/`, logged, and every valid record after them is kept.
     pub fn open(dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedQueue, QueueError> {
         create_dir(dir)?;
         let lock_file = lock_dir(dir)?;
@@ -109,6 +115,7 @@ impl EmbeddedQueue {
         let ids = IdSource::after(recovered.index.highest_id());
         tracing::info!(dir = %dir.display(), entries = recovered.index.live_entries(), "queue opened");
         let index = Arc::new(Mutex::new(recovered.index));
+        let health = Arc::new(Health::new(recovered.damage));
         let (requests, receiver) = smol::channel::bounded(PENDING_REQUESTS);
         let writer = Writer {
             dir: dir.to_owned(),
@@ -119,6 +126,8 @@ impl EmbeddedQueue {
             file: recovered.file,
             seq: recovered.seq,
             len: recovered.len,
+            health: Arc::clone(&health),
+            fault: None,
         };
         Ok(EmbeddedQueue {
             dir: dir.to_owned(),
@@ -126,6 +135,7 @@ impl EmbeddedQueue {
             ids,
             requests,
             writer: Some(writer.spawn()?),
+            health,
             _lock: lock_file,
         })
     }
@@ -265,6 +275,10 @@ impl Queue for EmbeddedQueue {
         }
     }
 
+    fn health(&self) -> QueueHealth {
+        self.health.snapshot()
+    }
+
     fn flush(&self) {
         lock(&self.index).flush(SystemTime::now());
     }
@@ -303,12 +317,23 @@ impl RecipientState {
     }
 }
 
-/// Creates the queue directory, and makes its own entry durable when it is new.
+/// Creates the queue directory (mode 0700: the journal holds message bodies), and makes its
+/// own entry durable when it is new. Missing parents are created as usual. An existing queue
+/// directory that others may read is closed to them, with a log line.
 fn create_dir(dir: &Path) -> Result<(), QueueError> {
+    let create_error = |e| QueueError::io(format!("create {}", dir.display()), e);
     if dir.is_dir() {
-        return Ok(());
+        return private::restrict(dir, 0o700);
     }
-    fs::create_dir_all(dir).map_err(|e| QueueError::io(format!("create {}", dir.display()), e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(create_error)?;
+    }
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        // Created meanwhile by someone else: the lock decides who uses it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return private::restrict(dir, 0o700),
+        Err(e) => return Err(create_error(e)),
+    }
     match dir.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => journal::sync_dir(parent),
         _ => Ok(()),
@@ -322,8 +347,10 @@ fn lock_dir(dir: &Path) -> Result<File, QueueError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| QueueError::io(format!("open {}", path.display()), e))?;
+    private::restrict(&path, 0o600)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(QueueError::InUse(dir.to_owned())),

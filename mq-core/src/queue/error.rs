@@ -26,24 +26,13 @@ pub enum QueueError {
         /// The operating system's error.
         source: io::Error,
     },
-    /// A journal record that was written whole is damaged: not the torn tail a crash leaves,
-    /// so the queue does not guess and refuses to start.
-    Corrupt {
-        /// The journal segment.
-        file: PathBuf,
-        /// Where the damaged record starts in it.
-        offset: u64,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// No live entry of this message (or the one asked for) is queued.
     NotFound(QueueId),
     /// The message cannot be queued at all: no recipients, or too large for one record.
     Invalid(&'static str),
     /// Another process (or another queue in this one) has the queue directory open.
     InUse(PathBuf),
-    /// The queue is shut down, or its writer stopped after an I/O error (the error was returned
-    /// to the requests of that batch).
+    /// The queue is shut down.
     Closed,
 }
 
@@ -65,15 +54,6 @@ impl QueueError {
                 action: action.clone(),
                 source: io::Error::new(source.kind(), source.to_string()),
             },
-            QueueError::Corrupt {
-                file,
-                offset,
-                reason,
-            } => QueueError::Corrupt {
-                file: file.clone(),
-                offset: *offset,
-                reason: reason.clone(),
-            },
             QueueError::NotFound(id) => QueueError::NotFound(*id),
             QueueError::Invalid(why) => QueueError::Invalid(why),
             QueueError::InUse(dir) => QueueError::InUse(dir.clone()),
@@ -86,15 +66,6 @@ impl fmt::Display for QueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             QueueError::Io { action, source } => write!(f, "cannot {action}: {source}"),
-            QueueError::Corrupt {
-                file,
-                offset,
-                reason,
-            } => write!(
-                f,
-                "corrupt queue journal {} at offset {offset}: {reason}",
-                file.display()
-            ),
             QueueError::NotFound(id) => write!(f, "no queued message {id}"),
             QueueError::Invalid(why) => write!(f, "message cannot be queued: {why}"),
             QueueError::InUse(dir) => write!(f, "queue {} is in use", dir.display()),

@@ -8,9 +8,11 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::error::QueueError;
+use super::private;
 use super::record::{self, Record};
 
 /// The largest payload a record may have; a larger length on disk is damage, not data.
@@ -85,28 +87,40 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     all_digits.then(|| digits.parse().ok()).flatten()
 }
 
-/// Opens a segment for appending (and positioned reads of bodies).
+/// Opens a segment for appending (and positioned reads of bodies); one that others may read
+/// is closed to them (mode 0600).
 pub(crate) fn open_segment(path: &Path) -> Result<File, QueueError> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .append(true)
         .open(path)
-        .map_err(|e| QueueError::io(format!("open {}", path.display()), e))
+        .map_err(|e| QueueError::io(format!("open {}", path.display()), e))?;
+    private::restrict(path, 0o600)?;
+    Ok(file)
 }
 
-/// Creates segment `seq` and makes its existence durable (file and directory synced) before
-/// anything is written to it: a record must never sit in a file that a crash can lose.
+/// Creates segment `seq` (mode 0600: it holds message bodies) and makes its existence durable
+/// (file and directory synced) before anything is written to it: a record must never sit in a
+/// file that a crash can lose. If that fails, the file is removed again, so that the next try
+/// can create it.
 pub(crate) fn create_segment(dir: &Path, seq: u64) -> Result<File, QueueError> {
     let path = segment_path(dir, seq);
     let file = OpenOptions::new()
         .read(true)
         .append(true)
         .create_new(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| QueueError::io(format!("create {}", path.display()), e))?;
-    file.sync_all()
-        .map_err(|e| QueueError::io(format!("sync {}", path.display()), e))?;
-    sync_dir(dir)?;
+    let synced = file
+        .sync_all()
+        .map_err(|e| QueueError::io(format!("sync {}", path.display()), e))
+        .and_then(|()| sync_dir(dir));
+    if let Err(err) = synced {
+        // Best effort: if it stays, the next try fails on it and says so.
+        let _ = fs::remove_file(&path);
+        return Err(err);
+    }
     Ok(file)
 }
 

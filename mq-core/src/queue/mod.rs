@@ -13,8 +13,11 @@
 //! - `journal`: the segment files, and the framing of records in them (length, checksum).
 //! - `record`: what a record says (a message, an entry done or deferred, a delete), encoded.
 //! - `writer`: the one thread that appends to the journal, with group commit.
+//! - `fault`: a write that failed (a full disk), the back-off until the writer tries again.
 //! - `index`: the in-memory state of every live entry, rebuilt from the journal on open.
+//! - `private`: the modes of what the queue creates (0700, 0600): it holds message bodies.
 //! - `recovery`: that rebuilding, and what a crash may leave at the journal's end.
+//! - `salvage`: damage inside the journal, moved aside so that the records after it are kept.
 //!
 //! # Why a journal with group commit
 //!
@@ -26,7 +29,9 @@
 //!   syncs once, then answers them all. The busier the queue, the more messages each sync
 //!   carries.
 //! - Checksummed records make a half-written tail (a crash mid-write) detectable, so recovery
-//!   drops it instead of showing a damaged entry; nothing is renamed into place.
+//!   drops it instead of showing a damaged entry; nothing is renamed into place. Damage
+//!   elsewhere is found the same way, and the records after it are found again by their
+//!   framing: it costs only the messages whose own records were damaged.
 //! - The price: space is reclaimed per segment, oldest first, and a long-lived message in an old
 //!   segment is copied forward (compaction) so that the segment can go.
 //!
@@ -59,11 +64,14 @@
 
 mod embedded;
 mod error;
+mod fault;
 mod id;
 mod index;
 mod journal;
+mod private;
 mod record;
 mod recovery;
+mod salvage;
 mod writer;
 
 use std::fmt;
@@ -139,6 +147,45 @@ pub enum AckResult {
         /// The final error, e.g. the remote server's reply.
         reason: String,
     },
+}
+
+/// How a queue's storage is doing: the metrics page shows it.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue};
+///
+/// let dir = tempfile::tempdir()?;
+/// let queue = EmbeddedQueue::open(dir.path(), EmbeddedOptions::default())?;
+/// let health = queue.health();
+/// assert!(health.writable);
+/// assert_eq!((health.write_failures, health.corrupt_regions), (0, 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueHealth {
+    /// Whether writes succeed: false from a failed write until one succeeds again, while new
+    /// mail is refused with a temporary error.
+    pub writable: bool,
+    /// Writes, syncs or new journal segments that failed since the queue was opened.
+    pub write_failures: u64,
+    /// Damaged ranges of the journal moved aside into `corrupt/` when the queue was opened.
+    pub corrupt_regions: u64,
+    /// Their bytes.
+    pub corrupt_bytes: u64,
+}
+
+impl Default for QueueHealth {
+    fn default() -> QueueHealth {
+        QueueHealth {
+            writable: true,
+            write_failures: 0,
+            corrupt_regions: 0,
+            corrupt_bytes: 0,
+        }
+    }
 }
 
 /// A queue of entries, each a message to one recipient.
@@ -221,6 +268,12 @@ pub trait Queue: Send + Sync + fmt::Debug {
     /// Removes every entry of a message (an administrator's `mq queue delete`) and returns how
     /// many there were.
     async fn delete(&self, id: &QueueId) -> Result<usize, QueueError>;
+
+    /// How the queue's storage is doing, for the metrics page. A queue without faults to report
+    /// keeps the default: writable, nothing failed.
+    fn health(&self) -> QueueHealth {
+        QueueHealth::default()
+    }
 
     /// Makes every deferred entry due now. A hint, kept in memory only: after a restart the
     /// entries are due at their deferred times again.

@@ -171,6 +171,11 @@ impl Encoder<'_> {
     }
 }
 
+/// Whether `kind`, a payload's first byte, names a kind of record.
+pub(crate) fn is_kind(kind: u8) -> bool {
+    matches!(kind, MESSAGE | DONE | DEFER | DELETE)
+}
+
 /// Decodes a payload whose checksum held. An error is damage that a crash cannot explain.
 pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
     let mut input = Decoder(payload);

@@ -7,10 +7,12 @@
 //! always on disk. Between batches it deletes segments nothing needs and compacts the oldest one
 //! a little at a time, so that clients never wait behind a whole compaction.
 //!
-//! At the first write or sync error it stops: after a failed `fsync` the state of the file is
-//! unknown, and appending more would bury a half-written record mid-journal. The requests of
-//! that batch get the error, later ones [`QueueError::Closed`]; on the next start the journal's
-//! tail is recovered as after a crash.
+//! A write, sync or new segment that fails (a full disk, too many open files) does not stop
+//! it: the requests of that batch get the error, and the writer is in a fault (see `fault`)
+//! until a write succeeds again. Before its next write it cuts the segment back to its last
+//! synced length, so that a half-written batch is never buried mid-journal; retries are spaced
+//! by a back-off, and requests that arrive in between get the error at once. Nothing answered
+//! before the fault is touched: it all lies before that length.
 
 use std::fs::{self, File};
 use std::io::{self, IoSlice, Write};
@@ -22,6 +24,7 @@ use futures::channel::oneshot;
 use smol::channel::{Receiver, TryRecvError};
 
 use super::error::QueueError;
+use super::fault::{Fault, Health};
 use super::index::{Index, Placement};
 use super::journal::{self, Framed};
 use super::record::Record;
@@ -62,6 +65,10 @@ pub(crate) struct Writer {
     pub(crate) file: Arc<File>,
     pub(crate) seq: u64,
     pub(crate) len: u64,
+    /// What the metrics page shows of the writer's faults.
+    pub(crate) health: Arc<Health>,
+    /// The fault the writer is in, if its last write failed.
+    pub(crate) fault: Option<Fault>,
 }
 
 /// Locks the index. A panic while it was held cannot leave it half-changed in a way that
@@ -80,16 +87,15 @@ impl Writer {
     }
 
     fn run(mut self) {
-        if let Err(err) = self.serve() {
-            tracing::error!(error = %err, "queue writer stopped; the queue is closed");
-        }
+        self.serve();
         // Requests still waiting are dropped unanswered, which their callers see as `Closed`;
         // closing first makes later ones fail at once.
         self.requests.close();
         while self.requests.try_recv().is_ok() {}
     }
 
-    fn serve(&mut self) -> Result<(), QueueError> {
+    /// Serves requests until the queue is dropped.
+    fn serve(&mut self) {
         // Recovery may have left segments to delete or compact.
         let mut maintenance = true;
         loop {
@@ -97,20 +103,23 @@ impl Writer {
                 match self.requests.try_recv() {
                     Ok(request) => Some(request),
                     Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Closed) => return Ok(()),
+                    Err(TryRecvError::Closed) => return,
                 }
             } else {
                 match self.requests.recv_blocking() {
                     Ok(request) => Some(request),
-                    Err(_) => return Ok(()),
+                    Err(_) => return,
                 }
             };
             if let Some(first) = first {
                 let batch = self.gather(first);
-                self.commit(batch)?;
+                self.commit(batch);
             }
             // One step per batch: under load, compaction still moves on.
-            maintenance = self.maintain_step()?;
+            maintenance = self.maintain_step().unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "queue journal maintenance failed; retried after the next write");
+                false
+            });
         }
     }
 
@@ -129,7 +138,7 @@ impl Writer {
     }
 
     /// Writes and syncs a batch, applies it, answers it; then, if asked, maintains to the end.
-    fn commit(&mut self, batch: Vec<Request>) -> Result<(), QueueError> {
+    fn commit(&mut self, batch: Vec<Request>) {
         let mut frames = Vec::with_capacity(batch.len());
         let mut records = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
@@ -153,22 +162,43 @@ impl Writer {
         drop(frames);
         let counts = placed.map(|at| self.apply(records.into_iter().zip(at)));
         match counts {
-            Ok(counts) => answer(replies.into_iter().zip(counts), Ok(()))?,
-            Err(err) => answer(replies.into_iter().map(|reply| (reply, 0)), Err(err))?,
+            Ok(counts) => answer(replies.into_iter().zip(counts), &Ok(())),
+            Err(err) => answer(replies.into_iter().map(|reply| (reply, 0)), &Err(err)),
         }
-        if maintain.is_empty() {
-            return Ok(());
+        if !maintain.is_empty() {
+            let done = self.maintain_fully();
+            answer(maintain.into_iter().map(|reply| (reply, 0)), &done);
         }
-        let done = self.maintain_fully();
-        answer(maintain.into_iter().map(|reply| (reply, 0)), done)
     }
 
-    /// Appends frames with vectored writes and one sync; returns where each landed. Starts a
-    /// new segment first if they would not fit in the current one (a batch larger than a segment
-    /// gets a segment of its own).
+    /// Appends frames with vectored writes and one sync; returns where each landed. A failure
+    /// puts the writer in a fault, a success ends one.
     fn append(&mut self, frames: &[Framed]) -> Result<Vec<Placement>, QueueError> {
         if frames.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(fault) = &self.fault {
+            // Before the next try, the fault's error at once: not another failure.
+            fault.may_retry()?;
+        }
+        let placed = self.try_append(frames);
+        match &placed {
+            Ok(_) => {
+                if let Some(fault) = self.fault.take() {
+                    fault.ended(&self.health);
+                }
+            }
+            Err(err) => Fault::failed(&mut self.fault, err, &self.health),
+        }
+        placed
+    }
+
+    /// Appends frames, after a fault once the segment is cut back to what was synced. Starts a
+    /// new segment first if they would not fit in the current one (a batch larger than a segment
+    /// gets a segment of its own).
+    fn try_append(&mut self, frames: &[Framed]) -> Result<Vec<Placement>, QueueError> {
+        if self.fault.is_some() {
+            self.cut_back()?;
         }
         let total: u64 = frames.iter().map(Framed::len).sum();
         if self.len > 0 && self.len + total > self.segment_size {
@@ -208,6 +238,15 @@ impl Writer {
         Ok(())
     }
 
+    /// Cuts the segment back to its last synced length: what a failed write may have left after
+    /// it was never answered, and must not stay before the next record.
+    fn cut_back(&self) -> Result<(), QueueError> {
+        self.file
+            .set_len(self.len)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| self.io_error("truncate", e))
+    }
+
     fn io_error(&self, action: &str, error: io::Error) -> QueueError {
         let path = journal::segment_path(&self.dir, self.seq);
         QueueError::io(format!("{action} {}", path.display()), error)
@@ -232,6 +271,9 @@ impl Writer {
     }
 
     fn maintain_fully(&mut self) -> Result<(), QueueError> {
+        if let Some(fault) = &self.fault {
+            return Err(fault.error());
+        }
         while self.maintain_step()? {}
         Ok(())
     }
@@ -239,6 +281,10 @@ impl Writer {
     /// Deletes dead segments and copies one step of the oldest segment's live messages
     /// forward; `true` if there may be more to do.
     fn maintain_step(&mut self) -> Result<bool, QueueError> {
+        if self.fault.is_some() {
+            // Compaction waits until clients' writes succeed again.
+            return Ok(false);
+        }
         self.delete_dead()?;
         let chunk = {
             let index = lock(&self.index);
@@ -297,20 +343,16 @@ fn write_all_vectored(mut out: impl Write, slices: &mut [IoSlice<'_>]) -> io::Re
     Ok(())
 }
 
-/// Sends each caller its count, or all of them the error (which is then returned).
-fn answer(
-    replies: impl Iterator<Item = (Reply, usize)>,
-    result: Result<(), QueueError>,
-) -> Result<(), QueueError> {
+/// Sends each caller its count, or all of them the error.
+fn answer(replies: impl Iterator<Item = (Reply, usize)>, result: &Result<(), QueueError>) {
     for (reply, count) in replies {
-        let answer = match &result {
+        let answer = match result {
             Ok(()) => Ok(count),
             Err(err) => Err(err.duplicate()),
         };
         // A caller that went away no longer needs its answer.
         let _ = reply.send(answer);
     }
-    result
 }
 
 impl Request {
