@@ -1,0 +1,171 @@
+//! Reloading a running `mq serve` (SIGHUP, `POST /reload` on the admin port), and `mq reload`,
+//! which asks for one through the admin port.
+//!
+//! A reload reads the config file again, with `mq serve`'s flags over it as at start, and puts
+//! it in force whole or not at all:
+//!
+//! - every plugin is built anew from its section on every core; a chain in progress finishes
+//!   on the instances it began with, the next one runs on the new;
+//! - `[smtp]`'s names, domains, relay networks, limits and timeouts, the TLS certificate and
+//!   key, and the AUTH users apply to connections accepted from then on;
+//! - what the running server cannot change without dropping connections or mail in flight
+//!   (the listening address, the queue, the admin port, delivery, the resolvers, the worker
+//!   count and the slow-poll threshold) stays as it is, and a changed one is logged as waiting
+//!   for a restart.
+//!
+//! A config that cannot be read, that names a plugin not compiled in, whose plugin section a
+//! factory refuses, or whose TLS files or AUTH hashes cannot be loaded is refused with the
+//! cause, and the running configuration stays, as Postfix's `postfix reload` keeps running on
+//! the old `main.cf` when the new one is broken.
+
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use anyhow::{Context as _, bail};
+use mq_core::smtp::Server;
+use mq_core::{Config, Registry, Runtime};
+
+use crate::admin_client::AdminClient;
+use crate::serve::ServeArgs;
+
+/// What a reload reads and what it changes, for the life of `mq serve`.
+pub(crate) struct Reloader<'a> {
+    /// The config file, if `mq serve` was given one; without it the defaults are reloaded.
+    path: Option<&'a Path>,
+    /// The flags, laid over the file again at each reload.
+    args: &'a ServeArgs,
+    runtime: &'a Runtime,
+    server: &'a Server,
+    /// The configuration in force; the lock also makes reloads take turns.
+    running: Mutex<Config>,
+}
+
+impl<'a> Reloader<'a> {
+    /// A reloader for a server started with `config`, read from `path` and `args`.
+    pub(crate) fn new(
+        path: Option<&'a Path>,
+        args: &'a ServeArgs,
+        config: &Config,
+        runtime: &'a Runtime,
+        server: &'a Server,
+    ) -> Reloader<'a> {
+        Reloader {
+            path,
+            args,
+            runtime,
+            server,
+            running: Mutex::new(config.clone()),
+        }
+    }
+
+    /// Reloads and logs the outcome; returns the logged line, as an error if it failed.
+    pub(crate) fn reload_and_log(&self) -> Result<String, String> {
+        match self.reload() {
+            Ok(done) => {
+                tracing::info!("{done}");
+                Ok(done)
+            }
+            Err(error) => {
+                let failed = format!("reload failed, keeping the running configuration: {error:#}");
+                tracing::error!("{failed}");
+                Err(failed)
+            }
+        }
+    }
+
+    /// Reads the configuration and puts it in force, or nothing if any of it is wrong.
+    fn reload(&self) -> anyhow::Result<String> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut config = crate::load_config(self.path)?;
+        self.args.apply(&mut config);
+        let plan = self.in_file(Registry::linked()?.plan(&config))?;
+        let smtp = self.in_file(self.server.prepare(config.smtp.clone()))?;
+        self.in_file(self.runtime.reload(&plan))?;
+        self.server.install(smtp);
+        let waiting = needs_restart(&running, &config);
+        if !waiting.is_empty() {
+            tracing::warn!(
+                keys = waiting.join(", "),
+                "changed settings that take effect only after a restart"
+            );
+        }
+        *running = config;
+        Ok(match self.path {
+            Some(path) => format!("configuration reloaded from {}", path.display()),
+            None => "configuration reloaded from the built-in defaults".to_owned(),
+        })
+    }
+
+    /// `result`, its error naming the config file if there is one.
+    fn in_file<T, E>(&self, result: Result<T, E>) -> anyhow::Result<T>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        match self.path {
+            Some(path) => result.with_context(|| format!("config file {}", path.display())),
+            None => Ok(result?),
+        }
+    }
+}
+
+/// The settings that differ between `running` and `new` but stay as they are until a restart.
+fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
+    // Delivery's settings have no equality of their own; their debug form holds every field,
+    // in a fixed order (no hash maps), and serves to tell a change.
+    let changed = [
+        ("smtp.listen", running.smtp.listen != new.smtp.listen),
+        (
+            "queue.data_dir",
+            running.queue.data_dir != new.queue.data_dir,
+        ),
+        ("queue.fsync", running.queue.fsync != new.queue.fsync),
+        ("admin.listen", running.admin.listen != new.admin.listen),
+        (
+            "engine.workers",
+            running.engine.workers != new.engine.workers,
+        ),
+        (
+            "engine.slow_poll",
+            running.engine.slow_poll != new.engine.slow_poll,
+        ),
+        (
+            "delivery",
+            format!("{:?}", running.delivery) != format!("{:?}", new.delivery),
+        ),
+        ("dns", running.dns != new.dns),
+    ];
+    changed
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+}
+
+/// `mq reload`: asks the running server, through its admin port, to reload, and prints what it
+/// answered.
+pub(crate) fn request(config: &Config) -> anyhow::Result<()> {
+    let Some(address) = config.admin.listen else {
+        bail!("the admin port is off ([admin] listen is empty): send mq serve SIGHUP instead");
+    };
+    let done = AdminClient::new(address).ok("POST", "/reload")?;
+    crate::print(&String::from_utf8_lossy(&done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_only_a_restart_changes_are_named() {
+        let running = Config::default();
+        assert!(needs_restart(&running, &running.clone()).is_empty());
+        let mut new = running.clone();
+        new.smtp.listen = "127.0.0.1:25".parse().unwrap();
+        new.queue.data_dir = "/var/spool/mq".into();
+        new.delivery.concurrency += 1;
+        new.smtp.max_errors = 3;
+        assert_eq!(
+            needs_restart(&running, &new),
+            ["smtp.listen", "queue.data_dir", "delivery"]
+        );
+    }
+}
