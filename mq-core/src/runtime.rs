@@ -102,6 +102,9 @@ struct WorkerInner {
     /// A reload's engine, built and not yet in use: [`Runtime::reload`] builds one on every core
     /// before it puts any to use.
     staged: RefCell<Option<Engine>>,
+    /// Engines a reload replaced that chains still run on; each goes to `retired` once the last
+    /// of them has finished.
+    draining: RefCell<Vec<Rc<Engine>>>,
     /// The counters of the engines reloads replaced, so that the metrics only ever grow.
     retired: RefCell<Metrics>,
     /// Watches the engines this core builds on reloads.
@@ -340,6 +343,7 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
             core,
             engine: RefCell::new(Rc::new(engine)),
             staged: RefCell::new(None),
+            draining: RefCell::new(Vec::new()),
             retired: RefCell::new(Metrics::default()),
             watchdog: watchdog.clone(),
             dns,
@@ -371,6 +375,9 @@ impl Worker {
     /// engine in place for the chains that start after it, while this one stays whole for as
     /// long as it is held.
     pub fn engine(&self) -> Rc<Engine> {
+        if !self.inner.draining.borrow().is_empty() {
+            self.retire_drained();
+        }
         Rc::clone(&self.inner.engine.borrow())
     }
 
@@ -378,7 +385,22 @@ impl Worker {
     pub fn metrics(&self) -> Metrics {
         let mut metrics = self.engine().metrics();
         metrics.merge(&self.inner.retired.borrow());
+        for engine in self.inner.draining.borrow().iter() {
+            metrics.merge(&engine.metrics());
+        }
         metrics
+    }
+
+    /// Drops the replaced engines no chain runs on any more, keeping their counters.
+    fn retire_drained(&self) {
+        let mut retired = self.inner.retired.borrow_mut();
+        self.inner.draining.borrow_mut().retain(|engine| {
+            let running = Rc::strong_count(engine) > 1;
+            if !running {
+                retired.merge(&engine.metrics());
+            }
+            running
+        });
     }
 
     /// Builds this core's engine from `plan` and keeps it aside for [`Worker::install_staged`].
@@ -389,16 +411,16 @@ impl Worker {
         Ok(())
     }
 
-    /// Puts the staged engine in place if `install`, else drops it. The replaced engine's
-    /// counters so far are kept; a chain that was running on it at this moment finishes there,
-    /// and what it counts from now on is not.
+    /// Puts the staged engine in place if `install`, else drops it. The replaced engine drains:
+    /// the chains running on it finish there.
     fn install_staged(&self, install: bool) {
         let Some(engine) = self.inner.staged.borrow_mut().take() else {
             return;
         };
         if install {
             let old = self.inner.engine.replace(Rc::new(engine));
-            self.inner.retired.borrow_mut().merge(&old.metrics());
+            self.inner.draining.borrow_mut().push(old);
+            self.retire_drained();
         }
     }
 
