@@ -110,6 +110,11 @@ impl TestServer {
     pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The server, for a test that reloads its settings.
+    pub(crate) fn server(&self) -> &Server {
+        &self._server
+    }
 }
 
 impl Drop for TestServer {
