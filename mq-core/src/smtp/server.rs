@@ -250,8 +250,8 @@ impl Server {
         let running = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
         Ok(Prepared(Arc::new(Shared {
             config,
-            tls,
             credentials,
+            tls,
             ..Shared::clone(&running)
         })))
     }
@@ -275,7 +275,6 @@ impl Server {
 pub struct Prepared(Arc<Shared>);
 
 /// The STARTTLS acceptor and the AUTH users `config` names, read from their files and hashes.
-#[allow(clippy::type_complexity)]
 fn read_tls_and_users(
     config: &SmtpConfig,
 ) -> Result<
