@@ -6,12 +6,13 @@
 //!
 //! - every plugin is built anew from its section on every core; a chain in progress finishes
 //!   on the instances it began with, the next one runs on the new;
-//! - `[smtp]`'s names, domains, relay networks, limits and timeouts, the TLS certificate and
-//!   key, and the AUTH users apply to connections accepted from then on;
+//! - `[smtp]`'s relay networks, limits and timeouts, the TLS certificate and key, and the AUTH
+//!   users apply to connections accepted from then on;
 //! - what the running server cannot change without dropping connections or mail in flight
 //!   (the listening address, the queue, the admin port, delivery, the resolvers, the worker
 //!   count and the slow-poll threshold) stays as it is, and a changed one is logged as waiting
-//!   for a restart.
+//!   for a restart. So do `[smtp]`'s `hostname` and `domains`, which delivery shares: the
+//!   server must not accept mail as local that delivery would route elsewhere.
 //!
 //! A config that cannot be read, that names a plugin not compiled in, whose plugin section a
 //! factory refuses, or whose TLS files or AUTH hashes cannot be loaded is refused with the
@@ -79,11 +80,13 @@ impl<'a> Reloader<'a> {
         let mut config = crate::load_config(self.path)?;
         self.args.apply(&mut config);
         let plan = self.in_file(Registry::linked()?.plan(&config))?;
+        let waiting = needs_restart(&running, &config);
+        let config = keep_restart_only(&running, config);
         let smtp = self.in_file(self.server.prepare(config.smtp.clone()))?;
         self.in_file(self.runtime.reload(&plan))?;
         self.server.install(smtp);
-        let waiting = needs_restart(&running, &config);
         if !waiting.is_empty() {
+            // Said at every reload until the restart, since the running value stays.
             tracing::warn!(
                 keys = waiting.join(", "),
                 "changed settings that take effect only after a restart"
@@ -108,12 +111,29 @@ impl<'a> Reloader<'a> {
     }
 }
 
+/// `new` with the settings only a restart changes as they are in `running`: what is in force
+/// after a reload.
+fn keep_restart_only(running: &Config, mut new: Config) -> Config {
+    new.smtp.listen = running.smtp.listen;
+    new.smtp.hostname.clone_from(&running.smtp.hostname);
+    new.smtp.domains.clone_from(&running.smtp.domains);
+    new.queue = running.queue.clone();
+    new.admin = running.admin.clone();
+    new.engine.workers = running.engine.workers;
+    new.engine.slow_poll = running.engine.slow_poll;
+    new.delivery = running.delivery.clone();
+    new.dns = running.dns.clone();
+    new
+}
+
 /// The settings that differ between `running` and `new` but stay as they are until a restart.
 fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     // Delivery's settings have no equality of their own; their debug form holds every field,
     // in a fixed order (no hash maps), and serves to tell a change.
     let changed = [
         ("smtp.listen", running.smtp.listen != new.smtp.listen),
+        ("smtp.hostname", running.smtp.hostname != new.smtp.hostname),
+        ("smtp.domains", running.smtp.domains != new.smtp.domains),
         (
             "queue.data_dir",
             running.queue.data_dir != new.queue.data_dir,
@@ -166,6 +186,26 @@ mod tests {
         assert_eq!(
             needs_restart(&running, &new),
             ["smtp.listen", "queue.data_dir", "delivery"]
+        );
+    }
+
+    #[test]
+    fn settings_only_a_restart_changes_stay_in_force_until_then() {
+        let running = Config::default();
+        let mut new = running.clone();
+        new.smtp.domains = vec!["example.net".to_owned()];
+        new.smtp.listen = "127.0.0.1:25".parse().unwrap();
+        new.smtp.max_errors = 3;
+        new.engine.retry_budget = 1;
+        let in_force = keep_restart_only(&running, new.clone());
+        assert!(needs_restart(&running, &in_force).is_empty());
+        assert_eq!(in_force.smtp.domains, running.smtp.domains);
+        assert_eq!(in_force.smtp.max_errors, 3);
+        assert_eq!(in_force.engine.retry_budget, 1);
+        // A second reload of the same file still names what waits.
+        assert_eq!(
+            needs_restart(&in_force, &new),
+            ["smtp.listen", "smtp.domains"]
         );
     }
 }
