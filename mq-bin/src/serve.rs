@@ -13,9 +13,9 @@ use mq_core::delivery::{Delivery, Smarthost};
 use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue, QueueError};
 use mq_core::smtp::{Cidr, Server};
 use mq_core::{Config, Plan, Runtime};
+use smol::stream::StreamExt as _;
 
 use crate::reload::Reloader;
-use smol::stream::StreamExt as _;
 
 /// `mq serve`'s flags; each overrides its key in the config file.
 #[derive(Debug, Args)]
