@@ -22,7 +22,7 @@
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use mq_core::smtp::Server;
 use mq_core::{Config, Registry, Runtime};
 
@@ -166,8 +166,23 @@ pub(crate) fn request(config: &Config) -> anyhow::Result<()> {
     let Some(address) = config.admin.listen else {
         bail!("the admin port is off ([admin] listen is empty): send mq serve SIGHUP instead");
     };
-    let done = AdminClient::new(address).ok("POST", "/reload")?;
-    crate::print(&String::from_utf8_lossy(&done))
+    let response = AdminClient::new(address)
+        .request("POST", "/reload")
+        .map_err(|error| {
+            anyhow!(
+                "no mq serve answers on admin port {address}: {}",
+                error.root_cause()
+            )
+        })?;
+    match response.status {
+        200 => crate::print(&format!("{}\n", response.text())),
+        // The server's own words: why the reload failed.
+        500 => bail!("{}", response.text()),
+        status => bail!(
+            "admin port {address}: {status} /reload: {}",
+            response.text()
+        ),
+    }
 }
 
 #[cfg(test)]
