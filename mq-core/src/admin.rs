@@ -40,7 +40,12 @@
 //! let queue = EmbeddedQueue::open(dir.path(), EmbeddedOptions::default())?;
 //! let stats = Stats::default();
 //! let reload = || Err("nothing to reload".to_owned());
-//! let sources = Sources { stats: &stats, metrics: &Metrics::default, queue: &queue, reload: &reload };
+//! let sources = Sources {
+//!     stats: &stats,
+//!     metrics: &Metrics::default,
+//!     queue: &queue,
+//!     reload: &reload,
+//! };
 //! let admin = AdminServer::bind("127.0.0.1:0".parse()?)?;
 //! let (address, stop) = (admin.local_addr(), admin.stop_handle());
 //! std::thread::scope(|scope| {
