@@ -193,3 +193,67 @@ fn mq_reload_without_a_server_is_an_error() {
         "{error}"
     );
 }
+
+/// Logs in as `user` with `password` after STARTTLS, trusting `cert`; prints the AUTH reply.
+const LOGIN: &str = r"
+import smtplib, ssl, sys
+
+host, port, cafile, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+context = ssl.create_default_context(cafile=cafile)
+context.check_hostname = False
+s = smtplib.SMTP(host, port, local_hostname='client.example', timeout=30)
+s.starttls(context=context)
+try:
+    code, text = s.login(user, password)
+except smtplib.SMTPAuthenticationError as error:
+    code, text = error.smtp_code, error.smtp_error
+print(code, text.decode())
+s.quit()
+";
+
+/// The AUTH reply python3's smtplib gets for `user` and `password` from `server`.
+fn login(server: &Server, cert: &Path, user: &str, password: &str) -> String {
+    let smtp = server.smtp();
+    let output = std::process::Command::new("python3")
+        .args(["-c", LOGIN, "127.0.0.1", &smtp.port().to_string()])
+        .args([cert.to_str().expect("a UTF-8 path"), user, password])
+        .output()
+        .expect("python3 is part of the test machine");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_user_added_to_the_config_can_authenticate_after_sighup() {
+    let scratch = Scratch::new();
+    let (cert, key) = mq_core::smtp::tls::self_signed("localhost");
+    let [cert_file, key_file] = ["cert.pem", "key.pem"].map(|name| scratch.path().join(name));
+    std::fs::write(&cert_file, cert).expect("the certificate is written");
+    std::fs::write(&key_file, key).expect("the key is written");
+    let hash = mq_core::smtp::auth::hash_argon2("a password");
+    append(
+        &scratch.config,
+        &format!(
+            "\n[smtp.tls]\ncert = '{}'\nkey = '{}'\n\n[smtp.auth.users]\nalice = '{hash}'\n",
+            cert_file.display(),
+            key_file.display()
+        ),
+    );
+    let mut server = scratch.serve();
+    assert!(login(&server, &cert_file, "alice", "a password").starts_with("235 "));
+    assert!(login(&server, &cert_file, "bob", "a password").starts_with("535 "));
+
+    append(&scratch.config, &format!("bob = '{hash}'\n"));
+    server.signal("HUP");
+    server.wait_for_log(RELOADED);
+    assert_eq!(
+        login(&server, &cert_file, "bob", "a password"),
+        "235 2.7.0 Authentication successful"
+    );
+    let stopped = server.terminate();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}
