@@ -9,6 +9,7 @@
 //! - `lib.rs`: the command line ([`main`]): arguments, logging, the config file, errors to exit
 //!   codes.
 //! - `serve`: `mq serve`, the server's life from start to a drained stop on SIGTERM.
+//! - `reload`: SIGHUP and `POST /reload` in `mq serve`, and `mq reload`, which asks for one.
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
 //! - `queue`: `mq queue`, on the queue on disk or through a running server's admin port
 //!   (`admin_client`), printed by `queue_view`.
@@ -38,6 +39,7 @@ mod listing;
 mod plugins;
 mod queue;
 mod queue_view;
+mod reload;
 mod serve;
 
 use std::io::{self, Write as _};
@@ -68,8 +70,11 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the SMTP server and the admin port until SIGTERM or SIGINT, then drains sessions.
+    /// Runs the SMTP server and the admin port until SIGTERM or SIGINT, then drains sessions;
+    /// SIGHUP reloads the configuration.
     Serve(serve::ServeArgs),
+    /// Makes the running server reload its configuration, through its admin port.
+    Reload,
     /// Submits a message read from stdin through the running server, as sendmail does.
     Inject(inject::InjectArgs),
     /// Lists, shows, deletes or flushes queued mail.
@@ -113,8 +118,9 @@ impl Cli {
             Command::Serve(args) => {
                 args.apply(&mut config);
                 let plan = self.in_file(Registry::linked()?.plan(&config))?;
-                serve::run(&config, &plan)
+                serve::run(&config, &plan, self.config.as_deref(), args)
             }
+            Command::Reload => reload::request(&config),
             Command::Inject(args) => inject::run(&config, args),
             Command::Queue(args) => queue::run(&config, args),
             Command::Plugins => {

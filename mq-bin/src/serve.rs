@@ -1,5 +1,5 @@
 //! `mq serve`: the queue, the worker cores, the SMTP server and the admin port, from start to a
-//! drained stop on SIGTERM or SIGINT.
+//! drained stop on SIGTERM or SIGINT; SIGHUP reloads the configuration (`reload`).
 
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,6 +14,8 @@ use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue, QueueError};
 use mq_core::smtp::{Cidr, Server};
 use mq_core::{Config, Plan, Runtime};
 use smol::stream::StreamExt as _;
+
+use crate::reload::Reloader;
 
 /// `mq serve`'s flags; each overrides its key in the config file.
 #[derive(Debug, Args)]
@@ -58,10 +60,16 @@ impl ServeArgs {
 }
 
 /// Runs the server until SIGTERM or SIGINT, then lets sessions in progress finish and closes
-/// the queue.
-pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
+/// the queue. SIGHUP reloads `config` from `path` with `args` over it.
+pub(crate) fn run(
+    config: &Config,
+    plan: &Plan,
+    path: Option<&Path>,
+    args: &ServeArgs,
+) -> anyhow::Result<()> {
     // First, so that a signal sent as soon as the port answers is already ours to handle.
-    let signals = Signals::new([Signal::Term, Signal::Int]).context("cannot handle signals")?;
+    let signals =
+        Signals::new([Signal::Term, Signal::Int, Signal::Hup]).context("cannot handle signals")?;
     // Before the port is bound: a second server on the same data directory must stop here.
     let queue = open_queue(config)?;
     let runtime = Runtime::start(plan, config.engine.worker_count())?;
@@ -88,7 +96,8 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
         admin = %admin.as_ref().map_or("off".to_owned(), |a| a.local_addr().to_string()),
         "mq serving"
     );
-    serve_until_signal(&runtime, &server, waking.as_ref(), admin, signals)?;
+    let reloader = Reloader::new(path, args, config, &runtime, &server);
+    serve_until_signal(&reloader, &runtime, &server, waking.as_ref(), admin, signals)?;
     // Drained already: this joins the worker threads.
     runtime.shutdown();
     // The sessions held the server's share of the queue; with them gone the last handle is
@@ -124,11 +133,12 @@ pub(crate) fn queue_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("queue")
 }
 
-/// Serves the admin port, if any, on a thread of its own until a signal arrives and the
-/// sessions are drained, then stops it: the port answers to the end. A scoped thread, so that
-/// the port borrows the runtime, the server's counters and the queue without making them
-/// shared.
+/// Serves the admin port, if any, on a thread of its own until SIGTERM or SIGINT arrives and
+/// the sessions are drained, then stops it: the port answers to the end; SIGHUP reloads
+/// meanwhile. A scoped thread, so that the port borrows the runtime, the server's counters and
+/// the queue without making them shared.
 fn serve_until_signal(
+    reloader: &Reloader<'_>,
     runtime: &Runtime,
     server: &Server,
     queue: &dyn Queue,
@@ -136,10 +146,12 @@ fn serve_until_signal(
     mut signals: Signals,
 ) -> anyhow::Result<Signal> {
     let metrics = || runtime.metrics();
+    let reload = || reloader.reload_and_log();
     let sources = Sources {
         stats: server.stats(),
         metrics: &metrics,
         queue,
+        reload: &reload,
     };
     std::thread::scope(|scope| {
         let stop = admin.as_ref().map(AdminServer::stop_handle);
@@ -149,7 +161,7 @@ fn serve_until_signal(
                 .spawn_scoped(scope, || admin.serve(&sources))
                 .context("cannot start the admin thread")?;
         }
-        let signal = wait_for(&mut signals);
+        let signal = wait_for_stop(&mut signals, reloader);
         if let Ok(signal) = &signal {
             tracing::info!(?signal, "draining sessions; a second signal stops at once");
             exit_on_next(signals);
@@ -162,12 +174,29 @@ fn serve_until_signal(
     })
 }
 
-/// Exits the process at the next signal, for an operator who will not wait for a slow client
-/// to finish its DATA. Nothing acknowledged is lost: a 250 is sent only once the message is on
-/// disk.
+/// Waits for SIGTERM or SIGINT, reloading at each SIGHUP until then.
+fn wait_for_stop(signals: &mut Signals, reloader: &Reloader<'_>) -> anyhow::Result<Signal> {
+    loop {
+        match wait_for(signals)? {
+            Signal::Hup => {
+                // Logged either way; a failed reload leaves the server as it was.
+                let _ = reloader.reload_and_log();
+            }
+            signal => return Ok(signal),
+        }
+    }
+}
+
+/// Exits the process at the next SIGTERM or SIGINT, for an operator who will not wait for a
+/// slow client to finish its DATA. Nothing acknowledged is lost: a 250 is sent only once the
+/// message is on disk.
 fn exit_on_next(mut signals: Signals) {
     std::thread::spawn(move || {
-        if let Ok(signal) = wait_for(&mut signals) {
+        while let Ok(signal) = wait_for(&mut signals) {
+            if signal == Signal::Hup {
+                tracing::warn!("SIGHUP ignored: mq is stopping");
+                continue;
+            }
             tracing::warn!(?signal, "second signal: stopping without draining");
             std::process::exit(1);
         }

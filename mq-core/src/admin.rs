@@ -9,6 +9,7 @@
 //! | `GET /queue/<ID>/body` | the message as queued (`message/rfc822`) |
 //! | `POST /queue/flush` | [`Queue::flush`]: deferred entries are due now |
 //! | `POST /queue/delete/<ID>` | [`Queue::delete`]; the body is how many entries went |
+//! | `POST /reload` | [`Sources::reload`]: 200 and what it did, or 500 and why it failed |
 //!
 //! Anything else is 404, a request that is not HTTP is 400; every response closes the
 //! connection. There is no authentication: bind it to loopback.
@@ -38,7 +39,13 @@
 //! let dir = tempfile::tempdir()?;
 //! let queue = EmbeddedQueue::open(dir.path(), EmbeddedOptions::default())?;
 //! let stats = Stats::default();
-//! let sources = Sources { stats: &stats, metrics: &Metrics::default, queue: &queue };
+//! let reload = || Err("nothing to reload".to_owned());
+//! let sources = Sources {
+//!     stats: &stats,
+//!     metrics: &Metrics::default,
+//!     queue: &queue,
+//!     reload: &reload,
+//! };
 //! let admin = AdminServer::bind("127.0.0.1:0".parse()?)?;
 //! let (address, stop) = (admin.local_addr(), admin.stop_handle());
 //! std::thread::scope(|scope| {
@@ -87,6 +94,8 @@ pub struct Sources<'a> {
     pub metrics: &'a (dyn Fn() -> Metrics + Sync),
     /// The queue.
     pub queue: &'a dyn Queue,
+    /// Reloads the configuration (as SIGHUP does), saying what it did or why it failed.
+    pub reload: &'a (dyn Fn() -> Result<String, String> + Sync),
 }
 
 impl fmt::Debug for Sources<'_> {
@@ -251,6 +260,10 @@ async fn route(request: &Request, sources: &Sources<'_>) -> Response {
             Response::text(200, "flushed\n")
         }
         ("POST", ["queue", "delete", id]) => with_id(id, |id| delete(sources.queue, id)).await,
+        ("POST", ["reload"]) => match (sources.reload)() {
+            Ok(done) => Response::text(200, format!("{done}\n")),
+            Err(failed) => Response::text(500, format!("{failed}\n")),
+        },
         _ => Response::text(404, "not found\n"),
     }
 }
@@ -377,10 +390,12 @@ mod tests {
     /// Runs `test` against an admin server on a loopback port, over `queue`.
     fn with_server(queue: &EmbeddedQueue, test: impl FnOnce(SocketAddr)) {
         let stats = Stats::default();
+        let reload = || Err("reload failed, keeping the running configuration: test".to_owned());
         let sources = Sources {
             stats: &stats,
             metrics: &Metrics::default,
             queue,
+            reload: &reload,
         };
         let admin = AdminServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let (address, stop) = (admin.local_addr(), admin.stop_handle());
@@ -440,6 +455,22 @@ mod tests {
             assert_eq!(get(address, "GET", &format!("/queue/{id}/body")).0, 404);
         });
         assert!(queue.list().is_empty());
+    }
+
+    #[test]
+    fn reload_answers_with_what_the_reload_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, _) = queue_with_one_message(dir.path());
+        with_server(&queue, |address| {
+            assert_eq!(
+                get(address, "POST", "/reload"),
+                (
+                    500,
+                    "reload failed, keeping the running configuration: test\n".into()
+                )
+            );
+            assert_eq!(get(address, "GET", "/reload").0, 404);
+        });
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   retry budget, caught panics), and the [`Outcome`] of a step.
 //! - [`watchdog`]: seeing a plugin block its worker, at one store per poll.
 //! - `metrics`: counters per plugin × hook, per core.
-//! - `runtime`: [`Runtime`], the worker threads, and [`Worker`], a core's handle.
+//! - `runtime`: [`Runtime`], the worker threads, and [`Worker`], a core's handle;
+//!   [`Runtime::reload`] gives every core new plugin instances at a chain boundary.
 //! - [`queue`]: the [`Queue`](queue::Queue) trait and the durable [`EmbeddedQueue`](queue::EmbeddedQueue),
 //!   a journal on local disk with group commit.
 //! - [`dns`]: the stub resolver of the outbound path: MX, A/AAAA, TXT, PTR over UDP and TCP,

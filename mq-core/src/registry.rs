@@ -51,6 +51,8 @@ pub enum RegistryError {
     },
     /// A plugin's factory refused its section.
     Plugin(mq_plugin_api::ConfigError),
+    /// The workers are shutting down: no plugins are built any more.
+    Stopping,
 }
 
 impl fmt::Display for RegistryError {
@@ -78,6 +80,7 @@ impl fmt::Display for RegistryError {
                 write!(f, "[plugins.{plugin}]: {message}")
             }
             RegistryError::Plugin(error) => error.fmt(f),
+            RegistryError::Stopping => f.write_str("the workers are shutting down"),
         }
     }
 }

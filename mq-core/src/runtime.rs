@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ type Job = Box<dyn FnOnce(Worker) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 pub struct Runtime {
     workers: Vec<WorkerThread>,
     watchdog: Watchdog,
+    /// Held through a reload, whose two steps must not interleave with another's.
+    reloading: Mutex<()>,
 }
 
 struct WorkerThread {
@@ -101,7 +103,19 @@ pub struct Worker {
 
 struct WorkerInner {
     core: usize,
-    engine: Engine,
+    /// The plugin instances new chains run on. A chain holds its own `Rc`, so a reload that
+    /// replaces this one lets the chains in progress finish on the instances they began with.
+    engine: RefCell<Rc<Engine>>,
+    /// A reload's engine, built and not yet in use: [`Runtime::reload`] builds one on every core
+    /// before it puts any to use.
+    staged: RefCell<Option<Engine>>,
+    /// Engines a reload replaced that chains still run on; each goes to `retired` once the last
+    /// of them has finished.
+    draining: RefCell<Vec<Rc<Engine>>>,
+    /// The counters of the engines reloads replaced, so that the metrics only ever grow.
+    retired: RefCell<Metrics>,
+    /// Watches the engines this core builds on reloads.
+    watchdog: Watchdog,
     dns: Option<Rc<dyn mq_plugin_api::Dns>>,
     executor: Rc<LocalExecutor<'static>>,
     deadlines: Deadlines,
@@ -167,6 +181,7 @@ impl Runtime {
         let runtime = Runtime {
             workers: threads,
             watchdog,
+            reloading: Mutex::new(()),
         };
         for _ in 0..runtime.workers.len() {
             // Each worker sends once; a worker that died without sending closes nothing while
@@ -207,11 +222,68 @@ impl Runtime {
         }
     }
 
+    /// Rebuilds every core's plugins from `plan`: all of them, or on an error none. A chain in
+    /// progress finishes on the instances it began with; the next one runs on the new.
+    ///
+    /// Settings the workers were started with stay: their number, the slow-poll threshold and
+    /// the resolver of `Context::dns`.
+    ///
+    /// # Errors
+    ///
+    /// A plugin's factory refused its config on some core (the running plugins stay), or the
+    /// runtime is shutting down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_core::{Config, Registry, Runtime};
+    ///
+    /// let registry = Registry::linked().unwrap();
+    /// let runtime = Runtime::start(&registry.plan(&Config::default()).unwrap(), 2).unwrap();
+    /// let mut config = Config::default();
+    /// config.engine.retry_budget = 3;
+    /// runtime.reload(&registry.plan(&config).unwrap()).unwrap();
+    /// runtime.shutdown();
+    /// ```
+    pub fn reload(&self, plan: &Plan) -> Result<(), RegistryError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let staged: Vec<_> = (0..self.workers())
+            .map(|core| {
+                let plan = plan.clone();
+                self.spawn_on(core, move |worker| async move { worker.stage(&plan) })
+            })
+            .collect();
+        let mut failed = None;
+        for handle in staged {
+            let built = handle.wait().unwrap_or(Err(RegistryError::Stopping));
+            if let Err(error) = built {
+                failed.get_or_insert(error);
+            }
+        }
+        let install = failed.is_none();
+        let installed: Vec<_> = (0..self.workers())
+            .map(|core| {
+                self.spawn_on(core, move |worker| async move {
+                    worker.install_staged(install);
+                })
+            })
+            .collect();
+        for handle in installed {
+            if handle.wait().is_none() {
+                failed.get_or_insert(RegistryError::Stopping);
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Every core's counters summed, with the watchdog's slow polls.
     pub fn metrics(&self) -> Metrics {
         let mut total = Metrics::default();
         let handles: Vec<_> = (0..self.workers())
-            .map(|core| self.spawn_on(core, |worker| async move { worker.engine().metrics() }))
+            .map(|core| self.spawn_on(core, |worker| async move { worker.metrics() }))
             .collect();
         for handle in handles {
             if let Some(metrics) = handle.wait() {
@@ -310,7 +382,11 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
     let worker = Worker {
         inner: Rc::new(WorkerInner {
             core,
-            engine,
+            engine: RefCell::new(Rc::new(engine)),
+            staged: RefCell::new(None),
+            draining: RefCell::new(Vec::new()),
+            retired: RefCell::new(Metrics::default()),
+            watchdog: watchdog.clone(),
             dns,
             deadlines: Deadlines::new(&executor),
             executor: Rc::clone(&executor),
@@ -360,9 +436,57 @@ impl Worker {
         self.inner.core
     }
 
-    /// The worker's engine.
-    pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+    /// The worker's engine, for one chain or a few that belong together: a reload puts a new
+    /// engine in place for the chains that start after it, while this one stays whole for as
+    /// long as it is held.
+    pub fn engine(&self) -> Rc<Engine> {
+        if !self.inner.draining.borrow().is_empty() {
+            self.retire_drained();
+        }
+        Rc::clone(&self.inner.engine.borrow())
+    }
+
+    /// This core's counters: its engine's, and those of the engines reloads replaced.
+    pub fn metrics(&self) -> Metrics {
+        let mut metrics = self.engine().metrics();
+        metrics.merge(&self.inner.retired.borrow());
+        for engine in self.inner.draining.borrow().iter() {
+            metrics.merge(&engine.metrics());
+        }
+        metrics
+    }
+
+    /// Drops the replaced engines no chain runs on any more, keeping their counters.
+    fn retire_drained(&self) {
+        let mut retired = self.inner.retired.borrow_mut();
+        self.inner.draining.borrow_mut().retain(|engine| {
+            let running = Rc::strong_count(engine) > 1;
+            if !running {
+                retired.merge(&engine.metrics());
+            }
+            running
+        });
+    }
+
+    /// Builds this core's engine from `plan` and keeps it aside for [`Worker::install_staged`].
+    fn stage(&self, plan: &Plan) -> Result<(), RegistryError> {
+        let beat = self.inner.watchdog.watch(self.inner.core, plan.names());
+        let engine = plan.build_engine(self.inner.core, beat)?;
+        *self.inner.staged.borrow_mut() = Some(engine);
+        Ok(())
+    }
+
+    /// Puts the staged engine in place if `install`, else drops it. The replaced engine drains:
+    /// the chains running on it finish there.
+    fn install_staged(&self, install: bool) {
+        let Some(engine) = self.inner.staged.borrow_mut().take() else {
+            return;
+        };
+        if install {
+            let old = self.inner.engine.replace(Rc::new(engine));
+            self.inner.draining.borrow_mut().push(old);
+            self.retire_drained();
+        }
     }
 
     /// This core's coarse deadlines, for the long timeouts of its connections.

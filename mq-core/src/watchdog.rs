@@ -170,6 +170,8 @@ impl Shared {
             thread::sleep(self.interval);
             let now = Instant::now();
             let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+            // An engine a reload replaced is gone once nothing but this list holds its beat.
+            watched.retain(|worker| Arc::strong_count(&worker.beat) > 1);
             for worker in watched.iter_mut() {
                 self.sample(worker, now);
             }

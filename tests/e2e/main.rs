@@ -8,6 +8,8 @@
 //! - `concurrency`: many chains waiting side by side on one worker core.
 //! - `registration`: plugins found through inventory, from a separate crate, and the config.
 //! - `runtime`: worker threads, their cores and graceful shutdown.
+//! - `reload`: new plugin instances at a chain boundary, and a refused reload that changes
+//!   nothing.
 //!
 //! Every `#[plugin]` in this binary, and the fixture crate's, is in `Registry::linked()`: tests
 //! that start a runtime from the linked registry enable only the plugins they are about
@@ -20,4 +22,5 @@ mod chain_rules;
 mod concurrency;
 mod guards;
 mod registration;
+mod reload;
 mod runtime;

@@ -9,6 +9,7 @@
 //! - `relay`: who may relay, and what authenticated submissions get.
 //! - `limits`: each configured limit and the reply that enforces it.
 //! - `listen`: a port another socket holds is refused.
+//! - `reload`: new settings, certificate and AUTH users for the sessions after a reload.
 //! - `smuggling`: bare line endings in DATA end nothing and queue nothing.
 //! - `hostile`: malformed input always gets a reply and never breaks the server.
 //! - `plugins`: plugins of this binary refusing, rewriting and checking at the inbound hooks.
@@ -30,5 +31,6 @@ mod pipelining;
 mod plugins;
 mod python;
 mod relay;
+mod reload;
 mod smuggling;
 mod support;

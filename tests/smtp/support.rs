@@ -42,7 +42,7 @@ pub(crate) struct TestServer {
     /// The certificate STARTTLS presents, PEM, when TLS is configured.
     pub(crate) cert: Option<String>,
     runtime: Option<Runtime>,
-    _server: Server,
+    server: Server,
     /// Outlives the runtime, which holds the queue.
     dir: TempDir,
 }
@@ -65,7 +65,7 @@ impl TestServer {
             addr: server.local_addr(),
             cert,
             runtime: Some(runtime),
-            _server: server,
+            server,
             dir,
         }
     }
@@ -109,6 +109,11 @@ impl TestServer {
     /// Where the server keeps its files.
     pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The server, for a test that reloads its settings.
+    pub(crate) fn server(&self) -> &Server {
+        &self.server
     }
 }
 

@@ -5,5 +5,6 @@ mod check_config;
 mod inject;
 mod plugins;
 mod queue;
+mod reload;
 mod serve;
 mod support;

@@ -268,6 +268,25 @@ impl Server {
         self.poll(text, |server| server.log().contains(text).then_some(()));
     }
 
+    /// Sends `signal` (a name `kill` knows, e.g. `HUP`).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.0.id().to_string();
+        let kill = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill runs");
+        assert!(kill.success(), "kill -{signal} {pid}");
+    }
+
+    /// Waits, at most [`PATIENCE`], until the server has logged lines holding `text` `times`
+    /// times.
+    pub(crate) fn wait_for_logged_times(&mut self, text: &str, times: usize) {
+        let what = format!("{text} logged {times} times");
+        self.poll(&what, |server| {
+            (server.log().matches(text).count() >= times).then_some(())
+        });
+    }
+
     /// Waits, at most [`PATIENCE`], for the server to exit.
     pub(crate) fn wait_exit(mut self) -> Stopped {
         let deadline = Instant::now() + PATIENCE;

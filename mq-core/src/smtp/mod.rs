@@ -26,6 +26,6 @@ pub use codec::{Command, parse_command};
 pub use config::{AuthConfig, SmtpConfig, TlsFiles};
 pub use data::{DataError, DataReader, read_data};
 pub use relay::{Cidr, CidrError};
-pub use server::{Server, ServerError, Stats};
+pub use server::{Prepared, Server, ServerError, Stats};
 
 pub(crate) use received::rfc5322_date;

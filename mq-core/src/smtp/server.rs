@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use mq_plugin_api::Reply;
 use smol::Async;
@@ -16,15 +16,17 @@ use super::config::SmtpConfig;
 use crate::queue::Queue;
 use crate::runtime::{JobHandle, Runtime, Worker};
 
-/// What the sessions of all cores share.
+/// What the sessions of all cores share. A reload makes a new one with new settings and the
+/// same counters (see [`Server::prepare`]); a session keeps the one it was accepted under.
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) config: SmtpConfig,
     pub(crate) queue: Arc<dyn Queue>,
     pub(crate) credentials: Option<Arc<Credentials>>,
     pub(crate) tls: Option<futures_rustls::TlsAcceptor>,
-    pub(crate) stats: Stats,
-    connections: Mutex<HashMap<IpAddr, usize>>,
-    total: AtomicUsize,
+    pub(crate) stats: Arc<Stats>,
+    connections: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    total: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -155,7 +157,9 @@ impl Shared {
 /// A running SMTP server: its listeners on every worker core.
 #[derive(Debug)]
 pub struct Server {
-    shared: Arc<Shared>,
+    /// The settings new connections are accepted under.
+    current: Arc<RwLock<Arc<Shared>>>,
+    stats: Arc<Stats>,
     local: SocketAddr,
     listeners: Vec<JobHandle<()>>,
 }
@@ -196,19 +200,7 @@ impl Server {
         config: SmtpConfig,
         queue: Arc<dyn Queue>,
     ) -> Result<Server, ServerError> {
-        let tls = match &config.tls {
-            Some(files) => Some(futures_rustls::TlsAcceptor::from(
-                super::tls::server_config(&files.cert, &files.key).map_err(ServerError::Tls)?,
-            )),
-            None => None,
-        };
-        let credentials = if config.auth.users.is_empty() {
-            None
-        } else {
-            Some(Arc::new(
-                Credentials::new(config.auth.users.clone()).map_err(ServerError::Auth)?,
-            ))
-        };
+        let (tls, credentials) = read_tls_and_users(&config)?;
         let local = claim(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
         let sockets = (0..runtime.workers())
             .map(|_| reuseport_listener(local))
@@ -219,21 +211,24 @@ impl Server {
             queue,
             credentials,
             tls,
-            stats: Stats::default(),
-            connections: Mutex::new(HashMap::new()),
-            total: AtomicUsize::new(0),
+            stats: Arc::default(),
+            connections: Arc::default(),
+            total: Arc::default(),
         });
+        let stats = Arc::clone(&shared.stats);
+        let current = Arc::new(RwLock::new(shared));
         let listeners = sockets
             .into_iter()
             .enumerate()
             .map(|(core, socket)| {
-                let shared = Arc::clone(&shared);
-                runtime.spawn_on(core, move |worker| accept_loop(worker, socket, shared))
+                let current = Arc::clone(&current);
+                runtime.spawn_on(core, move |worker| accept_loop(worker, socket, current))
             })
             .collect();
         tracing::info!(address = %local, cores = runtime.workers(), "smtp server listening");
         Ok(Server {
-            shared,
+            current,
+            stats,
             local,
             listeners,
         })
@@ -246,7 +241,31 @@ impl Server {
 
     /// The server's counters.
     pub fn stats(&self) -> &Stats {
-        &self.shared.stats
+        &self.stats
+    }
+
+    /// New settings for the connections accepted from [`install`](Server::install) on: limits,
+    /// timeouts, names, relay networks, the TLS certificate and the AUTH users, read anew.
+    /// `config.listen` is not looked at: the listeners stay as they are.
+    ///
+    /// # Errors
+    ///
+    /// The TLS files cannot be loaded or an AUTH hash is not one mq knows; nothing changed.
+    pub fn prepare(&self, config: SmtpConfig) -> Result<Prepared, ServerError> {
+        let (tls, credentials) = read_tls_and_users(&config)?;
+        let running = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
+        Ok(Prepared(Arc::new(Shared {
+            config,
+            credentials,
+            tls,
+            ..Shared::clone(&running)
+        })))
+    }
+
+    /// Accepts the next connections under `prepared`. Sessions already open keep the settings
+    /// they began with; the connection limits count them all the same.
+    pub fn install(&self, prepared: Prepared) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = prepared.0;
     }
 
     /// Waits until every listener stopped (the runtime began shutting down).
@@ -281,6 +300,36 @@ fn claim(address: SocketAddr) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::other("a listener without an IP address"))
 }
 
+/// Settings made by [`Server::prepare`], not yet in use.
+#[derive(Debug)]
+pub struct Prepared(Arc<Shared>);
+
+/// The STARTTLS acceptor and the AUTH users `config` names, read from their files and hashes.
+fn read_tls_and_users(
+    config: &SmtpConfig,
+) -> Result<
+    (
+        Option<futures_rustls::TlsAcceptor>,
+        Option<Arc<Credentials>>,
+    ),
+    ServerError,
+> {
+    let tls = match &config.tls {
+        Some(files) => Some(futures_rustls::TlsAcceptor::from(
+            super::tls::server_config(&files.cert, &files.key).map_err(ServerError::Tls)?,
+        )),
+        None => None,
+    };
+    let credentials = if config.auth.users.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            Credentials::new(config.auth.users.clone()).map_err(ServerError::Auth)?,
+        ))
+    };
+    Ok((tls, credentials))
+}
+
 /// A listening socket that other cores may bind too, the kernel spreading connections.
 fn reuseport_listener(address: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
@@ -294,7 +343,7 @@ fn reuseport_listener(address: SocketAddr) -> io::Result<TcpListener> {
 
 /// Accepts connections on this core until shutdown begins; each session is a tracked task, so
 /// shutdown waits for it.
-async fn accept_loop(worker: Worker, socket: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(worker: Worker, socket: TcpListener, current: Arc<RwLock<Arc<Shared>>>) {
     // A listener on a wildcard address asks each connection where it arrived.
     let listening = socket
         .local_addr()
@@ -317,8 +366,8 @@ async fn accept_loop(worker: Worker, socket: TcpListener, shared: Arc<Shared>) {
             Some(Ok((stream, peer))) => {
                 let local =
                     listening.unwrap_or_else(|| stream.get_ref().local_addr().unwrap_or(peer));
-                let session =
-                    super::session::run(worker.clone(), stream, peer, local, Arc::clone(&shared));
+                let shared = Arc::clone(&current.read().unwrap_or_else(PoisonError::into_inner));
+                let session = super::session::run(worker.clone(), stream, peer, local, shared);
                 worker.spawn(session).detach();
             }
             Some(Err(error)) => {
