@@ -64,6 +64,7 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
     let mut signals = Signals::new([Signal::Term, Signal::Int]).context("cannot handle signals")?;
     // Before the port is bound: a second server on the same data directory must stop here.
     let queue = open_queue(config)?;
+    crate::check::relay_ca_files(config)?;
     let runtime = Runtime::start(plan, config.engine.worker_count())?;
     let delivery = Delivery::new(
         config.delivery.clone(),

@@ -11,6 +11,7 @@
 //! - `bounce`: the DSN of a refused recipient (an insta snapshot) and of an expired entry.
 //! - `maildir`: local recipients land in their Maildir.
 //! - `mx`: routes from the test DNS server: preference, A fallback, null MX, TCP after TC.
+//! - `credentials`: a relay's password goes only to a certificate that verifies.
 //! - `connections`: throttles hold connection counts; one connection carries many messages.
 //! - `plugins`: a plugin of this binary rewrites the MIME at `smtp_out_data`.
 //! - `restart`: SIGKILL mid-delivery, then a restart delivers every message at least once.
@@ -20,6 +21,7 @@
 
 mod bounce;
 mod connections;
+mod credentials;
 mod maildir;
 mod mx;
 mod paced;

@@ -217,7 +217,8 @@ impl Job<'_> {
         let config = self.delivery.client_config(domain);
         let mut last = Verdict::deferred(format!("no mail host for {domain} answered"), None);
         for target in targets {
-            match Connection::open(target.address, &target.host, &config, None).await {
+            let trust = self.delivery.trust(domain);
+            match Connection::open(target.address, &target.host, &config, trust).await {
                 Ok(connection) => {
                     let mut event = OutConnect::new(target.host.clone(), target.address);
                     let outcome = self.worker.engine().run(&mut self.ctx, &mut event).await;
