@@ -43,10 +43,15 @@ fn a_relay_with_credentials_and_no_tls_setting_never_sends_them_to_an_unverified
         let relay = relay_with_credentials(&sink, "");
         o.delivery.routes.insert("remote.test".into(), relay);
     });
-    harness.send("alice@local.test", &["bob@remote.test"], &message("to a stranger"));
-    harness.wait_for("the entry to be deferred", || {
-        matches!(&harness.entries()[..], [entry] if entry.state == EntryState::Deferred)
-    });
+    harness.send(
+        "alice@local.test",
+        &["bob@remote.test"],
+        &message("to a stranger"),
+    );
+    harness.wait_for(
+        "the entry to be deferred",
+        || matches!(&harness.entries()[..], [entry] if entry.state == EntryState::Deferred),
+    );
 
     let error = harness.entries()[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("tls handshake failed"), "{error}");
@@ -67,7 +72,11 @@ fn a_relay_with_credentials_gets_them_over_tls_verified_against_its_ca_file() {
         let relay = relay_with_credentials(&sink, &line);
         o.delivery.routes.insert("remote.test".into(), relay);
     });
-    harness.send("alice@local.test", &["bob@remote.test"], &message("to the relay"));
+    harness.send(
+        "alice@local.test",
+        &["bob@remote.test"],
+        &message("to the relay"),
+    );
     harness.wait_for("the entry to go", || harness.entries().is_empty());
 
     assert!(password_seen(&sink), "{:?}", sink.commands());
@@ -87,7 +96,11 @@ fn a_relay_whose_tls_is_set_below_verify_takes_the_credentials_as_configured() {
         let warnings = o.delivery.warnings();
         assert!(warnings[0].contains("tls = \"required\""), "{warnings:?}");
     });
-    harness.send("alice@local.test", &["bob@remote.test"], &message("as told"));
+    harness.send(
+        "alice@local.test",
+        &["bob@remote.test"],
+        &message("as told"),
+    );
     harness.wait_for("the entry to go", || harness.entries().is_empty());
     assert!(password_seen(&sink), "{:?}", sink.commands());
 }

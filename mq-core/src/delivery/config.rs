@@ -149,7 +149,10 @@ impl fmt::Debug for Smarthost {
         f.debug_struct("Smarthost")
             .field("address", &self.address)
             .field("tls", &self.tls)
-            .field("auth", &self.auth.as_ref().map(|(user, _)| (user, REDACTED)))
+            .field(
+                "auth",
+                &self.auth.as_ref().map(|(user, _)| (user, REDACTED)),
+            )
             .field("ca_file", &self.ca_file)
             .finish()
     }
@@ -275,8 +278,14 @@ mod tests {
              user = \"u\"\npassword = \"p\"",
         )
         .unwrap();
-        assert_eq!(config.smarthost.as_ref().unwrap().tls_mode(), TlsMode::Verify);
-        assert_eq!(config.routes["example.com"].tls_mode(), TlsMode::Opportunistic);
+        assert_eq!(
+            config.smarthost.as_ref().unwrap().tls_mode(),
+            TlsMode::Verify
+        );
+        assert_eq!(
+            config.routes["example.com"].tls_mode(),
+            TlsMode::Opportunistic
+        );
         let warnings = config.warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("example.com"), "{warnings:?}");

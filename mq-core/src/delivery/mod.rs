@@ -156,7 +156,9 @@ impl Delivery {
     /// `ca_file`, if it names one.
     fn trust(&self, domain: &str) -> Option<Arc<rustls::ClientConfig>> {
         match route::route(&self.config, &self.local_domains, domain) {
-            Route::Relay(relay) => relay.ca_file.and_then(|file| self.trust.get(&file).cloned()),
+            Route::Relay(relay) => relay
+                .ca_file
+                .and_then(|file| self.trust.get(&file).cloned()),
             _ => None,
         }
     }
