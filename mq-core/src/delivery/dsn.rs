@@ -530,7 +530,7 @@ mod tests {
     fn returned_headers(notice: &[u8]) -> String {
         let text = String::from_utf8_lossy(notice).into_owned();
         let part = text.split("text/rfc822-headers").nth(1).unwrap();
-        let part = part.splitn(2, "\r\n\r\n").nth(1).unwrap();
+        let part = part.split_once("\r\n\r\n").unwrap().1;
         part.split("\r\n--").next().unwrap().to_owned()
     }
 

@@ -215,7 +215,7 @@ mod tests {
                 tcp.write_all(pair).expect("the client reads");
             }
         });
-        let patience = Duration::from_secs(120);
+        let patience = Duration::from_mins(2);
         let (parsed, scanned) = smol::block_on(async {
             let mut io = Io::connect(address, patience).await.expect("connected");
             let parsed = io.read_reply(Stage::Ehlo, patience).await;
