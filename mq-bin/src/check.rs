@@ -21,10 +21,27 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
             );
         }
     }
+    relay_ca_files(config)?;
+    for warning in config.delivery.warnings() {
+        tracing::warn!("{warning}");
+    }
     if let Some(admin) = config.admin.listen
         && !admin.ip().is_loopback()
     {
         tracing::warn!(%admin, "the admin port has no authentication; it should listen on loopback");
+    }
+    Ok(())
+}
+
+/// Loads every relay's `ca_file` as delivery will: a relay whose file does not load would get
+/// no mail.
+pub(crate) fn relay_ca_files(config: &Config) -> anyhow::Result<()> {
+    let delivery = &config.delivery;
+    for relay in delivery.smarthost.iter().chain(delivery.routes.values()) {
+        if let Some(file) = &relay.ca_file {
+            tls::client_config_from_ca_file(file)
+                .map_err(|e| anyhow!("relay {} ca_file: {e}", relay.address))?;
+        }
     }
     Ok(())
 }

@@ -72,6 +72,7 @@ pub(crate) fn run(
         Signals::new([Signal::Term, Signal::Int, Signal::Hup]).context("cannot handle signals")?;
     // Before the port is bound: a second server on the same data directory must stop here.
     let queue = open_queue(config)?;
+    crate::check::relay_ca_files(config)?;
     let runtime = Runtime::start(plan, config.engine.worker_count())?;
     let delivery = Delivery::new(
         config.delivery.clone(),

@@ -14,6 +14,7 @@
 //! - `loops`: mail for a domain whose MX host is mq itself bounces (5.4.6) instead of looping.
 //! - `fanout`: an MX answer of thousands of hosts costs one attempt a bounded number of DNS
 //!   queries and connections, and an attempt ends at its deadline.
+//! - `credentials`: a relay's password goes only to a certificate that verifies.
 //! - `connections`: throttles hold connection counts; one connection carries many messages.
 //! - `plugins`: a plugin of this binary rewrites the MIME at `smtp_out_data`.
 //! - `restart`: SIGKILL mid-delivery, then a restart delivers every message at least once.
@@ -25,6 +26,7 @@ mod bounce;
 mod connections;
 mod fanout;
 mod loops;
+mod credentials;
 mod maildir;
 mod mx;
 mod paced;

@@ -1,6 +1,6 @@
 //! `mq check-config`: `config OK`, or one line naming what is wrong.
 
-use crate::support::{config_file, mq, one_error_line, success};
+use crate::support::{config_file, mq, one_error_line, stderr, success};
 
 fn check(name: &str, text: &str) -> std::process::Output {
     let path = config_file(name, text);
@@ -94,4 +94,26 @@ fn serve_refuses_a_config_that_leaves_mq_unusable_before_it_listens() {
     );
     let line = one_error_line(&mq(&["--config", path.to_str().expect("UTF-8"), "serve"]));
     assert!(line.contains("[engine] workers = 0"), "{line}");
+}
+
+#[test]
+fn a_relay_password_over_unverified_tls_is_warned_about() {
+    let output = check(
+        "check-relay-credentials.toml",
+        "[delivery.smarthost]\naddress = \"relay.example:587\"\ntls = \"required\"\n\
+         user = \"u\"\npassword = \"p\"\n",
+    );
+    assert_eq!(success(&output), "config OK\n");
+    let warning = stderr(&output);
+    assert!(warning.contains("[delivery.smarthost]"), "{warning}");
+    assert!(warning.contains("tls = \"verify\""), "{warning}");
+}
+
+#[test]
+fn a_relay_ca_file_that_does_not_load_is_named() {
+    let line = one_error_line(&check(
+        "check-relay-ca.toml",
+        "[delivery.smarthost]\naddress = \"relay.example:587\"\nca_file = \"/nonexistent/ca.pem\"\n",
+    ));
+    assert!(line.contains("/nonexistent/ca.pem"), "{line}");
 }

@@ -237,7 +237,8 @@ impl Job<'_> {
             if sessions >= limits.mx_session_limit {
                 break;
             }
-            match Connection::open(target.address, &target.host, &config, None).await {
+            let trust = self.delivery.trust(domain);
+            match Connection::open(target.address, &target.host, &config, trust).await {
                 Ok(connection) if self.delivery.myself.named_in(connection.server_names()) => {
                     tracing::warn!(host = target.host, address = %target.address, "mail host greeted with mq's own hostname");
                     connection.quit().await;

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use std::fmt;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
@@ -93,15 +95,22 @@ pub enum TlsMode {
 }
 
 /// A relay: `"host:port"`, or a table with TLS and AUTH settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Credentials go only where the relay's certificate verifies: with `user` and `password` and
+/// no `tls`, the relay gets `tls = "verify"`. An explicit weaker `tls` next to credentials is
+/// taken as written, and [`DeliveryConfig::warnings`] names it.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Smarthost {
     /// `host:port`; the host is a name or an IP address (`[::1]:25` for IPv6).
     pub address: String,
-    /// STARTTLS towards it (default `opportunistic`).
-    pub tls: TlsMode,
+    /// STARTTLS towards it as configured; `None` means the default of [`Smarthost::tls_mode`].
+    pub tls: Option<TlsMode>,
     /// User and password for AUTH PLAIN (sent over TLS only).
     pub auth: Option<(String, String)>,
+    /// PEM file of the certificates that alone are trusted to verify the relay (Postfix's
+    /// `smtp_tls_CAfile`); without it, the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Smarthost {
@@ -109,8 +118,9 @@ impl Smarthost {
     pub fn new(address: impl Into<String>) -> Smarthost {
         Smarthost {
             address: address.into(),
-            tls: TlsMode::Opportunistic,
+            tls: None,
             auth: None,
+            ca_file: None,
         }
     }
 
@@ -123,7 +133,54 @@ impl Smarthost {
             .unwrap_or(host);
         Some((host, port.parse().ok()?))
     }
+
+    /// STARTTLS towards the relay: as configured, else `verify` when it has credentials (they
+    /// must not reach a server that only claims to be the relay), else `opportunistic`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_core::delivery::{Smarthost, TlsMode};
+    ///
+    /// let mut relay = Smarthost::new("relay.example:587");
+    /// assert_eq!(relay.tls_mode(), TlsMode::Opportunistic);
+    /// relay.auth = Some(("user".into(), "secret".into()));
+    /// assert_eq!(relay.tls_mode(), TlsMode::Verify);
+    /// relay.tls = Some(TlsMode::Required);
+    /// assert_eq!(relay.tls_mode(), TlsMode::Required);
+    /// ```
+    pub fn tls_mode(&self) -> TlsMode {
+        match (self.tls, &self.auth) {
+            (Some(mode), _) => mode,
+            (None, Some(_)) => TlsMode::Verify,
+            (None, None) => TlsMode::Opportunistic,
+        }
+    }
+
+    /// Whether the relay's credentials may go to a server whose certificate was not verified,
+    /// because its `tls` was set below `verify`.
+    pub fn sends_credentials_unverified(&self) -> bool {
+        self.auth.is_some() && self.tls_mode() != TlsMode::Verify
+    }
 }
+
+impl fmt::Debug for Smarthost {
+    /// Everything but the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Smarthost")
+            .field("address", &self.address)
+            .field("tls", &self.tls)
+            .field(
+                "auth",
+                &self.auth.as_ref().map(|(user, _)| (user, REDACTED)),
+            )
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// What `Debug` prints in place of a password.
+const REDACTED: &str = "<redacted>";
 
 impl<'de> Deserialize<'de> for Smarthost {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Smarthost, D::Error> {
@@ -133,10 +190,10 @@ impl<'de> Deserialize<'de> for Smarthost {
             Address(String),
             Table {
                 address: String,
-                #[serde(default)]
-                tls: TlsMode,
+                tls: Option<TlsMode>,
                 user: Option<String>,
                 password: Option<String>,
+                ca_file: Option<PathBuf>,
             },
         }
         let smarthost = match Raw::deserialize(deserializer)? {
@@ -146,10 +203,12 @@ impl<'de> Deserialize<'de> for Smarthost {
                 tls,
                 user,
                 password,
+                ca_file,
             } => Smarthost {
                 address,
                 tls,
                 auth: user.zip(password),
+                ca_file,
             },
         };
         if smarthost.host_port().is_none() {
@@ -159,6 +218,55 @@ impl<'de> Deserialize<'de> for Smarthost {
             )));
         }
         Ok(smarthost)
+    }
+}
+
+impl DeliveryConfig {
+    /// Settings that work but are probably not meant, one sentence each: a relay given
+    /// credentials and a `tls` below `verify`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_core::delivery::DeliveryConfig;
+    ///
+    /// let config: DeliveryConfig = toml::from_str(
+    ///     "[routes.\"example.com\"]\naddress = \"relay.example:587\"\ntls = \"required\"\n\
+    ///      user = \"u\"\npassword = \"p\"",
+    /// ).unwrap();
+    /// assert!(config.warnings()[0].contains("[delivery.routes.\"example.com\"]"));
+    /// ```
+    pub fn warnings(&self) -> Vec<String> {
+        let relays = self
+            .smarthost
+            .iter()
+            .map(|relay| ("[delivery.smarthost]".to_owned(), relay))
+            .chain(
+                self.routes
+                    .iter()
+                    .map(|(domain, relay)| (format!("[delivery.routes.{domain:?}]"), relay)),
+            );
+        relays
+            .filter(|(_, relay)| relay.sends_credentials_unverified())
+            .map(|(section, relay)| {
+                format!(
+                    "{section} has a user and password but tls = \"{}\": the password may go \
+                     to a server whose certificate is not verified; use tls = \"verify\"",
+                    relay.tls_mode()
+                )
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsMode::Disabled => "disabled",
+            TlsMode::Opportunistic => "opportunistic",
+            TlsMode::Required => "required",
+            TlsMode::Verify => "verify",
+        })
     }
 }
 
@@ -178,8 +286,41 @@ mod tests {
         );
         let route = &config.routes["example.com"];
         assert_eq!(route.host_port(), Some(("::1", 2525)));
-        assert_eq!(route.tls, TlsMode::Required);
+        assert_eq!(route.tls, Some(TlsMode::Required));
         assert_eq!(route.auth, Some(("u".into(), "p".into())));
         assert!(toml::from_str::<DeliveryConfig>("smarthost = \"no-port\"").is_err());
+    }
+
+    #[test]
+    fn credentials_without_a_tls_setting_mean_verify_and_a_weaker_one_is_warned_about() {
+        let config: DeliveryConfig = toml::from_str(
+            "[smarthost]\naddress = \"relay.example:587\"\nuser = \"u\"\npassword = \"p\"\n\
+             [routes.\"example.com\"]\naddress = \"relay.example:25\"\ntls = \"opportunistic\"\n\
+             user = \"u\"\npassword = \"p\"",
+        )
+        .unwrap();
+        assert_eq!(
+            config.smarthost.as_ref().unwrap().tls_mode(),
+            TlsMode::Verify
+        );
+        assert_eq!(
+            config.routes["example.com"].tls_mode(),
+            TlsMode::Opportunistic
+        );
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("example.com"), "{warnings:?}");
+        assert!(warnings[0].contains("\"opportunistic\""), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_relay_password_never_shows_in_debug_output() {
+        let config: DeliveryConfig = toml::from_str(
+            "[smarthost]\naddress = \"relay.example:587\"\nuser = \"u\"\npassword = \"hunter2\"",
+        )
+        .unwrap();
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }

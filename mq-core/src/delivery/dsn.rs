@@ -28,6 +28,16 @@ use crate::smtp::rfc5322_date;
 /// The longest diagnostic kept, in octets; a longer one is cut and ends in `...`.
 pub const MAX_DIAGNOSTIC: usize = 900;
 
+/// The most of the original header block a notice returns, in octets: Postfix's
+/// `bounce_size_limit`. Whole fields only; those past the limit are left out.
+pub const MAX_RETURNED_HEADERS: usize = 50_000;
+
+/// The most a notice takes, in octets, when its report leaves room: the original headers get
+/// what the two report parts leave of it (and at most [`MAX_RETURNED_HEADERS`]). The report
+/// itself is never cut, since each recipient must be reported; its size is bounded by the
+/// recipients' number, each line by [`MAX_DIAGNOSTIC`].
+pub const MAX_NOTICE: usize = 64 * 1024;
+
 /// The longest line of an original header field kept in the notice (RFC 5322's limit).
 const MAX_LINE: usize = 998;
 
@@ -143,10 +153,14 @@ pub fn build(
         return None;
     }
     let host = token(bounce.reporting_mta, 255);
+    let notification = notification(bounce, &host, now).into_bytes();
+    let status = delivery_status(bounce, &host).into_bytes();
+    // The notice's own header block and boundaries take well under 1 KiB.
+    let left = MAX_NOTICE.saturating_sub(notification.len() + status.len() + 1024);
     let parts = [
-        notification(bounce, &host, now).into_bytes(),
-        delivery_status(bounce, &host).into_bytes(),
-        original_headers(bounce.original),
+        notification,
+        status,
+        original_headers(bounce.original, left.min(MAX_RETURNED_HEADERS)),
     ];
     let boundary = boundary(bounce.queue_id, boundary_seed, &parts);
     let mut out = top_headers(bounce, &host, now, &boundary).into_bytes();
@@ -274,23 +288,37 @@ fn delivery_status(bounce: &Bounce<'_>, host: &str) -> String {
     fields
 }
 
-/// Part 3: the original header block, lines ending in CRLF and cut at 998 octets.
-fn original_headers(original: &[u8]) -> Vec<u8> {
+/// Part 3: the original header block, lines ending in CRLF and cut at 998 octets, whole fields
+/// only while they fit in `limit` octets.
+fn original_headers(original: &[u8], limit: usize) -> Vec<u8> {
     let message = Message::parse(original);
-    let mut block = Vec::new();
-    for header in message.headers() {
-        block.extend_from_slice(header.name().as_bytes());
-        block.push(b':');
-        block.extend_from_slice(header.raw_value());
-    }
     let mut out = b"Content-Description: Undelivered Message Headers\r\n\
                     Content-Type: text/rfc822-headers\r\n\
                     Content-Transfer-Encoding: 8bit\r\n\r\n"
         .to_vec();
-    for line in block.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        out.extend_from_slice(&line[..line.len().min(MAX_LINE)]);
-        out.extend_from_slice(b"\r\n");
+    let start = out.len();
+    let mut field = Vec::new();
+    for header in message.headers() {
+        field.clear();
+        let lines = header.raw_value().split(|&b| b == b'\n');
+        let mut first = true;
+        for line in lines.filter(|l| !l.is_empty() && *l != b"\r") {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let name = if first { header.name().as_bytes() } else { b"" };
+            let line = [name, if first { b":" } else { b"" }, line].concat();
+            field.extend_from_slice(&line[..line.len().min(MAX_LINE)]);
+            field.extend_from_slice(b"\r\n");
+            first = false;
+        }
+        if first {
+            // A field with an empty value.
+            field.extend_from_slice(header.name().as_bytes());
+            field.extend_from_slice(b":\r\n");
+        }
+        if out.len() - start + field.len() > limit {
+            break;
+        }
+        out.extend_from_slice(&field);
     }
     out
 }
@@ -473,5 +501,69 @@ mod tests {
         let second = boundary("ID", 1, &[first.clone().into_bytes()]);
         assert_ne!(first, second);
         assert!(second.starts_with("ID."));
+    }
+
+    /// A notice for one failed recipient of `original`.
+    fn notice_for(original: &[u8]) -> Vec<u8> {
+        let sender: Address = "alice@example.org".parse().unwrap();
+        let bob: Address = "bob@example.net".parse().unwrap();
+        let at = std::time::UNIX_EPOCH;
+        let bounce = Bounce {
+            reporting_mta: "mx.example.org",
+            queue_id: "0006123456789ABC",
+            sender: &sender,
+            arrival: at,
+            failures: vec![FailedRecipient {
+                recipient: &bob,
+                status: "5.1.1".into(),
+                action: Action::Failed,
+                remote_mta: Some("mx.example.net"),
+                diagnostic: Some("smtp; 550 5.1.1 no such user".into()),
+                last_attempt: at,
+            }],
+            original,
+        };
+        build(&bounce, at, 7).unwrap().1
+    }
+
+    /// The returned header block of `notice`: the third part's lines.
+    fn returned_headers(notice: &[u8]) -> String {
+        let text = String::from_utf8_lossy(notice).into_owned();
+        let part = text.split("text/rfc822-headers").nth(1).unwrap();
+        let part = part.split_once("\r\n\r\n").unwrap().1;
+        part.split("\r\n--").next().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_huge_header_block_is_returned_cut_on_a_field_boundary_within_the_cap() {
+        let mut original = b"Subject: first\r\nX-Folded: a\r\n b\r\n".to_vec();
+        for n in 0..9_000 {
+            let field = format!("X-Filler-{n:04}: {}\r\n", "y".repeat(85));
+            original.extend_from_slice(field.as_bytes());
+        }
+        original.extend_from_slice(b"\r\nbody\r\n");
+        assert!(original.len() > 900_000);
+
+        let notice = notice_for(&original);
+        assert!(notice.len() <= MAX_NOTICE, "{} octets", notice.len());
+        let headers = returned_headers(&notice);
+        assert!(headers.len() <= MAX_RETURNED_HEADERS, "{}", headers.len());
+        assert!(headers.len() > MAX_NOTICE / 2, "{}", headers.len());
+        assert!(headers.starts_with("Subject: first\r\nX-Folded: a\r\n b\r\nX-Filler-0000: y"));
+        let last = headers.trim_end().lines().last().unwrap();
+        assert!(
+            last.starts_with("X-Filler-") && last.ends_with(&"y".repeat(85)),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn a_small_header_block_is_returned_whole() {
+        let original = b"Subject: hi\r\nTo: <bob@example.net>\r\nX-Empty:\r\n\r\nbody\r\n";
+        let headers = returned_headers(&notice_for(original));
+        assert_eq!(
+            headers,
+            "Subject: hi\r\nTo: <bob@example.net>\r\nX-Empty:\r\n"
+        );
     }
 }

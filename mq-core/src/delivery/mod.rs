@@ -26,8 +26,9 @@ mod scheduler;
 pub mod throttle;
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::SystemTime;
@@ -41,6 +42,7 @@ use crate::dns::{DnsConfig, Resolver};
 use crate::queue::{AckResult, Entry, NewMessage, Queue, QueueError, QueueHealth, QueueId};
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
+use crate::smtp::tls;
 use maildir::Maildir;
 use myself::Myself;
 use route::Route;
@@ -56,6 +58,8 @@ pub struct Delivery {
     throttles: Throttles,
     maildir: Maildir,
     dns: DnsConfig,
+    /// The client configuration of each relay's `ca_file`, loaded once.
+    trust: BTreeMap<PathBuf, Arc<rustls::ClientConfig>>,
     in_flight: AtomicUsize,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
@@ -87,7 +91,11 @@ impl Delivery {
         queue: Arc<dyn Queue>,
     ) -> Arc<Delivery> {
         let (wake_tx, wake_rx) = smol::channel::bounded(1);
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         Arc::new(Delivery {
+            trust: load_trust(&config),
             throttles: Throttles::new(config.throttle.clone()),
             myself: Myself::new(hostname, config.allow_loopback_mx),
             config,
@@ -156,10 +164,21 @@ impl Delivery {
         })
     }
 
+    /// The TLS client configuration replacing the built-in one for a destination: its relay's
+    /// `ca_file`, if it names one.
+    fn trust(&self, domain: &str) -> Option<Arc<rustls::ClientConfig>> {
+        match route::route(&self.config, &self.local_domains, domain) {
+            Route::Relay(relay) => relay
+                .ca_file
+                .and_then(|file| self.trust.get(&file).cloned()),
+            _ => None,
+        }
+    }
+
     /// The client settings for a destination: the relay's, or those for MX hosts.
     fn client_config(&self, domain: &str) -> ClientConfig {
         let (mode, auth) = match route::route(&self.config, &self.local_domains, domain) {
-            Route::Relay(relay) => (relay.tls, relay.auth),
+            Route::Relay(relay) => (relay.tls_mode(), relay.auth),
             _ => (self.config.tls, None),
         };
         let tls = match mode {
@@ -180,6 +199,26 @@ impl Delivery {
             timeouts: self.config.timeouts,
         }
     }
+}
+
+/// The client configuration of every relay's `ca_file`. A file that cannot be loaded trusts
+/// nothing, so that its relay gets no mail rather than mail over a connection verified against
+/// other roots; `mq serve` and `mq check-config` refuse such a file before this.
+fn load_trust(config: &DeliveryConfig) -> BTreeMap<PathBuf, Arc<rustls::ClientConfig>> {
+    let files = config
+        .smarthost
+        .iter()
+        .chain(config.routes.values())
+        .filter_map(|relay| relay.ca_file.clone());
+    files
+        .map(|file| {
+            let loaded = tls::client_config_from_ca_file(&file).unwrap_or_else(|error| {
+                tracing::error!(%error, "relay ca_file not loaded: its relay is not trusted");
+                tls::client_config_trusting_nothing()
+            });
+            (file, loaded)
+        })
+        .collect()
 }
 
 /// The queue, waking the scheduler when mail arrives or a flush is asked for.

@@ -1,6 +1,7 @@
 //! `[smtp]`: the server's address, names, limits, timeouts, TLS and AUTH.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -73,11 +74,21 @@ pub struct TlsFiles {
 }
 
 /// `[smtp.auth]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// User name → password hash (`$6$…` SHA-512-crypt or `$argon2id$…`).
     pub users: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for AuthConfig {
+    /// The user names; a hash, which can be attacked offline, is `<redacted>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let users = self.users.keys().map(|user| (user, "<redacted>"));
+        f.debug_struct("AuthConfig")
+            .field("users", &users.collect::<BTreeMap<_, _>>())
+            .finish()
+    }
 }
 
 impl Default for SmtpConfig {
@@ -163,5 +174,21 @@ impl SmtpConfig {
         self.domains
             .iter()
             .any(|local| local.eq_ignore_ascii_case(domain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hashes_never_show_in_debug_output() {
+        let config: AuthConfig = toml::from_str("[users]\nalice = \"$6$salt$hash\"").unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("$6$"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 }

@@ -122,6 +122,52 @@ pub fn server_config(cert_pem: &Path, key_pem: &Path) -> Result<Arc<ServerConfig
     Ok(Arc::new(config))
 }
 
+/// The client side towards a relay whose certificate must verify against the certificates in
+/// `ca_file` alone (PEM; other sections are skipped), not the Mozilla roots.
+///
+/// # Errors
+///
+/// The file cannot be read, is not PEM, holds no certificate, or rustls refuses one of them.
+///
+/// # Examples
+///
+/// ```no_run
+/// let config = mq_core::smtp::tls::client_config_from_ca_file("/etc/mq/relay-ca.pem".as_ref())?;
+/// # Ok::<(), mq_core::smtp::tls::TlsError>(())
+/// ```
+pub fn client_config_from_ca_file(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let no_cert = |path| TlsError::NoCertificate { path };
+    let certs = CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| pem_error(ca_file, e, no_cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(ca_file, e, no_cert))?;
+    if certs.is_empty() {
+        return Err(no_cert(ca_file.to_owned()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(TlsError::Rustls)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that trusts no certificate: every handshake fails verification.
+pub(crate) fn client_config_trusting_nothing() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
 /// The acceptor that runs the server's TLS handshake on a connection after `STARTTLS`.
 ///
 /// # Examples

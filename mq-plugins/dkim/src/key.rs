@@ -1,6 +1,8 @@
 //! Private keys: loaded from PEM once, when the plugin is built, then shared by every signature.
 
 use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -10,6 +12,33 @@ use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject as _;
 
 use crate::config::{Algorithm, KeyConfig};
+
+/// Refuses a key file its group or others may read or write, as OpenDKIM refuses an unsafe
+/// key. The mode is the open file's, so the file checked is the file read.
+#[cfg(unix)]
+fn private(file: &File, path: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = file
+        .metadata()
+        .map_err(KeyError::Read)?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o066 == 0 {
+        Ok(())
+    } else {
+        Err(KeyError::Exposed {
+            path: path.to_owned(),
+            mode,
+        })
+    }
+}
+
+/// Other systems have no Unix modes to check.
+#[cfg(not(unix))]
+fn private(_file: &File, _path: &Path) -> Result<(), KeyError> {
+    Ok(())
+}
 
 /// A key ready to sign for one domain and selector.
 #[derive(Debug)]
@@ -49,6 +78,14 @@ pub enum KeyError {
     /// The key was refused, as ring names the reason: not a key of the algorithm, or an RSA
     /// modulus outside 2048 to 4096 bits.
     Rejected(Algorithm, String),
+    /// The file may be read or written by its group or by others: the key is no longer
+    /// secret, or can be swapped.
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 impl fmt::Display for KeyError {
@@ -68,6 +105,12 @@ impl fmt::Display for KeyError {
             KeyError::Rejected(algorithm, reason) => {
                 write!(f, "not a usable {algorithm} key ({reason})")
             }
+            KeyError::Exposed { path, mode } => write!(
+                f,
+                "private key file {} is accessible to its group or others (mode {mode:04o}); \
+                 make it readable by its owner only (chmod 600)",
+                path.display()
+            ),
         }
     }
 }
@@ -75,9 +118,13 @@ impl fmt::Display for KeyError {
 impl std::error::Error for KeyError {}
 
 impl SigningKey {
-    /// Reads and parses the key file of `config`. Blocking file I/O: for the factory only.
+    /// Reads and parses the key file of `config`, which only its owner may read or write.
+    /// Blocking file I/O: for the factory only.
     pub(crate) fn load(config: &KeyConfig) -> Result<SigningKey, KeyError> {
-        let pem = std::fs::read(&config.private_key).map_err(KeyError::Read)?;
+        let file = std::fs::File::open(&config.private_key).map_err(KeyError::Read)?;
+        private(&file, &config.private_key)?;
+        let mut pem = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut pem).map_err(KeyError::Read)?;
         SigningKey::from_pem(config, &pem)
     }
 

@@ -48,6 +48,9 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("example.org.pem");
 //! std::fs::write(&path, pem).unwrap();
+//! // Only its owner may read it: the plugin refuses a key its group or others can read.
+//! use std::os::unix::fs::PermissionsExt as _;
+//! std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
 //!
 //! let config: DkimConfig = toml::from_str(&format!(r#"
 //!     [[key]]

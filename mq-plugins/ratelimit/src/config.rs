@@ -29,7 +29,7 @@ use crate::url::RedisUrl;
 /// assert_eq!(config.limits[0].per, Duration::from_mins(1));
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct RateLimitConfig {
@@ -63,6 +63,19 @@ impl Default for RateLimitConfig {
             limits: Vec::new(),
             ipv6_prefix: 64,
         }
+    }
+}
+
+impl fmt::Debug for RateLimitConfig {
+    /// Everything but the password in `redis_url`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitConfig")
+            .field("backend", &self.backend)
+            .field("redis_url", &crate::url::redacted(&self.redis_url))
+            .field("key_prefix", &self.key_prefix)
+            .field("redis_timeout", &self.redis_timeout)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -225,6 +238,16 @@ impl std::error::Error for InvalidConfig {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_redis_password_never_shows_in_debug_output() {
+        let config = config("redis_url = \"redis://mq:hunter2@127.0.0.1/\"").unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
 
     fn config(text: &str) -> Result<RateLimitConfig, toml::de::Error> {
         toml::from_str(text)

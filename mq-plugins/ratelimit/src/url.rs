@@ -1,7 +1,9 @@
 //! `redis_url`: where the Redis backend connects, and as whom.
 
+use std::fmt;
+
 /// A parsed `redis://[[user]:password@]host[:port][/db]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct RedisUrl {
     pub(crate) host: String,
     pub(crate) port: u16,
@@ -14,7 +16,8 @@ impl RedisUrl {
     pub(crate) fn parse(url: &str) -> Result<RedisUrl, String> {
         let Some(rest) = url.strip_prefix("redis://") else {
             return Err(format!(
-                "{url:?} is not redis://host:port/ (TLS and sockets are not supported)"
+                "{:?} is not redis://host:port/ (TLS and sockets are not supported)",
+                redacted(url)
             ));
         };
         let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
@@ -42,6 +45,37 @@ impl RedisUrl {
             db,
         })
     }
+}
+
+impl fmt::Debug for RedisUrl {
+    /// Everything but the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisUrl")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+/// What is shown in place of a password.
+const REDACTED: &str = "<redacted>";
+
+/// `url` with the password of its user information, if any, replaced by `<redacted>`: fit for
+/// logs and `Debug`.
+pub(crate) fn redacted(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else {
+        return url.to_owned();
+    };
+    let user = match url[start..at].split_once(':') {
+        Some((user, _)) => format!("{user}:"),
+        None => String::new(),
+    };
+    format!("{}{user}{REDACTED}{}", &url[..start], &url[at..])
 }
 
 fn nonempty(text: &str) -> Option<String> {
@@ -75,6 +109,21 @@ fn host_port(address: &str) -> Result<(String, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_never_shows_in_debug_output_or_errors() {
+        let url = RedisUrl::parse("redis://mq:hunter2@127.0.0.1:6379/0").unwrap();
+        let shown = format!("{url:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        let error = RedisUrl::parse("rediss://mq:hunter2@127.0.0.1/").unwrap_err();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert_eq!(redacted("redis://:pw@h/"), "redis://:<redacted>@h/");
+        assert_eq!(redacted("redis://pw@h/"), "redis://<redacted>@h/");
+        assert_eq!(redacted("redis://h:1/"), "redis://h:1/");
+    }
 
     fn url(text: &str) -> RedisUrl {
         RedisUrl::parse(text).unwrap()

@@ -36,7 +36,7 @@ const RESERVED: [&str; 4] = ["host", "content-length", "connection", "transfer-e
 /// assert!(config.validate().is_ok());
 /// assert!(WebhookConfig::default().validate().is_ok());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct WebhookConfig {
@@ -70,6 +70,21 @@ impl Default for WebhookConfig {
             max_attempts: 10,
             headers: BTreeMap::new(),
         }
+    }
+}
+
+impl fmt::Debug for WebhookConfig {
+    /// Header values (a token in `Authorization`) are `<redacted>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers = self.headers.keys().map(|name| (name, "<redacted>"));
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("queue_size", &self.queue_size)
+            .field("request_timeout", &self.request_timeout)
+            .field("retry", &self.retry)
+            .field("max_attempts", &self.max_attempts)
+            .field("headers", &headers.collect::<BTreeMap<_, _>>())
+            .finish()
     }
 }
 
@@ -217,6 +232,19 @@ fn durations<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_values_never_show_in_debug_output() {
+        let config: WebhookConfig =
+            toml::from_str("url = \"http://h/\"\nheaders = { Authorization = \"Bearer hunter2\" }")
+                .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("Authorization") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
 
     fn parse(text: &str) -> Result<WebhookConfig, InvalidConfig> {
         WebhookConfig::from_table(&toml::from_str(text).unwrap())

@@ -15,7 +15,7 @@ use rustls_pki_types::ServerName;
 use smol::{Async, Timer};
 
 use super::error::{ClientError, Stage};
-use super::reply::{ParsedReply, parse_reply};
+use super::reply::{ParsedReply, ReplyParser};
 
 type Stream = Either<Async<TcpStream>, Box<TlsStream<Async<TcpStream>>>>;
 
@@ -46,6 +46,8 @@ pub(super) struct Io {
     stream: Option<Stream>,
     /// What was read and not parsed yet.
     input: Vec<u8>,
+    /// The reply coming in `input`, parsed as far as it has come.
+    parser: ReplyParser,
 }
 
 impl Io {
@@ -65,6 +67,7 @@ impl Io {
         Ok(Io {
             stream: Some(Either::Left(tcp)),
             input: Vec::with_capacity(READ_CHUNK),
+            parser: ReplyParser::default(),
         })
     }
 
@@ -85,7 +88,7 @@ impl Io {
     ) -> Result<ParsedReply, ClientError> {
         timed(stage, timeout, async {
             loop {
-                match parse_reply(&self.input) {
+                match self.parser.parse(&self.input) {
                     Ok(Some(parsed)) => {
                         self.input.drain(..parsed.consumed);
                         return Ok(parsed);
@@ -161,6 +164,7 @@ impl Io {
         // Whatever the server sent after its 220 came in plaintext, and must not be taken as
         // sent under TLS (RFC 3207 §4.2).
         self.input.clear();
+        self.parser = ReplyParser::default();
         let handshake = async {
             let connector = TlsConnector::from(config);
             connector.connect(name, tcp).await.map_err(ClientError::Tls)
@@ -181,5 +185,46 @@ impl Io {
             };
             let _ = timed(Stage::Quit, timeout, close).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::smtp::client::MAX_REPLY;
+
+    #[test]
+    fn a_long_reply_trickling_in_two_bytes_at_a_time_is_scanned_once() {
+        let mut reply = Vec::new();
+        for _ in 0..MAX_REPLY / 64 - 40 {
+            reply.extend_from_slice(b"250-");
+            reply.extend_from_slice(&[b'x'; 58]);
+            reply.extend_from_slice(b"\r\n");
+        }
+        reply.extend_from_slice(b"250 end\r\n");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let address = listener.local_addr().expect("its address");
+        let sent = reply.clone();
+        let server = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().expect("the client connects");
+            tcp.set_nodelay(true).expect("no delay");
+            for pair in sent.chunks(2) {
+                tcp.write_all(pair).expect("the client reads");
+            }
+        });
+        let patience = Duration::from_mins(2);
+        let (parsed, scanned) = smol::block_on(async {
+            let mut io = Io::connect(address, patience).await.expect("connected");
+            let parsed = io.read_reply(Stage::Ehlo, patience).await;
+            (parsed, io.parser.scanned())
+        });
+        server.join().expect("the server thread ends");
+        let parsed = parsed.expect("the reply parses");
+        assert_eq!(parsed.consumed, reply.len());
+        assert_eq!(parsed.lines.last().map(String::as_str), Some("end"));
+        assert_eq!(scanned, reply.len());
     }
 }

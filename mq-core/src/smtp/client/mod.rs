@@ -92,7 +92,10 @@ impl fmt::Debug for ClientConfig {
             .field("helo_name", &self.helo_name)
             .field("timeouts", &self.timeouts)
             .field("tls", &self.tls)
-            .field("auth", &self.auth.as_ref().map(|(user, _)| (user, "…")))
+            .field(
+                "auth",
+                &self.auth.as_ref().map(|(user, _)| (user, "<redacted>")),
+            )
             .finish()
     }
 }

@@ -1,8 +1,8 @@
 //! Server replies off the wire: `250-first line` … `250 last line`, into a [`Reply`].
 //!
-//! The parser is a pure function over the bytes read so far, so the connection can call it after
-//! every read, and a fuzz target can call it on anything. It never panics: whatever is not a
-//! well-formed reply is a [`MalformedReply`].
+//! [`parse_reply`] is a pure function over the bytes read so far, which a fuzz target can call on
+//! anything; the connection keeps a [`ReplyParser`] that resumes where its last read ended. Neither
+//! panics: whatever is not a well-formed reply is a [`MalformedReply`].
 
 use std::fmt;
 
@@ -73,35 +73,93 @@ impl std::error::Error for MalformedReply {}
 /// assert!(parse_reply(b"hello\r\n").is_err());
 /// ```
 pub fn parse_reply(input: &[u8]) -> Result<Option<ParsedReply>, MalformedReply> {
-    let mut lines = Vec::new();
-    let mut code = 0;
-    let mut start = 0;
-    while let Some(newline) = input[start..].iter().position(|&b| b == b'\n') {
-        let end = start + newline + 1;
-        if end > MAX_REPLY {
-            return Err(MalformedReply::TooLong);
+    ReplyParser::default().parse(input)
+}
+
+/// [`parse_reply`] over input that grows between calls: each call looks only at the bytes the
+/// last one had not seen, so a reply that trickles in a few bytes a read costs time in
+/// proportion to its length, not to its length squared.
+///
+/// Each call's input must extend the last call's (the connection's buffer, appended to) until
+/// a reply or an error comes out; then the parser starts over, at the start of the input it is
+/// given next (the buffer with that reply drained). Input shorter than what was seen starts
+/// over too.
+#[derive(Debug, Default)]
+pub(crate) struct ReplyParser {
+    /// Where the first line not yet parsed starts.
+    line_start: usize,
+    /// How far the search for that line's end has got.
+    searched: usize,
+    /// The first line's code.
+    code: u16,
+    /// The texts of the lines parsed so far.
+    lines: Vec<String>,
+    /// Bytes searched for a line end over the parser's life: what tests check stays linear.
+    scanned: usize,
+}
+
+impl ReplyParser {
+    /// The reply at the start of `input`, as [`parse_reply`] finds it.
+    pub(crate) fn parse(&mut self, input: &[u8]) -> Result<Option<ParsedReply>, MalformedReply> {
+        if input.len() < self.searched {
+            self.start_over();
         }
-        let line = &input[start..start + newline];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let (line_code, last, text) = split_line(line)?;
-        if lines.is_empty() {
-            code = line_code;
+        let result = self.advance(input);
+        if !matches!(result, Ok(None)) {
+            self.start_over();
         }
-        lines.push(text);
-        start = end;
-        if last {
-            let reply = to_reply(code, &lines);
-            return Ok(Some(ParsedReply {
-                reply,
-                lines,
-                consumed: start,
-            }));
+        result
+    }
+
+    /// Bytes searched for a line end so far, over every reply.
+    #[cfg(test)]
+    pub(crate) fn scanned(&self) -> usize {
+        self.scanned
+    }
+
+    fn start_over(&mut self) {
+        self.line_start = 0;
+        self.searched = 0;
+        self.code = 0;
+        self.lines.clear();
+    }
+
+    /// Takes the complete lines past what was seen; `Ok(None)` while the last is incomplete.
+    fn advance(&mut self, input: &[u8]) -> Result<Option<ParsedReply>, MalformedReply> {
+        loop {
+            let unseen = &input[self.searched..];
+            let Some(newline) = unseen.iter().position(|&b| b == b'\n') else {
+                self.scanned += unseen.len();
+                self.searched = input.len();
+                if input.len() > MAX_REPLY {
+                    return Err(MalformedReply::TooLong);
+                }
+                return Ok(None);
+            };
+            self.scanned += newline + 1;
+            let end = self.searched + newline + 1;
+            if end > MAX_REPLY {
+                return Err(MalformedReply::TooLong);
+            }
+            let line = &input[self.line_start..end - 1];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let (line_code, last, text) = split_line(line)?;
+            if self.lines.is_empty() {
+                self.code = line_code;
+            }
+            self.lines.push(text);
+            (self.line_start, self.searched) = (end, end);
+            if last {
+                let lines = std::mem::take(&mut self.lines);
+                let reply = to_reply(self.code, &lines);
+                return Ok(Some(ParsedReply {
+                    reply,
+                    lines,
+                    consumed: end,
+                }));
+            }
         }
     }
-    if input.len() > MAX_REPLY {
-        return Err(MalformedReply::TooLong);
-    }
-    Ok(None)
 }
 
 /// One line, without its ending: its code, whether it is the last, and its text.
@@ -267,5 +325,57 @@ mod tests {
                 .collect();
             let _ = parse_reply(&input);
         }
+    }
+
+    /// A reply of about 60 KB in lines of 64 bytes, and its line count.
+    fn long_reply() -> (Vec<u8>, usize) {
+        let mut reply = Vec::new();
+        let lines = MAX_REPLY / 64 - 40;
+        for _ in 1..lines {
+            reply.extend_from_slice(b"250-");
+            reply.extend_from_slice(&[b'x'; 58]);
+            reply.extend_from_slice(b"\r\n");
+        }
+        reply.extend_from_slice(b"250 end\r\n");
+        (reply, lines)
+    }
+
+    #[test]
+    fn a_reply_fed_two_bytes_at_a_time_is_scanned_once() {
+        let (reply, lines) = long_reply();
+        let mut parser = ReplyParser::default();
+        let mut parsed = None;
+        for end in (2..=reply.len()).step_by(2).chain([reply.len()]) {
+            if let Some(done) = parser.parse(&reply[..end]).unwrap() {
+                parsed = Some(done);
+                break;
+            }
+        }
+        let parsed = parsed.expect("the whole reply parses");
+        assert_eq!(parsed.consumed, reply.len());
+        assert_eq!(parsed.lines.len(), lines);
+        assert_eq!(parsed, parse_reply(&reply).unwrap().unwrap());
+        assert_eq!(parser.scanned(), reply.len());
+    }
+
+    #[test]
+    fn a_parser_starts_over_after_each_reply() {
+        let mut parser = ReplyParser::default();
+        let mut input = b"250-a\r\n2".to_vec();
+        assert_eq!(parser.parse(&input), Ok(None));
+        input.extend_from_slice(b"50 b\r\n220 next");
+        assert_eq!(parser.parse(&input).unwrap().unwrap().lines, ["a", "b"]);
+        input.drain(..14);
+        assert_eq!(parser.parse(&input), Ok(None));
+        input.extend_from_slice(b"\r\n");
+        assert_eq!(parser.parse(&input).unwrap().unwrap().reply.code(), 220);
+        assert_eq!(
+            parser.parse(b"hello\r\n").map(|_| ()),
+            Err(MalformedReply::BadCode("hello".into()))
+        );
+        assert_eq!(
+            parser.parse(b"250 ok\r\n").unwrap().unwrap().reply.code(),
+            250
+        );
     }
 }

@@ -283,3 +283,18 @@ fn an_ed25519_file_for_an_rsa_key_is_refused_at_start() {
         "{error}"
     );
 }
+
+#[test]
+fn a_key_file_others_can_read_is_refused_at_start_naming_the_file_and_its_mode() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = fixture("rsa-2048.pkcs8.pem");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = toml::from_str(&key("example.org", "s", "rsa-sha256", &path)).unwrap();
+    let error = mq_plugin_dkim::Dkim::new(&config).unwrap_err().to_string();
+    assert!(error.contains(&path.display().to_string()), "{error}");
+    assert!(error.contains("mode 0644"), "{error}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(mq_plugin_dkim::Dkim::new(&config).is_err());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+    assert!(mq_plugin_dkim::Dkim::new(&config).is_ok());
+}

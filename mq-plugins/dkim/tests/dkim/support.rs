@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -35,11 +36,34 @@ the numbers\tare in.\r\n\
 \r\n\
 \r\n";
 
-/// A checked-in test key (see `tests/keys/README.md`).
+/// A checked-in test key (see `tests/keys/README.md`), as a copy of its own that only its owner
+/// may read: git keeps no such mode, and the plugin refuses a key others can read.
 pub(crate) fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    static COPIES: AtomicUsize = AtomicUsize::new(0);
+    let original = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/keys")
-        .join(name)
+        .join(name);
+    let copy = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "dkim-{}-{}-{name}",
+        std::process::id(),
+        COPIES.fetch_add(1, Ordering::Relaxed)
+    ));
+    write_private(&copy, &std::fs::read(original).unwrap());
+    copy
+}
+
+/// Writes `contents` to a new file at `path` that only its owner may read.
+pub(crate) fn write_private(path: &Path, contents: &[u8]) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    file.write_all(contents).unwrap();
 }
 
 /// A fresh Ed25519 key as PKCS#8 PEM in `dir`, as `openssl genpkey -algorithm ed25519` writes.
@@ -49,7 +73,7 @@ pub(crate) fn ed25519_key(dir: &Path, name: &str) -> PathBuf {
     let body = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
     let path = dir.join(name);
     let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
-    std::fs::write(&path, pem).unwrap();
+    write_private(&path, pem.as_bytes());
     path
 }
 
