@@ -574,6 +574,13 @@ impl Session {
                     "Error: bare <CR> or <LF> received",
                 ));
             }
+            Err(DataError::Nul) => {
+                return self.refuse_data(&Reply::new(
+                    550,
+                    "5.6.0",
+                    "Error: message contains NUL characters",
+                ));
+            }
             Err(DataError::Io(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
                 let text = format!("{} Error: timeout exceeded", self.hostname());
                 self.send(&Reply::new(421, "4.4.2", text));
