@@ -1,6 +1,7 @@
 //! SMTP: the server, and the protocol pieces it is built from.
 //!
-//! - `codec`: command lines → [`Command`], with the reply for each malformed one.
+//! - `codec`: command lines → [`Command`], with the reply for each malformed one; `helo`: the
+//!   HELO names it takes.
 //! - `data`: the message after DATA ([`DataReader`]): dot-unstuffing, size, bare CR/LF.
 //! - `conn`: a connection's buffers and its STARTTLS upgrade.
 //! - `session`: one session's state machine and hook chains.
@@ -14,6 +15,7 @@ mod codec;
 mod config;
 mod conn;
 mod data;
+mod helo;
 mod received;
 mod relay;
 mod server;
@@ -26,4 +28,6 @@ pub use data::{DataError, DataReader, read_data};
 pub use relay::{Cidr, CidrError};
 pub use server::{Server, ServerError, Stats};
 
+#[cfg(feature = "testkit")]
+pub(crate) use helo::is_valid as is_valid_helo;
 pub(crate) use received::rfc5322_date;
