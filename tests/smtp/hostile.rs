@@ -156,11 +156,8 @@ fn the_received_field_has_one_structure_whatever_name_a_client_gives() {
     ] {
         let reply = client.send(&format!("EHLO {name}"));
         assert!(reply.starts_with("250-localhost\n"), "{name}: {reply}");
-        let id = queued_id(&client.message(
-            "a@example.org",
-            "b@localhost",
-            "Subject: x\r\n\r\nhi\r\n",
-        ));
+        let id =
+            queued_id(&client.message("a@example.org", "b@localhost", "Subject: x\r\n\r\nhi\r\n"));
         let body = server.body(id);
         let received = body.lines().next().expect("a first line");
         let expected = format!(

@@ -6,6 +6,7 @@
 //!   and AUTH.
 //! - `pipelining`: many commands in one write, and plaintext pipelined behind STARTTLS.
 //! - `auth`: the AUTH exchanges byte by byte.
+//! - `recipients`: bare local parts, mailbox names and the local recipient map at RCPT.
 //! - `relay`: who may relay, and what authenticated submissions get.
 //! - `limits`: each configured limit and the reply that enforces it.
 //! - `smuggling`: bare line endings in DATA end nothing and queue nothing.
@@ -25,6 +26,7 @@ mod limits;
 mod pipelining;
 mod plugins;
 mod python;
+mod recipients;
 mod relay;
 mod smuggling;
 mod support;

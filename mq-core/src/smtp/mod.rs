@@ -6,6 +6,8 @@
 //! - `conn`: a connection's buffers and its STARTTLS upgrade.
 //! - `session`: one session's state machine and hook chains.
 //! - `server`: the listeners, one per core, and the limits all sessions share ([`Server`]).
+//! - `recipients`: bare local parts made whole, and which local recipients exist, after
+//!   `recipient_map` ([`RecipientMap`]), the file that lists them.
 //! - `config`, `relay`, `received`, `tls`, `auth`: settings, relay networks, the Received
 //!   field, certificates, and AUTH.
 
@@ -17,6 +19,8 @@ mod conn;
 mod data;
 mod helo;
 mod received;
+mod recipient_map;
+mod recipients;
 mod relay;
 mod server;
 mod session;
@@ -25,6 +29,7 @@ pub mod tls;
 pub use codec::{Command, parse_command};
 pub use config::{AuthConfig, SmtpConfig, TlsFiles};
 pub use data::{DataError, DataReader, read_data};
+pub use recipient_map::{RecipientMap, RecipientMapError};
 pub use relay::{Cidr, CidrError};
 pub use server::{Server, ServerError, Stats};
 

@@ -12,6 +12,7 @@ use smol::Async;
 
 use super::auth::Credentials;
 use super::config::SmtpConfig;
+use super::recipients::Recipients;
 use crate::queue::Queue;
 use crate::runtime::{JobHandle, Runtime, Worker};
 
@@ -20,6 +21,7 @@ pub(crate) struct Shared {
     pub(crate) config: SmtpConfig,
     pub(crate) queue: Arc<dyn Queue>,
     pub(crate) credentials: Option<Arc<Credentials>>,
+    pub(crate) recipients: Recipients,
     pub(crate) tls: Option<futures_rustls::TlsAcceptor>,
     pub(crate) stats: Stats,
     connections: Mutex<HashMap<IpAddr, usize>>,
@@ -160,6 +162,8 @@ pub enum ServerError {
     Tls(super::tls::TlsError),
     /// A password hash in `[smtp.auth.users]` is not one mq knows.
     Auth(super::auth::AuthError),
+    /// `[smtp] local_recipient_map` cannot be read or has a bad line.
+    Recipients(super::recipient_map::RecipientMapError),
 }
 
 impl std::fmt::Display for ServerError {
@@ -168,6 +172,7 @@ impl std::fmt::Display for ServerError {
             ServerError::Bind(address, error) => write!(f, "cannot listen on {address}: {error}"),
             ServerError::Tls(error) => write!(f, "[smtp.tls]: {error}"),
             ServerError::Auth(error) => write!(f, "[smtp.auth]: {error}"),
+            ServerError::Recipients(error) => write!(f, "[smtp]: {error}"),
         }
     }
 }
@@ -199,6 +204,7 @@ impl Server {
                 Credentials::new(config.auth.users.clone()).map_err(ServerError::Auth)?,
             ))
         };
+        let recipients = Recipients::new(&config).map_err(ServerError::Recipients)?;
         let first =
             reuseport_listener(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
         let local = first
@@ -212,6 +218,7 @@ impl Server {
             config,
             queue,
             credentials,
+            recipients,
             tls,
             stats: Stats::default(),
             connections: Mutex::new(HashMap::new()),

@@ -16,6 +16,7 @@ use super::codec::{Command, parse_command};
 use super::conn::{Conn, ConnError, Line};
 use super::data::DataError;
 use super::received::{self, Trace};
+use super::recipients;
 use super::server::Shared;
 use crate::chain::Outcome;
 use crate::queue::NewMessage;
@@ -527,9 +528,17 @@ impl Session {
             self.send(&Reply::new(452, "4.5.3", "Error: too many recipients"));
             return Flow::Continue;
         }
-        let local =
-            self.shared.config.is_local_domain(recipient.domain()) || recipient.domain().is_empty();
+        let recipient = match self.shared.recipients.qualify(recipient) {
+            Ok(recipient) => recipient,
+            Err(reply) => return self.error(&reply),
+        };
+        let local = self.shared.config.is_local_domain(recipient.domain());
+        if local && let Err(reply) = recipients::check_name(&recipient) {
+            tracing::info!(client = %self.client, %recipient, "invalid local mailbox name");
+            return self.error(&reply);
+        }
         let shown = recipient.to_string();
+        let given = recipient.clone();
         let mut event = RcptTo::new(sender, recipient, local);
         if let Some(reply) = Self::refusal(self.chain(&mut event).await) {
             self.send(&reply);
@@ -543,6 +552,14 @@ impl Session {
                 format!("<{shown}>: Relay access denied"),
             ));
             return Flow::Continue;
+        }
+        // A recipient the plugins rewrote or expanded (an alias) exists because they say so.
+        if local && event.recipients.as_slice() == std::slice::from_ref(&given) {
+            let Some(known) = self.shared.recipients.known(&given).await else {
+                tracing::info!(client = %self.client, recipient = shown, "user unknown in local recipient table");
+                return self.error(&recipients::unknown(&given));
+            };
+            event.recipients = vec![known];
         }
         self.state.accepted_rcpts += 1;
         self.state.recipients.append(&mut event.recipients);
