@@ -60,3 +60,12 @@ fn a_bad_relay_network_is_refused() {
     ));
     assert!(line.contains("check-cidr.toml"), "{line}");
 }
+
+#[test]
+fn a_bad_line_in_the_local_recipient_map_is_named() {
+    let map = config_file("check-recipients", "jane\nbob@\n");
+    let text = format!("[smtp]\nlocal_recipient_map = '{}'\n", map.display());
+    let line = one_error_line(&check("check-recipients.toml", &text));
+    assert!(line.contains("local recipient map"), "{line}");
+    assert!(line.contains("line 2: \"bob@\""), "{line}");
+}
