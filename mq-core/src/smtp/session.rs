@@ -513,6 +513,9 @@ impl Session {
         Ok(())
     }
 
+    /// RCPT, its steps in order and kept in one place (each may refuse): the recipient limit,
+    /// a domain for a bare recipient and a mailbox name for a local one, the plugins, the relay
+    /// check, and last the local recipient map, which a recipient the plugins expanded passes.
     async fn rcpt_to(&mut self, recipient: Address, params: Params) -> Flow {
         let Some(sender) = self.state.sender.clone() else {
             return self.error(&Reply::new(503, "5.5.1", "Error: need MAIL command"));
@@ -528,15 +531,10 @@ impl Session {
             self.send(&Reply::new(452, "4.5.3", "Error: too many recipients"));
             return Flow::Continue;
         }
-        let recipient = match self.shared.recipients.qualify(recipient) {
-            Ok(recipient) => recipient,
+        let (recipient, local) = match self.qualify(recipient) {
+            Ok(qualified) => qualified,
             Err(reply) => return self.error(&reply),
         };
-        let local = self.shared.config.is_local_domain(recipient.domain());
-        if local && let Err(reply) = recipients::check_name(&recipient) {
-            tracing::info!(client = %self.client, %recipient, "invalid local mailbox name");
-            return self.error(&reply);
-        }
         let shown = recipient.to_string();
         let given = recipient.clone();
         let mut event = RcptTo::new(sender, recipient, local);
@@ -565,6 +563,19 @@ impl Session {
         self.state.recipients.append(&mut event.recipients);
         self.ok(250, "2.1.5", "Ok");
         Flow::Continue
+    }
+
+    /// The recipient as the RCPT chain gets it, with a domain, and whether that domain is
+    /// local; refused if it is and the local part can be no mailbox.
+    fn qualify(&self, recipient: Address) -> Result<(Address, bool), Reply> {
+        let recipient = self.shared.recipients.qualify(recipient)?;
+        let local = self.shared.config.is_local_domain(recipient.domain());
+        if local {
+            recipients::check_name(&recipient).inspect_err(|_| {
+                tracing::info!(client = %self.client, %recipient, "invalid local mailbox name");
+            })?;
+        }
+        Ok((recipient, local))
     }
 
     async fn data(&mut self) -> Flow {
