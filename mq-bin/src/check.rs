@@ -25,6 +25,10 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
     for warning in config.delivery.warnings() {
         tracing::warn!("{warning}");
     }
+    if let Some(path) = &smtp.local_recipient_map {
+        // As for TLS: the error's text holds its cause.
+        mq_core::smtp::RecipientMap::open(path).map_err(|e| anyhow!("[smtp]: {e}"))?;
+    }
     if let Some(admin) = config.admin.listen
         && !admin.ip().is_loopback()
     {

@@ -92,7 +92,7 @@ fn a_message_with_bare_lf_gets_a_bare_lf_delivered_to_line() {
 }
 
 #[test]
-fn addresses_that_could_escape_the_root_are_refused_permanently() {
+fn addresses_that_could_escape_the_root_or_hide_are_refused_permanently() {
     let (dir, maildir) = setup();
     for text in [
         "../x@d",
@@ -104,6 +104,9 @@ fn addresses_that_could_escape_the_root_are_refused_permanently() {
         "a@d/e",
         "a@D/../..",
         "postmaster",
+        ".hidden@d",
+        ".x.y@d",
+        "a@.d",
     ] {
         let recipient = address(text);
         let err = maildir.deliver(&recipient, b"\r\n").unwrap_err();

@@ -105,3 +105,67 @@ fn hostile_input_always_gets_a_reply_and_never_breaks_the_server() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].queue_id, id);
 }
+
+/// Names that would put a false hop into the Received field, or are not names at all.
+const HOSTILE_HELO_NAMES: [&str; 7] = [
+    "mail.bank.example (mail.bank.example [10.0.0.5])",
+    "a b",
+    "a\tb",
+    "x(y)",
+    "[10.0.0.5];",
+    "by.example;",
+    "[not-an-address]",
+];
+
+#[test]
+fn helo_names_that_are_not_host_names_or_addresses_are_refused() {
+    let server = TestServer::start(1, |_| {});
+    let mut client = server.client();
+    for name in HOSTILE_HELO_NAMES {
+        assert_eq!(
+            client.send(&format!("EHLO {name}")),
+            "501 5.5.2 Syntax: EHLO hostname",
+            "{name:?}"
+        );
+        assert_eq!(
+            client.send(&format!("HELO {name}")),
+            "501 5.5.2 Syntax: HELO hostname",
+            "{name:?}"
+        );
+    }
+    assert_eq!(
+        client.send("MAIL FROM:<a@example.org>"),
+        "503 5.5.1 Error: send HELO/EHLO first",
+        "no name was taken"
+    );
+}
+
+#[test]
+fn the_received_field_has_one_structure_whatever_name_a_client_gives() {
+    let server = TestServer::start(1, |config| config.max_errors = 100);
+    let mut client = server.client();
+    for name in HOSTILE_HELO_NAMES {
+        // Refused: the name taken before stays, and it is the one recorded.
+        assert!(client.send(&format!("EHLO {name}")).starts_with("501 "));
+    }
+    for name in [
+        "localhost",
+        "[127.0.0.1]",
+        "[IPv6:::1]",
+        "my_host-2.example",
+    ] {
+        let reply = client.send(&format!("EHLO {name}"));
+        assert!(reply.starts_with("250-localhost\n"), "{name}: {reply}");
+        let id =
+            queued_id(&client.message("a@example.org", "b@localhost", "Subject: x\r\n\r\nhi\r\n"));
+        let body = server.body(id);
+        let received = body.lines().next().expect("a first line");
+        let expected = format!(
+            "Received: from {name} (unknown [127.0.0.1]) by localhost (mq) with ESMTP for <b@localhost>; "
+        );
+        let date = received
+            .strip_prefix(&expected)
+            .unwrap_or_else(|| panic!("{received}"));
+        assert!(!date.contains(['(', ')', '[', ']', ';']), "{received}");
+    }
+}

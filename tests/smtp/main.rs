@@ -6,6 +6,7 @@
 //!   and AUTH.
 //! - `pipelining`: many commands in one write, and plaintext pipelined behind STARTTLS.
 //! - `auth`: the AUTH exchanges byte by byte.
+//! - `recipients`: bare local parts, mailbox names and the local recipient map at RCPT.
 //! - `relay`: who may relay, and what authenticated submissions get.
 //! - `limits`: each configured limit and the reply that enforces it.
 //! - `listen`: a port another socket holds is refused.
@@ -30,6 +31,7 @@ mod listen;
 mod pipelining;
 mod plugins;
 mod python;
+mod recipients;
 mod relay;
 mod reload;
 mod smuggling;

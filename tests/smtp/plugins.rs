@@ -169,10 +169,10 @@ fn plugins_at_data_see_the_received_field_first_and_it_is_stored_first() {
 }
 
 /// The address [`Expand`] turns into [`EXPANSION`] recipients.
-const LIST: &str = "everyone@localhost";
+pub(crate) const LIST: &str = "everyone@localhost";
 
 /// How many recipients [`LIST`] expands to.
-const EXPANSION: usize = 5;
+pub(crate) const EXPANSION: usize = 5;
 
 /// Expands [`LIST`] at `smtp_in_rcpt_to`, as an alias plugin does.
 struct Expand;

@@ -117,3 +117,12 @@ fn a_relay_ca_file_that_does_not_load_is_named() {
     ));
     assert!(line.contains("/nonexistent/ca.pem"), "{line}");
 }
+
+#[test]
+fn a_bad_line_in_the_local_recipient_map_is_named() {
+    let map = config_file("check-recipients", "jane\nbob@\n");
+    let text = format!("[smtp]\nlocal_recipient_map = '{}'\n", map.display());
+    let line = one_error_line(&check("check-recipients.toml", &text));
+    assert!(line.contains("local recipient map"), "{line}");
+    assert!(line.contains("line 2: \"bob@\""), "{line}");
+}

@@ -3,6 +3,7 @@
 
 mod check_config;
 mod inject;
+mod local;
 mod plugins;
 mod queue;
 mod reload;

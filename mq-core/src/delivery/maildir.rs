@@ -23,8 +23,8 @@ use mq_plugin_api::Address;
 /// lookup is case-sensitive (`B@example.net` and `b@example.net` are two mailboxes). Routing that
 /// wants case-insensitive local parts must fold them before delivery.
 ///
-/// Both parts come from the network: a part that is empty, `.` or `..`, or holds a `/` or a
-/// control character (NUL included) is refused with [`MaildirError::UnsafeAddress`], so no
+/// Both parts come from the network: a part that is empty, starts with a dot (`.`, `..`,
+/// `.hidden`), or holds a `/` or a control character (NUL included) is refused with [`MaildirError::UnsafeAddress`], so no
 /// address can reach outside the root.
 ///
 /// [`deliver`](Maildir::deliver) blocks on the file system; async callers run it on a blocking
@@ -83,6 +83,11 @@ impl Maildir {
     /// let err = maildir.mailbox_path(&"../etc@example.net".parse().unwrap()).unwrap_err();
     /// assert!(matches!(err, MaildirError::UnsafeAddress { .. }));
     /// assert!(err.is_permanent());
+    /// let hidden = maildir.mailbox_path(&".hidden@example.net".parse().unwrap()).unwrap_err();
+    /// assert_eq!(
+    ///     hidden.to_string(),
+    ///     "unsafe mailbox address \".hidden@example.net\": local part starts with a dot"
+    /// );
     /// ```
     pub fn mailbox_path(&self, recipient: &Address) -> Result<PathBuf, MaildirError> {
         let unsafe_address = |reason| MaildirError::UnsafeAddress {
@@ -243,12 +248,15 @@ impl std::error::Error for MaildirError {
     }
 }
 
-/// Refuses a name that is not one plain path component.
-fn check_name(name: &str) -> Result<(), &'static str> {
+/// Refuses a name that is not one plain, visible path component. The SMTP server refuses the
+/// same local parts at RCPT; this is the check that holds whatever reaches the queue.
+pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         Err("is empty")
     } else if name == "." || name == ".." {
         Err("is a relative path")
+    } else if name.starts_with('.') {
+        Err("starts with a dot")
     } else if name.contains('/') {
         Err("contains a slash")
     } else if name.chars().any(char::is_control) {

@@ -110,12 +110,16 @@ fn bare(rest: &str, command: Command, usage: &str) -> Result<Command, Reply> {
 }
 
 fn hello(rest: &str, extended: bool) -> Result<Command, Reply> {
+    let usage = if extended {
+        "EHLO hostname"
+    } else {
+        "HELO hostname"
+    };
     if rest.is_empty() {
-        return Err(syntax(if extended {
-            "EHLO hostname"
-        } else {
-            "HELO hostname"
-        }));
+        return Err(syntax(usage));
+    }
+    if !super::helo::is_valid(rest) {
+        return Err(Reply::new(501, "5.5.2", format!("Syntax: {usage}")));
     }
     Ok(Command::Hello {
         name: rest.to_owned(),
@@ -281,6 +285,9 @@ mod tests {
             (b"FROB", 502),
             (b"EHLO", 501),
             (b"HELO ", 501),
+            (b"EHLO a b", 501),
+            (b"HELO a\tb", 501),
+            (b"EHLO x (y [10.0.0.5])", 501),
             (b"MAIL", 501),
             (b"MAIL TO:<a@b>", 501),
             (b"MAIL FROM:", 501),

@@ -25,6 +25,15 @@ pub struct SmtpConfig {
     pub hostname: String,
     /// Domains mq delivers itself; mail to them is accepted from anyone (default `localhost`).
     pub domains: Vec<String>,
+    /// The domain a recipient without one gets, `RCPT TO:<user>` becoming `user@` it (Postfix's
+    /// `$myorigin`); default the first of `domains`, else `hostname`. `postmaster` without a
+    /// domain, in any case, always goes to the first of `domains` (RFC 5321 §4.5.1).
+    pub default_domain: Option<String>,
+    /// A file naming the recipients of the local domains, in Postfix's `local_recipient_maps`
+    /// form: one `user`, `user@domain` or `@domain` per line, anything after it ignored, `#`
+    /// comments. Other local recipients are refused at RCPT (`550 5.1.1`); without a file,
+    /// every local part that can be a mailbox is taken. Re-read when it changes.
+    pub local_recipient_map: Option<PathBuf>,
     /// Clients that may relay to any domain without AUTH (default: loopback only).
     pub relay_networks: Vec<Cidr>,
     /// The largest message accepted, in bytes (default 10,240,000, as Postfix).
@@ -97,6 +106,8 @@ impl Default for SmtpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
             hostname: "localhost".to_owned(),
             domains: vec!["localhost".to_owned()],
+            default_domain: None,
+            local_recipient_map: None,
             relay_networks: Cidr::loopback(),
             max_message_size: 10_240_000,
             hopcount_limit: 50,
@@ -174,6 +185,33 @@ impl SmtpConfig {
         self.domains
             .iter()
             .any(|local| local.eq_ignore_ascii_case(domain))
+    }
+
+    /// The domain a recipient without one gets: `default_domain`, else the first of `domains`,
+    /// else `hostname`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut config = mq_core::smtp::SmtpConfig::default();
+    /// assert_eq!(config.origin(), "localhost");
+    /// config.domains = vec!["example.org".into()];
+    /// assert_eq!(config.origin(), "example.org");
+    /// config.default_domain = Some("example.net".into());
+    /// assert_eq!(config.origin(), "example.net");
+    /// ```
+    pub fn origin(&self) -> &str {
+        self.default_domain
+            .as_deref()
+            .or(self.domains.first().map(String::as_str))
+            .unwrap_or(&self.hostname)
+    }
+
+    /// The domain of the local postmaster: the first of `domains`, else [`origin`](Self::origin).
+    pub fn postmaster_domain(&self) -> &str {
+        self.domains
+            .first()
+            .map_or_else(|| self.origin(), String::as_str)
     }
 }
 

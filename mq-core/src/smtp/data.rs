@@ -1,9 +1,11 @@
-//! Reading the message after DATA: dot-unstuffing, the size limit, and no bare line endings.
+//! Reading the message after DATA: dot-unstuffing, the size limit, no bare line endings and no
+//! NUL characters.
 //!
 //! Only `CRLF . CRLF` ends a message. A bare LF or bare CR anywhere refuses the message, but
 //! reading goes on to the real end, so that `\n.\n` (or `\r.\r\n`) can never end a message here
 //! nor smuggle a second one past a server after us: what follows it is data, and data is
-//! refused.
+//! refused. A NUL byte refuses the message the same way: a server after us that drops NULs
+//! would read different lines, or a different end of data, than mq did.
 
 use futures::io::{AsyncBufRead, AsyncBufReadExt};
 
@@ -14,6 +16,8 @@ pub enum DataError {
     TooBig,
     /// The message holds a bare LF or bare CR; it was read to its end and dropped.
     BareLineEnding,
+    /// The message holds a NUL character; it was read to its end and dropped.
+    Nul,
     /// The connection closed or failed before the end of the message.
     Io(std::io::Error),
 }
@@ -23,6 +27,7 @@ impl std::fmt::Display for DataError {
         match self {
             DataError::TooBig => f.write_str("message too big"),
             DataError::BareLineEnding => f.write_str("bare <CR> or <LF> in message"),
+            DataError::Nul => f.write_str("NUL character in message"),
             DataError::Io(error) => write!(f, "connection lost during DATA: {error}"),
         }
     }
@@ -55,6 +60,7 @@ pub struct DataReader {
     limit: usize,
     too_big: bool,
     bare: bool,
+    nul: bool,
 }
 
 impl DataReader {
@@ -67,6 +73,7 @@ impl DataReader {
             limit,
             too_big: false,
             bare: false,
+            nul: false,
         }
     }
 
@@ -76,10 +83,10 @@ impl DataReader {
         let mut index = 0;
         while index < input.len() {
             if self.state == State::Inside {
-                // Inside a line only CR and LF mean anything: the bytes before the next one go
-                // in at once, which is most of a message.
+                // Inside a line only CR, LF and NUL mean anything: the bytes before the next one
+                // go in at once, which is most of a message.
                 let rest = &input[index..];
-                let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                let run = memchr::memchr3(b'\r', b'\n', 0, rest).unwrap_or(rest.len());
                 if run > 0 {
                     self.emit(&rest[..run]);
                     index += run;
@@ -98,12 +105,14 @@ impl DataReader {
     ///
     /// # Errors
     ///
-    /// The message was too big or held a bare line ending.
+    /// The message was too big, held a bare line ending or a NUL character.
     pub fn finish(self) -> Result<Vec<u8>, DataError> {
         if self.bare {
             Err(DataError::BareLineEnding)
         } else if self.too_big {
             Err(DataError::TooBig)
+        } else if self.nul {
+            Err(DataError::Nul)
         } else {
             Ok(self.body)
         }
@@ -129,6 +138,8 @@ impl DataReader {
 
     /// One byte; true when it ended the message.
     fn step(&mut self, byte: u8) -> bool {
+        // Otherwise a NUL is a byte like any other: it refuses the message once it has ended.
+        self.nul |= byte == 0;
         self.state = match (self.state, byte) {
             (State::DotCr, b'\n') => return true,
             (State::Cr, b'\n') => {
@@ -174,7 +185,7 @@ impl DataReader {
 /// # Errors
 ///
 /// The connection failed or closed before the end, or the message is refused (too big, bare
-/// line ending) after it was read to its end.
+/// line ending, NUL) after it was read to its end.
 pub async fn read_data<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     limit: usize,
@@ -240,6 +251,24 @@ mod tests {
             let (body, used) = read(input, 1000);
             assert!(
                 matches!(body, Err(DataError::BareLineEnding)),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(used, input.len(), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn a_nul_anywhere_refuses_the_message_after_its_end() {
+        for input in [
+            &b"a\0b\r\n.\r\n"[..],
+            b"\0\r\n.\r\n",
+            b".\0\r\n.\r\n",
+            b"a\r\n\0.\r\n.\r\n",
+        ] {
+            let (body, used) = read(input, 1000);
+            assert!(
+                matches!(body, Err(DataError::Nul)),
                 "{:?}",
                 String::from_utf8_lossy(input)
             );

@@ -1,11 +1,14 @@
 //! SMTP: the server, and the protocol pieces it is built from.
 //!
-//! - `codec`: command lines → [`Command`], with the reply for each malformed one.
+//! - `codec`: command lines → [`Command`], with the reply for each malformed one; `helo`: the
+//!   HELO names it takes.
 //! - `data`: the message after DATA ([`DataReader`]): dot-unstuffing, size, bare CR/LF.
 //! - `conn`: a connection's buffers and its STARTTLS upgrade.
 //! - `session`: one session's state machine and hook chains.
 //! - `server`: the listeners, one per core, and the limits all sessions share ([`Server`]);
 //!   `client_key`: the address (IPv6: the network) a client is counted under.
+//! - `recipients`: bare local parts made whole, and which local recipients exist, after
+//!   `recipient_map` ([`RecipientMap`]), the file that lists them.
 //! - `config`, `relay`, `received`, `tls`, `auth`: settings, relay networks, the Received
 //!   field, certificates, and AUTH.
 
@@ -16,7 +19,10 @@ mod codec;
 mod config;
 mod conn;
 mod data;
+mod helo;
 mod received;
+mod recipient_map;
+mod recipients;
 mod relay;
 mod server;
 mod session;
@@ -25,7 +31,10 @@ pub mod tls;
 pub use codec::{Command, parse_command};
 pub use config::{AuthConfig, SmtpConfig, TlsFiles};
 pub use data::{DataError, DataReader, read_data};
+pub use recipient_map::{RecipientMap, RecipientMapError};
 pub use relay::{Cidr, CidrError};
 pub use server::{Prepared, Server, ServerError, Stats};
 
+#[cfg(feature = "testkit")]
+pub(crate) use helo::is_valid as is_valid_helo;
 pub(crate) use received::rfc5322_date;

@@ -19,7 +19,8 @@ pub(crate) struct Trace<'a> {
     pub(crate) recipient: Option<&'a str>,
 }
 
-/// Prepends the Received field, as Postfix writes it but on one line.
+/// Prepends the Received field, as Postfix writes it but on one line. A HELO name that is not
+/// one (see `helo`) is written `unknown`, so that the field always has the same structure.
 pub(crate) fn stamp(message: &mut Message, trace: &Trace<'_>, now: SystemTime) {
     let protocol = match (trace.extended, trace.tls, trace.authenticated) {
         (false, _, _) => "SMTP",
@@ -32,9 +33,14 @@ pub(crate) fn stamp(message: &mut Message, trace: &Trace<'_>, now: SystemTime) {
         .recipient
         .map(|r| format!(" for <{r}>"))
         .unwrap_or_default();
+    // The codec takes valid names only, but a plugin may have rewritten it.
+    let helo = if super::helo::is_valid(trace.helo) {
+        trace.helo
+    } else {
+        "unknown"
+    };
     let value = format!(
-        "from {} (unknown [{}]) by {} (mq) with {protocol}{recipient}; {}",
-        trace.helo,
+        "from {helo} (unknown [{}]) by {} (mq) with {protocol}{recipient}; {}",
         trace.ip,
         trace.hostname,
         rfc5322_date(now)
@@ -128,6 +134,31 @@ mod tests {
         assert_eq!(too_many_hops(&hops(3), 3), None);
         let reply = too_many_hops(&hops(4), 3).expect("refused");
         assert_eq!(reply.to_string(), "554 5.4.0 Error: too many hops");
+    }
+
+    #[test]
+    fn a_helo_name_that_is_not_one_cannot_change_the_fields_structure() {
+        for helo in ["mail.bank.example (x [10.0.0.5])", "a;b", "a\tb", "[x]"] {
+            let mut message = Message::parse(b"Subject: x\r\n\r\nbody\r\n");
+            let trace = Trace {
+                helo,
+                ip: [192, 0, 2, 1].into(),
+                hostname: "mq.example",
+                extended: true,
+                tls: false,
+                authenticated: false,
+                recipient: None,
+            };
+            stamp(&mut message, &trace, UNIX_EPOCH);
+            assert_eq!(
+                message.headers().get("Received"),
+                Some(
+                    "from unknown (unknown [192.0.2.1]) by mq.example (mq) with ESMTP; \
+                     Thu, 1 Jan 1970 00:00:00 +0000"
+                ),
+                "{helo:?}"
+            );
+        }
     }
 
     #[test]

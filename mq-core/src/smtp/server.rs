@@ -13,6 +13,7 @@ use smol::Async;
 use super::auth::Credentials;
 use super::client_key::client_key;
 use super::config::SmtpConfig;
+use super::recipients::Recipients;
 use crate::queue::Queue;
 use crate::runtime::{JobHandle, Runtime, Worker};
 
@@ -23,6 +24,7 @@ pub(crate) struct Shared {
     pub(crate) config: SmtpConfig,
     pub(crate) queue: Arc<dyn Queue>,
     pub(crate) credentials: Option<Arc<Credentials>>,
+    pub(crate) recipients: Recipients,
     pub(crate) tls: Option<futures_rustls::TlsAcceptor>,
     pub(crate) stats: Arc<Stats>,
     connections: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -174,6 +176,8 @@ pub enum ServerError {
     Tls(super::tls::TlsError),
     /// A password hash in `[smtp.auth.users]` is not one mq knows.
     Auth(super::auth::AuthError),
+    /// `[smtp] local_recipient_map` cannot be read or has a bad line.
+    Recipients(super::recipient_map::RecipientMapError),
 }
 
 impl std::fmt::Display for ServerError {
@@ -182,6 +186,7 @@ impl std::fmt::Display for ServerError {
             ServerError::Bind(address, error) => write!(f, "cannot listen on {address}: {error}"),
             ServerError::Tls(error) => write!(f, "[smtp.tls]: {error}"),
             ServerError::Auth(error) => write!(f, "[smtp.auth]: {error}"),
+            ServerError::Recipients(error) => write!(f, "[smtp]: {error}"),
         }
     }
 }
@@ -201,6 +206,7 @@ impl Server {
         queue: Arc<dyn Queue>,
     ) -> Result<Server, ServerError> {
         let (tls, credentials) = read_tls_and_users(&config)?;
+        let recipients = Recipients::new(&config).map_err(ServerError::Recipients)?;
         let local = claim(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
         let sockets = (0..runtime.workers())
             .map(|_| reuseport_listener(local))
@@ -210,6 +216,7 @@ impl Server {
             config,
             queue,
             credentials,
+            recipients,
             tls,
             stats: Arc::default(),
             connections: Arc::default(),
@@ -250,13 +257,16 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// The TLS files cannot be loaded or an AUTH hash is not one mq knows; nothing changed.
+    /// The TLS files or the local recipient map cannot be loaded, or an AUTH hash is not one mq
+    /// knows; nothing changed.
     pub fn prepare(&self, config: SmtpConfig) -> Result<Prepared, ServerError> {
         let (tls, credentials) = read_tls_and_users(&config)?;
+        let recipients = Recipients::new(&config).map_err(ServerError::Recipients)?;
         let running = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
         Ok(Prepared(Arc::new(Shared {
             config,
             credentials,
+            recipients,
             tls,
             ..Shared::clone(&running)
         })))

@@ -16,6 +16,7 @@ use super::codec::{Command, parse_command};
 use super::conn::{Conn, ConnError, Line};
 use super::data::DataError;
 use super::received::{self, Trace};
+use super::recipients;
 use super::server::Shared;
 use crate::chain::Outcome;
 use crate::queue::NewMessage;
@@ -542,6 +543,9 @@ impl Session {
         Ok(())
     }
 
+    /// RCPT, its steps in order and kept in one place (each may refuse): the recipient limit,
+    /// a domain for a bare recipient and a mailbox name for a local one, the plugins, the relay
+    /// check, and last the local recipient map, which a recipient the plugins expanded passes.
     async fn rcpt_to(&mut self, recipient: Address, params: Params) -> Flow {
         let Some(sender) = self.state.sender.clone() else {
             return self.error(&Reply::new(503, "5.5.1", "Error: need MAIL command"));
@@ -557,9 +561,12 @@ impl Session {
             self.send(&Reply::new(452, "4.5.3", "Error: too many recipients"));
             return Flow::Continue;
         }
-        let local =
-            self.shared.config.is_local_domain(recipient.domain()) || recipient.domain().is_empty();
+        let (recipient, local) = match self.qualify(recipient) {
+            Ok(qualified) => qualified,
+            Err(reply) => return self.error(&reply),
+        };
         let shown = recipient.to_string();
+        let given = recipient.clone();
         let mut event = RcptTo::new(sender, recipient, local);
         if let Some(reply) = Self::refusal(self.chain(&mut event).await) {
             self.send(&reply);
@@ -574,10 +581,31 @@ impl Session {
             ));
             return Flow::Continue;
         }
+        // A recipient the plugins rewrote or expanded (an alias) exists because they say so.
+        if local && event.recipients.as_slice() == std::slice::from_ref(&given) {
+            let Some(known) = self.shared.recipients.known(&given).await else {
+                tracing::info!(client = %self.client, recipient = shown, "user unknown in local recipient table");
+                return self.error(&recipients::unknown(&given));
+            };
+            event.recipients = vec![known];
+        }
         self.state.accepted_rcpts += 1;
         self.state.recipients.append(&mut event.recipients);
         self.ok(250, "2.1.5", "Ok");
         Flow::Continue
+    }
+
+    /// The recipient as the RCPT chain gets it, with a domain, and whether that domain is
+    /// local; refused if it is and the local part can be no mailbox.
+    fn qualify(&self, recipient: Address) -> Result<(Address, bool), Reply> {
+        let recipient = self.shared.recipients.qualify(recipient)?;
+        let local = self.shared.config.is_local_domain(recipient.domain());
+        if local {
+            recipients::check_name(&recipient).inspect_err(|_| {
+                tracing::info!(client = %self.client, %recipient, "invalid local mailbox name");
+            })?;
+        }
+        Ok((recipient, local))
     }
 
     async fn data(&mut self) -> Flow {
@@ -602,6 +630,13 @@ impl Session {
                     550,
                     "5.5.2",
                     "Error: bare <CR> or <LF> received",
+                ));
+            }
+            Err(DataError::Nul) => {
+                return self.refuse_data(&Reply::new(
+                    550,
+                    "5.6.0",
+                    "Error: message contains NUL characters",
                 ));
             }
             Err(DataError::Io(error)) if error.kind() == std::io::ErrorKind::TimedOut => {

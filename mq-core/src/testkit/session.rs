@@ -303,6 +303,12 @@ impl State<'_> {
     async fn hello(&mut self, name: &str, extended: bool) {
         self.transcript
             .client(format!("{} {name}", if extended { "EHLO" } else { "HELO" }));
+        if !crate::smtp::is_valid_helo(name) {
+            let verb = if extended { "EHLO" } else { "HELO" };
+            return self
+                .transcript
+                .server(format!("501 5.5.2 Syntax: {verb} hostname"));
+        }
         let outcome = self.chain(&mut Helo::new(name, extended)).await;
         if let Some(reply) = refusal(&outcome) {
             return self.transcript.server(reply);
