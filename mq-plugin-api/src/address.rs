@@ -2,20 +2,25 @@
 
 use std::fmt;
 
+use crate::domain::normalize_domain;
+
 /// An envelope address as given in `MAIL FROM` or `RCPT TO`, without the angle brackets.
 ///
 /// The null reverse path `<>` (bounces) is an address whose [`is_null`](Address::is_null) is
-/// true. The local part is kept as given; the domain is compared without regard to case.
+/// true. The local part is kept as given; the domain is brought to its one spelling when the
+/// address is parsed ([`normalize_domain`](crate::normalize_domain): lower case, no trailing
+/// dot, IDNA ASCII form), so two addresses are the same recipient exactly when they are equal.
 ///
 /// # Examples
 ///
 /// ```
 /// use mq_plugin_api::Address;
 ///
-/// let address: Address = "Jane.Doe@Example.ORG".parse().unwrap();
+/// let address: Address = "Jane.Doe@Example.ORG.".parse().unwrap();
 /// assert_eq!(address.local_part(), "Jane.Doe");
-/// assert_eq!(address.domain(), "Example.ORG");
-/// assert!(address.domain_is("example.org"));
+/// assert_eq!(address.domain(), "example.org");
+/// assert_eq!(address, "Jane.Doe@example.org".parse().unwrap());
+/// assert_ne!(address, "jane.doe@example.org".parse().unwrap());
 /// assert!(Address::null().is_null());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -35,6 +40,8 @@ pub enum AddressError {
     EmptyPart,
     /// The address is longer than RFC 5321 allows (254 octets).
     TooLong,
+    /// The domain has no ASCII form (IDNA refuses it).
+    InvalidDomain,
 }
 
 impl fmt::Display for AddressError {
@@ -43,6 +50,7 @@ impl fmt::Display for AddressError {
             AddressError::InvalidCharacter => "address holds an invalid character",
             AddressError::EmptyPart => "address has an empty local part or domain",
             AddressError::TooLong => "address is longer than 254 octets",
+            AddressError::InvalidDomain => "address has an invalid domain",
         })
     }
 }
@@ -84,7 +92,9 @@ impl Address {
         }
     }
 
-    /// The part after the last `@`, or `""` when there is none (`<postmaster>`, `<>`).
+    /// The part after the last `@` in its one spelling (see
+    /// [`normalize_domain`](crate::normalize_domain)), or `""` when there is none
+    /// (`<postmaster>`, `<>`).
     pub fn domain(&self) -> &str {
         match self.at {
             Some(at) => &self.text[at + 1..],
@@ -92,7 +102,8 @@ impl Address {
         }
     }
 
-    /// Whether the domain is `domain`, compared without regard to ASCII case.
+    /// Whether the domain is `domain`, compared without regard to ASCII case (the address's
+    /// own domain is lower case already; `domain` may not be).
     pub fn domain_is(&self, domain: &str) -> bool {
         self.domain().eq_ignore_ascii_case(domain)
     }
@@ -116,14 +127,23 @@ impl std::str::FromStr for Address {
         {
             return Err(AddressError::InvalidCharacter);
         }
-        let at = text.rfind('@');
-        if at.is_some_and(|at| at == 0 || at + 1 == text.len()) {
+        let Some(at) = text.rfind('@') else {
+            return Ok(Address {
+                text: text.to_owned(),
+                at: None,
+            });
+        };
+        let (local, domain) = (&text[..at], &text[at + 1..]);
+        if local.is_empty() || domain.is_empty() || domain == "." {
             return Err(AddressError::EmptyPart);
         }
-        Ok(Address {
-            text: text.to_owned(),
-            at,
-        })
+        let domain = normalize_domain(domain).map_err(|_| AddressError::InvalidDomain)?;
+        let text = format!("{local}@{domain}");
+        // The ASCII form of a Unicode domain can be the longer one.
+        if text.len() > 254 {
+            return Err(AddressError::TooLong);
+        }
+        Ok(Address { text, at: Some(at) })
     }
 }
 
@@ -165,6 +185,19 @@ mod tests {
             "x".repeat(255).parse::<Address>(),
             Err(AddressError::TooLong)
         );
+    }
+
+    #[test]
+    fn the_domain_is_parsed_into_its_one_spelling() {
+        let address: Address = "y@LOOP.TEST.".parse().unwrap();
+        assert_eq!(address.as_str(), "y@loop.test");
+        let address: Address = "Jos\u{e9}@B\u{fc}cher.example".parse().unwrap();
+        assert_eq!(address.as_str(), "Jos\u{e9}@xn--bcher-kva.example");
+        assert_eq!(
+            "y@a\u{200d}b.example".parse::<Address>(),
+            Err(AddressError::InvalidDomain)
+        );
+        assert_eq!("y@.".parse::<Address>(), Err(AddressError::EmptyPart));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct SmtpConfig {
     /// The name in the greeting, the EHLO reply and Received fields (default `localhost`).
     pub hostname: String,
     /// Domains mq delivers itself; mail to them is accepted from anyone (default `localhost`).
+    /// Read in their one spelling ([`mq_plugin_api::normalize_domain`]).
+    #[serde(deserialize_with = "crate::domains::list")]
     pub domains: Vec<String>,
     /// Clients that may relay to any domain without AUTH (default: loopback only).
     pub relay_networks: Vec<Cidr>,
