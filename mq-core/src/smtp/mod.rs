@@ -3,7 +3,8 @@
 //! - `codec`: command lines → [`Command`], with the reply for each malformed one.
 //! - `data`: the message after DATA ([`DataReader`]): dot-unstuffing, size, bare CR/LF.
 //! - `conn`: a connection's buffers and its STARTTLS upgrade.
-//! - `session`: one session's state machine and hook chains.
+//! - `session`: one session's state machine and hook chains; `recipients`, a transaction's
+//!   recipients, each once.
 //! - `server`: the listeners, one per core, and the limits all sessions share ([`Server`]).
 //! - `config`, `relay`, `received`, `tls`, `auth`: settings, relay networks, the Received
 //!   field, certificates, and AUTH.
@@ -15,6 +16,7 @@ mod config;
 mod conn;
 mod data;
 mod received;
+mod recipients;
 mod relay;
 mod server;
 mod session;
@@ -27,3 +29,5 @@ pub use relay::{Cidr, CidrError};
 pub use server::{Server, ServerError, Stats};
 
 pub(crate) use received::rfc5322_date;
+#[cfg(feature = "testkit")]
+pub(crate) use recipients::Recipients;

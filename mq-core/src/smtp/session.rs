@@ -16,6 +16,7 @@ use super::codec::{Command, parse_command};
 use super::conn::{Conn, ConnError, Line};
 use super::data::DataError;
 use super::received::{self, Trace};
+use super::recipients::Recipients;
 use super::server::Shared;
 use crate::chain::Outcome;
 use crate::queue::NewMessage;
@@ -66,7 +67,8 @@ struct State {
     tls: bool,
     user: Option<String>,
     sender: Option<Address>,
-    recipients: Vec<Address>,
+    /// Each once: a repeated RCPT (or an alias met twice) is answered 250 and adds nothing.
+    recipients: Recipients,
     /// RCPT commands accepted in this transaction: the recipient limit counts these, as
     /// Postfix does; what a plugin expands one into is the plugin's to bound.
     accepted_rcpts: usize,
@@ -545,7 +547,7 @@ impl Session {
             return Flow::Continue;
         }
         self.state.accepted_rcpts += 1;
-        self.state.recipients.append(&mut event.recipients);
+        self.state.recipients.extend(std::mem::take(&mut event.recipients));
         self.ok(250, "2.1.5", "Ok");
         Flow::Continue
     }
@@ -601,7 +603,7 @@ impl Session {
         let now = SystemTime::now();
         // The body stays in the buffer it was read into, up to the queue's write.
         let mut message = Message::from_vec(bytes);
-        let recipients = std::mem::take(&mut self.state.recipients);
+        let recipients = self.state.recipients.take();
         let only = (recipients.len() == 1).then(|| recipients[0].to_string());
         let helo = self.state.helo.clone().unwrap_or_default();
         let trace = Trace {
@@ -628,7 +630,9 @@ impl Session {
             return reply;
         }
         let (envelope, message) = event.into_parts();
-        let groups = match self.copies(&sender, envelope.recipients, message).await {
+        // A data plugin may have added recipients: they too are kept once.
+        let recipients = Recipients::unique(envelope.recipients);
+        let groups = match self.copies(&sender, recipients, message).await {
             Ok(groups) => groups,
             Err(reply) => return reply,
         };
