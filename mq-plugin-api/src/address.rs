@@ -10,6 +10,8 @@ use crate::domain::normalize_domain;
 /// true. The local part is kept as given; the domain is brought to its one spelling when the
 /// address is parsed ([`normalize_domain`](crate::normalize_domain): lower case, no trailing
 /// dot, IDNA ASCII form), so two addresses are the same recipient exactly when they are equal.
+/// A domain without an ASCII form (one IDNA refuses) is kept as written, in lower case; the
+/// SMTP server refuses it, but a stored address always parses back.
 ///
 /// # Examples
 ///
@@ -40,8 +42,6 @@ pub enum AddressError {
     EmptyPart,
     /// The address is longer than RFC 5321 allows (254 octets).
     TooLong,
-    /// The domain has no ASCII form (IDNA refuses it).
-    InvalidDomain,
 }
 
 impl fmt::Display for AddressError {
@@ -50,7 +50,6 @@ impl fmt::Display for AddressError {
             AddressError::InvalidCharacter => "address holds an invalid character",
             AddressError::EmptyPart => "address has an empty local part or domain",
             AddressError::TooLong => "address is longer than 254 octets",
-            AddressError::InvalidDomain => "address has an invalid domain",
         })
     }
 }
@@ -134,16 +133,21 @@ impl std::str::FromStr for Address {
             });
         };
         let (local, domain) = (&text[..at], &text[at + 1..]);
-        if local.is_empty() || domain.is_empty() || domain == "." {
+        if local.is_empty() || domain.is_empty() {
             return Err(AddressError::EmptyPart);
         }
-        let domain = normalize_domain(domain).map_err(|_| AddressError::InvalidDomain)?;
-        let text = format!("{local}@{domain}");
-        // The ASCII form of a Unicode domain can be the longer one.
-        if text.len() > 254 {
-            return Err(AddressError::TooLong);
-        }
-        Ok(Address { text, at: Some(at) })
+        let domain = match normalize_domain(domain) {
+            // The ASCII form of a Unicode domain can be the longer one.
+            Ok(ascii) if at + 1 + ascii.len() <= 254 => ascii,
+            // No ASCII form (or a lone dot): kept as written, in lower case, so that an address
+            // stored before domains were normalized still reads back. The SMTP server refuses
+            // a domain that is not ASCII; the resolver finds nothing for either.
+            _ => domain.to_lowercase(),
+        };
+        Ok(Address {
+            text: format!("{local}@{domain}"),
+            at: Some(at),
+        })
     }
 }
 
@@ -193,11 +197,9 @@ mod tests {
         assert_eq!(address.as_str(), "y@loop.test");
         let address: Address = "Jos\u{e9}@B\u{fc}cher.example".parse().unwrap();
         assert_eq!(address.as_str(), "Jos\u{e9}@xn--bcher-kva.example");
-        assert_eq!(
-            "y@a\u{200d}b.example".parse::<Address>(),
-            Err(AddressError::InvalidDomain)
-        );
-        assert_eq!("y@.".parse::<Address>(), Err(AddressError::EmptyPart));
+        let unconvertible: Address = "y@A\u{200d}\u{c9}.example.".parse().unwrap();
+        assert_eq!(unconvertible.domain(), "a\u{200d}\u{e9}.example.");
+        assert_eq!("y@.".parse::<Address>().unwrap().domain(), ".");
     }
 
     #[test]
