@@ -73,7 +73,9 @@ mod tests {
         .err()
         .unwrap();
         assert!(error.to_string().contains("are one domain"), "{error}");
-        let error = toml::from_str::<Section>("domains = [\".\"]").err().unwrap();
+        let error = toml::from_str::<Section>("domains = [\".\"]")
+            .err()
+            .unwrap();
         assert!(error.to_string().contains("not a valid domain"), "{error}");
     }
 }

@@ -55,7 +55,12 @@ fn a_recipient_named_a_hundred_times_gets_one_copy() {
 #[test]
 fn other_spellings_of_the_domain_are_one_recipient_but_another_case_of_the_local_part_is_not() {
     let harness = Harness::started(|_| {});
-    let recipients = ["b@local.test", "b@LOCAL.TEST.", "b@Local.Test", "B@local.test"];
+    let recipients = [
+        "b@local.test",
+        "b@LOCAL.TEST.",
+        "b@Local.Test",
+        "B@local.test",
+    ];
     let recipients: Vec<String> = recipients.iter().map(|r| (*r).to_owned()).collect();
     send_over_smtp(&harness, &recipients, &message("mixed case"));
 
@@ -115,7 +120,11 @@ fn a_unicode_domain_follows_the_route_of_its_punycode_form() {
         o.smarthost(elsewhere.address());
         o.delivery.routes = routes(&format!("\"bücher.test\" = \"{}\"", routed.address())).routes;
     });
-    send_over_smtp(&harness, &["y@BÜCHER.test".to_owned()], &message("punycode"));
+    send_over_smtp(
+        &harness,
+        &["y@BÜCHER.test".to_owned()],
+        &message("punycode"),
+    );
 
     harness.wait_for("delivery", || harness.entries().is_empty());
     let messages = routed.messages();

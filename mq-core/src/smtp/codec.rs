@@ -192,7 +192,9 @@ fn parse_path(path: &str) -> Option<Address> {
         Some(routed) => &routed[routed.find(':')? + 1..],
         None => path,
     };
-    path.parse().ok().filter(|a: &Address| a.domain().is_ascii())
+    path.parse()
+        .ok()
+        .filter(|a: &Address| a.domain().is_ascii())
 }
 
 /// ESMTP parameters: `KEY[=VALUE]` separated by spaces; keywords upper-cased.

@@ -547,7 +547,9 @@ impl Session {
             return Flow::Continue;
         }
         self.state.accepted_rcpts += 1;
-        self.state.recipients.extend(std::mem::take(&mut event.recipients));
+        self.state
+            .recipients
+            .extend(std::mem::take(&mut event.recipients));
         self.ok(250, "2.1.5", "Ok");
         Flow::Continue
     }

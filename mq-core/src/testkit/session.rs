@@ -402,7 +402,8 @@ impl State<'_> {
         if let Some(reply) = refusal(&outcome) {
             return self.transcript.server(reply);
         }
-        self.recipients.extend(std::mem::take(&mut event.recipients));
+        self.recipients
+            .extend(std::mem::take(&mut event.recipients));
         self.transcript.server("250 2.1.5 Ok");
     }
 

@@ -396,7 +396,8 @@ mod tests {
 
     #[test]
     fn a_pattern_matches_every_spelling_of_its_domain() {
-        let map = AliasMap::parse("Jane@Example.ORG. j@y\n@B\u{fc}cher.example b@y\n", false).unwrap();
+        let map =
+            AliasMap::parse("Jane@Example.ORG. j@y\n@B\u{fc}cher.example b@y\n", false).unwrap();
         assert!(results(&map, "jane@example.org").is_some());
         assert!(results(&map, "jane@EXAMPLE.org.").is_some());
         assert!(results(&map, "anyone@xn--bcher-kva.example").is_some());
