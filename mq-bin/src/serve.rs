@@ -27,7 +27,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// A domain delivered here; repeat for more. Replaces smtp.domains.
-    #[arg(long = "domain", value_name = "D")]
+    #[arg(long = "domain", value_name = "D", value_parser = parse_domain)]
     domains: Vec<String>,
     /// A client network that may relay, e.g. 192.0.2.0/24; repeat for more. Replaces
     /// smtp.relay_networks.
@@ -213,6 +213,11 @@ fn wait_for(signals: &mut Signals) -> anyhow::Result<Signal> {
 }
 
 /// Checks `HOST:PORT` (`[v6]:PORT` for an IPv6 address) and returns it as given.
+/// A domain in its one spelling, as `smtp.domains` is read.
+fn parse_domain(text: &str) -> Result<String, String> {
+    mq_plugin_api::normalize_domain(text).map_err(|error| error.to_string())
+}
+
 fn parse_smarthost(text: &str) -> Result<String, String> {
     let wrong = || format!("expected HOST:PORT, got {text:?}");
     let (host, port) = text.rsplit_once(':').ok_or_else(wrong)?;
@@ -264,7 +269,7 @@ mod tests {
         let cli = Cli::parse_from([
             "serve",
             "--domain",
-            "a.example",
+            "A.Example.",
             "--domain",
             "b.example",
             "--relay-network",

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - `config`: [`Config`], `[engine]` and the engine's keys in each plugin's section.
+//! - `config`: [`Config`], `[engine]` and the engine's keys in each plugin's section;
+//!   `domains`, the configured domains read into their one spelling.
 //! - `registry`: [`Registry`], the plugins compiled in (collected through inventory), and
 //!   [`Plan`], which of them a config enables.
 //! - `engine`: [`Engine`], one core's plugin instances and the chain of each hook.
@@ -49,6 +50,7 @@ mod config;
 mod deadline;
 pub mod delivery;
 pub mod dns;
+mod domains;
 mod engine;
 mod metrics;
 pub mod queue;

@@ -2,20 +2,27 @@
 
 use std::fmt;
 
+use crate::domain::normalize_domain;
+
 /// An envelope address as given in `MAIL FROM` or `RCPT TO`, without the angle brackets.
 ///
 /// The null reverse path `<>` (bounces) is an address whose [`is_null`](Address::is_null) is
-/// true. The local part is kept as given; the domain is compared without regard to case.
+/// true. The local part is kept as given; the domain is brought to its one spelling when the
+/// address is parsed ([`normalize_domain`](crate::normalize_domain): lower case, no trailing
+/// dot, IDNA ASCII form), so two addresses are the same recipient exactly when they are equal.
+/// A domain without an ASCII form (one IDNA refuses) is kept as written, in lower case; the
+/// SMTP server refuses it, but a stored address always parses back.
 ///
 /// # Examples
 ///
 /// ```
 /// use mq_plugin_api::Address;
 ///
-/// let address: Address = "Jane.Doe@Example.ORG".parse().unwrap();
+/// let address: Address = "Jane.Doe@Example.ORG.".parse().unwrap();
 /// assert_eq!(address.local_part(), "Jane.Doe");
-/// assert_eq!(address.domain(), "Example.ORG");
-/// assert!(address.domain_is("example.org"));
+/// assert_eq!(address.domain(), "example.org");
+/// assert_eq!(address, "Jane.Doe@example.org".parse().unwrap());
+/// assert_ne!(address, "jane.doe@example.org".parse().unwrap());
 /// assert!(Address::null().is_null());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -84,7 +91,9 @@ impl Address {
         }
     }
 
-    /// The part after the last `@`, or `""` when there is none (`<postmaster>`, `<>`).
+    /// The part after the last `@` in its one spelling (see
+    /// [`normalize_domain`](crate::normalize_domain)), or `""` when there is none
+    /// (`<postmaster>`, `<>`).
     pub fn domain(&self) -> &str {
         match self.at {
             Some(at) => &self.text[at + 1..],
@@ -92,7 +101,8 @@ impl Address {
         }
     }
 
-    /// Whether the domain is `domain`, compared without regard to ASCII case.
+    /// Whether the domain is `domain`, compared without regard to ASCII case (the address's
+    /// own domain is lower case already; `domain` may not be).
     pub fn domain_is(&self, domain: &str) -> bool {
         self.domain().eq_ignore_ascii_case(domain)
     }
@@ -116,13 +126,27 @@ impl std::str::FromStr for Address {
         {
             return Err(AddressError::InvalidCharacter);
         }
-        let at = text.rfind('@');
-        if at.is_some_and(|at| at == 0 || at + 1 == text.len()) {
+        let Some(at) = text.rfind('@') else {
+            return Ok(Address {
+                text: text.to_owned(),
+                at: None,
+            });
+        };
+        let (local, domain) = (&text[..at], &text[at + 1..]);
+        if local.is_empty() || domain.is_empty() {
             return Err(AddressError::EmptyPart);
         }
+        let domain = match normalize_domain(domain) {
+            // The ASCII form of a Unicode domain can be the longer one.
+            Ok(ascii) if at + 1 + ascii.len() <= 254 => ascii,
+            // No ASCII form (or a lone dot): kept as written, in lower case, so that an address
+            // stored before domains were normalized still reads back. The SMTP server refuses
+            // a domain that is not ASCII; the resolver finds nothing for either.
+            _ => domain.to_lowercase(),
+        };
         Ok(Address {
-            text: text.to_owned(),
-            at,
+            text: format!("{local}@{domain}"),
+            at: Some(at),
         })
     }
 }
@@ -165,6 +189,17 @@ mod tests {
             "x".repeat(255).parse::<Address>(),
             Err(AddressError::TooLong)
         );
+    }
+
+    #[test]
+    fn the_domain_is_parsed_into_its_one_spelling() {
+        let address: Address = "y@LOOP.TEST.".parse().unwrap();
+        assert_eq!(address.as_str(), "y@loop.test");
+        let address: Address = "Jos\u{e9}@B\u{fc}cher.example".parse().unwrap();
+        assert_eq!(address.as_str(), "Jos\u{e9}@xn--bcher-kva.example");
+        let unconvertible: Address = "y@A\u{200d}\u{c9}.example.".parse().unwrap();
+        assert_eq!(unconvertible.domain(), "a\u{200d}\u{e9}.example.");
+        assert_eq!("y@.".parse::<Address>().unwrap().domain(), ".");
     }
 
     #[test]

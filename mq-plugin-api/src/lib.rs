@@ -16,7 +16,7 @@
 //! - [`Context`] (`context`): timers, spawning, sockets, the deadline, data passed between hooks,
 //!   logging, and [`Dns`] lookups (`dns`).
 //! - Mail types: [`Address`] (`address`), [`Message`] and [`Headers`] (`message`), [`Reply`]
-//!   (`reply`).
+//!   (`reply`); [`normalize_domain`] (`domain`), the one spelling of a domain.
 //! - [`Registration`] (`registration`): what [`#[plugin]`](plugin) submits through inventory,
 //!   and each plugin's [`PluginConfig`].
 //!
@@ -65,6 +65,7 @@ mod address;
 mod context;
 mod control;
 mod dns;
+mod domain;
 pub mod duration;
 mod event;
 mod hook;
@@ -77,6 +78,7 @@ pub use address::{Address, AddressError};
 pub use context::{CallState, Context, Elapsed, Extensions, Session, TimeoutExt};
 pub use control::Control;
 pub use dns::{Dns, DnsFailure};
+pub use domain::{InvalidDomain, normalize_domain};
 pub use event::{
     AuthVerdict, Authenticate, Close, Connect, Data, DeliveryResult, DeliveryState, Envelope,
     Event, Helo, HookFuture, MailFrom, MessageCopy, OutConnect, OutData, OutMailFrom, OutRcptTo,

@@ -18,10 +18,10 @@ fn a_local_recipient_lands_in_its_maildir_with_a_delivered_to_line() {
         harness.mailbox("bob@local.test"),
         [format!("Delivered-To: bob@local.test\r\n{body}")]
     );
-    // The domain is lowercased, the local part kept as it came.
+    // The domain takes its one spelling, the local part is kept as it came.
     assert_eq!(
         harness.mailbox("Dave@local.test"),
-        [format!("Delivered-To: Dave@LOCAL.test\r\n{body}")]
+        [format!("Delivered-To: Dave@local.test\r\n{body}")]
     );
     assert_eq!(
         harness.dns.udp_queries() + harness.dns.tcp_queries(),

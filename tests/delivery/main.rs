@@ -17,6 +17,7 @@
 //! - `credentials`: a relay's password goes only to a certificate that verifies.
 //! - `connections`: throttles hold connection counts; one connection carries many messages.
 //! - `plugins`: a plugin of this binary rewrites the MIME at `smtp_out_data`.
+//! - `recipients`: over SMTP into delivery: duplicates once, one spelling of a domain, aliases.
 //! - `restart`: SIGKILL mid-delivery, then a restart delivers every message at least once.
 //!
 //! Every `#[plugin]` in this binary is linked in, but a harness enables only the plugins its
@@ -31,6 +32,10 @@ mod maildir;
 mod mx;
 mod paced;
 mod plugins;
+mod recipients;
 mod restart;
 mod smtp;
 mod support;
+
+// Linked in for `recipients`, which enables it; every other harness leaves it disabled.
+use mq_plugin_aliases as _;

@@ -6,7 +6,8 @@
 //! records that may point at loopback, where the tests' servers listen
 //! (`allow_loopback_mx`, off by default in mq).
 
-use std::net::SocketAddr;
+use std::io::{BufReader, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +42,8 @@ pub(crate) struct Options {
     pub(crate) plugins: Vec<&'static str>,
     /// Wraps the embedded queue before delivery gets it, to watch what delivery does to it.
     pub(crate) wrap_queue: Option<WrapQueue>,
+    /// TOML for the enabled plugins' sections (`[plugins.aliases]` ...).
+    pub(crate) plugin_config: String,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             workers: 2,
             plugins: Vec::new(),
             wrap_queue: None,
+            plugin_config: String::new(),
         }
     }
 }
@@ -125,7 +129,7 @@ impl Harness {
         configure(&mut options);
         let dns = TestServer::start();
         let base = Arc::new(open_queue(&data.join("queue")));
-        let config = mq_tests::config_enabling(&options.plugins, "");
+        let config = mq_tests::config_enabling(&options.plugins, &options.plugin_config);
         let plan = Registry::linked()
             .expect("distinct plugin names")
             .plan(&config)
@@ -171,6 +175,11 @@ impl Harness {
         let server = Server::start(runtime, config, Arc::clone(&self.queue)).expect("it starts");
         self.delivery.listening_on(&[server.local_addr()]);
         server
+    }
+
+    /// [`serve_smtp`](Harness::serve_smtp) on a free loopback port.
+    pub(crate) fn smtp(&self, configure: impl FnOnce(&mut SmtpConfig)) -> Server {
+        self.serve_smtp(SocketAddr::from(([127, 0, 0, 1], 0)), configure)
     }
 
     /// Starts the scheduler.
@@ -304,4 +313,43 @@ pub(crate) fn eventually(mut condition: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     true
+}
+
+/// Sends `lines` to the SMTP server at `address` one at a time, reading the greeting first and
+/// a whole reply after each line, except inside DATA (up to the lone dot); the replies, each
+/// multi-line reply as its last line.
+pub(crate) fn smtp(address: SocketAddr, lines: &[impl AsRef<str>]) -> Vec<String> {
+    let stream = TcpStream::connect(address).expect("the server accepts");
+    stream
+        .set_read_timeout(Some(PATIENCE))
+        .expect("a read timeout");
+    let mut writer = stream.try_clone().expect("a second handle");
+    let mut reader = BufReader::new(stream);
+    let mut replies = vec![read_reply(&mut reader)];
+    let mut in_data = false;
+    for line in lines {
+        let line = line.as_ref();
+        writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("the server reads");
+        if in_data && line != "." {
+            continue;
+        }
+        let reply = read_reply(&mut reader);
+        in_data = reply.starts_with("354");
+        replies.push(reply);
+    }
+    replies
+}
+
+/// One reply, multi-line ones as their last line.
+fn read_reply(reader: &mut impl std::io::BufRead) -> String {
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a reply");
+        assert!(!line.is_empty(), "the server closed the connection");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line.trim_end().to_owned();
+        }
+    }
 }

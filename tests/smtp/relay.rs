@@ -47,6 +47,26 @@ fn a_client_outside_the_relay_networks_may_mail_local_domains_but_not_relay() {
 }
 
 #[test]
+fn a_local_domain_with_capitals_and_a_trailing_dot_is_still_local_and_queued_in_one_spelling() {
+    let server = TestServer::start(1, |config| config.relay_networks = Vec::new());
+    let mut client = server.client();
+    client.ehlo();
+    assert_eq!(client.send("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok");
+    assert_eq!(client.send("RCPT TO:<b@LOCALHOST.>"), "250 2.1.5 Ok");
+    assert_eq!(
+        client.send("RCPT TO:<x@localhost.example.>"),
+        "554 5.7.1 <x@localhost.example>: Relay access denied"
+    );
+    queued_id(&client.data("Subject: local\r\n\r\nhi\r\n"));
+    let recipients: Vec<String> = server
+        .entries()
+        .iter()
+        .map(|e| e.recipient.to_string())
+        .collect();
+    assert_eq!(recipients, ["b@localhost"]);
+}
+
+#[test]
 fn after_starttls_and_auth_a_client_outside_the_relay_networks_may_relay() {
     let server = no_relay_networks();
     let mut client = server.client();

@@ -46,7 +46,9 @@ pub struct DeliveryConfig {
     pub tls: TlsMode,
     /// A relay for every domain that is neither local nor in `routes`.
     pub smarthost: Option<Smarthost>,
-    /// A relay per destination domain (lower case), before `smarthost` and MX.
+    /// A relay per destination domain, before `smarthost` and MX; the keys are read in their
+    /// one spelling ([`mq_plugin_api::normalize_domain`]).
+    #[serde(deserialize_with = "crate::domains::keys")]
     pub routes: BTreeMap<String, Smarthost>,
     /// When deferred mail is tried again, and given up.
     pub retry: RetryPolicy,

@@ -18,7 +18,8 @@ use mq_plugin_api::Address;
 
 /// The Maildirs of all local mailboxes, under one root (`<data-dir>/mail`).
 ///
-/// A recipient's mailbox is `<root>/<domain>/<local-part>`. The domain is lowercased, so
+/// A recipient's mailbox is `<root>/<domain>/<local-part>`. The domain is in its one spelling
+/// (lower case, no trailing dot, IDNA ASCII form: the address was parsed into it), so
 /// `B@Example.NET` and `B@example.net` share a mailbox; the local part keeps its case, so mailbox
 /// lookup is case-sensitive (`B@example.net` and `b@example.net` are two mailboxes). Routing that
 /// wants case-insensitive local parts must fold them before delivery.
@@ -42,7 +43,7 @@ use mq_plugin_api::Address;
 /// assert!(path.starts_with(dir.path().join("mail/example.net/bob/new")));
 /// assert_eq!(
 ///     std::fs::read(&path)?,
-///     b"Delivered-To: bob@Example.NET\r\nSubject: hi\r\n\r\nhello\r\n"
+///     b"Delivered-To: bob@example.net\r\nSubject: hi\r\n\r\nhello\r\n"
 /// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -35,7 +35,9 @@ pub struct ThrottleConfig {
     /// Limits for every domain without its own.
     #[serde(flatten)]
     pub default: Limits,
-    /// Limits by domain (lower case).
+    /// Limits by domain; the keys are read in their one spelling
+    /// ([`mq_plugin_api::normalize_domain`]).
+    #[serde(deserialize_with = "crate::domains::keys")]
     pub domains: HashMap<String, Limits>,
 }
 

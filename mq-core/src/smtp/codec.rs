@@ -189,13 +189,16 @@ fn path_and_params(text: &str) -> Option<(&str, &str)> {
     (!path.is_empty()).then_some((path, rest.trim_start_matches([' ', '\t'])))
 }
 
-/// The address in a path, without an RFC 5321 source route (`@a,@b:user@d`).
+/// The address in a path, without an RFC 5321 source route (`@a,@b:user@d`). A domain that
+/// has no ASCII form (IDNA refuses it) is refused: no route, no resolver could use it.
 fn parse_path(path: &str) -> Option<Address> {
     let path = match path.strip_prefix('@') {
         Some(routed) => &routed[routed.find(':')? + 1..],
         None => path,
     };
-    path.parse().ok()
+    path.parse()
+        .ok()
+        .filter(|a: &Address| a.domain().is_ascii())
 }
 
 /// ESMTP parameters: `KEY[=VALUE]` separated by spaces; keywords upper-cased.
@@ -300,6 +303,9 @@ mod tests {
             (b"RCPT TO:", 501),
             (b"RCPT FROM:<a@b>", 501),
             (b"RCPT TO:<@route>", 501),
+            // IDNA refuses a joiner here: the domain has no ASCII form.
+            ("RCPT TO:<a@b\u{200d}\u{e9}.example>".as_bytes(), 501),
+            ("MAIL FROM:<a@b\u{200d}\u{e9}.example>".as_bytes(), 501),
             (b"DATA now", 501),
             (b"QUIT please", 501),
             (b"STARTTLS x", 501),

@@ -24,6 +24,8 @@ pub struct SmtpConfig {
     /// The name in the greeting, the EHLO reply and Received fields (default `localhost`).
     pub hostname: String,
     /// Domains mq delivers itself; mail to them is accepted from anyone (default `localhost`).
+    /// Read in their one spelling ([`mq_plugin_api::normalize_domain`]).
+    #[serde(deserialize_with = "crate::domains::list")]
     pub domains: Vec<String>,
     /// The domain a recipient without one gets, `RCPT TO:<user>` becoming `user@` it (Postfix's
     /// `$myorigin`); default the first of `domains`, else `hostname`. `postmaster` without a

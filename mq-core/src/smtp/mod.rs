@@ -4,7 +4,8 @@
 //!   HELO names it takes.
 //! - `data`: the message after DATA ([`DataReader`]): dot-unstuffing, size, bare CR/LF.
 //! - `conn`: a connection's buffers and its STARTTLS upgrade.
-//! - `session`: one session's state machine and hook chains.
+//! - `session`: one session's state machine and hook chains; `recipient_set`, a
+//!   transaction's recipients, each once.
 //! - `server`: the listeners, one per core, and the limits all sessions share ([`Server`]);
 //!   `client_key`: the address (IPv6: the network) a client is counted under.
 //! - `recipients`: bare local parts made whole, and which local recipients exist, after
@@ -22,6 +23,7 @@ mod data;
 mod helo;
 mod received;
 mod recipient_map;
+mod recipient_set;
 mod recipients;
 mod relay;
 mod server;
@@ -38,3 +40,5 @@ pub use server::{Prepared, Server, ServerError, Stats};
 #[cfg(feature = "testkit")]
 pub(crate) use helo::is_valid as is_valid_helo;
 pub(crate) use received::rfc5322_date;
+#[cfg(feature = "testkit")]
+pub(crate) use recipient_set::RecipientSet;

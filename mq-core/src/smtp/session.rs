@@ -16,6 +16,7 @@ use super::codec::{Command, parse_command};
 use super::conn::{Conn, ConnError, Line};
 use super::data::DataError;
 use super::received::{self, Trace};
+use super::recipient_set::RecipientSet;
 use super::recipients;
 use super::server::Shared;
 use crate::chain::Outcome;
@@ -82,7 +83,8 @@ struct State {
     tls: bool,
     user: Option<String>,
     sender: Option<Address>,
-    recipients: Vec<Address>,
+    /// Each once: a repeated RCPT (or an alias met twice) is answered 250 and adds nothing.
+    recipients: RecipientSet,
     /// RCPT commands accepted in this transaction: the recipient limit counts these, as
     /// Postfix does; what a plugin expands one into is the plugin's to bound.
     accepted_rcpts: usize,
@@ -590,7 +592,9 @@ impl Session {
             event.recipients = vec![known];
         }
         self.state.accepted_rcpts += 1;
-        self.state.recipients.append(&mut event.recipients);
+        self.state
+            .recipients
+            .extend(std::mem::take(&mut event.recipients));
         self.ok(250, "2.1.5", "Ok");
         Flow::Continue
     }
@@ -671,7 +675,7 @@ impl Session {
             tracing::info!(client = %self.client, %reply, "message refused");
             return reply;
         }
-        let recipients = std::mem::take(&mut self.state.recipients);
+        let recipients = self.state.recipients.take();
         let only = (recipients.len() == 1).then(|| recipients[0].to_string());
         let helo = self.state.helo.clone().unwrap_or_default();
         let trace = Trace {
@@ -698,7 +702,9 @@ impl Session {
             return reply;
         }
         let (envelope, message) = event.into_parts();
-        let groups = match self.copies(&sender, envelope.recipients, message).await {
+        // A data plugin may have added recipients: they too are kept once.
+        let recipients = RecipientSet::unique(envelope.recipients);
+        let groups = match self.copies(&sender, recipients, message).await {
             Ok(groups) => groups,
             Err(reply) => return reply,
         };

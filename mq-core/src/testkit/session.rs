@@ -14,6 +14,7 @@ use super::transcript::{Queued, Transcript, refusal};
 use crate::chain::Outcome;
 use crate::config::FailurePolicy;
 use crate::engine::Engine;
+use crate::smtp::RecipientSet;
 
 /// A scripted SMTP dialogue: add plugins, then commands, then [`run`](Session::run) it.
 ///
@@ -51,7 +52,8 @@ struct State<'a> {
     secure: bool,
     open: bool,
     sender: Option<Address>,
-    recipients: Vec<Address>,
+    /// Each once, as the server keeps them.
+    recipients: RecipientSet,
     queued: u32,
 }
 
@@ -211,7 +213,7 @@ impl Session {
                 secure: false,
                 open: true,
                 sender: None,
-                recipients: Vec::new(),
+                recipients: RecipientSet::default(),
                 queued: 0,
             };
             let facts = state.ctx.session_mut();
@@ -406,7 +408,8 @@ impl State<'_> {
         if let Some(reply) = refusal(&outcome) {
             return self.transcript.server(reply);
         }
-        self.recipients.append(&mut event.recipients);
+        self.recipients
+            .extend(std::mem::take(&mut event.recipients));
         self.transcript.server("250 2.1.5 Ok");
     }
 
@@ -426,7 +429,7 @@ impl State<'_> {
             .client(format!("({} bytes of message)", bytes.len()));
         let envelope = Envelope {
             sender: sender.clone(),
-            recipients: std::mem::take(&mut self.recipients),
+            recipients: self.recipients.take(),
         };
         let mut event = Data::new(envelope.clone(), Message::parse(bytes));
         let outcome = self.chain(&mut event).await;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use mq_plugin_api::Address;
+use mq_plugin_api::{Address, normalize_domain};
 
 /// A parsed alias map: each pattern (`user@domain`, or `@domain` for the rest of a domain) with
 /// the addresses it expands to.
@@ -194,26 +194,34 @@ impl AliasMap {
             .map(Vec::as_slice)
     }
 
-    /// The address as a lookup key: the domain in lower case, the local part too unless the
-    /// map is case-sensitive. Two addresses with one key are one recipient.
+    /// The address as a lookup key: the domain in its one spelling (as a parsed address has
+    /// it), the local part in lower case unless the map is case-sensitive. Two addresses with
+    /// one key are one recipient.
     pub(crate) fn key(&self, address: &Address) -> String {
         self.normalize(address.as_str())
     }
 
+    /// A pattern or an address as a key; a pattern's domain is written by hand (`Example.ORG.`,
+    /// `bücher.example`) and takes the one spelling here.
     fn normalize(&self, address: &str) -> String {
-        match address.rfind('@') {
-            Some(at) if self.case_sensitive => {
-                let (local, domain) = address.split_at(at);
-                format!("{local}{}", domain.to_ascii_lowercase())
-            }
-            _ if self.case_sensitive => address.to_owned(),
-            _ => address.to_ascii_lowercase(),
+        let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+        let local = if self.case_sensitive {
+            local.to_owned()
+        } else {
+            local.to_ascii_lowercase()
+        };
+        if address.contains('@') {
+            format!("{local}{}", domain_key(domain))
+        } else {
+            local
         }
     }
 }
 
 fn domain_key(domain: &str) -> String {
-    format!("@{}", domain.to_ascii_lowercase())
+    // Patterns were checked to be domains, and an address's domain is in this form already.
+    let domain = normalize_domain(domain).unwrap_or_else(|_| domain.to_ascii_lowercase());
+    format!("@{domain}")
 }
 
 /// The entries of `text`, continuations joined, each with the line it starts on.
@@ -384,6 +392,15 @@ mod tests {
         let sensitive = AliasMap::parse(text, true).unwrap();
         assert!(results(&sensitive, "Jane@EXAMPLE.org").is_some());
         assert!(results(&sensitive, "jane@example.org").is_none());
+    }
+
+    #[test]
+    fn a_pattern_matches_every_spelling_of_its_domain() {
+        let map =
+            AliasMap::parse("Jane@Example.ORG. j@y\n@B\u{fc}cher.example b@y\n", false).unwrap();
+        assert!(results(&map, "jane@example.org").is_some());
+        assert!(results(&map, "jane@EXAMPLE.org.").is_some());
+        assert!(results(&map, "anyone@xn--bcher-kva.example").is_some());
     }
 
     #[test]

@@ -13,9 +13,10 @@
 //! | `recipient_domain` | `smtp_in_rcpt_to` | `451 4.7.1 Error: too many messages to example.net; try again later` |
 //!
 //! Unauthenticated sessions have no `user` bucket and the null sender `<>` no `sender_domain`
-//! one. Domains are compared in lower case; IPv4 clients seen as `::ffff:a.b.c.d` count as
-//! `a.b.c.d`, and IPv6 clients by their network of `ipv6_prefix` bits (default 64), written
-//! `2001:db8:1:2::/64`.
+//! one. Domains are compared in the one spelling every address has (lower case, no trailing
+//! dot, IDNA ASCII form), so `LOOP.TEST.` and `loop.test` share a bucket; IPv4 clients seen as
+//! `::ffff:a.b.c.d` count as `a.b.c.d`, and IPv6 clients by their network of `ipv6_prefix` bits
+//! (default 64), written `2001:db8:1:2::/64`.
 //!
 //! # Layout
 //!

@@ -51,7 +51,7 @@ fn each_recipient_domain_is_limited_at_rcpt() {
         .mail_from("a@example.org")
         .rcpt_to("b@example.net")
         .rcpt_to("c@example.net")
-        .rcpt_to("d@EXAMPLE.net")
+        .rcpt_to("d@EXAMPLE.net.")
         .rcpt_to("e@example.com")
         .data(MESSAGE)
         .run();
