@@ -98,7 +98,14 @@ pub(crate) fn run(
         "mq serving"
     );
     let reloader = Reloader::new(path, args, config, &runtime, &server);
-    serve_until_signal(&reloader, &runtime, &server, waking.as_ref(), admin, signals)?;
+    serve_until_signal(
+        &reloader,
+        &runtime,
+        &server,
+        waking.as_ref(),
+        admin,
+        signals,
+    )?;
     // Drained already: this joins the worker threads.
     runtime.shutdown();
     // The sessions held the server's share of the queue; with them gone the last handle is

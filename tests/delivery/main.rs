@@ -25,9 +25,9 @@
 
 mod bounce;
 mod connections;
+mod credentials;
 mod fanout;
 mod loops;
-mod credentials;
 mod maildir;
 mod mx;
 mod paced;

@@ -1,9 +1,9 @@
 //! `[delivery]`: routes, TLS, retries, throttles and concurrency of outbound delivery.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
