@@ -101,22 +101,7 @@ fn sigterm_answers_an_idle_session_with_421_and_still_exits_zero() {
 fn a_second_sigterm_stops_a_server_that_waits_for_a_slow_data_transfer() {
     let scratch = Scratch::new();
     let mut server = scratch.serve();
-    let mut client = TcpStream::connect(server.smtp()).unwrap();
-    let dialogue =
-        "EHLO slow.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n";
-    client.write_all(dialogue.as_bytes()).unwrap();
-    client.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut reader = BufReader::new(client.try_clone().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("354") {
-        line.clear();
-        assert_ne!(
-            reader.read_line(&mut line).unwrap(),
-            0,
-            "the server hung up"
-        );
-    }
-    client.write_all(b"Subject: half a message\r\n").unwrap();
+    let (_client, _reader) = stalled_in_data(&server);
 
     server.signal_term();
     server.wait_for_log("draining sessions");
