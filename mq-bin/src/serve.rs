@@ -64,6 +64,9 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
     let mut signals = Signals::new([Signal::Term, Signal::Int]).context("cannot handle signals")?;
     // Before the port is bound: a second server on the same data directory must stop here.
     let queue = open_queue(config)?;
+    // Every port is bound before anything serves: a taken admin port stops mq here, before
+    // SMTP clients or deliveries have seen it.
+    let admin = config.admin.listen.map(AdminServer::bind).transpose()?;
     let runtime = Runtime::start(plan, config.engine.worker_count())?;
     let delivery = Delivery::new(
         config.delivery.clone(),
@@ -79,7 +82,6 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
     if config.delivery.enabled {
         delivery.start(&runtime);
     }
-    let admin = config.admin.listen.map(AdminServer::bind).transpose()?;
     tracing::info!(
         address = %server.local_addr(),
         data_dir = %config.queue.data_dir.display(),

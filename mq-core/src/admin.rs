@@ -142,11 +142,8 @@ pub struct AdminError {
 
 impl fmt::Display for AdminError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot listen on {} for the admin port: {}",
-            self.address, self.source
-        )
+        // The cause is `source()`'s, printed once by whoever prints the chain.
+        write!(f, "cannot listen on {} for the admin port", self.address)
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
 
 use crate::support::{
-    PATIENCE, Scratch, Server, bounded, command, free_port, http_get, one_error_line, smtp,
+    PATIENCE, Scratch, Server, bounded, command, free_port, http_get, one_error_line, smtp, stderr,
 };
 
 #[test]
@@ -157,4 +157,24 @@ fn without_a_data_dir_the_queue_goes_to_mq_data_in_the_working_directory() {
     let server = Server::start(serve.current_dir(scratch.path()), scratch.path(), admin);
     assert!(scratch.path().join("mq-data/queue/lock").exists());
     assert!(server.terminate().status.success());
+}
+
+#[test]
+fn a_taken_admin_port_stops_serve_before_smtp_listens_and_names_the_cause_once() {
+    let scratch = Scratch::new();
+    let _taken = std::net::TcpListener::bind(scratch.admin).expect("the admin port is free");
+    let output = scratch.mq(&["serve"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let log = stderr(&output);
+    let last = log.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "mq: cannot listen on {} for the admin port: Address already in use (os error 98)",
+            scratch.admin
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("smtp server listening"), "{log}");
+    assert!(!log.contains("mq serving"), "{log}");
 }
