@@ -66,7 +66,7 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
     let queue = open_queue(config)?;
     // Every port is bound before anything serves: a taken admin port stops mq here, before
     // SMTP clients or deliveries have seen it.
-    let admin = config.admin.listen.map(AdminServer::bind).transpose()?;
+    let admin = AdminServer::from_config(&config.admin, &config.queue.data_dir)?;
     let runtime = Runtime::start(plan, config.engine.worker_count())?;
     let delivery = Delivery::new(
         config.delivery.clone(),

@@ -7,8 +7,10 @@
 //! - `server`: the listeners, one per core, and the limits all sessions share ([`Server`]).
 //! - `config`, `relay`, `received`, `tls`, `auth`: settings, relay networks, the Received
 //!   field, certificates, and AUTH.
+//! - `auth_guard`: the bound on password checks at once and the failed-login count per address.
 
 pub mod auth;
+mod auth_guard;
 pub mod client;
 mod codec;
 mod config;
@@ -20,6 +22,7 @@ mod server;
 mod session;
 pub mod tls;
 
+pub use auth_guard::AuthStats;
 pub use codec::{Command, parse_command};
 pub use config::{AuthConfig, SmtpConfig, TlsFiles};
 pub use data::{DataError, DataReader, read_data};

@@ -11,6 +11,7 @@ use mq_plugin_api::Reply;
 use smol::Async;
 
 use super::auth::Credentials;
+use super::auth_guard::{AuthGuard, AuthStats};
 use super::config::SmtpConfig;
 use crate::queue::Queue;
 use crate::runtime::{JobHandle, Runtime, Worker};
@@ -20,6 +21,7 @@ pub(crate) struct Shared {
     pub(crate) config: SmtpConfig,
     pub(crate) queue: Arc<dyn Queue>,
     pub(crate) credentials: Option<Arc<Credentials>>,
+    pub(crate) auth_guard: AuthGuard,
     pub(crate) tls: Option<futures_rustls::TlsAcceptor>,
     pub(crate) stats: Stats,
     connections: Mutex<HashMap<IpAddr, usize>>,
@@ -46,6 +48,8 @@ pub struct Stats {
     pub messages: AtomicU64,
     /// Bytes of messages queued.
     pub bytes: AtomicU64,
+    /// Password checks: running now, at most at once, refused.
+    pub auth: Arc<AuthStats>,
     /// Replies sent, by code (index `code - 200`).
     replies: Box<[AtomicU64]>,
 }
@@ -57,6 +61,7 @@ impl Default for Stats {
             active: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            auth: Arc::default(),
             replies: (200..600).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -208,10 +213,12 @@ impl Server {
         for _ in 1..runtime.workers() {
             sockets.push(reuseport_listener(local).map_err(|e| ServerError::Bind(local, e))?);
         }
+        let auth_guard = AuthGuard::new(&config.auth);
         let shared = Arc::new(Shared {
             config,
             queue,
             credentials,
+            auth_guard,
             tls,
             stats: Stats::default(),
             connections: Mutex::new(HashMap::new()),
