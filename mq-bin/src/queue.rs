@@ -110,7 +110,8 @@ fn server_owning(
     data_dir: &Path,
 ) -> anyhow::Result<AdminClient> {
     let token = config.admin.token().map_err(|(path, error)| {
-        anyhow::Error::new(error).context(format!("cannot read [admin] token_file {}", path.display()))
+        anyhow::Error::new(error)
+            .context(format!("cannot read [admin] token_file {}", path.display()))
     })?;
     let client = AdminClient::new(address, token);
     let ours = std::fs::canonicalize(data_dir)

@@ -331,7 +331,9 @@ fn info(data_dir: Option<&Path>) -> Response {
     Response {
         status: 200,
         content_type: "application/json",
-        body: serde_json::json!({ "data_dir": data_dir }).to_string().into_bytes(),
+        body: serde_json::json!({ "data_dir": data_dir })
+            .to_string()
+            .into_bytes(),
     }
 }
 
@@ -573,24 +575,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (queue, id) = queue_with_one_message(dir.path());
         let admin = AdminServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-        let admin = admin.with_token(Some("s3cret".into())).with_data_dir(dir.path());
+        let admin = admin
+            .with_token(Some("s3cret".into()))
+            .with_data_dir(dir.path());
         with_admin(admin, &queue, |address| {
             let delete = format!("/queue/delete/{id}");
             let body = format!("/queue/{id}/body");
             let token = "Authorization: Bearer s3cret\r\n";
             assert_eq!(with_headers(address, "GET", &body, ""), 401);
             assert_eq!(with_headers(address, "POST", &delete, ""), 401);
-            assert_eq!(with_headers(address, "POST", &delete, "Authorization: Bearer guess\r\n"), 401);
+            assert_eq!(
+                with_headers(address, "POST", &delete, "Authorization: Bearer guess\r\n"),
+                401
+            );
             let rebound = format!("GET {body} HTTP/1.1\r\nHost: evil.example:9025\r\n{token}\r\n");
             assert_eq!(ask(address, rebound.as_bytes()).0, 421);
             let page = format!("{token}Origin: http://evil.example\r\n");
             assert_eq!(with_headers(address, "POST", &delete, &page), 403);
-            assert_eq!(with_headers(address, "GET", "/metrics", ""), 200, "open on loopback");
+            assert_eq!(
+                with_headers(address, "GET", "/metrics", ""),
+                200,
+                "open on loopback"
+            );
             let info = format!("GET /info HTTP/1.1\r\nHost: localhost\r\n{token}\r\n");
             let (status, info) = ask(address, info.as_bytes());
             let expected = std::fs::canonicalize(dir.path()).unwrap();
             let reported: serde_json::Value = serde_json::from_str(&info).unwrap();
-            assert_eq!((status, reported["data_dir"].as_str()), (200, expected.to_str()));
+            assert_eq!(
+                (status, reported["data_dir"].as_str()),
+                (200, expected.to_str())
+            );
             assert_eq!(queue.list().len(), 2, "nothing was deleted");
             assert_eq!(with_headers(address, "POST", &delete, token), 200);
         });

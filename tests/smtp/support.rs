@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Entry, Queue, QueueId};
-use mq_core::smtp::{AuthConfig, Server, SmtpConfig, TlsFiles};
+use mq_core::smtp::{Server, SmtpConfig, TlsFiles};
 use mq_core::{Config, Registry, Runtime};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
@@ -270,7 +270,8 @@ impl Client {
             .expect("a loopback source address");
         socket.connect(&addr.into()).expect("connect to the server");
         let tcp = TcpStream::from(socket);
-        tcp.set_read_timeout(Some(REPLY_TIMEOUT)).expect("a timeout");
+        tcp.set_read_timeout(Some(REPLY_TIMEOUT))
+            .expect("a timeout");
         let mut client = Client {
             stream: Some(Stream::Plain(tcp)),
             input: Vec::new(),

@@ -60,3 +60,13 @@ fn a_bad_relay_network_is_refused() {
     ));
     assert!(line.contains("check-cidr.toml"), "{line}");
 }
+
+#[test]
+fn a_non_loopback_admin_port_without_a_token_is_refused_and_with_one_checks_out() {
+    let exposed = "[admin]\nlisten = \"0.0.0.0:9025\"\n";
+    let line = one_error_line(&check("check-admin-exposed.toml", exposed));
+    assert!(line.contains("set [admin] token or token_file"), "{line}");
+    let guarded = format!("{exposed}token = \"s3cret\"\n");
+    let output = check("check-admin-token.toml", &guarded);
+    assert_eq!(success(&output), "config OK\n");
+}

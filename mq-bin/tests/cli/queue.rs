@@ -113,7 +113,10 @@ fn a_data_dir_that_does_not_exist_is_an_error_not_an_empty_queue() {
     let missing = scratch.path().join("typo");
     let missing = missing.to_str().unwrap();
     let line = one_error_line(&scratch.mq(&["queue", "list", "--data-dir", missing]));
-    assert_eq!(line, format!("mq: data directory {missing} does not exist\n"));
+    assert_eq!(
+        line,
+        format!("mq: data directory {missing} does not exist\n")
+    );
 }
 
 #[test]
@@ -139,7 +142,11 @@ fn with_a_token_queue_commands_work_and_requests_without_it_are_refused() {
     let id = send(server.smtp(), &["bob@example.net"]);
     assert_eq!(http_get(scratch.admin, "/queue").0, 401);
     assert_eq!(http_get(scratch.admin, &format!("/queue/{id}/body")).0, 401);
-    assert_eq!(http_get(scratch.admin, "/metrics").0, 200, "open on loopback");
+    assert_eq!(
+        http_get(scratch.admin, "/metrics").0,
+        200,
+        "open on loopback"
+    );
     let listing = success(&scratch.mq(&["queue", "list"]));
     assert_eq!(listed(&listing)[0][0], id);
     assert_eq!(

@@ -354,7 +354,7 @@ pub(crate) fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: mq\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     .expect("a request");
     let mut response = String::new();

@@ -57,7 +57,10 @@ impl Guard {
             return Some(Response::text(403, "forbidden: foreign Origin\n"));
         }
         if self.needs_token(request) && !self.token_matches(request.authorization.as_deref()) {
-            return Some(Response::text(401, "unauthorized: a bearer token is required\n"));
+            return Some(Response::text(
+                401,
+                "unauthorized: a bearer token is required\n",
+            ));
         }
         None
     }
@@ -138,10 +141,21 @@ mod tests {
             "192.0.2.7:9025",
             "LOCALHOST",
         ] {
-            assert_eq!(status(&guard, &request("GET", "/queue", &[("Host", host), auth])), 200);
+            assert_eq!(
+                status(&guard, &request("GET", "/queue", &[("Host", host), auth])),
+                200
+            );
         }
-        for host in ["evil.example", "evil.example:9025", "192.0.2.8", "[2001:db8::1]"] {
-            assert_eq!(status(&guard, &request("GET", "/queue", &[("Host", host), auth])), 421);
+        for host in [
+            "evil.example",
+            "evil.example:9025",
+            "192.0.2.8",
+            "[2001:db8::1]",
+        ] {
+            assert_eq!(
+                status(&guard, &request("GET", "/queue", &[("Host", host), auth])),
+                421
+            );
         }
         assert_eq!(status(&guard, &request("GET", "/queue", &[auth])), 400);
     }
@@ -151,19 +165,34 @@ mod tests {
         let guard = Guard::new("127.0.0.1:9025".parse().unwrap(), Some("s3cret".into()));
         let host = ("Host", "localhost");
         let good = ("Authorization", "Bearer s3cret");
-        let post = |headers: &[(&str, &str)]| status(&guard, &request("POST", "/queue/flush", headers));
+        let post =
+            |headers: &[(&str, &str)]| status(&guard, &request("POST", "/queue/flush", headers));
         assert_eq!(post(&[host, good]), 200);
-        assert_eq!(post(&[host, good, ("Origin", "http://localhost:9025")]), 200);
+        assert_eq!(
+            post(&[host, good, ("Origin", "http://localhost:9025")]),
+            200
+        );
         assert_eq!(post(&[host, good, ("Origin", "https://evil.example")]), 403);
         assert_eq!(post(&[host, good, ("Origin", "null")]), 403);
         assert_eq!(post(&[host]), 401);
         assert_eq!(post(&[host, ("Authorization", "Bearer s3creT")]), 401);
         assert_eq!(post(&[host, ("Authorization", "Basic s3cret")]), 401);
         let metrics = request("GET", "/metrics?x", &[host]);
-        assert_eq!(status(&guard, &metrics), 200, "metrics stay open on loopback");
+        assert_eq!(
+            status(&guard, &metrics),
+            200,
+            "metrics stay open on loopback"
+        );
         let exposed = Guard::new("192.0.2.7:9025".parse().unwrap(), Some("s3cret".into()));
-        assert_eq!(status(&exposed, &metrics), 401, "but not on another address");
+        assert_eq!(
+            status(&exposed, &metrics),
+            401,
+            "but not on another address"
+        );
         let open = Guard::new("127.0.0.1:9025".parse().unwrap(), None);
-        assert_eq!(status(&open, &request("POST", "/queue/flush", &[host])), 200);
+        assert_eq!(
+            status(&open, &request("POST", "/queue/flush", &[host])),
+            200
+        );
     }
 }

@@ -77,8 +77,13 @@ fn parse(head: &[u8]) -> Result<Option<Request>, ReadError> {
     match request.parse(head) {
         Ok(httparse::Status::Complete(_)) => {
             let header = |name: &str| {
-                let mut values = request.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
-                let value = values.next().map(|h| String::from_utf8_lossy(h.value).into_owned());
+                let mut values = request
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(name));
+                let value = values
+                    .next()
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned());
                 // Two of a header the guard checks is an attempt to confuse it.
                 if values.next().is_some() {
                     return Err(ReadError::Malformed);

@@ -3,7 +3,7 @@
 //! Decoding never panics on client input: each malformed answer is an [`AuthError`] with the
 //! reply Postfix gives for it. Checking a password is CPU-bound (SHA-512-crypt runs 5000 rounds
 //! or more, Argon2 fills megabytes), so the server calls [`Credentials::verify`] off the
-//! executor, through `smol::unblock`.
+//! executor, on a few threads of its own, a bounded number at once (`smtp::auth_guard`).
 
 use std::collections::HashMap;
 use std::fmt;

@@ -9,6 +9,9 @@
 //!   A check is CPU-bound, so more at once than there are cores only queues work inside the
 //!   kernel: [`AuthGuard::verify`] lets `max_verifications` run and the rest wait, and answers
 //!   `454 4.7.0` past `max_waiting` waiters.
+//! - The checks run on `max_verifications` threads of their own, started once: the allocator
+//!   keeps an arena per thread, and a pool that starts fresh threads (as `smol::unblock`'s does
+//!   after idling) leaves a freed Argon2 block behind in each new thread's arena.
 //! - Reconnecting resets anything a session counts, so failures are counted per client address
 //!   for `failure_window`; past `max_failures` the address's next AUTH is refused with `421` and
 //!   the connection closed, as Postfix's anvil-based limits do.
@@ -46,12 +49,17 @@ pub struct AuthStats {
 #[derive(Debug)]
 pub(crate) struct AuthGuard {
     slots: Arc<Semaphore>,
+    /// The checkers' queue; dropping the guard closes it and their threads end.
+    jobs: smol::channel::Sender<Job>,
     waiting: AtomicUsize,
     max_waiting: usize,
     max_failures: u32,
     window: Duration,
     failures: Mutex<HashMap<IpAddr, Failures>>,
 }
+
+/// One password check, run on a checker thread.
+type Job = Box<dyn FnOnce() + Send>;
 
 /// One address's failures in its current window.
 #[derive(Debug, Clone, Copy)]
@@ -69,8 +77,23 @@ pub(crate) enum Refusal {
 
 impl AuthGuard {
     pub(crate) fn new(config: &AuthConfig) -> AuthGuard {
+        let (jobs, queue) = smol::channel::unbounded::<Job>();
+        for n in 0..config.verifications() {
+            let queue = queue.clone();
+            let thread = std::thread::Builder::new().name(format!("mq-auth-{n}"));
+            // Without threads the checks would wait forever: a system that cannot start one
+            // cannot run mq either.
+            thread
+                .spawn(move || {
+                    while let Ok(job) = queue.recv_blocking() {
+                        job();
+                    }
+                })
+                .expect("a password-checking thread");
+        }
         AuthGuard {
             slots: Arc::new(Semaphore::new(config.verifications())),
+            jobs,
             waiting: AtomicUsize::new(0),
             max_waiting: config.max_waiting,
             max_failures: config.max_failures,
@@ -105,13 +128,17 @@ impl AuthGuard {
         let running = stats.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         stats.peak.fetch_max(running, Ordering::AcqRel);
         let stats = Arc::clone(stats);
-        Ok(smol::unblock(move || {
+        let (answer, matched) = smol::channel::bounded(1);
+        let job = Box::new(move || {
             let matched = credentials.verify(&user, &password);
+            // Counted out before the session hears the answer.
             stats.in_flight.fetch_sub(1, Ordering::AcqRel);
             drop(slot);
-            matched
-        })
-        .await)
+            let _ = answer.try_send(matched);
+        });
+        // The checkers live as long as the guard, which the caller borrows.
+        let _ = self.jobs.try_send(job);
+        Ok(matched.recv().await.unwrap_or(false))
     }
 
     /// Whether `ip` has failed too often in its window; `max_failures = 0` never refuses.

@@ -363,10 +363,13 @@ impl Session {
                 "Error: MAIL transaction in progress",
             ));
         }
-        if self.shared.auth_guard.locked_out(self.client.ip()) {
-            self.shared.stats.auth.locked_out.fetch_add(1, Ordering::Relaxed);
+        let ip = self.client.ip();
+        if self.shared.auth_guard.locked_out(ip) {
+            let stats = &self.shared.stats.auth;
+            stats.locked_out.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(client = %self.client, "AUTH refused: too many failed logins");
-            self.send(&auth_guard::locked_out_reply(self.hostname(), self.client.ip()));
+            let reply = auth_guard::locked_out_reply(self.hostname(), ip);
+            self.send(&reply);
             return Flow::Quit;
         }
         let credentials = match self.sasl(mechanism, initial).await {
