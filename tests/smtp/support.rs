@@ -42,7 +42,7 @@ pub(crate) struct TestServer {
     /// The certificate STARTTLS presents, PEM, when TLS is configured.
     pub(crate) cert: Option<String>,
     runtime: Option<Runtime>,
-    _server: Server,
+    server: Server,
     /// Outlives the runtime, which holds the queue.
     dir: TempDir,
 }
@@ -65,7 +65,7 @@ impl TestServer {
             addr: server.local_addr(),
             cert,
             runtime: Some(runtime),
-            _server: server,
+            server,
             dir,
         }
     }
@@ -106,7 +106,7 @@ impl TestServer {
 
     /// The server's counters.
     pub(crate) fn stats(&self) -> &mq_core::smtp::Stats {
-        self._server.stats()
+        self.server.stats()
     }
 
     /// Where the server keeps its files.

@@ -111,19 +111,18 @@ impl AuthGuard {
         password: String,
         stats: &Arc<AuthStats>,
     ) -> Result<bool, Refusal> {
-        let slot = match self.slots.try_acquire_arc() {
-            Some(slot) => slot,
-            None => {
-                // Counted down when the wait ends, or when the session is dropped meanwhile.
-                let waiter = Waiter(&self.waiting);
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
-                    stats.busy.fetch_add(1, Ordering::Relaxed);
-                    return Err(Refusal::Busy);
-                }
-                let slot = self.slots.acquire_arc().await;
-                drop(waiter);
-                slot
+        let slot = if let Some(slot) = self.slots.try_acquire_arc() {
+            slot
+        } else {
+            // Counted down when the wait ends, or when the session is dropped meanwhile.
+            let waiter = Waiter(&self.waiting);
+            if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+                stats.busy.fetch_add(1, Ordering::Relaxed);
+                return Err(Refusal::Busy);
             }
+            let slot = self.slots.acquire_arc().await;
+            drop(waiter);
+            slot
         };
         let running = stats.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         stats.peak.fetch_max(running, Ordering::AcqRel);
