@@ -3,6 +3,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -12,9 +13,26 @@ use mq_core::admin::QueueRecord;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running server's admin port.
-#[derive(Debug)]
 pub(crate) struct AdminClient {
     address: SocketAddr,
+    /// Sent as `Authorization: Bearer`, when the config sets one.
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The admin token `config` sets (`[admin] token`, or the first line of `token_file`).
+pub(crate) fn token(config: &mq_core::Config) -> anyhow::Result<Option<String>> {
+    config.admin.token().map_err(|(path, error)| {
+        anyhow::Error::new(error)
+            .context(format!("cannot read [admin] token_file {}", path.display()))
+    })
 }
 
 /// A response: status code and body.
@@ -32,8 +50,8 @@ impl Response {
 }
 
 impl AdminClient {
-    pub(crate) fn new(address: SocketAddr) -> AdminClient {
-        AdminClient { address }
+    pub(crate) fn new(address: SocketAddr, token: Option<String>) -> AdminClient {
+        AdminClient { address, token }
     }
 
     /// `method path`, answered with any status.
@@ -48,8 +66,14 @@ impl AdminClient {
         stream
             .set_read_timeout(Some(TIMEOUT))
             .with_context(unreachable)?;
-        let request =
-            format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        let authorization = self
+            .token
+            .as_ref()
+            .map(|token| format!("Authorization: Bearer {token}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n"
+        );
         stream
             .write_all(request.as_bytes())
             .with_context(unreachable)?;
@@ -89,6 +113,19 @@ impl AdminClient {
             .map(|line| serde_json::from_str(line).context("admin port: malformed queue record"))
             .collect::<anyhow::Result<_>>()
             .map(Some)
+    }
+}
+
+impl AdminClient {
+    /// The data directory the server behind this port owns, canonical, from `GET /info`.
+    pub(crate) fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        let body = self.ok("GET", "/info")?;
+        let info: serde_json::Value =
+            serde_json::from_slice(&body).context("admin port: malformed /info")?;
+        match info["data_dir"].as_str() {
+            Some(dir) => Ok(PathBuf::from(dir)),
+            None => bail!("admin port {}: /info names no data directory", self.address),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `mq check-config`, beyond parsing the file and building every plugin once: what
 //! `mq serve` would otherwise find wrong only at start-up.
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use mq_core::Config;
 use mq_core::smtp::{auth, tls};
 
@@ -29,10 +29,12 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         // As for TLS: the error's text holds its cause.
         mq_core::smtp::RecipientMap::open(path).map_err(|e| anyhow!("[smtp]: {e}"))?;
     }
+    let token = crate::admin_client::token(config)?;
     if let Some(admin) = config.admin.listen
         && !admin.ip().is_loopback()
+        && token.is_none()
     {
-        tracing::warn!(%admin, "the admin port has no authentication; it should listen on loopback");
+        bail!("[admin] listen = {admin} is not loopback: set [admin] token or token_file");
     }
     Ok(())
 }

@@ -76,6 +76,9 @@ pub(crate) fn run(config: &Config, args: &QueueArgs) -> anyhow::Result<()> {
 }
 
 fn access(config: &Config, data_dir: &Path) -> anyhow::Result<Access> {
+    if !data_dir.is_dir() {
+        bail!("data directory {} does not exist", data_dir.display());
+    }
     let dir = queue_dir(data_dir);
     if !dir.exists() {
         return Ok(Access::Nothing);
@@ -87,7 +90,7 @@ fn access(config: &Config, data_dir: &Path) -> anyhow::Result<Access> {
     match EmbeddedQueue::open(&dir, options) {
         Ok(queue) => Ok(Access::Disk(queue)),
         Err(QueueError::InUse(_)) => match config.admin.listen {
-            Some(address) => Ok(Access::Server(AdminClient::new(address))),
+            Some(address) => server_owning(config, address, data_dir).map(Access::Server),
             None => bail!(
                 "the queue in {} is in use (by a running mq serve?) and [admin] listen is off",
                 data_dir.display()
@@ -97,6 +100,28 @@ fn access(config: &Config, data_dir: &Path) -> anyhow::Result<Access> {
             Err(error).with_context(|| format!("cannot open the queue in {}", data_dir.display()))
         }
     }
+}
+
+/// The admin port at `address`, once its server says it owns `data_dir`: the config may name
+/// the port of a server whose queue is elsewhere, and its answers would be about that queue.
+fn server_owning(
+    config: &Config,
+    address: std::net::SocketAddr,
+    data_dir: &Path,
+) -> anyhow::Result<AdminClient> {
+    let token = crate::admin_client::token(config)?;
+    let client = AdminClient::new(address, token);
+    let ours = std::fs::canonicalize(data_dir)
+        .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
+    let theirs = client.data_dir()?;
+    if theirs != ours {
+        bail!(
+            "the queue in {} is in use, but the server at admin port {address} owns {}, not it",
+            ours.display(),
+            theirs.display()
+        );
+    }
+    Ok(client)
 }
 
 fn records(access: &Access) -> anyhow::Result<Vec<QueueRecord>> {

@@ -166,7 +166,7 @@ pub(crate) fn request(config: &Config) -> anyhow::Result<()> {
     let Some(address) = config.admin.listen else {
         bail!("the admin port is off ([admin] listen is empty): send mq serve SIGHUP instead");
     };
-    let response = AdminClient::new(address)
+    let response = AdminClient::new(address, crate::admin_client::token(config)?)
         .request("POST", "/reload")
         .map_err(|error| {
             anyhow!(

@@ -72,6 +72,9 @@ pub(crate) fn run(
         Signals::new([Signal::Term, Signal::Int, Signal::Hup]).context("cannot handle signals")?;
     // Before the port is bound: a second server on the same data directory must stop here.
     let queue = open_queue(config)?;
+    // Every port is bound before anything serves: a taken admin port stops mq here, before
+    // SMTP clients or deliveries have seen it.
+    let admin = AdminServer::from_config(&config.admin, &config.queue.data_dir)?;
     crate::check::relay_ca_files(config)?;
     let runtime = Runtime::start(plan, config.engine.worker_count())?;
     let delivery = Delivery::new(
@@ -89,7 +92,6 @@ pub(crate) fn run(
     if config.delivery.enabled {
         delivery.start(&runtime);
     }
-    let admin = config.admin.listen.map(AdminServer::bind).transpose()?;
     tracing::info!(
         address = %server.local_addr(),
         data_dir = %config.queue.data_dir.display(),

@@ -10,9 +10,14 @@
 //! | `POST /queue/flush` | [`Queue::flush`]: deferred entries are due now |
 //! | `POST /queue/delete/<ID>` | [`Queue::delete`]; the body is how many entries went |
 //! | `POST /reload` | [`Sources::reload`]: 200 and what it did, or 500 and why it failed |
+//! | `GET /info` | `{"data_dir": …}`: the canonical data directory this server owns |
 //!
 //! Anything else is 404, a request that is not HTTP is 400; every response closes the
-//! connection. There is no authentication: bind it to loopback.
+//! connection. Before any route, the guard checks the request: a `Host` that is not a loopback
+//! name or the port's address is 421, a foreign `Origin` 403, and with a token
+//! ([`AdminServer::with_token`]) a request without `Authorization: Bearer <token>` is 401,
+//! except `GET /metrics` on a loopback port. [`AdminServer::from_config`] refuses to bind a
+//! non-loopback address without a token.
 //!
 //! # Why hand-rolled
 //!
@@ -26,6 +31,7 @@
 //! - `metrics`: the Prometheus page, a pure function.
 //! - `record`: [`QueueRecord`], an entry as JSON.
 //! - `http`: reading a request head, writing a response.
+//! - `guard`: the `Host`, `Origin` and token checks.
 //!
 //! # Example
 //!
@@ -51,7 +57,7 @@
 //! std::thread::scope(|scope| {
 //!     scope.spawn(|| admin.serve(&sources));
 //!     let mut client = std::net::TcpStream::connect(address)?;
-//!     client.write_all(b"GET /metrics HTTP/1.1\r\nHost: mq\r\n\r\n")?;
+//!     client.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
 //!     let mut page = String::new();
 //!     client.read_to_string(&mut page)?;
 //!     assert!(page.starts_with("HTTP/1.1 200 OK\r\n"));
@@ -62,6 +68,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod guard;
 mod http;
 mod metrics;
 mod record;
@@ -69,6 +76,7 @@ mod record;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::AsyncWriteExt as _;
@@ -78,7 +86,9 @@ use smol::{Async, LocalExecutor};
 pub use metrics::{render_metrics, render_queue_health};
 pub use record::QueueRecord;
 
+use self::guard::Guard;
 use self::http::{Request, Response, internal, read_request};
+use crate::config::AdminConfig;
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueError, QueueId};
 use crate::smtp::Stats;
@@ -128,6 +138,9 @@ pub struct AdminServer {
     /// Kept so that the stop channel stays open until a handle closes it.
     stop: Sender<()>,
     stopped: Receiver<()>,
+    guard: Guard,
+    /// What `GET /info` reports: the data directory, canonical.
+    data_dir: Option<PathBuf>,
 }
 
 /// Stops an [`AdminServer`]'s [`serve`](AdminServer::serve) from another thread; requests in
@@ -142,26 +155,44 @@ impl StopHandle {
     }
 }
 
-/// The admin port's address could not be bound.
+/// Why the admin port could not start.
 #[derive(Debug)]
-pub struct AdminError {
-    address: SocketAddr,
-    source: io::Error,
+#[non_exhaustive]
+pub enum AdminError {
+    /// The address could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// `[admin] token_file` could not be read, or holds no token.
+    TokenFile(PathBuf, io::Error),
+    /// A non-loopback address without a token: anyone who reaches it could read and delete
+    /// mail.
+    Unprotected(SocketAddr),
 }
 
 impl fmt::Display for AdminError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot listen on {} for the admin port: {}",
-            self.address, self.source
-        )
+        // A cause is `source()`'s, printed once by whoever prints the chain.
+        match self {
+            AdminError::Bind(address, _) => {
+                write!(f, "cannot listen on {address} for the admin port")
+            }
+            AdminError::TokenFile(path, _) => {
+                write!(f, "cannot read [admin] token_file {}", path.display())
+            }
+            AdminError::Unprotected(address) => write!(
+                f,
+                "refusing to serve the admin port on {address}, which is not loopback, without \
+                 [admin] token or token_file"
+            ),
+        }
     }
 }
 
 impl std::error::Error for AdminError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        match self {
+            AdminError::Bind(_, source) | AdminError::TokenFile(_, source) => Some(source),
+            AdminError::Unprotected(_) => None,
+        }
     }
 }
 
@@ -174,14 +205,53 @@ impl AdminServer {
     pub fn bind(address: SocketAddr) -> Result<AdminServer, AdminError> {
         let bound =
             Async::<TcpListener>::bind(address).and_then(|l| Ok((l.get_ref().local_addr()?, l)));
-        let (local, listener) = bound.map_err(|source| AdminError { address, source })?;
+        let (local, listener) = bound.map_err(|source| AdminError::Bind(address, source))?;
         let (stop, stopped) = smol::channel::bounded(1);
         Ok(AdminServer {
             listener,
             local,
             stop,
             stopped,
+            guard: Guard::new(local, None),
+            data_dir: None,
         })
+    }
+
+    /// The port `config` asks for, guarding the queue of `data_dir`; `None` when it is off.
+    ///
+    /// # Errors
+    ///
+    /// The token file cannot be read, the address is not loopback and no token is set, or
+    /// the address cannot be bound.
+    pub fn from_config(
+        config: &AdminConfig,
+        data_dir: &Path,
+    ) -> Result<Option<AdminServer>, AdminError> {
+        let Some(address) = config.listen else {
+            return Ok(None);
+        };
+        let token = config
+            .token()
+            .map_err(|(path, error)| AdminError::TokenFile(path, error))?;
+        if token.is_none() && !address.ip().is_loopback() {
+            return Err(AdminError::Unprotected(address));
+        }
+        let server = AdminServer::bind(address)?.with_token(token);
+        Ok(Some(server.with_data_dir(data_dir)))
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every request (but `GET /metrics` on a
+    /// loopback port); `None` requires nothing.
+    pub fn with_token(mut self, token: Option<String>) -> AdminServer {
+        self.guard = Guard::new(self.local, token);
+        self
+    }
+
+    /// Reports `data_dir`, canonical, at `GET /info`, so that `mq queue --data-dir` can tell
+    /// whether this server owns the queue it asks about.
+    pub fn with_data_dir(mut self, data_dir: &Path) -> AdminServer {
+        self.data_dir = Some(std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.into()));
+        self
     }
 
     /// The address it listens on (the real port when bound to port 0).
@@ -204,7 +274,7 @@ impl AdminServer {
         tracing::debug!(address = %self.local, "admin port stopped");
     }
 
-    async fn accept_loop<'a>(&self, executor: &LocalExecutor<'a>, sources: &'a Sources<'a>) {
+    async fn accept_loop<'a>(&'a self, executor: &LocalExecutor<'a>, sources: &'a Sources<'a>) {
         loop {
             let accepted = smol::future::or(async { Some(self.listener.accept().await) }, async {
                 let _ = self.stopped.recv().await;
@@ -212,7 +282,14 @@ impl AdminServer {
             });
             match accepted.await {
                 None => return,
-                Some(Ok((stream, _))) => executor.spawn(connection(stream, sources)).detach(),
+                Some(Ok((stream, _))) => {
+                    let port = Port {
+                        guard: &self.guard,
+                        data_dir: self.data_dir.as_deref(),
+                        sources,
+                    };
+                    executor.spawn(connection(stream, port)).detach();
+                }
                 Some(Err(error)) => {
                     // Out of descriptors, usually: wait rather than spin.
                     tracing::warn!(%error, "admin port: accept failed");
@@ -223,11 +300,25 @@ impl AdminServer {
     }
 }
 
+/// What one connection is answered from.
+#[derive(Clone, Copy)]
+struct Port<'a> {
+    guard: &'a Guard,
+    data_dir: Option<&'a Path>,
+    sources: &'a Sources<'a>,
+}
+
 /// Serves one connection within [`CONNECTION_DEADLINE`].
-async fn connection(mut stream: Async<TcpStream>, sources: &Sources<'_>) {
+async fn connection(mut stream: Async<TcpStream>, port: Port<'_>) {
     let answer = async {
         let response = match read_request(&mut stream).await {
-            Ok(request) => route(&request, sources).await,
+            Ok(request) => match port.guard.check(&request) {
+                Some(refusal) => refusal,
+                None if request.method == "GET" && request.route() == "/info" => {
+                    info(port.data_dir)
+                }
+                None => route(&request, port.sources).await,
+            },
             Err(error) => match Option::<Response>::from(error) {
                 Some(response) => response,
                 None => return,
@@ -243,10 +334,21 @@ async fn connection(mut stream: Async<TcpStream>, sources: &Sources<'_>) {
     smol::future::or(answer, deadline).await;
 }
 
+/// `GET /info`: the data directory this server owns, as JSON.
+fn info(data_dir: Option<&Path>) -> Response {
+    let data_dir = data_dir.map(|dir| dir.to_string_lossy());
+    Response {
+        status: 200,
+        content_type: "application/json",
+        body: serde_json::json!({ "data_dir": data_dir })
+            .to_string()
+            .into_bytes(),
+    }
+}
+
 /// The response to `request`.
 async fn route(request: &Request, sources: &Sources<'_>) -> Response {
-    let path = request.path.split('?').next().unwrap_or_default();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segments: Vec<&str> = request.route().trim_start_matches('/').split('/').collect();
     match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["metrics"]) => metrics_page(sources),
         ("GET", ["queue"]) => records(sources.queue, None),
@@ -364,7 +466,7 @@ mod tests {
     fn get(address: SocketAddr, method: &str, path: &str) -> (u16, String) {
         ask(
             address,
-            format!("{method} {path} HTTP/1.1\r\nHost: mq\r\n\r\n").as_bytes(),
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
         )
     }
 
@@ -389,6 +491,12 @@ mod tests {
 
     /// Runs `test` against an admin server on a loopback port, over `queue`.
     fn with_server(queue: &EmbeddedQueue, test: impl FnOnce(SocketAddr)) {
+        let admin = AdminServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        with_admin(admin, queue, test);
+    }
+
+    /// Runs `test` against `admin`, serving `queue`.
+    fn with_admin(admin: AdminServer, queue: &EmbeddedQueue, test: impl FnOnce(SocketAddr)) {
         let stats = Stats::default();
         let reload = || Err("reload failed, keeping the running configuration: test".to_owned());
         let sources = Sources {
@@ -397,7 +505,6 @@ mod tests {
             queue,
             reload: &reload,
         };
-        let admin = AdminServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let (address, stop) = (admin.local_addr(), admin.stop_handle());
         std::thread::scope(|scope| {
             let server = scope.spawn(|| admin.serve(&sources));
@@ -488,5 +595,68 @@ mod tests {
             assert_eq!(get(address, "GET", "/metrics").0, 200);
         });
         assert_eq!(queue.list().len(), 2);
+    }
+
+    /// `method path` with `headers` (each a whole `Name: value` line) and `Host: localhost`.
+    fn with_headers(address: SocketAddr, method: &str, path: &str, headers: &str) -> u16 {
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+        ask(address, request.as_bytes()).0
+    }
+
+    #[test]
+    fn without_the_token_or_from_a_browser_nothing_is_read_or_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, id) = queue_with_one_message(dir.path());
+        let admin = AdminServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let admin = admin
+            .with_token(Some("s3cret".into()))
+            .with_data_dir(dir.path());
+        with_admin(admin, &queue, |address| {
+            let delete = format!("/queue/delete/{id}");
+            let body = format!("/queue/{id}/body");
+            let token = "Authorization: Bearer s3cret\r\n";
+            assert_eq!(with_headers(address, "GET", &body, ""), 401);
+            assert_eq!(with_headers(address, "POST", &delete, ""), 401);
+            assert_eq!(
+                with_headers(address, "POST", &delete, "Authorization: Bearer guess\r\n"),
+                401
+            );
+            let rebound = format!("GET {body} HTTP/1.1\r\nHost: evil.example:9025\r\n{token}\r\n");
+            assert_eq!(ask(address, rebound.as_bytes()).0, 421);
+            let page = format!("{token}Origin: http://evil.example\r\n");
+            assert_eq!(with_headers(address, "POST", &delete, &page), 403);
+            assert_eq!(
+                with_headers(address, "GET", "/metrics", ""),
+                200,
+                "open on loopback"
+            );
+            let info = format!("GET /info HTTP/1.1\r\nHost: localhost\r\n{token}\r\n");
+            let (status, info) = ask(address, info.as_bytes());
+            let expected = std::fs::canonicalize(dir.path()).unwrap();
+            let reported: serde_json::Value = serde_json::from_str(&info).unwrap();
+            assert_eq!(
+                (status, reported["data_dir"].as_str()),
+                (200, expected.to_str())
+            );
+            assert_eq!(queue.list().len(), 2, "nothing was deleted");
+            assert_eq!(with_headers(address, "POST", &delete, token), 200);
+        });
+        assert!(queue.list().is_empty());
+    }
+
+    #[test]
+    fn a_non_loopback_admin_address_without_a_token_is_refused() {
+        let config = AdminConfig {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            ..AdminConfig::default()
+        };
+        let error = AdminServer::from_config(&config, Path::new(".")).unwrap_err();
+        assert!(matches!(error, AdminError::Unprotected(_)), "{error}");
+        let with_token = AdminConfig {
+            token: Some("s3cret".into()),
+            ..config
+        };
+        let served = AdminServer::from_config(&with_token, Path::new(".")).unwrap();
+        assert!(served.is_some());
     }
 }

@@ -72,20 +72,62 @@ impl Default for QueueConfig {
 }
 
 /// `[admin]`: Prometheus metrics (`GET /metrics`) and queue commands for `mq queue`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct AdminConfig {
     /// The address to listen on; loopback only is wise (default `127.0.0.1:9025`). An empty
-    /// string turns the port off.
+    /// string turns the port off. Any other address needs `token` or `token_file`.
     #[serde(deserialize_with = "optional_address")]
     pub listen: Option<std::net::SocketAddr>,
+    /// The bearer token every request must carry (`Authorization: Bearer …`), but `GET
+    /// /metrics` on loopback (default: none).
+    pub token: Option<String>,
+    /// A file holding the token (its first line), instead of `token`.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> AdminConfig {
         AdminConfig {
             listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9025))),
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+impl fmt::Debug for AdminConfig {
+    /// Says whether a token is set, never the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+impl AdminConfig {
+    /// The token: `token`, or the first line of `token_file`; `None` when neither is set.
+    ///
+    /// # Errors
+    ///
+    /// `token_file` cannot be read or its first line is empty; the error names the file.
+    pub fn token(&self) -> Result<Option<String>, (std::path::PathBuf, std::io::Error)> {
+        if let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) {
+            return Ok(Some(token.to_owned()));
+        }
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| (path.clone(), e))?;
+        match text.lines().next().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(token) => Ok(Some(token.to_owned())),
+            None => Err((
+                path.clone(),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is empty"),
+            )),
         }
     }
 }

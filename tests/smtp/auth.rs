@@ -91,3 +91,56 @@ fn a_client_silent_at_an_auth_prompt_gets_421_after_the_command_timeout() {
     );
     assert!(client.is_closed());
 }
+
+/// One session from `source` that fails AUTH PLAIN once, over TLS.
+fn fail_once(server: &TestServer, source: std::net::IpAddr) -> String {
+    let mut client = Client::greeted_from(source, server.addr);
+    over_tls_on(&mut client, server);
+    client.send(&format!("AUTH PLAIN {}", plain(USER, "wrong")))
+}
+
+#[test]
+fn failed_logins_from_one_address_across_connections_lock_it_out_but_not_others() {
+    let server = TestServer::with_tls(|config| config.auth.max_failures = 3);
+    let attacker = std::net::IpAddr::from([127, 0, 0, 1]);
+    for _ in 0..3 {
+        // Each on a connection of its own: reconnecting does not reset the count.
+        assert_eq!(
+            fail_once(&server, attacker),
+            "535 5.7.8 Error: authentication failed"
+        );
+    }
+    let mut locked = Client::greeted_from(attacker, server.addr);
+    over_tls_on(&mut locked, &server);
+    assert_eq!(
+        locked.send(&format!("AUTH PLAIN {}", plain(USER, PASSWORD))),
+        "421 4.7.0 localhost Error: too many failed authentications from 127.0.0.1"
+    );
+    assert!(locked.is_closed());
+
+    let mut fresh = Client::greeted_from([127, 0, 0, 2].into(), server.addr);
+    over_tls_on(&mut fresh, &server);
+    assert_eq!(
+        fresh.send(&format!("AUTH PLAIN {}", plain(USER, PASSWORD))),
+        "235 2.7.0 Authentication successful"
+    );
+}
+
+#[test]
+fn password_checks_at_once_never_exceed_max_verifications() {
+    let server = TestServer::with_tls(|config| {
+        config.auth.max_verifications = Some(2);
+        config.auth.max_failures = 0;
+    });
+    let mut clients: Vec<Client> = (0..6).map(|_| over_tls(&server)).collect();
+    for client in &mut clients {
+        client.write(format!("AUTH PLAIN {}\r\n", plain(USER, "wrong")).as_bytes());
+    }
+    for client in &mut clients {
+        assert_eq!(client.reply(), "535 5.7.8 Error: authentication failed");
+    }
+    let auth = &server.stats().auth;
+    let peak = auth.peak.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((1..=2).contains(&peak), "{peak} checks ran at once");
+    assert_eq!(auth.in_flight.load(std::sync::atomic::Ordering::Relaxed), 0);
+}

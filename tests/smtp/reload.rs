@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use mq_core::smtp::{AuthConfig, ServerError, SmtpConfig, TlsFiles};
+use mq_core::smtp::{ServerError, SmtpConfig, TlsFiles};
 use tempfile::TempDir;
 
 use crate::support::{Client, PASSWORD, TestServer, USER, password_hash, write_tls_files};
@@ -20,9 +20,7 @@ fn server() -> (TestServer, SmtpConfig, TempDir) {
     let mut config = SmtpConfig::default();
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.tls = Some(write_tls_files(files.path()));
-    config.auth = AuthConfig {
-        users: BTreeMap::from([(USER.to_owned(), password_hash().to_owned())]),
-    };
+    config.auth.users = BTreeMap::from([(USER.to_owned(), password_hash().to_owned())]);
     let started = config.clone();
     let server = TestServer::start(1, move |c| *c = started);
     (server, config, files)

@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Entry, Queue, QueueId};
-use mq_core::smtp::{AuthConfig, Server, SmtpConfig, TlsFiles};
+use mq_core::smtp::{Server, SmtpConfig, TlsFiles};
 use mq_core::{Config, Registry, Runtime};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
@@ -76,9 +76,7 @@ impl TestServer {
         let tls = write_tls_files(files.path());
         let server = TestServer::start(1, |config| {
             config.tls = Some(tls);
-            config.auth = AuthConfig {
-                users: BTreeMap::from([(USER.to_owned(), password_hash().to_owned())]),
-            };
+            config.auth.users = BTreeMap::from([(USER.to_owned(), password_hash().to_owned())]);
             configure(config);
         });
         // The server read its certificate and key at start.
@@ -104,6 +102,11 @@ impl TestServer {
     /// A client connected to this server that has read the greeting.
     pub(crate) fn client(&self) -> Client {
         Client::greeted(self.addr)
+    }
+
+    /// The server's counters.
+    pub(crate) fn stats(&self) -> &mq_core::smtp::Stats {
+        self.server.stats()
     }
 
     /// Where the server keeps its files.
@@ -260,6 +263,26 @@ impl Client {
             stream: Some(Stream::Plain(tcp)),
             input: Vec::new(),
         })
+    }
+
+    /// Connects from `source` (another loopback address, such as 127.0.0.2) and reads the
+    /// `220` greeting: a client the server tells apart from 127.0.0.1 by its address.
+    pub(crate) fn greeted_from(source: std::net::IpAddr, addr: SocketAddr) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("a socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .expect("a loopback source address");
+        socket.connect(&addr.into()).expect("connect to the server");
+        let tcp = TcpStream::from(socket);
+        tcp.set_read_timeout(Some(REPLY_TIMEOUT))
+            .expect("a timeout");
+        let mut client = Client {
+            stream: Some(Stream::Plain(tcp)),
+            input: Vec::new(),
+        };
+        assert_eq!(client.reply(), "220 localhost ESMTP mq");
+        client
     }
 
     /// Connects and reads the `220` greeting.

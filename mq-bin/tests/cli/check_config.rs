@@ -126,3 +126,13 @@ fn a_bad_line_in_the_local_recipient_map_is_named() {
     assert!(line.contains("local recipient map"), "{line}");
     assert!(line.contains("line 2: \"bob@\""), "{line}");
 }
+
+#[test]
+fn a_non_loopback_admin_port_without_a_token_is_refused_and_with_one_checks_out() {
+    let exposed = "[admin]\nlisten = \"0.0.0.0:9025\"\n";
+    let line = one_error_line(&check("check-admin-exposed.toml", exposed));
+    assert!(line.contains("set [admin] token or token_file"), "{line}");
+    let guarded = format!("{exposed}token = \"s3cret\"\n");
+    let output = check("check-admin-token.toml", &guarded);
+    assert_eq!(success(&output), "config OK\n");
+}

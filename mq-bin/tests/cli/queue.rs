@@ -1,6 +1,6 @@
 //! `mq queue`: through a running server's admin port, and on the disk when none runs.
 
-use crate::support::{Scratch, listed, one_error_line, smtp, success};
+use crate::support::{Scratch, http_get, listed, one_error_line, smtp, success};
 
 /// Sends a message with `recipients` over SMTP and returns its queue id.
 fn send(address: std::net::SocketAddr, recipients: &[&str]) -> String {
@@ -90,6 +90,7 @@ fn show_delete_and_flush_go_through_a_running_server() {
 fn without_a_server_flush_says_so_and_an_empty_queue_is_empty() {
     let scratch = Scratch::new();
     let data_dir = scratch.path().join("elsewhere");
+    std::fs::create_dir(&data_dir).unwrap();
     let data_dir = data_dir.to_str().unwrap();
     assert_eq!(
         success(&scratch.mq(&["queue", "list", "--data-dir", data_dir])),
@@ -101,8 +102,56 @@ fn without_a_server_flush_says_so_and_an_empty_queue_is_empty() {
         "no running server; deferred entries are retried when mq serve starts\n"
     );
     assert!(
-        !scratch.path().join("elsewhere").exists(),
+        !scratch.path().join("elsewhere/queue").exists(),
         "looking does not create the queue"
+    );
+}
+
+#[test]
+fn a_data_dir_that_does_not_exist_is_an_error_not_an_empty_queue() {
+    let scratch = Scratch::new();
+    let missing = scratch.path().join("typo");
+    let missing = missing.to_str().unwrap();
+    let line = one_error_line(&scratch.mq(&["queue", "list", "--data-dir", missing]));
+    assert_eq!(
+        line,
+        format!("mq: data directory {missing} does not exist\n")
+    );
+}
+
+#[test]
+fn queue_refuses_to_ask_a_server_that_does_not_own_the_data_dir() {
+    let ours = Scratch::new();
+    let _our_server = ours.serve();
+    let other = Scratch::new();
+    let other_server = other.serve();
+    let id = send(other_server.smtp(), &["bob@example.net"]);
+    // `other`'s queue is locked by its server; `ours`'s config names our server's port.
+    let data = other.path().join("data");
+    let data = data.to_str().unwrap();
+    let line = one_error_line(&ours.mq(&["queue", "delete", &id, "--data-dir", data]));
+    assert!(line.contains("owns"), "{line}");
+    assert!(line.contains(data), "{line}");
+    assert_eq!(listed(&success(&other.mq(&["queue", "list"]))).len(), 1);
+}
+
+#[test]
+fn with_a_token_queue_commands_work_and_requests_without_it_are_refused() {
+    let scratch = Scratch::with_admin("token = \"s3cret\"\n");
+    let server = scratch.serve();
+    let id = send(server.smtp(), &["bob@example.net"]);
+    assert_eq!(http_get(scratch.admin, "/queue").0, 401);
+    assert_eq!(http_get(scratch.admin, &format!("/queue/{id}/body")).0, 401);
+    assert_eq!(
+        http_get(scratch.admin, "/metrics").0,
+        200,
+        "open on loopback"
+    );
+    let listing = success(&scratch.mq(&["queue", "list"]));
+    assert_eq!(listed(&listing)[0][0], id);
+    assert_eq!(
+        success(&scratch.mq(&["queue", "delete", &id])),
+        format!("{id}: removed 1 entries\n")
     );
 }
 

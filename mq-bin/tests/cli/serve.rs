@@ -5,7 +5,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
 
 use crate::support::{
-    PATIENCE, Scratch, Server, bounded, command, free_port, http_get, one_error_line, smtp,
+    PATIENCE, Scratch, Server, bounded, command, free_port, http_get, one_error_line, smtp, stderr,
 };
 
 #[test]
@@ -132,10 +132,10 @@ fn without_a_data_dir_the_queue_goes_to_mq_data_in_the_working_directory() {
     )
     .unwrap();
     let mut check = command(&["--config", config.to_str().unwrap(), "queue", "list"]);
-    let empty = bounded(check.current_dir(scratch.path()), None);
+    let missing = bounded(check.current_dir(scratch.path()), None);
     assert_eq!(
-        String::from_utf8(empty.stdout).unwrap(),
-        "Mail queue is empty\n"
+        String::from_utf8(missing.stderr).unwrap(),
+        "mq: data directory mq-data does not exist\n"
     );
 
     let mut serve = command(&["--config", config.to_str().unwrap(), "serve"]);
@@ -294,4 +294,47 @@ fn a_damaged_journal_is_moved_aside_and_counted_on_the_metrics_page() {
             .count(),
         1
     );
+}
+
+#[test]
+fn a_taken_admin_port_stops_serve_before_smtp_listens_and_names_the_cause_once() {
+    let scratch = Scratch::new();
+    let _taken = std::net::TcpListener::bind(scratch.admin).expect("the admin port is free");
+    let output = scratch.mq(&["serve"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let log = stderr(&output);
+    let last = log.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "mq: cannot listen on {} for the admin port: Address already in use (os error 98)",
+            scratch.admin
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("smtp server listening"), "{log}");
+    assert!(!log.contains("mq serving"), "{log}");
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_admin_port_without_a_token() {
+    let scratch = Scratch::new();
+    let config = scratch.path().join("exposed.toml");
+    std::fs::write(
+        &config,
+        "[smtp]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"0.0.0.0:0\"\n",
+    )
+    .unwrap();
+    let mut serve = command(&["--config", config.to_str().unwrap(), "serve"]);
+    let output = bounded(serve.current_dir(scratch.path()), None);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.ends_with(
+            "mq: refusing to serve the admin port on 0.0.0.0:0, which is not loopback, without \
+             [admin] token or token_file\n"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("smtp server listening"), "{log}");
 }

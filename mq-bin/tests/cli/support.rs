@@ -109,12 +109,17 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     pub(crate) fn new() -> Scratch {
+        Scratch::with_admin("")
+    }
+
+    /// A scratch whose `[admin]` table has `lines` too (each ending in a newline).
+    pub(crate) fn with_admin(lines: &str) -> Scratch {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let admin = free_port();
         let data = dir.path().join("data");
         let mut text = format!(
             "[smtp]\nlisten = \"127.0.0.1:0\"\n\n[queue]\ndata_dir = '{}'\nfsync = false\n\n\
-             [admin]\nlisten = \"{admin}\"\n\n\
+             [admin]\nlisten = \"{admin}\"\n{lines}\n\
              # These tests look at the queue; delivery would empty it (and ask DNS).\n\
              [delivery]\nenabled = false\n",
             // A literal string: no escapes to get wrong in a temporary path.
@@ -368,7 +373,7 @@ pub(crate) fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: mq\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     .expect("a request");
     let mut response = String::new();

@@ -9,11 +9,34 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Header fields accepted in one request.
 const MAX_HEADERS: usize = 32;
 
-/// A request's method and path, all the admin routes look at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request's method and path, all the admin routes look at, and the headers the guard
+/// checks.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Request {
     pub(crate) method: String,
     pub(crate) path: String,
+    pub(crate) host: Option<String>,
+    pub(crate) origin: Option<String>,
+    pub(crate) authorization: Option<String>,
+}
+
+impl Request {
+    /// The path without its query.
+    pub(crate) fn route(&self) -> &str {
+        self.path.split('?').next().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Request {
+    /// Leaves the credentials out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("host", &self.host)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why no request could be read.
@@ -52,11 +75,30 @@ fn parse(head: &[u8]) -> Result<Option<Request>, ReadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
-        Ok(httparse::Status::Complete(_)) => Ok(Some(Request {
-            // A complete parse always has a method and a path.
-            method: request.method.unwrap_or_default().to_owned(),
-            path: request.path.unwrap_or_default().to_owned(),
-        })),
+        Ok(httparse::Status::Complete(_)) => {
+            let header = |name: &str| {
+                let mut values = request
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(name));
+                let value = values
+                    .next()
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned());
+                // Two of a header the guard checks is an attempt to confuse it.
+                if values.next().is_some() {
+                    return Err(ReadError::Malformed);
+                }
+                Ok(value)
+            };
+            Ok(Some(Request {
+                host: header("Host")?,
+                origin: header("Origin")?,
+                authorization: header("Authorization")?,
+                // A complete parse always has a method and a path.
+                method: request.method.unwrap_or_default().to_owned(),
+                path: request.path.unwrap_or_default().to_owned(),
+            }))
+        }
         Ok(httparse::Status::Partial) => Ok(None),
         Err(_) => Err(ReadError::Malformed),
     }
@@ -100,8 +142,11 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         408 => "Request Timeout",
+        421 => "Misdirected Request",
         _ => "Internal Server Error",
     }
 }
@@ -135,9 +180,14 @@ mod tests {
             request,
             Request {
                 method: "GET".into(),
-                path: "/metrics".into()
+                path: "/metrics".into(),
+                host: Some("x".into()),
+                origin: None,
+                authorization: None,
             }
         );
+        let doubled = read(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n");
+        assert!(matches!(doubled, Err(ReadError::Malformed)));
     }
 
     #[test]

@@ -106,6 +106,7 @@ impl Page {
         for (code, count) in stats.replies() {
             writeln!(self.0, "mq_smtp_replies_total{{code=\"{code}\"}} {count}")?;
         }
+        self.auth(&stats.auth)?;
         self.single(
             "mq_queue_entries",
             "gauge",
@@ -138,6 +139,34 @@ impl Page {
             "counter",
             "Bytes of the queue journal moved aside into corrupt/ at start.",
             health.corrupt_bytes,
+        )
+    }
+
+    fn auth(&mut self, auth: &crate::smtp::AuthStats) -> fmt::Result {
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        self.single(
+            "mq_auth_verifications_in_flight",
+            "gauge",
+            "Password checks running now.",
+            load(&auth.in_flight),
+        )?;
+        self.single(
+            "mq_auth_verifications_peak",
+            "gauge",
+            "The most password checks that ran at once since start.",
+            load(&auth.peak),
+        )?;
+        self.single(
+            "mq_auth_busy_total",
+            "counter",
+            "AUTH commands answered 454 because too many password checks were waiting.",
+            load(&auth.busy),
+        )?;
+        self.single(
+            "mq_auth_locked_out_total",
+            "counter",
+            "AUTH commands refused because their client address failed too often.",
+            load(&auth.locked_out),
         )
     }
 

@@ -3,7 +3,7 @@
 //! Decoding never panics on client input: each malformed answer is an [`AuthError`] with the
 //! reply Postfix gives for it. Checking a password is CPU-bound (SHA-512-crypt runs 5000 rounds
 //! or more, Argon2 fills megabytes), so the server calls [`Credentials::verify`] off the
-//! executor, through `smol::unblock`.
+//! executor, on a few threads of its own, a bounded number at once (`smtp::auth_guard`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -111,6 +111,22 @@ impl Hash {
         (hash.salt.is_some() && hash.hash.is_some()).then(|| Hash::Argon2(Box::new(hash)))
     }
 
+    /// What one check costs, roughly, in units comparable across schemes: SHA-512-crypt's
+    /// rounds, Argon2's memory blocks (KiB) times passes. One unit of either takes about the
+    /// same time (a SHA-512 round of crypt, an Argon2 block compression: under a microsecond).
+    fn cost(&self) -> u64 {
+        match self {
+            Hash::Sha512Crypt(text) => text
+                .split('$')
+                .nth(2)
+                .and_then(|field| field.strip_prefix("rounds="))
+                .and_then(|rounds| rounds.parse().ok())
+                .unwrap_or(5000),
+            Hash::Argon2(hash) => argon2::Params::try_from(&**hash)
+                .map_or(0, |p| u64::from(p.m_cost()) * u64::from(p.t_cost())),
+        }
+    }
+
     fn verify(&self, password: &[u8]) -> bool {
         match self {
             Hash::Sha512Crypt(text) => ShaCrypt::SHA512
@@ -157,8 +173,9 @@ fn is_sha512_crypt(text: &str) -> bool {
 #[derive(Clone)]
 pub struct Credentials {
     users: HashMap<String, Hash>,
-    /// What an unknown user is checked against: the alphabetically first user's hash, so that
-    /// it costs what a real check costs (a fixed hash with other parameters would not).
+    /// What an unknown user is checked against: the costliest configured hash, so that an
+    /// unknown user costs at least what any known one does, whichever schemes and parameters
+    /// the users have (a fixed hash with other parameters would not).
     dummy: Option<Hash>,
 }
 
@@ -181,9 +198,10 @@ impl Credentials {
             };
             table.insert(user, parsed);
         }
+        // Ties go to the alphabetically first user: the choice does not depend on hashing order.
         let dummy = table
             .iter()
-            .min_by_key(|(user, _)| *user)
+            .max_by_key(|(user, hash)| (hash.cost(), std::cmp::Reverse(*user)))
             .map(|(_, h)| h.clone());
         Ok(Credentials {
             users: table,
@@ -350,6 +368,37 @@ mod tests {
         assert!(!empty.verify("alice", "secret"));
         let debug = format!("{credentials:?}");
         assert_eq!(debug, r#"Credentials { users: ["alice"], .. }"#);
+    }
+
+    /// The scheme and cost of the hash an unknown user is checked against.
+    fn stand_in(users: &[(&str, &str)]) -> (&'static str, u64) {
+        let credentials = Credentials::new(users.iter().copied()).unwrap();
+        let dummy = credentials.dummy.expect("a stand-in for a non-empty table");
+        let scheme = match dummy {
+            Hash::Sha512Crypt(_) => "sha512-crypt",
+            Hash::Argon2(_) => "argon2",
+        };
+        (scheme, dummy.cost())
+    }
+
+    #[test]
+    fn the_unknown_user_stand_in_is_the_costliest_configured_hash_whoever_sorts_first() {
+        let argon2 = hash_argon2("pw");
+        let small = argon2::Params::new(8, 1, 1, None).unwrap();
+        let small = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, small);
+        let small = small.hash_password(b"pw").unwrap().to_string();
+        let many_rounds = ShaCrypt::new(
+            sha_crypt::Algorithm::Sha512Crypt,
+            sha_crypt::Params::new(50_000).unwrap(),
+        );
+        let many_rounds = many_rounds.hash_password(b"pw").unwrap().to_string();
+        // The default Argon2 (19 MiB, 2 passes) outweighs 5000 rounds of SHA-512-crypt.
+        let default_pair = [("alice", OPENSSL_SECRET), ("bob", argon2.as_str())];
+        assert_eq!(stand_in(&default_pair), ("argon2", 19_456 * 2));
+        // 50,000 rounds outweigh an Argon2 hash of 8 KiB and one pass.
+        let rounds_first = [("alice", small.as_str()), ("bob", many_rounds.as_str())];
+        assert_eq!(stand_in(&rounds_first), ("sha512-crypt", 50_000));
+        assert_eq!(stand_in(&[("zed", OPENSSL_SECRET)]), ("sha512-crypt", 5000));
     }
 
     #[test]

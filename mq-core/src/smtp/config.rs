@@ -85,11 +85,45 @@ pub struct TlsFiles {
 }
 
 /// `[smtp.auth]`.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// User name → password hash (`$6$…` SHA-512-crypt or `$argon2id$…`).
     pub users: BTreeMap<String, String>,
+    /// Password checks running at once over all sessions (default: one per core). Each Argon2
+    /// check holds its memory cost while it runs.
+    pub max_verifications: Option<usize>,
+    /// Checks that may wait for a free slot; past them AUTH is answered `454 4.7.0` (default
+    /// 100).
+    pub max_waiting: usize,
+    /// Failed logins one client address may have in `failure_window`; past them its AUTH
+    /// commands get `421 4.7.0` and the connection is closed (default 10; 0 turns it off).
+    pub max_failures: u32,
+    /// How long failed logins count against an address (default 60 s, as Postfix's
+    /// `anvil_rate_time_unit`).
+    #[serde(deserialize_with = "duration")]
+    pub failure_window: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            users: BTreeMap::new(),
+            max_verifications: None,
+            max_waiting: 100,
+            max_failures: 10,
+            failure_window: Duration::from_mins(1),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// How many password checks may run at once: `max_verifications`, or one per core.
+    pub fn verifications(&self) -> usize {
+        self.max_verifications
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1)
+    }
 }
 
 impl fmt::Debug for AuthConfig {
@@ -98,6 +132,10 @@ impl fmt::Debug for AuthConfig {
         let users = self.users.keys().map(|user| (user, "<redacted>"));
         f.debug_struct("AuthConfig")
             .field("users", &users.collect::<BTreeMap<_, _>>())
+            .field("max_verifications", &self.max_verifications)
+            .field("max_waiting", &self.max_waiting)
+            .field("max_failures", &self.max_failures)
+            .field("failure_window", &self.failure_window)
             .finish()
     }
 }

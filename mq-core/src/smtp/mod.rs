@@ -12,8 +12,10 @@
 //!   `recipient_map` ([`RecipientMap`]), the file that lists them.
 //! - `config`, `relay`, `received`, `tls`, `auth`: settings, relay networks, the Received
 //!   field, certificates, and AUTH.
+//! - `auth_guard`: the bound on password checks at once and the failed-login count per address.
 
 pub mod auth;
+mod auth_guard;
 pub mod client;
 mod client_key;
 mod codec;
@@ -30,6 +32,7 @@ mod server;
 mod session;
 pub mod tls;
 
+pub use auth_guard::AuthStats;
 pub use codec::{Command, parse_command};
 pub use config::{AuthConfig, SmtpConfig, TlsFiles};
 pub use data::{DataError, DataReader, read_data};

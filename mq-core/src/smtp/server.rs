@@ -11,6 +11,7 @@ use mq_plugin_api::Reply;
 use smol::Async;
 
 use super::auth::Credentials;
+use super::auth_guard::{AuthGuard, AuthStats};
 use super::client_key::client_key;
 use super::config::SmtpConfig;
 use super::recipients::Recipients;
@@ -25,6 +26,7 @@ pub(crate) struct Shared {
     pub(crate) queue: Arc<dyn Queue>,
     pub(crate) credentials: Option<Arc<Credentials>>,
     pub(crate) recipients: Recipients,
+    pub(crate) auth_guard: Arc<AuthGuard>,
     pub(crate) tls: Option<futures_rustls::TlsAcceptor>,
     pub(crate) stats: Arc<Stats>,
     connections: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -51,6 +53,8 @@ pub struct Stats {
     pub messages: AtomicU64,
     /// Bytes of messages queued.
     pub bytes: AtomicU64,
+    /// Password checks: running now, at most at once, refused.
+    pub auth: Arc<AuthStats>,
     /// Replies sent, by code (index `code - 200`).
     replies: Box<[AtomicU64]>,
 }
@@ -62,6 +66,7 @@ impl Default for Stats {
             active: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            auth: Arc::default(),
             replies: (200..600).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -212,11 +217,13 @@ impl Server {
             .map(|_| reuseport_listener(local))
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| ServerError::Bind(local, e))?;
+        let auth_guard = Arc::new(AuthGuard::new(&config.auth));
         let shared = Arc::new(Shared {
             config,
             queue,
             credentials,
             recipients,
+            auth_guard,
             tls,
             stats: Arc::default(),
             connections: Arc::default(),

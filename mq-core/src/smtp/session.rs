@@ -12,6 +12,7 @@ use mq_plugin_api::{
 use smol::Async;
 
 use super::auth::{self, AuthError};
+use super::auth_guard;
 use super::codec::{Command, parse_command};
 use super::conn::{Conn, ConnError, Line};
 use super::data::DataError;
@@ -395,6 +396,15 @@ impl Session {
                 "Error: MAIL transaction in progress",
             ));
         }
+        let ip = self.client.ip();
+        if self.shared.auth_guard.locked_out(ip) {
+            let stats = &self.shared.stats.auth;
+            stats.locked_out.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = %self.client, "AUTH refused: too many failed logins");
+            let reply = auth_guard::locked_out_reply(self.hostname(), ip);
+            self.send(&reply);
+            return Flow::Quit;
+        }
         let credentials = match self.sasl(mechanism, initial).await {
             Ok(Some(credentials)) => credentials,
             Ok(None) => return Flow::Quit,
@@ -475,11 +485,16 @@ impl Session {
             AuthVerdict::Accept => true,
             AuthVerdict::Undecided => match self.shared.credentials.clone() {
                 // Argon2 and SHA-512-crypt are slow by design: check off the worker, so that
-                // the other sessions on this core go on meanwhile.
+                // the other sessions on this core go on meanwhile, and a bounded number at once.
                 Some(credentials) => {
                     let user = event.username.clone();
                     let password = event.password.expose().to_owned();
-                    smol::unblock(move || credentials.verify(&user, &password)).await
+                    let stats = &self.shared.stats.auth;
+                    let guard = &self.shared.auth_guard;
+                    match guard.verify(credentials, user, password, stats).await {
+                        Ok(matched) => matched,
+                        Err(refusal) => return self.error(&refusal.reply()),
+                    }
                 }
                 None => false,
             },
@@ -487,6 +502,7 @@ impl Session {
         };
         if !accepted {
             tracing::info!(client = %self.client, user = event.username, "authentication failed");
+            self.shared.auth_guard.failed(self.client.ip());
             return self.error(&auth::failed_reply());
         }
         tracing::info!(client = %self.client, user = event.username, "authenticated");
