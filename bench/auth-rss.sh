@@ -15,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . bench/common.sh
 
 COUNTS=${COUNTS:-64 200}
-PORT=${PORT:-2597}
+PORT=${PORT:-$(free_port)}
 EXTRA=${EXTRA-max_failures = 1000000}
 need python3 openssl bc
 

@@ -16,6 +16,12 @@ messages_for() {
     if [ -n "${MESSAGES:-}" ]; then echo "$MESSAGES"; elif [ "$1" -le 10240 ]; then echo 20000; else echo 4000; fi
 }
 
+# A TCP port on 127.0.0.1 that nothing listens on now, picked by the kernel, so that two runs
+# (or a run beside the tests) never collide.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # Waits until something listens on 127.0.0.1:PORT, for at most TENTHS tenths of a second.
 wait_for_port() {
     local port=$1 tenths=${2:-100}

@@ -20,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SIZES=${SIZES:-"5120 102400"}
 CONCURRENCY=${CONCURRENCY:-"1 20 100"}
-PORT=${PORT:-2599}
+PORT=${PORT:-$(free_port)}
 features=()
 [ "${NOOP:-0}" = 1 ] && features=(--features noop)
 

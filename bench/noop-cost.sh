@@ -20,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 MESSAGES=${MESSAGES:-2000}
 SIZE=${SIZE:-5120}
-PORT=${PORT:-2598}
+PORT=${PORT:-$(free_port)}
 need valgrind smtp-source bc
 
 # KEEP=DIR keeps the callgrind files there (for callgrind_annotate).

@@ -15,8 +15,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SIZES=${SIZES:-"5120 102400"}
 CONCURRENCY=${CONCURRENCY:-"20 100"}
-PORT=${PORT:-2598}
-SINK_PORT=${SINK_PORT:-2597}
+PORT=${PORT:-$(free_port)}
+SINK_PORT=${SINK_PORT:-$(free_port)}
 
 need smtp-source smtp-sink bc
 cargo build --release -q -p mq-bin
