@@ -117,6 +117,11 @@ fn keep_restart_only(running: &Config, mut new: Config) -> Config {
     new.smtp.listen = running.smtp.listen;
     new.smtp.hostname.clone_from(&running.smtp.hostname);
     new.smtp.domains.clone_from(&running.smtp.domains);
+    // The password-check threads and the failed-login counts live as long as the server.
+    new.smtp.auth.max_verifications = running.smtp.auth.max_verifications;
+    new.smtp.auth.max_waiting = running.smtp.auth.max_waiting;
+    new.smtp.auth.max_failures = running.smtp.auth.max_failures;
+    new.smtp.auth.failure_window = running.smtp.auth.failure_window;
     new.queue = running.queue.clone();
     new.admin = running.admin.clone();
     new.engine.workers = running.engine.workers;
@@ -124,6 +129,17 @@ fn keep_restart_only(running: &Config, mut new: Config) -> Config {
     new.delivery = running.delivery.clone();
     new.dns = running.dns.clone();
     new
+}
+
+/// `[smtp.auth]`'s bounds on password checks and failed logins.
+fn auth_limits(config: &Config) -> (Option<usize>, usize, u32, std::time::Duration) {
+    let auth = &config.smtp.auth;
+    (
+        auth.max_verifications,
+        auth.max_waiting,
+        auth.max_failures,
+        auth.failure_window,
+    )
 }
 
 /// The settings that differ between `running` and `new` but stay as they are until a restart.
@@ -134,6 +150,7 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         ("smtp.listen", running.smtp.listen != new.smtp.listen),
         ("smtp.hostname", running.smtp.hostname != new.smtp.hostname),
         ("smtp.domains", running.smtp.domains != new.smtp.domains),
+        ("smtp.auth limits", auth_limits(running) != auth_limits(new)),
         (
             "queue.data_dir",
             running.queue.data_dir != new.queue.data_dir,
@@ -198,9 +215,10 @@ mod tests {
         new.queue.data_dir = "/var/spool/mq".into();
         new.delivery.concurrency += 1;
         new.smtp.max_errors = 3;
+        new.smtp.auth.max_failures = 3;
         assert_eq!(
             needs_restart(&running, &new),
-            ["smtp.listen", "queue.data_dir", "delivery"]
+            ["smtp.listen", "smtp.auth limits", "queue.data_dir", "delivery"]
         );
     }
 
