@@ -218,7 +218,12 @@ mod tests {
         new.smtp.auth.max_failures = 3;
         assert_eq!(
             needs_restart(&running, &new),
-            ["smtp.listen", "smtp.auth limits", "queue.data_dir", "delivery"]
+            [
+                "smtp.listen",
+                "smtp.auth limits",
+                "queue.data_dir",
+                "delivery"
+            ]
         );
     }
 
