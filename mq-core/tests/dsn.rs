@@ -98,7 +98,11 @@ fn a_bounce_for_two_recipients_has_a_block_each() {
     let blocks: Vec<&str> = part(&text, "message/delivery-status")
         .split("\r\n\r\n")
         .collect();
-    assert_eq!(blocks.len(), 3, "the message's fields, then a block each: {blocks:#?}");
+    assert_eq!(
+        blocks.len(),
+        3,
+        "the message's fields, then a block each: {blocks:#?}"
+    );
     assert!(blocks[0].starts_with("Reporting-MTA: dns; mx.example.org\r\n"));
     assert_eq!(
         blocks[1].trim_end(),
@@ -213,7 +217,11 @@ fn boundary_of(notice: &str) -> &str {
 #[test]
 fn the_same_inputs_give_the_same_bounce() {
     let first = notice(42, "smtp; 550 no");
-    assert_eq!(first, notice(42, "smtp; 550 no"), "nothing but the inputs counts");
+    assert_eq!(
+        first,
+        notice(42, "smtp; 550 no"),
+        "nothing but the inputs counts"
+    );
 
     let reseeded = notice(43, "smtp; 550 no");
     let (one, other) = (boundary_of(&first), boundary_of(&reseeded));

@@ -161,7 +161,10 @@ fn a_section_without_url_sends_nothing() {
     // event (below); without one, no task exists that could send Q1, now or later.
     assert!(core.is_idle(), "the section without url started a task");
     core.report(&configured, event(2));
-    assert!(!core.is_idle(), "a section with a url starts its sender task");
+    assert!(
+        !core.is_idle(),
+        "a section with a url starts its sender task"
+    );
     core.run_until("Q2 taken", || configured.counters().sent() == 1);
     assert_eq!(server.queue_ids(), ["Q2"]);
     let counters = silent.counters();

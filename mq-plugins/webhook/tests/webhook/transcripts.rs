@@ -13,7 +13,10 @@ use crate::support::{Server, closed_address, event, logged, run_until, url};
 fn the_chain_continues_and_the_event_is_unchanged_while_the_server_is_down() {
     let server = Server::start();
     let address = server.address();
-    let section = format!("url = \"{}\"\nretry = [\"10ms\"]\nmax_attempts = 3", url(address));
+    let section = format!(
+        "url = \"{}\"\nretry = [\"10ms\"]\nmax_attempts = 3",
+        url(address)
+    );
     // The worker core's executor: the sender task lives on it after each chain run.
     let core = Rc::new(LocalExecutor::new());
     let mut lines = Vec::new();
