@@ -424,8 +424,91 @@ fn lines_starting_with_a_dot_round_trip() {
     let sink = Sink::start(Script::new());
     let message = b".leading\n..two\n.\nlast line without newline";
     run(async { deliver(&mut connect(&sink).await, &["b@example.net"], message).await });
-    let expected = b".leading\r\n..two\r\n.\r\nlast line without newline\r\n";
-    assert_eq!(sink.messages()[0].data, expected);
+    // The sink reads the data with its own unstuffer, not mq's server-side reader.
+    let expected = ".leading\r\n..two\r\n.\r\nlast line without newline\r\n";
+    assert_eq!(String::from_utf8_lossy(&sink.messages()[0].data), expected);
+}
+
+/// An SMTP server in python3 that knows nothing of mq: it prints its port, takes one session,
+/// and prints the bytes that came after `354` up to the final dot (in hex), then the message as
+/// it reads them (one leading dot dropped per line, RFC 5321 §4.5.2), in hex too.
+const PYTHON_SERVER: &str = r"
+import socket, sys
+
+server = socket.socket()
+server.bind(('127.0.0.1', 0))
+server.listen(1)
+print(server.getsockname()[1], flush=True)
+server.settimeout(30)
+connection, _ = server.accept()
+connection.settimeout(30)
+lines = connection.makefile('rb')
+
+def say(*replies):
+    connection.sendall(b''.join(r.encode() + b'\r\n' for r in replies))
+
+say('220 python.test ESMTP')
+while True:
+    line = lines.readline()
+    verb = line[:4].upper()
+    if not line or verb == b'QUIT':
+        say('221 2.0.0 Bye')
+        break
+    if verb == b'EHLO':
+        say('250-python.test', '250 8BITMIME')
+    elif verb == b'DATA':
+        say('354 End data with <CR><LF>.<CR><LF>')
+        wire = b''
+        while wire != b'.\r\n' and not wire.endswith(b'\r\n.\r\n'):
+            wire += lines.readline()
+        text = wire[:-3].split(b'\r\n')[:-1]
+        message = b''.join((l[1:] if l.startswith(b'.') else l) + b'\r\n' for l in text)
+        print(wire.hex(), flush=True)
+        print(message.hex(), flush=True)
+        say('250 2.0.0 Ok: queued')
+    else:
+        say('250 2.0.0 Ok')
+";
+
+#[test]
+fn lines_starting_with_a_dot_are_stuffed_on_the_wire_as_python_reads_it() {
+    let mut python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(PYTHON_SERVER)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is part of the test machine and must be on PATH");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        python.stdout.take().expect("a piped stdout"),
+    ));
+    let mut line = || lines.next().expect("a line from python").expect("text");
+    let port: u16 = line().parse().expect("python prints its port");
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+
+    let message = b".leading\n..two\n.\nlast line without newline";
+    run(async {
+        let config = ClientConfig::default();
+        let mut connection = Connection::open(server, "localhost", &config, None)
+            .await
+            .expect("python's greeting");
+        deliver(&mut connection, &["b@example.net"], message).await;
+        connection.quit().await;
+    });
+    let hex = |text: String| {
+        let bytes = (0..text.len()).step_by(2).map(|i| &text[i..i + 2]);
+        let bytes = bytes.map(|byte| u8::from_str_radix(byte, 16).expect("hex"));
+        String::from_utf8(bytes.collect()).expect("ASCII")
+    };
+    let (wire, received) = (hex(line()), hex(line()));
+    assert!(python.wait().expect("python ends").success());
+    assert_eq!(
+        wire,
+        "..leading\r\n...two\r\n..\r\nlast line without newline\r\n.\r\n"
+    );
+    assert_eq!(
+        received,
+        ".leading\r\n..two\r\n.\r\nlast line without newline\r\n"
+    );
 }
 
 #[test]

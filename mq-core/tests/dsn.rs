@@ -61,6 +61,16 @@ fn a_bounce_for_one_recipient_reads_like_postfixs() {
     insta::assert_snapshot!(text(&bounce(&sender, vec![failure])));
 }
 
+/// The part of `text` whose `Content-Type` is `content_type`, without its own header lines.
+fn part<'t>(text: &'t str, content_type: &str) -> &'t str {
+    let start = text.find(&format!("Content-Type: {content_type}")).unwrap();
+    let body = text[start..].split_once("\r\n\r\n").unwrap().1;
+    body.split("\r\n--").next().unwrap()
+}
+
+/// Delivery builds one notice per failed entry, that is per recipient (the notice as it builds
+/// it is the snapshot in `tests/delivery/bounce.rs`); [`dsn::build`] also reports several
+/// recipients of one message at once, each in its own line and its own block, in order.
 #[test]
 fn a_bounce_for_two_recipients_has_a_block_each() {
     let sender = address("alice@example.org");
@@ -72,7 +82,45 @@ fn a_bounce_for_two_recipients_has_a_block_each() {
         failed(&bob, Some("mx.example.net"), "smtp; 550 5.1.1 no such user"),
         local,
     ];
-    insta::assert_snapshot!(text(&bounce(&sender, failures)));
+    let text = text(&bounce(&sender, failures));
+
+    let explained: Vec<&str> = part(&text, "text/plain")
+        .split("\r\n")
+        .filter(|line| line.starts_with('<'))
+        .collect();
+    assert_eq!(
+        explained,
+        [
+            "<bob@example.net>: host mx.example.net said: 550 5.1.1 no such user",
+            "<carol@example.com>: mailbox is full",
+        ]
+    );
+    let blocks: Vec<&str> = part(&text, "message/delivery-status")
+        .split("\r\n\r\n")
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        3,
+        "the message's fields, then a block each: {blocks:#?}"
+    );
+    assert!(blocks[0].starts_with("Reporting-MTA: dns; mx.example.org\r\n"));
+    assert_eq!(
+        blocks[1].trim_end(),
+        "Final-Recipient: rfc822; bob@example.net\r\n\
+         Action: failed\r\n\
+         Status: 5.1.1\r\n\
+         Remote-MTA: dns; mx.example.net\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\
+         Last-Attempt-Date: Sat, 28 Nov 2026 14:51:25 +0000"
+    );
+    assert_eq!(
+        blocks[2].trim_end(),
+        "Final-Recipient: rfc822; carol@example.com\r\n\
+         Action: failed\r\n\
+         Status: 5.2.2\r\n\
+         Diagnostic-Code: x-unix; mailbox is full\r\n\
+         Last-Attempt-Date: Sat, 28 Nov 2026 14:51:25 +0000"
+    );
 }
 
 #[test]
@@ -149,12 +197,45 @@ fn a_huge_diagnostic_makes_no_line_over_998_octets() {
     assert!(text.contains("Diagnostic-Code: smtp; 550 xxx"));
 }
 
-#[test]
-fn the_same_inputs_give_the_same_bounce() {
+/// The one-recipient notice delivery builds, from inputs made afresh at each call (addresses,
+/// strings, the original message): two calls share nothing but equal values.
+fn notice(seed: u64, diagnostic: &str) -> String {
     let sender = address("alice@example.org");
     let bob = address("bob@example.net");
-    let notice = bounce(&sender, vec![failed(&bob, None, "smtp; 550 no")]);
-    assert_eq!(text(&notice), text(&notice));
-    let other = dsn::build(&notice, at(1_795_877_500), 43).unwrap().1;
-    assert_ne!(text(&notice).into_bytes(), other);
+    let original = ORIGINAL.to_vec();
+    let mut notice = bounce(&sender, vec![failed(&bob, None, diagnostic)]);
+    notice.original = &original;
+    String::from_utf8(dsn::build(&notice, at(1_795_877_500), seed).unwrap().1).unwrap()
+}
+
+/// The notice's MIME boundary.
+fn boundary_of(notice: &str) -> &str {
+    let rest = notice.split_once("boundary=\"").unwrap().1;
+    rest.split_once('"').unwrap().0
+}
+
+#[test]
+fn the_same_inputs_give_the_same_bounce() {
+    let first = notice(42, "smtp; 550 no");
+    assert_eq!(
+        first,
+        notice(42, "smtp; 550 no"),
+        "nothing but the inputs counts"
+    );
+
+    let reseeded = notice(43, "smtp; 550 no");
+    let (one, other) = (boundary_of(&first), boundary_of(&reseeded));
+    assert_ne!(one, other, "another seed picks another boundary");
+    assert_eq!(
+        reseeded.replace(other, one),
+        first,
+        "the seed changes the boundary alone"
+    );
+
+    let changed = notice(42, "smtp; 550 gone");
+    assert_ne!(changed, first);
+    assert!(
+        changed.contains("\r\nDiagnostic-Code: smtp; 550 gone\r\n"),
+        "{changed}"
+    );
 }

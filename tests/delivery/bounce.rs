@@ -144,7 +144,7 @@ fn a_bounce_goes_out_from_the_null_sender_and_is_never_bounced_itself() {
                 "550 5.1.1 <alice@remote.test>: no such sender either",
             ),
     );
-    let harness = Harness::started(|o| o.delivery.mx_port = sink.address().port());
+    let (harness, seen) = Witness::started(sink.address().port());
     remote_mx(&harness);
     harness.send(
         "alice@remote.test",
@@ -152,17 +152,14 @@ fn a_bounce_goes_out_from_the_null_sender_and_is_never_bounced_itself() {
         &message("a bounce that bounces"),
     );
 
-    let bounce_refused = || {
-        sink.commands()
-            .iter()
-            .any(|c| c == "RCPT TO:<alice@remote.test>")
-    };
-    harness.wait_for("the bounce to be refused", || {
-        bounce_refused() && harness.entries().is_empty()
+    // A failed entry's bounce is queued before the entry is removed (the test below), so once
+    // the refused bounce's entry is gone, a bounce of it would have been queued already.
+    harness.wait_for("the refused bounce removed", || {
+        witnessed(&seen, |s| !s.bounces_settled.is_empty())
     });
-    // Time for a bounce of the bounce, were there one.
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(harness.entries().is_empty());
+    let bounces = witnessed(&seen, |s| s.live_at_bounce.len());
+    assert_eq!(bounces, 1, "the message's bounce, and no bounce of it");
+    assert!(harness.entries().is_empty(), "{:#?}", harness.entries());
     let mails: Vec<String> = sink
         .commands()
         .into_iter()
@@ -178,6 +175,12 @@ fn a_bounce_goes_out_from_the_null_sender_and_is_never_bounced_itself() {
         "{mails:#?}"
     );
     assert!(mails[1].starts_with("MAIL FROM:<>"), "{mails:#?}");
+    assert!(
+        sink.commands()
+            .iter()
+            .any(|c| c == "RCPT TO:<alice@remote.test>"),
+        "the bounce was offered to the sender"
+    );
 }
 
 #[test]
@@ -195,12 +198,48 @@ fn the_remote_mta_of_a_bounce_is_the_host_name_alone() {
     );
 }
 
-/// The queue, noting which message ids are live each time a bounce (a message from `<>`) is
-/// queued: what a crash at that moment would leave.
+/// What [`Witness`] saw of the bounces (messages from `<>`).
+#[derive(Debug, Default)]
+struct Seen {
+    /// The live message ids each time a bounce was queued: what a crash at that moment would
+    /// leave.
+    live_at_bounce: Vec<Vec<QueueId>>,
+    /// Each bounce's entry removed from the queue (delivered, or failed for good), in order.
+    bounces_settled: Vec<QueueId>,
+}
+
+/// The queue, noting what it is asked to do with bounces.
 #[derive(Debug)]
 struct Witness {
     inner: Arc<EmbeddedQueue>,
-    live_at_bounce: Arc<Mutex<Vec<Vec<QueueId>>>>,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Witness {
+    /// A harness whose queue is witnessed into the returned record.
+    fn started(mx_port: u16) -> (Harness, Arc<Mutex<Seen>>) {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = Arc::clone(&seen);
+        let harness = Harness::started(|o| {
+            o.delivery.mx_port = mx_port;
+            o.wrap_queue = Some(Box::new(move |inner| {
+                Arc::new(Witness {
+                    inner,
+                    seen: shared,
+                })
+            }));
+        });
+        (harness, seen)
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A look at what the witness saw so far.
+fn witnessed<T>(seen: &Mutex<Seen>, read: impl FnOnce(&Seen) -> T) -> T {
+    read(&seen.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 #[async_trait::async_trait]
@@ -208,10 +247,7 @@ impl Queue for Witness {
     async fn enqueue(&self, message: NewMessage) -> Result<QueueId, QueueError> {
         if message.sender.is_null() {
             let live = self.inner.list().iter().map(|e| e.queue_id).collect();
-            self.live_at_bounce
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(live);
+            self.seen().live_at_bounce.push(live);
         }
         self.inner.enqueue(message).await
     }
@@ -225,7 +261,11 @@ impl Queue for Witness {
     }
 
     async fn ack(&self, entry: &Entry, result: AckResult) -> Result<(), QueueError> {
-        self.inner.ack(entry, result).await
+        let acked = self.inner.ack(entry, result).await;
+        if entry.sender.is_null() {
+            self.seen().bounces_settled.push(entry.queue_id);
+        }
+        acked
     }
 
     async fn defer(
@@ -253,17 +293,7 @@ impl Queue for Witness {
 #[test]
 fn the_bounce_is_queued_before_the_failed_entry_is_removed() {
     let sink = Sink::start(Script::new().on_rcpt("bad@remote.test", "550 5.1.1 no such user"));
-    let live_at_bounce = Arc::new(Mutex::new(Vec::new()));
-    let witnessed = Arc::clone(&live_at_bounce);
-    let harness = Harness::started(|o| {
-        o.delivery.mx_port = sink.address().port();
-        o.wrap_queue = Some(Box::new(move |inner| {
-            Arc::new(Witness {
-                inner,
-                live_at_bounce: witnessed,
-            })
-        }));
-    });
+    let (harness, seen) = Witness::started(sink.address().port());
     remote_mx(&harness);
     let id = harness.send(
         SENDER,
@@ -272,10 +302,7 @@ fn the_bounce_is_queued_before_the_failed_entry_is_removed() {
     );
 
     harness.wait_for("the bounce", || !harness.mailbox(SENDER).is_empty());
-    let live = live_at_bounce
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let live = witnessed(&seen, |s| s.live_at_bounce.clone());
     assert_eq!(live.len(), 1, "one bounce");
     assert!(
         live[0].contains(&id),

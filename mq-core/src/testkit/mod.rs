@@ -174,18 +174,44 @@ impl Harness {
     ///
     /// If two plugins share a name.
     pub fn run<E: Event>(self, event: &mut E) -> (Transcript, Outcome) {
+        self.run_on(&Rc::new(LocalExecutor::new()), event)
+    }
+
+    /// Runs `event` through its hook's chain as [`run`](Harness::run) does, on `executor`
+    /// instead of a fresh one: the caller keeps it, as a worker core keeps its executor between
+    /// events, so the tasks the plugins spawned (a sender, a flush) outlive the run and go on
+    /// when the caller runs the executor again. The plugins themselves are dropped at the end.
+    ///
+    /// # Panics
+    ///
+    /// If two plugins share a name.
+    pub fn run_on<E: Event>(
+        self,
+        executor: &Rc<LocalExecutor<'static>>,
+        event: &mut E,
+    ) -> (Transcript, Outcome) {
         let mut transcript = Transcript::default();
-        let outcome = self.block_on(async |engine, ctx| transcript.run(engine, ctx, event).await);
+        let outcome = self.block_on_with(executor, async |engine, ctx| {
+            transcript.run(engine, ctx, event).await
+        });
         transcript.outcome(&outcome);
         (transcript, outcome)
     }
 
     /// Builds the engine on a fresh core-0 executor and runs `body` to completion on it.
     fn block_on<T>(self, body: impl AsyncFnOnce(&Engine, &mut Context) -> T) -> T {
+        self.block_on_with(&Rc::new(LocalExecutor::new()), body)
+    }
+
+    /// Builds the engine on core 0 of `executor` and runs `body` to completion on it.
+    fn block_on_with<T>(
+        self,
+        executor: &Rc<LocalExecutor<'static>>,
+        body: impl AsyncFnOnce(&Engine, &mut Context) -> T,
+    ) -> T {
         let engine = Engine::new(0, &self.config, self.plugins, Beat::unwatched())
             .expect("plugin names are unique");
-        let executor = Rc::new(LocalExecutor::new());
-        let mut ctx = Context::new(0, Rc::clone(&executor));
+        let mut ctx = Context::new(0, Rc::clone(executor));
         if let Some(dns) = self.dns {
             ctx.set_dns(dns);
         }

@@ -5,6 +5,9 @@
 //! `smol::block_on` and asserts on [`Sink::messages`] and [`Sink::commands`] after. Dropping the
 //! sink stops it and closes its connections.
 //!
+//! The sink reads message data with its own plain unstuffer, not with mq's server-side
+//! reader, so a client test checks mq's dot-stuffing against an independent reading.
+//!
 //! # Examples
 //!
 //! ```
@@ -33,8 +36,6 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use smol::{Async, LocalExecutor};
-
-use crate::smtp::DataReader;
 
 /// How the sink answers. Replies are given as they go on the wire, without the final CRLF
 /// (`"550 5.1.1 no such user"`; `"250-a\r\n250 b"` for a multi-line one).
@@ -475,31 +476,32 @@ impl Peer {
         if !reply.starts_with('3') {
             return Ok(());
         }
-        let mut reader = DataReader::new(usize::MAX);
-        loop {
-            let (used, ended) = reader.feed(&self.input);
-            self.input.drain(..used);
-            if ended {
-                break;
+        let mut searched = 0;
+        let end = loop {
+            if let Some(end) = end_of_data(&self.input, searched) {
+                break end;
             }
+            // The end may straddle two reads: its first four bytes may be in this one.
+            searched = self.input.len().saturating_sub(4);
             self.fill().await?;
             if script.disconnect_mid_data {
                 return Err(io::ErrorKind::ConnectionAborted.into());
             }
-        }
-        let reply = self.verdict(script, reader);
+        };
+        let wire: Vec<u8> = self.input.drain(..end).collect();
+        let reply = self.verdict(script, unstuff(&wire));
         self.reset();
         self.reply(&reply);
         Ok(())
     }
 
     /// The reply at the end of data; an accepted message is recorded.
-    fn verdict(&self, script: &Script, reader: DataReader) -> String {
+    fn verdict(&self, script: &Script, message: Result<Vec<u8>, &str>) -> String {
         let mut record = self.record();
         record.transactions += 1;
-        let data = match reader.finish() {
+        let data = match message {
             Ok(data) => data,
-            Err(error) => return format!("550 5.6.0 Error: {error}"),
+            Err(refusal) => return refusal.to_owned(),
         };
         let reply = match &script.data_end {
             _ if record.transactions <= script.tempfail.0 => script.tempfail.1.clone(),
@@ -518,9 +520,94 @@ impl Peer {
     }
 }
 
+/// Where the message data at the start of `input` ends: just past the `.` CRLF line that
+/// follows a CRLF (or starts the data), looked for from `from` on; `None` while it has not come.
+fn end_of_data(input: &[u8], from: usize) -> Option<usize> {
+    if input.starts_with(b".\r\n") {
+        return Some(3);
+    }
+    let from = from.min(input.len());
+    input[from..]
+        .windows(5)
+        .position(|window| window == b"\r\n.\r\n")
+        .map(|at| from + at + 5)
+}
+
+/// The message in `wire`, the bytes a client sent after `354` up to and including the final
+/// `.` line: line by line, the final CRLF kept and one leading `.` dropped (RFC 5321 §4.5.2);
+/// or Postfix's reply refusing it, when a line holds a bare CR or LF or a NUL.
+///
+/// Written apart from mq's own reader of DATA (`smtp::DataReader`, a state machine fed in
+/// chunks) on purpose, as the plain reading of the RFC: the sink checks mq's client, and a
+/// mistake shared by mq's stuffing and mq's unstuffing would cancel out if the sink read the
+/// data with mq's code.
+fn unstuff(wire: &[u8]) -> Result<Vec<u8>, &'static str> {
+    const BARE: &str = "550 5.5.2 Error: bare <CR> or <LF> received";
+    const NUL: &str = "550 5.6.0 Error: message contains NUL characters";
+    let mut rest = wire.strip_suffix(b".\r\n").unwrap_or(wire);
+    let mut message = Vec::with_capacity(rest.len());
+    while !rest.is_empty() {
+        // Every line before the final `.` ends in CRLF: that is how the end was found.
+        let end = rest.windows(2).position(|w| w == b"\r\n").ok_or(BARE)?;
+        let line = &rest[..end];
+        rest = &rest[end + 2..];
+        if line.contains(&b'\r') || line.contains(&b'\n') {
+            return Err(BARE);
+        }
+        if line.contains(&0) {
+            return Err(NUL);
+        }
+        message.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+        message.extend_from_slice(b"\r\n");
+    }
+    Ok(message)
+}
+
 /// The path in `FROM:<path> params` or `TO:<path> params`, without brackets.
 fn path(rest: &str) -> String {
     let start = rest.find('<').map_or(0, |i| i + 1);
     let end = rest[start..].find('>').map_or(rest.len(), |i| start + i);
     rest[start..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message a client's DATA bytes carry, as the sink reads them.
+    fn read(wire: &[u8]) -> Result<Vec<u8>, &'static str> {
+        let end = end_of_data(wire, 0).expect("the data ends");
+        assert_eq!(end, wire.len(), "nothing follows the final dot");
+        unstuff(&wire[..end])
+    }
+
+    #[test]
+    fn one_leading_dot_is_dropped_from_each_line() {
+        let wire = b"..leading\r\n...two\r\n..\r\na.b\r\nlast\r\n.\r\n";
+        let message = b".leading\r\n..two\r\n.\r\na.b\r\nlast\r\n";
+        assert_eq!(read(wire).unwrap(), message);
+    }
+
+    #[test]
+    fn an_empty_message_and_an_empty_line() {
+        assert_eq!(read(b".\r\n").unwrap(), b"");
+        assert_eq!(read(b"\r\n.\r\n").unwrap(), b"\r\n");
+    }
+
+    #[test]
+    fn only_crlf_dot_crlf_ends_the_data() {
+        let wire = b"a\n.\nb\r\n.\r\nMAIL FROM:<x>\r\n";
+        assert_eq!(end_of_data(wire, 0), Some(10));
+        assert_eq!(end_of_data(b"a\r\n.\r", 0), None);
+        assert_eq!(end_of_data(b"a\r\n..\r\n", 0), None);
+        // Found from where the last search stopped, across reads.
+        assert_eq!(end_of_data(b"0123456789a\r\n.\r\n", 10), Some(16));
+    }
+
+    #[test]
+    fn a_bare_line_ending_or_a_nul_is_refused() {
+        assert!(read(b"a\n.\nb\r\n.\r\n").unwrap_err().contains("bare"));
+        assert!(read(b"a\rb\r\n.\r\n").unwrap_err().contains("bare"));
+        assert!(read(b"a\0b\r\n.\r\n").unwrap_err().contains("NUL"));
+    }
 }

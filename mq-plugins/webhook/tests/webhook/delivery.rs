@@ -152,12 +152,29 @@ fn a_new_sender_task_starts_when_the_old_executor_is_gone() {
 
 #[test]
 fn a_section_without_url_sends_nothing() {
-    let plugin = webhook("");
+    let server = Server::start();
+    let silent = webhook("");
+    let configured = webhook(&section(&server.url(), ""));
     let mut core = Core::new();
-    core.report(&plugin, event(1));
-    core.run_until("nothing", || true);
+    core.report(&silent, event(1));
+    // Sending takes a sender task on the core, which a section with a URL starts at its first
+    // event (below); without one, no task exists that could send Q1, now or later.
+    assert!(core.is_idle(), "the section without url started a task");
+    core.report(&configured, event(2));
+    assert!(
+        !core.is_idle(),
+        "a section with a url starts its sender task"
+    );
+    core.run_until("Q2 taken", || configured.counters().sent() == 1);
+    assert_eq!(server.queue_ids(), ["Q2"]);
+    let counters = silent.counters();
     assert_eq!(
-        (plugin.counters().sent(), plugin.counters().dropped()),
-        (0, 0)
+        (
+            counters.sent(),
+            counters.retried(),
+            counters.failed(),
+            counters.dropped()
+        ),
+        (0, 0, 0, 0)
     );
 }

@@ -192,12 +192,63 @@ impl Core {
 
     /// Runs the executor (the sender task) until `done`, or fails the test after `PATIENCE`.
     pub(crate) fn run_until(&self, what: &str, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        smol::block_on(self.executor.run(async {
-            while !done() {
-                assert!(Instant::now() < deadline, "still waiting for {what}");
-                smol::Timer::after(Duration::from_millis(2)).await;
-            }
-        }));
+        run_until(&self.executor, what, done);
+    }
+
+    /// Whether no task lives on the core: no sender task was started, or every one ended.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.executor.is_empty()
+    }
+}
+
+/// Runs `executor` until `done`, or fails the test after `PATIENCE`.
+pub(crate) fn run_until(executor: &LocalExecutor<'static>, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    smol::block_on(executor.run(async {
+        while !done() {
+            assert!(Instant::now() < deadline, "still waiting for {what}");
+            smol::Timer::after(Duration::from_millis(2)).await;
+        }
+    }));
+}
+
+/// The plugin's log lines (its target at `debug` and above) while `body` runs on this thread,
+/// without times and with the OS's error number left out, as a snapshot shows them.
+pub(crate) fn logged(body: impl FnOnce()) -> Vec<String> {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = Arc::clone(&buffer);
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("mq_plugin_webhook=debug")
+        .with_writer(move || Captured(Arc::clone(&writer)))
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, body);
+    let text = String::from_utf8(buffer.lock().unwrap().clone()).expect("UTF-8 log lines");
+    text.lines().map(without_os_error).collect()
+}
+
+/// `line` with ` (os error 111)` (whose number differs between systems) removed.
+fn without_os_error(line: &str) -> String {
+    let mut out = line.to_owned();
+    while let Some(start) = out.find(" (os error ") {
+        let end = out[start..].find(')').map_or(out.len(), |i| start + i + 1);
+        out.replace_range(start..end, "");
+    }
+    out
+}
+
+/// A log writer appending to a shared buffer.
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
