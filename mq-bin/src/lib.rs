@@ -6,8 +6,8 @@
 //!
 //! # Layout
 //!
-//! - `lib.rs`: the command line ([`main`]): arguments, logging, the config file, errors to exit
-//!   codes.
+//! - `lib.rs`: the command line ([`main`]): arguments, the config file, errors to exit codes.
+//! - `logging`: stderr as text or JSON lines (`--log-format`, `[log] format`).
 //! - `serve`: `mq serve`, the server's life from start to a drained stop on SIGTERM.
 //! - `reload`: SIGHUP and `POST /reload` in `mq serve`, and `mq reload`, which asks for one.
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
@@ -36,6 +36,7 @@ mod admin_client;
 mod check;
 mod inject;
 mod listing;
+mod logging;
 mod plugins;
 mod queue;
 mod queue_view;
@@ -50,7 +51,7 @@ use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
 use mq_core::watchdog::Beat;
 use mq_core::{Config, Plan, Registry};
-use tracing_subscriber::EnvFilter;
+use mq_core::service::LogFormat;
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::listing::Listing;
@@ -62,6 +63,10 @@ struct Cli {
     /// The TOML configuration file; without it mq runs on built-in defaults.
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// How log lines are written: text or json (one object per line); overrides `[log] format`.
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     command: Command,
@@ -100,7 +105,12 @@ enum Command {
 /// ```
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.default_log_level());
+    // The config is read again by the command, which reports its errors; here only its
+    // `[log]` counts.
+    let format = cli.log_format.unwrap_or_else(|| {
+        load_config(cli.config.as_deref()).map_or(LogFormat::default(), |config| config.log.format)
+    });
+    logging::init(cli.default_log_level(), format);
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -167,18 +177,13 @@ impl Cli {
     }
 }
 
-/// Logs to stderr, so that stdout carries only a command's output.
-fn init_logging(default: LevelFilter) {
-    let filter = EnvFilter::builder()
-        .with_default_directive(default.into())
-        .from_env_lossy();
-    // A custom build may have installed its own subscriber first; then that one stays.
-    // Colours only for a person at a terminal: log files and pipes get plain text.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+/// `--log-format`'s value.
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("expected text or json, got {text:?}")),
+    }
 }
 
 /// The config in `path`, or the built-in defaults without one.

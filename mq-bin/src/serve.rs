@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use async_signal::{Signal, Signals};
 use clap::Args;
 use mq_core::admin::{AdminServer, Sources};
-use mq_core::delivery::{Delivery, Smarthost};
+use mq_core::delivery::{Delivery, DeliveryStats, Smarthost};
 use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue, QueueError};
 use mq_core::smtp::{Cidr, Server};
 use mq_core::{Config, Plan, Runtime};
@@ -100,11 +100,13 @@ pub(crate) fn run(
         "mq serving"
     );
     let reloader = Reloader::new(path, args, config, &runtime, &server);
+    let delivering = config.delivery.enabled.then(|| delivery.stats());
     serve_until_signal(
         &reloader,
         &runtime,
         &server,
         waking.as_ref(),
+        delivering,
         admin,
         signals,
     )?;
@@ -152,9 +154,12 @@ fn serve_until_signal(
     runtime: &Runtime,
     server: &Server,
     queue: &dyn Queue,
+    delivery: Option<&DeliveryStats>,
     admin: Option<AdminServer>,
     mut signals: Signals,
 ) -> anyhow::Result<Signal> {
+    // Serving from here on: what `mq_start_time_seconds` reports.
+    let started = std::time::SystemTime::now();
     let metrics = || runtime.metrics();
     let reload = || reloader.reload_and_log();
     let sources = Sources {
@@ -162,6 +167,8 @@ fn serve_until_signal(
         metrics: &metrics,
         queue,
         reload: &reload,
+        delivery,
+        started: Some(started),
     };
     std::thread::scope(|scope| {
         let stop = admin.as_ref().map(AdminServer::stop_handle);

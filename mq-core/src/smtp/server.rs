@@ -53,6 +53,8 @@ pub struct Stats {
     pub messages: AtomicU64,
     /// Bytes of messages queued.
     pub bytes: AtomicU64,
+    /// Sessions that completed a STARTTLS handshake.
+    pub tls: AtomicU64,
     /// Password checks: running now, at most at once, refused.
     pub auth: Arc<AuthStats>,
     /// Replies sent, by code (index `code - 200`).
@@ -66,6 +68,7 @@ impl Default for Stats {
             active: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            tls: AtomicU64::new(0),
             auth: Arc::default(),
             replies: (200..600).map(|_| AtomicU64::new(0)).collect(),
         }
