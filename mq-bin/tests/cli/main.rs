@@ -4,6 +4,7 @@
 mod check_config;
 mod inject;
 mod local;
+mod operations;
 mod plugins;
 mod queue;
 mod reload;

@@ -312,12 +312,12 @@ fn log(entry: &Entry, leg: &Leg<'_>, verdict: &Verdict, status: &str, now: Syste
     };
     tracing::info!(
         queue_id = %entry.queue_id,
-        to = logline::bracketed(&entry.recipient),
-        relay = relay.unwrap_or("none"),
-        delay = logline::seconds(delay),
-        delays,
-        dsn,
-        status,
+        to = %logline::bracketed(&entry.recipient),
+        relay = %relay.unwrap_or("none"),
+        delay = %logline::seconds(delay),
+        %delays,
+        %dsn,
+        %status,
         detail = verdict.reason(),
         "delivery attempt"
     );

@@ -370,7 +370,7 @@ impl Session {
         facts.tls = Some(protocol.clone());
         facts.helo = None;
         facts.user = None;
-        tracing::info!(client = %Client(self.client), protocol, cipher, "TLS established");
+        tracing::info!(client = %Client(self.client), %protocol, %cipher, "TLS established");
         self.shared.stats.tls.fetch_add(1, Ordering::Relaxed);
         let _ = self.chain(&mut Secure::new(protocol, cipher)).await;
         Flow::Continue
@@ -791,9 +791,9 @@ impl Session {
                     tracing::info!(
                         queue_id = %id,
                         client = %Client(self.client),
-                        helo,
-                        "message-id" = message_id.as_deref().unwrap_or(""),
-                        from = logline::bracketed(&sender),
+                        %helo,
+                        "message-id" = %message_id.as_deref().unwrap_or(""),
+                        from = %logline::bracketed(&sender),
                         size,
                         nrcpt = count,
                         "message accepted"

@@ -109,7 +109,7 @@ async fn introduce(
             if let Some((protocol, cipher)) = io.tls_parameters() {
                 let verified = matches!(config.tls, TlsPolicy::Required { verify: true });
                 let relay = crate::logline::relay(host, address);
-                tracing::info!(relay, protocol, cipher, verified, "TLS established");
+                tracing::info!(%relay, %protocol, %cipher, verified, "TLS established");
             }
             extensions = hello(io, config, names).await?;
         } else if matches!(config.tls, TlsPolicy::Required { .. }) {
