@@ -9,6 +9,8 @@
 //! - `lib.rs`: the command line ([`main`]): arguments, the config file, errors to exit codes.
 //! - `logging`: stderr as text or JSON lines (`--log-format`, `[log] format`).
 //! - `serve`: `mq serve`, the server's life from start to a drained stop on SIGTERM.
+//! - `service`: the pid file and the change of user after binding (`[server]`).
+//! - `status`: `mq status`, the running server's state from its admin port.
 //! - `reload`: SIGHUP and `POST /reload` in `mq serve`, and `mq reload`, which asks for one.
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
 //! - `queue`: `mq queue`, on the queue on disk or through a running server's admin port
@@ -42,6 +44,8 @@ mod queue;
 mod queue_view;
 mod reload;
 mod serve;
+mod service;
+mod status;
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -80,6 +84,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Makes the running server reload its configuration, through its admin port.
     Reload,
+    /// Says whether mq serve is running: uptime, sessions, queue size (through the admin
+    /// port); exits with 1 when no server answers.
+    Status,
     /// Submits a message read from stdin through the running server, as sendmail does.
     Inject(inject::InjectArgs),
     /// Lists, shows, deletes or flushes queued mail.
@@ -131,6 +138,7 @@ impl Cli {
                 serve::run(&config, &plan, self.config.as_deref(), args)
             }
             Command::Reload => reload::request(&config),
+            Command::Status => status::run(&config),
             Command::Inject(args) => inject::run(&config, args),
             Command::Queue(args) => queue::run(&config, args),
             Command::Plugins => {

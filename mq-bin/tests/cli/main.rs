@@ -9,4 +9,5 @@ mod plugins;
 mod queue;
 mod reload;
 mod serve;
+mod service;
 mod support;

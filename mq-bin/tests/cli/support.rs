@@ -204,6 +204,11 @@ impl Server {
         server
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
     /// The SMTP address the server reported.
     pub(crate) fn smtp(&self) -> SocketAddr {
         self.smtp.expect("the server is started")
