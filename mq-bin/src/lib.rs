@@ -53,9 +53,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
+use mq_core::service::LogFormat;
 use mq_core::watchdog::Beat;
 use mq_core::{Config, Plan, Registry};
-use mq_core::service::LogFormat;
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::listing::Listing;

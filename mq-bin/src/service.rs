@@ -50,7 +50,10 @@ pub(crate) fn account(config: &ServerConfig) -> anyhow::Result<Option<Account>> 
     };
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let (uid, primary) = match user.parse::<u32>() {
-        Ok(uid) => (uid, lookup(&passwd, |fields| fields.get(2) == Some(&user.as_str()))),
+        Ok(uid) => (
+            uid,
+            lookup(&passwd, |fields| fields.get(2) == Some(&user.as_str())),
+        ),
         Err(_) => {
             let found = lookup(&passwd, |fields| fields.first() == Some(&user.as_str()));
             let uid = found
@@ -157,11 +160,16 @@ mod tests {
         assert_eq!(account(&server(None, None)).unwrap(), None);
         let root = account(&server(Some("root"), None)).unwrap().unwrap();
         assert_eq!((root.uid, root.gid), (0, 0));
-        let numeric = account(&server(Some("4242"), Some("4343"))).unwrap().unwrap();
+        let numeric = account(&server(Some("4242"), Some("4343")))
+            .unwrap()
+            .unwrap();
         assert_eq!((numeric.uid, numeric.gid), (4242, 4343));
         let error = account(&server(Some("no-such-user-here"), None)).unwrap_err();
         assert!(error.to_string().contains("no such user"), "{error}");
         let error = account(&server(None, Some("root"))).unwrap_err();
-        assert!(error.to_string().contains("without [server] user"), "{error}");
+        assert!(
+            error.to_string().contains("without [server] user"),
+            "{error}"
+        );
     }
 }

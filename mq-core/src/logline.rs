@@ -37,7 +37,9 @@ pub(crate) fn bracketed(address: &mq_plugin_api::Address) -> String {
 /// The `Message-ID` header of `message`, if its header section has one (the first, unfolded,
 /// at most 998 bytes), as written.
 pub(crate) fn message_id(message: &[u8]) -> Option<String> {
-    let mut lines = message.split(|&b| b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+    let mut lines = message
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
     while let Some(line) = lines.next() {
         if line.is_empty() {
             return None;
@@ -45,7 +47,10 @@ pub(crate) fn message_id(message: &[u8]) -> Option<String> {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        if !line[..colon].trim_ascii().eq_ignore_ascii_case(b"message-id") {
+        if !line[..colon]
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"message-id")
+        {
             continue;
         }
         let mut value = line[colon + 1..].to_vec();
@@ -67,7 +72,11 @@ pub(crate) fn message_id(message: &[u8]) -> Option<String> {
 pub(crate) fn seconds(duration: Duration) -> String {
     let text = format!("{:.2}", duration.as_secs_f64());
     let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text.is_empty() { "0".into() } else { text.to_owned() }
+    if text.is_empty() {
+        "0".into()
+    } else {
+        text.to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -86,9 +95,13 @@ mod tests {
 
     #[test]
     fn the_message_id_is_found_in_the_header_only() {
-        let message = b"From: a@example.org\r\nmessage-ID:\r\n  <x@example.org>\r\nSubject: s\r\n\r\nbody";
+        let message =
+            b"From: a@example.org\r\nmessage-ID:\r\n  <x@example.org>\r\nSubject: s\r\n\r\nbody";
         assert_eq!(message_id(message).as_deref(), Some("<x@example.org>"));
-        assert_eq!(message_id(b"Subject: s\r\n\r\nMessage-ID: <no@x>\r\n"), None);
+        assert_eq!(
+            message_id(b"Subject: s\r\n\r\nMessage-ID: <no@x>\r\n"),
+            None
+        );
         assert_eq!(message_id(b"Message-Id: <a@b>\n\n"), Some("<a@b>".into()));
     }
 

@@ -86,7 +86,10 @@ fn a_delivered_message_is_one_grep_from_acceptance_to_removal() {
     assert!(attempt.contains("delivery attempt"), "{attempt}");
     assert_eq!(field(attempt, "to"), "<bob@example.net>");
     let port = sink.address().port();
-    assert_eq!(field(attempt, "relay"), format!("127.0.0.1[127.0.0.1]:{port}"));
+    assert_eq!(
+        field(attempt, "relay"),
+        format!("127.0.0.1[127.0.0.1]:{port}")
+    );
     assert_eq!(field(attempt, "dsn"), "2.0.0");
     assert_eq!(field(attempt, "status"), "sent");
     let delays: Vec<f64> = field(attempt, "delays")
@@ -98,10 +101,17 @@ fn a_delivered_message_is_one_grep_from_acceptance_to_removal() {
     // Each part is rounded to hundredths on its own.
     assert!(delays.iter().sum::<f64>() <= delay + 0.05, "{attempt}");
 
-    assert!(life[2].contains(&format!("removed queue_id={id}")), "{}", life[2]);
+    assert!(
+        life[2].contains(&format!("removed queue_id={id}")),
+        "{}",
+        life[2]
+    );
     // The client is written one way wherever it appears.
     let port = client.rsplit(':').next().expect("a port");
-    for line in log.lines().filter(|line| line.contains(&format!(":{port}"))) {
+    for line in log
+        .lines()
+        .filter(|line| line.contains(&format!(":{port}")))
+    {
         assert!(line.contains(client), "{line}");
     }
     assert_eq!(sink.messages().len(), 1);
@@ -154,7 +164,10 @@ fn json_logs_are_one_object_per_line_with_the_same_fields() {
         .iter()
         .map(|line| line["message"].as_str().expect("a message"))
         .collect();
-    assert_eq!(messages, ["message accepted", "delivery attempt", "removed"]);
+    assert_eq!(
+        messages,
+        ["message accepted", "delivery attempt", "removed"]
+    );
     assert_eq!(life[0]["message-id"], "<life.1@example.org>");
     assert_eq!(life[0]["nrcpt"], 1);
     assert_eq!(life[1]["status"], "sent");
@@ -233,10 +246,17 @@ fn tls_in_and_out_is_logged_and_counted() {
         .args([&server.smtp().port().to_string(), &cert_file])
         .output()
         .expect("python3 is part of the test machine");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     server.wait_for_log("removed");
     let log = server.log();
-    let tls: Vec<&str> = log.lines().filter(|l| l.contains("TLS established")).collect();
+    let tls: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("TLS established"))
+        .collect();
     assert_eq!(tls.len(), 2, "{log}");
     assert!(tls[0].contains("client=unknown[127.0.0.1]:"), "{}", tls[0]);
     let relay = format!("relay=127.0.0.1[127.0.0.1]:{}", sink.address().port());
@@ -245,8 +265,15 @@ fn tls_in_and_out_is_logged_and_counted() {
         assert!(field(line, "protocol").starts_with("TLSv1."), "{line}");
         assert!(field(line, "cipher").starts_with("TLS"), "{line}");
     }
-    let page = wait_for_sample(scratch.admin, "mq_tls_sessions_total{direction=\"out\"}", 1.0);
-    assert_eq!(sample(&page, "mq_tls_sessions_total{direction=\"in\"}"), Some(1.0));
+    let page = wait_for_sample(
+        scratch.admin,
+        "mq_tls_sessions_total{direction=\"out\"}",
+        1.0,
+    );
+    assert_eq!(
+        sample(&page, "mq_tls_sessions_total{direction=\"in\"}"),
+        Some(1.0)
+    );
     assert!(server.terminate().status.success());
 }
 
@@ -262,7 +289,8 @@ fn delivery_shows_on_the_metrics_page() {
     for recipient in ["bob@example.net", "carol@example.net", "dave@example.net"] {
         send(&server, recipient);
     }
-    let attempts = |result: &str| format!("mq_delivery_attempts_total{{class=\"relay\",result=\"{result}\"}}");
+    let attempts =
+        |result: &str| format!("mq_delivery_attempts_total{{class=\"relay\",result=\"{result}\"}}");
     // bob's message and the bounce to alice (the sink takes it too).
     wait_for_sample(scratch.admin, &attempts("deferred"), 1.0);
     wait_for_sample(scratch.admin, &attempts("bounced"), 1.0);
@@ -270,26 +298,39 @@ fn delivery_shows_on_the_metrics_page() {
     assert_eq!(sample(&page, &attempts("bounced")), Some(1.0), "{page}");
     assert_eq!(sample(&page, &attempts("deferred")), Some(1.0), "{page}");
     assert_eq!(
-        sample(&page, "mq_delivery_attempts_total{class=\"mx\",result=\"delivered\"}"),
+        sample(
+            &page,
+            "mq_delivery_attempts_total{class=\"mx\",result=\"delivered\"}"
+        ),
         Some(0.0)
     );
     assert_eq!(sample(&page, "mq_bounces_total"), Some(1.0), "{page}");
     // The delivered ones are in the histogram, in the +Inf bucket at least.
-    assert_eq!(sample(&page, "mq_delivery_latency_seconds_count"), Some(2.0));
+    assert_eq!(
+        sample(&page, "mq_delivery_latency_seconds_count"),
+        Some(2.0)
+    );
     assert_eq!(
         sample(&page, "mq_delivery_latency_seconds_bucket{le=\"+Inf\"}"),
         Some(2.0)
     );
     assert!(sample(&page, "mq_delivery_latency_seconds_sum").is_some_and(|s| s >= 0.0));
     // dave waits for his retry, an hour away.
-    assert_eq!(sample(&page, "mq_queue_deferred_entries"), Some(1.0), "{page}");
+    assert_eq!(
+        sample(&page, "mq_queue_deferred_entries"),
+        Some(1.0),
+        "{page}"
+    );
     assert!(sample(&page, "mq_queue_oldest_entry_age_seconds").is_some());
     let started = sample(&page, "mq_start_time_seconds").expect("a start time");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_secs_f64();
-    assert!(started <= now && started > now - 3600.0, "{started} vs {now}");
+    assert!(
+        started <= now && started > now - 3600.0,
+        "{started} vs {now}"
+    );
     assert!(server.terminate().status.success());
 }
 

@@ -34,13 +34,25 @@ fn status_tells_whether_the_server_runs_with_its_sessions_and_queue() {
     assert!(replies[5].starts_with("250 "), "{replies:?}");
     let text = success(&scratch.mq(&["status"]));
     assert!(
-        text.starts_with(&format!("mq serve is running (admin port {})\n", scratch.admin)),
+        text.starts_with(&format!(
+            "mq serve is running (admin port {})\n",
+            scratch.admin
+        )),
         "{text}"
     );
     assert!(text.contains("\n  up:       "), "{text}");
-    assert!(text.contains("\n  sessions: 0 open, 1 since start\n"), "{text}");
-    assert!(text.contains("\n  messages: 1 accepted since start\n"), "{text}");
-    assert!(text.contains("\n  queue:    1 entry (0 deferred, oldest "), "{text}");
+    assert!(
+        text.contains("\n  sessions: 0 open, 1 since start\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  messages: 1 accepted since start\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  queue:    1 entry (0 deferred, oldest "),
+        "{text}"
+    );
     assert!(server.terminate().status.success());
 
     let stopped = scratch.mq(&["status"]);
@@ -66,7 +78,10 @@ fn the_pid_file_holds_the_server_pid_until_it_stops() {
     let written = std::fs::read_to_string(&pid_file).expect("the pid file");
     assert_eq!(written, format!("{}\n", server.pid()));
     assert!(server.terminate().status.success());
-    assert!(!pid_file.exists(), "the pid file is removed at a clean stop");
+    assert!(
+        !pid_file.exists(),
+        "the pid file is removed at a clean stop"
+    );
 }
 
 #[test]
@@ -88,7 +103,10 @@ fn a_second_server_leaves_the_first_ones_pid_file_alone() {
 #[test]
 fn an_unknown_user_is_refused_before_anything_is_bound() {
     let scratch = Scratch::new();
-    append(&scratch.config, "\n[server]\nuser = \"no-such-user-here\"\n");
+    append(
+        &scratch.config,
+        "\n[server]\nuser = \"no-such-user-here\"\n",
+    );
     let error = one_error_line(&scratch.mq(&["serve"]));
     assert!(
         error.contains("[server] user \"no-such-user-here\": no such user in /etc/passwd"),
@@ -153,7 +171,10 @@ fn started_as_root_the_server_runs_as_the_configured_user() {
             "QUIT",
         ],
     );
-    assert!(replies[5].starts_with("250 2.0.0 Ok: queued as "), "{replies:?}");
+    assert!(
+        replies[5].starts_with("250 2.0.0 Ok: queued as "),
+        "{replies:?}"
+    );
     // The queue's files are nobody's.
     let queue = std::fs::read_dir(data.join("queue")).expect("the queue directory");
     for file in queue {

@@ -171,7 +171,9 @@ impl Page {
 
     fn service(&mut self, service: &Service<'_>) -> fmt::Result {
         if let Some(started) = service.started {
-            let at = started.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            let at = started
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
             self.single(
                 "mq_start_time_seconds",
                 "gauge",
@@ -186,7 +188,11 @@ impl Page {
             "counter",
             "SMTP sessions that completed STARTTLS: in, clients to mq; out, mq to servers.",
         )?;
-        writeln!(self.0, "mq_tls_sessions_total{{direction=\"in\"}} {}", service.tls_in)?;
+        writeln!(
+            self.0,
+            "mq_tls_sessions_total{{direction=\"in\"}} {}",
+            service.tls_in
+        )?;
         writeln!(self.0, "mq_tls_sessions_total{{direction=\"out\"}} {out}")?;
         if let Some(delivery) = delivery {
             self.delivery(delivery)?;
@@ -204,7 +210,11 @@ impl Page {
         )?;
         let oldest = service.entries.iter().map(|e| e.arrived).min();
         let age = oldest.map_or(0, |arrived| {
-            service.now.duration_since(arrived).unwrap_or_default().as_secs()
+            service
+                .now
+                .duration_since(arrived)
+                .unwrap_or_default()
+                .as_secs()
         });
         self.single(
             "mq_queue_oldest_entry_age_seconds",

@@ -270,7 +270,10 @@ async fn bounce(
     };
     match delivery.queue.enqueue(notice).await {
         Ok(id) => {
-            delivery.stats.bounces.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            delivery
+                .stats
+                .bounces
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(queue_id = %entry.queue_id, bounce = %id, "sender non-delivery notification");
         }
         Err(error) => {
@@ -289,9 +292,16 @@ async fn bounce(
 /// the transaction.
 fn log(entry: &Entry, leg: &Leg<'_>, verdict: &Verdict, status: &str, now: SystemTime) {
     let delay = now.duration_since(entry.arrived).unwrap_or_default();
-    let queued = leg.taken.duration_since(entry.arrived).unwrap_or_default().min(delay);
+    let queued = leg
+        .taken
+        .duration_since(entry.arrived)
+        .unwrap_or_default()
+        .min(delay);
     let sending = leg.sending.map_or(Duration::ZERO, |at| at.elapsed());
-    let before = delay.saturating_sub(queued).saturating_sub(leg.setup).saturating_sub(sending);
+    let before = delay
+        .saturating_sub(queued)
+        .saturating_sub(leg.setup)
+        .saturating_sub(sending);
     let delays = [queued, before, leg.setup, sending]
         .map(logline::seconds)
         .join("/");

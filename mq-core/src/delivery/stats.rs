@@ -52,7 +52,11 @@ pub enum AttemptResult {
 
 impl AttemptResult {
     /// Every outcome, in the order the page lists them.
-    pub const ALL: [AttemptResult; 3] = [AttemptResult::Delivered, AttemptResult::Deferred, AttemptResult::Bounced];
+    pub const ALL: [AttemptResult; 3] = [
+        AttemptResult::Delivered,
+        AttemptResult::Deferred,
+        AttemptResult::Bounced,
+    ];
 
     /// The label value.
     pub fn name(self) -> &'static str {
@@ -130,10 +134,22 @@ mod tests {
     #[test]
     fn the_histogram_is_cumulative() {
         let stats = DeliveryStats::default();
-        stats.record(Class::Mx, AttemptResult::Delivered, Duration::from_millis(30));
+        stats.record(
+            Class::Mx,
+            AttemptResult::Delivered,
+            Duration::from_millis(30),
+        );
         stats.record(Class::Mx, AttemptResult::Delivered, Duration::from_secs(2));
-        stats.record(Class::Mx, AttemptResult::Delivered, Duration::from_secs(200_000));
-        stats.record(Class::Relay, AttemptResult::Deferred, Duration::from_secs(1));
+        stats.record(
+            Class::Mx,
+            AttemptResult::Delivered,
+            Duration::from_secs(200_000),
+        );
+        stats.record(
+            Class::Relay,
+            AttemptResult::Deferred,
+            Duration::from_secs(1),
+        );
         let (buckets, count, sum) = stats.latency();
         assert_eq!(buckets[0], 1);
         assert_eq!(buckets[5], 2);
