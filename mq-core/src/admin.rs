@@ -384,7 +384,7 @@ fn metrics_page(sources: &Sources<'_>) -> Response {
         started: sources.started,
         tls_in: sources.stats.tls.load(std::sync::atomic::Ordering::Relaxed),
         delivery: sources.delivery,
-        entries: &sources.queue.list(),
+        queue: sources.queue.age(),
         now: SystemTime::now(),
     }));
     Response {

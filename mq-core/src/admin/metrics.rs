@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use crate::delivery::DeliveryStats;
 use crate::delivery::stats::{AttemptResult, Class, LATENCY_BOUNDS_SECONDS};
 use crate::metrics::{HookMetrics, LATENCY_BOUNDS_MICROS, Metrics};
-use crate::queue::{Entry, EntryState, QueueHealth};
+use crate::queue::{QueueAge, QueueHealth};
 use crate::smtp::Stats;
 
 /// Renders the counters as a Prometheus scrape: `# HELP` and `# TYPE` lines, then the samples.
@@ -70,8 +70,8 @@ pub struct Service<'a> {
     pub tls_in: u64,
     /// Delivery's counters, when the server delivers.
     pub delivery: Option<&'a DeliveryStats>,
-    /// The queue's entries, for the deferred count and the oldest entry's age.
-    pub entries: &'a [Entry],
+    /// The queue's deferred entries and its oldest entry's arrival.
+    pub queue: QueueAge,
     /// The time of the scrape.
     pub now: SystemTime,
 }
@@ -88,6 +88,7 @@ pub struct Service<'a> {
 /// use mq_core::admin::{Service, render_service};
 /// use mq_core::delivery::DeliveryStats;
 /// use mq_core::delivery::stats::{AttemptResult, Class};
+/// use mq_core::queue::QueueAge;
 ///
 /// let stats = DeliveryStats::default();
 /// stats.record(Class::Mx, AttemptResult::Delivered, Duration::from_millis(300));
@@ -95,7 +96,7 @@ pub struct Service<'a> {
 ///     started: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
 ///     tls_in: 0,
 ///     delivery: Some(&stats),
-///     entries: &[],
+///     queue: QueueAge::default(),
 ///     now: SystemTime::now(),
 /// });
 /// assert!(page.contains("\nmq_start_time_seconds 1700000000\n"));
@@ -197,24 +198,15 @@ impl Page {
         if let Some(delivery) = delivery {
             self.delivery(delivery)?;
         }
-        let deferred = service
-            .entries
-            .iter()
-            .filter(|e| e.state == EntryState::Deferred)
-            .count();
         self.single(
             "mq_queue_deferred_entries",
             "gauge",
             "Queued entries whose last attempt was deferred.",
-            deferred as u64,
+            service.queue.deferred as u64,
         )?;
-        let oldest = service.entries.iter().map(|e| e.arrived).min();
-        let age = oldest.map_or(0, |arrived| {
-            service
-                .now
-                .duration_since(arrived)
-                .unwrap_or_default()
-                .as_secs()
+        let age = service.queue.oldest.map_or(0, |arrived| {
+            let age = service.now.duration_since(arrived).unwrap_or_default();
+            age.as_secs()
         });
         self.single(
             "mq_queue_oldest_entry_age_seconds",

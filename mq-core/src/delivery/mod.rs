@@ -43,7 +43,9 @@ pub use config::{DeliveryConfig, Smarthost, TlsMode};
 pub use stats::DeliveryStats;
 
 use crate::dns::{DnsConfig, Resolver};
-use crate::queue::{AckResult, Entry, NewMessage, Queue, QueueError, QueueHealth, QueueId};
+use crate::queue::{
+    AckResult, Entry, NewMessage, Queue, QueueAge, QueueError, QueueHealth, QueueId,
+};
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
 use crate::smtp::tls;
@@ -278,6 +280,10 @@ impl Queue for Waking {
 
     fn count(&self) -> usize {
         self.delivery.queue.count()
+    }
+
+    fn age(&self) -> QueueAge {
+        self.delivery.queue.age()
     }
 
     async fn delete(&self, id: &QueueId) -> Result<usize, QueueError> {

@@ -149,6 +149,35 @@ pub enum AckResult {
     },
 }
 
+/// The queue's backlog at a glance: deferred entries and the oldest live entry's arrival.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueAge {
+    /// Entries whose last attempt was deferred (not in flight now).
+    pub deferred: usize,
+    /// When the oldest live entry arrived; `None` when the queue is empty.
+    pub oldest: Option<SystemTime>,
+}
+
+impl QueueAge {
+    /// The age of `entries`.
+    pub fn of(entries: &[Entry]) -> QueueAge {
+        QueueAge {
+            deferred: entries
+                .iter()
+                .filter(|e| e.state == EntryState::Deferred)
+                .count(),
+            oldest: entries.iter().map(|e| e.arrived).min(),
+        }
+    }
+
+    /// Counts one live entry.
+    pub(crate) fn add(&mut self, arrived: SystemTime, deferred: bool) {
+        self.deferred += usize::from(deferred);
+        self.oldest = Some(self.oldest.map_or(arrived, |oldest| oldest.min(arrived)));
+    }
+}
+
 /// How a queue's storage is doing: the metrics page shows it.
 ///
 /// # Examples
@@ -263,6 +292,12 @@ pub trait Queue: Send + Sync + fmt::Debug {
     /// tell without copying them should (the metrics page asks at every scrape).
     fn count(&self) -> usize {
         self.list().len()
+    }
+
+    /// How many entries are deferred and when the oldest live entry arrived, for the metrics
+    /// page. A backend that can tell without copying the entries should.
+    fn age(&self) -> QueueAge {
+        QueueAge::of(&self.list())
     }
 
     /// Removes every entry of a message (an administrator's `mq queue delete`) and returns how
