@@ -49,33 +49,18 @@ pub(crate) fn account(config: &ServerConfig) -> anyhow::Result<Option<Account>> 
         return Ok(None);
     };
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let (uid, primary) = match user.parse::<u32>() {
-        Ok(uid) => (
-            uid,
-            lookup(&passwd, |fields| fields.get(2) == Some(&user.as_str())),
-        ),
-        Err(_) => {
-            let found = lookup(&passwd, |fields| fields.first() == Some(&user.as_str()));
-            let uid = found
-                .as_ref()
-                .and_then(|fields| fields.get(2)?.parse().ok())
-                .with_context(|| format!("[server] user {user:?}: no such user in /etc/passwd"))?;
-            (uid, found)
-        }
-    };
+    // A user named by number may have no line; a name must.
+    let numeric = user.parse::<u32>().ok();
+    let line = lookup(&passwd, |fields| match numeric {
+        Some(uid) => fields.get(2) == Some(&uid.to_string().as_str()),
+        None => fields.first() == Some(&user.as_str()),
+    });
+    let uid = numeric
+        .or_else(|| line.as_ref()?.get(2)?.parse().ok())
+        .with_context(|| format!("[server] user {user:?}: no such user in /etc/passwd"))?;
     let gid = match &config.group {
-        Some(group) => match group.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => {
-                let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-                lookup(&groups, |fields| fields.first() == Some(&group.as_str()))
-                    .and_then(|fields| fields.get(2)?.parse().ok())
-                    .with_context(|| {
-                        format!("[server] group {group:?}: no such group in /etc/group")
-                    })?
-            }
-        },
-        None => primary
+        Some(group) => group_id(group)?,
+        None => line
             .and_then(|fields| fields.get(3)?.parse().ok())
             .with_context(|| {
                 format!("[server] user {user:?} has no primary group: set [server] group")
@@ -86,6 +71,17 @@ pub(crate) fn account(config: &ServerConfig) -> anyhow::Result<Option<Account>> 
         uid,
         gid,
     }))
+}
+
+/// The gid of `group`: a number as it is, a name from `/etc/group`.
+fn group_id(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    lookup(&groups, |fields| fields.first() == Some(&group))
+        .and_then(|fields| fields.get(2)?.parse().ok())
+        .with_context(|| format!("[server] group {group:?}: no such group in /etc/group"))
 }
 
 /// The fields of the first line of a colon-separated database that `matches`.
@@ -145,13 +141,13 @@ mod tests {
     use super::*;
 
     fn server(user: Option<&str>, group: Option<&str>) -> ServerConfig {
-        let mut text = String::from("[server]\n");
-        if let Some(user) = user {
-            text.push_str(&format!("user = {user:?}\n"));
-        }
-        if let Some(group) = group {
-            text.push_str(&format!("group = {group:?}\n"));
-        }
+        let user = user.map(|user| format!("user = {user:?}\n"));
+        let group = group.map(|group| format!("group = {group:?}\n"));
+        let text = format!(
+            "[server]\n{}{}",
+            user.unwrap_or_default(),
+            group.unwrap_or_default()
+        );
         mq_core::Config::from_toml(&text).unwrap().server
     }
 

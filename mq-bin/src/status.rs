@@ -95,7 +95,7 @@ mod tests {
     fn spans_read_as_an_operator_says_them() {
         assert_eq!(span(Duration::from_secs(12)), "12s");
         assert_eq!(span(Duration::from_secs(250)), "4m 10s");
-        assert_eq!(span(Duration::from_secs(7500)), "2h 5m");
+        assert_eq!(span(Duration::from_mins(125)), "2h 5m");
         assert_eq!(
             span(Duration::from_secs(3 * 86_400 + 4 * 3600 + 5)),
             "3d 4h"

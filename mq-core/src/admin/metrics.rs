@@ -244,7 +244,7 @@ impl Page {
             writeln!(self.0, "{name}_bucket{{le=\"{bound}\"}} {cumulative}")?;
         }
         writeln!(self.0, "{name}_bucket{{le=\"+Inf\"}} {count}")?;
-        writeln!(self.0, "{name}_sum {sum}")?;
+        writeln!(self.0, "{name}_sum {}", seconds(sum))?;
         writeln!(self.0, "{name}_count {count}")?;
         self.single(
             "mq_bounces_total",

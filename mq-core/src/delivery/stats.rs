@@ -113,8 +113,8 @@ impl DeliveryStats {
     }
 
     /// The latency histogram: the count at or under each of [`LATENCY_BOUNDS_SECONDS`]
-    /// (cumulative, as Prometheus wants it), the total count and the sum in seconds.
-    pub fn latency(&self) -> (Vec<u64>, u64, f64) {
+    /// (cumulative, as Prometheus wants it), the total count and the sum in microseconds.
+    pub fn latency(&self) -> (Vec<u64>, u64, u64) {
         let mut running = 0;
         let mut cumulative = Vec::with_capacity(LATENCY_BOUNDS_SECONDS.len());
         for bucket in &self.latency[..LATENCY_BOUNDS_SECONDS.len()] {
@@ -122,8 +122,11 @@ impl DeliveryStats {
             cumulative.push(running);
         }
         let count = running + self.latency[LATENCY_BOUNDS_SECONDS.len()].load(Ordering::Relaxed);
-        let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        (cumulative, count, sum)
+        (
+            cumulative,
+            count,
+            self.latency_sum_micros.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -155,7 +158,7 @@ mod tests {
         assert_eq!(buckets[5], 2);
         assert_eq!(*buckets.last().unwrap(), 2);
         assert_eq!(count, 3);
-        assert!((sum - 200_002.03).abs() < 1e-6);
+        assert_eq!(sum, 200_002_030_000);
         assert_eq!(stats.attempts(Class::Mx, AttemptResult::Delivered), 3);
         assert_eq!(stats.attempts(Class::Relay, AttemptResult::Deferred), 1);
         assert_eq!(stats.attempts(Class::Local, AttemptResult::Delivered), 0);
