@@ -8,6 +8,7 @@ use super::route::Route;
 
 /// Where an entry goes, as the metrics label it (`class="local"`, `"relay"`, `"mx"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Class {
     /// A local domain's Maildir.
     Local,
@@ -41,6 +42,7 @@ impl Class {
 
 /// How an attempt ended for an entry, as the metrics label it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AttemptResult {
     /// Delivered (`status=sent`).
     Delivered,
@@ -75,6 +77,21 @@ pub const LATENCY_BOUNDS_SECONDS: [f64; 14] = [
 ];
 
 /// Delivery's counters, shared by every core; relaxed atomics, read at each scrape.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mq_core::delivery::DeliveryStats;
+/// use mq_core::delivery::stats::{AttemptResult, Class};
+///
+/// let stats = DeliveryStats::default();
+/// stats.record(Class::Relay, AttemptResult::Delivered, Duration::from_millis(80));
+/// stats.record(Class::Relay, AttemptResult::Deferred, Duration::from_secs(3));
+/// assert_eq!(stats.attempts(Class::Relay, AttemptResult::Delivered), 1);
+/// let (buckets, count, sum_micros) = stats.latency();
+/// assert_eq!((buckets[1], count, sum_micros), (1, 1, 80_000)); // at or under 0.1 s
+/// ```
 #[derive(Debug, Default)]
 pub struct DeliveryStats {
     /// Attempts, by class × outcome.

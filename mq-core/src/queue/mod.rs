@@ -150,6 +150,26 @@ pub enum AckResult {
 }
 
 /// The queue's backlog at a glance: deferred entries and the oldest live entry's arrival.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, NewMessage, Queue, QueueAge};
+///
+/// let dir = tempfile::tempdir()?;
+/// let queue = EmbeddedQueue::open(dir.path(), EmbeddedOptions::default())?;
+/// assert_eq!(queue.age(), QueueAge::default());
+/// smol::block_on(queue.enqueue(NewMessage {
+///     sender: "a@example.org".parse()?,
+///     recipients: vec!["b@example.net".parse()?],
+///     body: b"Subject: s\r\n\r\nhi\r\n".to_vec(),
+///     client: "client.example[192.0.2.1]".into(),
+/// }))?;
+/// let age = queue.age();
+/// assert_eq!(age.deferred, 0);
+/// assert!(age.oldest.is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QueueAge {

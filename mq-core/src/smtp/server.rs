@@ -314,6 +314,14 @@ impl Server {
 }
 
 /// The SMTP port bound once per worker and not yet served, for [`Server::start_on`].
+///
+/// # Examples
+///
+/// ```
+/// let listeners = mq_core::smtp::Listeners::bind("127.0.0.1:0".parse()?, 2)?;
+/// assert_ne!(listeners.local_addr().port(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Listeners {
     local: SocketAddr,
