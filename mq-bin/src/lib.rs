@@ -6,9 +6,11 @@
 //!
 //! # Layout
 //!
-//! - `lib.rs`: the command line ([`main`]): arguments, logging, the config file, errors to exit
-//!   codes.
+//! - `lib.rs`: the command line ([`main`]): arguments, the config file, errors to exit codes.
+//! - `logging`: stderr as text or JSON lines (`--log-format`, `[log] format`).
 //! - `serve`: `mq serve`, the server's life from start to a drained stop on SIGTERM.
+//! - `service`: the pid file and the change of user after binding (`[server]`).
+//! - `status`: `mq status`, the running server's state from its admin port.
 //! - `reload`: SIGHUP and `POST /reload` in `mq serve`, and `mq reload`, which asks for one.
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
 //! - `queue`: `mq queue`, on the queue on disk or through a running server's admin port
@@ -36,11 +38,14 @@ mod admin_client;
 mod check;
 mod inject;
 mod listing;
+mod logging;
 mod plugins;
 mod queue;
 mod queue_view;
 mod reload;
 mod serve;
+mod service;
+mod status;
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -48,9 +53,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
+use mq_core::service::LogFormat;
 use mq_core::watchdog::Beat;
 use mq_core::{Config, Plan, Registry};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::listing::Listing;
@@ -62,6 +67,10 @@ struct Cli {
     /// The TOML configuration file; without it mq runs on built-in defaults.
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// How log lines are written: text or json (one object per line); overrides `[log] format`.
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     command: Command,
@@ -75,6 +84,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Makes the running server reload its configuration, through its admin port.
     Reload,
+    /// Says whether mq serve is running: uptime, sessions, queue size (through the admin
+    /// port); exits with 1 when no server answers.
+    Status,
     /// Submits a message read from stdin through the running server, as sendmail does.
     Inject(inject::InjectArgs),
     /// Lists, shows, deletes or flushes queued mail.
@@ -100,7 +112,12 @@ enum Command {
 /// ```
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.default_log_level());
+    // The config is read again by the command, which reports its errors; here only its
+    // `[log]` counts.
+    let format = cli.log_format.unwrap_or_else(|| {
+        load_config(cli.config.as_deref()).map_or(LogFormat::default(), |config| config.log.format)
+    });
+    logging::init(cli.default_log_level(), format);
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -121,6 +138,7 @@ impl Cli {
                 serve::run(&config, &plan, self.config.as_deref(), args)
             }
             Command::Reload => reload::request(&config),
+            Command::Status => status::run(&config),
             Command::Inject(args) => inject::run(&config, args),
             Command::Queue(args) => queue::run(&config, args),
             Command::Plugins => {
@@ -167,18 +185,13 @@ impl Cli {
     }
 }
 
-/// Logs to stderr, so that stdout carries only a command's output.
-fn init_logging(default: LevelFilter) {
-    let filter = EnvFilter::builder()
-        .with_default_directive(default.into())
-        .from_env_lossy();
-    // A custom build may have installed its own subscriber first; then that one stays.
-    // Colours only for a person at a terminal: log files and pipes get plain text.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+/// `--log-format`'s value.
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("expected text or json, got {text:?}")),
+    }
 }
 
 /// The config in `path`, or the built-in defaults without one.

@@ -170,6 +170,14 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
             format!("{:?}", running.delivery) != format!("{:?}", new.delivery),
         ),
         ("dns", running.dns != new.dns),
+        (
+            "log",
+            format!("{:?}", running.log) != format!("{:?}", new.log),
+        ),
+        (
+            "server",
+            format!("{:?}", running.server) != format!("{:?}", new.server),
+        ),
     ];
     changed
         .into_iter()

@@ -9,13 +9,14 @@ use anyhow::{Context as _, bail};
 use async_signal::{Signal, Signals};
 use clap::Args;
 use mq_core::admin::{AdminServer, Sources};
-use mq_core::delivery::{Delivery, Smarthost};
+use mq_core::delivery::{Delivery, DeliveryStats, Smarthost};
 use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue, QueueError};
-use mq_core::smtp::{Cidr, Server};
+use mq_core::smtp::{Cidr, Listeners, Server};
 use mq_core::{Config, Plan, Runtime};
 use smol::stream::StreamExt as _;
 
 use crate::reload::Reloader;
+use crate::service::PidFile;
 
 /// `mq serve`'s flags; each overrides its key in the config file.
 #[derive(Debug, Args)]
@@ -67,14 +68,48 @@ pub(crate) fn run(
     path: Option<&Path>,
     args: &ServeArgs,
 ) -> anyhow::Result<()> {
-    // First, so that a signal sent as soon as the port answers is already ours to handle.
+    let account = crate::service::account(&config.server)?;
     let signals =
-        Signals::new([Signal::Term, Signal::Int, Signal::Hup]).context("cannot handle signals")?;
-    // Before the port is bound: a second server on the same data directory must stop here.
-    let queue = open_queue(config)?;
-    // Every port is bound before anything serves: a taken admin port stops mq here, before
-    // SMTP clients or deliveries have seen it.
-    let admin = AdminServer::from_config(&config.admin, &config.queue.data_dir)?;
+        || Signals::new([Signal::Term, Signal::Int, Signal::Hup]).context("cannot handle signals");
+    // First, so that a signal sent as soon as the port answers is already ours to handle; but
+    // after a change of user, since they start the reactor's thread.
+    let early = if account.is_none() {
+        Some(signals()?)
+    } else {
+        None
+    };
+    // Written once this server is known to be the only one (it holds the queue's lock, or
+    // the SMTP port), while it may still write where root may.
+    let pid_file = || {
+        let path = config.server.pid_file.as_deref();
+        path.map(PidFile::write).transpose()
+    };
+    let (queue, admin, listeners, pid_file) = match &account {
+        // Without a change of user: the queue before the ports, so that a second server on
+        // the same data directory stops at its lock. Every port is bound before anything
+        // serves: a taken admin port stops mq here, before SMTP clients or deliveries have
+        // seen it.
+        None => {
+            let queue = open_queue(config)?;
+            let admin = AdminServer::from_config(&config.admin, &config.queue.data_dir)?;
+            (queue, admin, None, pid_file()?)
+        }
+        // The SMTP port as root, then the user's rights before any thread starts (the
+        // queue's writer, the reactor's), so that the queue's files are the user's. The
+        // admin port, unprivileged, is bound as the user: it starts the reactor.
+        Some(account) => {
+            let workers = config.engine.worker_count();
+            let listeners = Listeners::bind(config.smtp.listen, workers)?;
+            let pid_file = pid_file()?;
+            crate::service::become_account(account)?;
+            let admin = AdminServer::from_config(&config.admin, &config.queue.data_dir)?;
+            (open_queue(config)?, admin, Some(listeners), pid_file)
+        }
+    };
+    let signals = match early {
+        Some(signals) => signals,
+        None => signals()?,
+    };
     crate::check::relay_ca_files(config)?;
     let runtime = Runtime::start(plan, config.engine.worker_count())?;
     let delivery = Delivery::new(
@@ -87,7 +122,10 @@ pub(crate) fn run(
     );
     // New mail and flushes wake the scheduler through this handle of the queue.
     let waking = delivery.queue();
-    let server = Server::start(&runtime, config.smtp.clone(), Arc::clone(&waking))?;
+    let server = match listeners {
+        Some(bound) => Server::start_on(&runtime, config.smtp.clone(), Arc::clone(&waking), bound)?,
+        None => Server::start(&runtime, config.smtp.clone(), Arc::clone(&waking))?,
+    };
     delivery.listening_on(&[server.local_addr()]);
     if config.delivery.enabled {
         delivery.start(&runtime);
@@ -100,11 +138,13 @@ pub(crate) fn run(
         "mq serving"
     );
     let reloader = Reloader::new(path, args, config, &runtime, &server);
+    let delivering = config.delivery.enabled.then(|| delivery.stats());
     serve_until_signal(
         &reloader,
         &runtime,
         &server,
         waking.as_ref(),
+        delivering,
         admin,
         signals,
     )?;
@@ -115,6 +155,7 @@ pub(crate) fn run(
     drop(server);
     drop((waking, delivery));
     drop(queue);
+    drop(pid_file);
     tracing::info!("mq stopped");
     Ok(())
 }
@@ -152,9 +193,12 @@ fn serve_until_signal(
     runtime: &Runtime,
     server: &Server,
     queue: &dyn Queue,
+    delivery: Option<&DeliveryStats>,
     admin: Option<AdminServer>,
     mut signals: Signals,
 ) -> anyhow::Result<Signal> {
+    // Serving from here on: what `mq_start_time_seconds` reports.
+    let started = std::time::SystemTime::now();
     let metrics = || runtime.metrics();
     let reload = || reloader.reload_and_log();
     let sources = Sources {
@@ -162,6 +206,8 @@ fn serve_until_signal(
         metrics: &metrics,
         queue,
         reload: &reload,
+        delivery,
+        started: Some(started),
     };
     std::thread::scope(|scope| {
         let stop = admin.as_ref().map(AdminServer::stop_handle);

@@ -3,7 +3,7 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /metrics` | [`render_metrics`], [`render_queue_health`], `text/plain; version=0.0.4` |
+//! | `GET /metrics` | [`render_metrics`], [`render_queue_health`], [`render_service`], `text/plain; version=0.0.4` |
 //! | `GET /queue` | every entry, one [`QueueRecord`] of JSON per line |
 //! | `GET /queue/<ID>` | the entries of one message, likewise; 404 if none |
 //! | `GET /queue/<ID>/body` | the message as queued (`message/rfc822`) |
@@ -51,6 +51,8 @@
 //!     metrics: &Metrics::default,
 //!     queue: &queue,
 //!     reload: &reload,
+//!     delivery: None,
+//!     started: None,
 //! };
 //! let admin = AdminServer::bind("127.0.0.1:0".parse()?)?;
 //! let (address, stop) = (admin.local_addr(), admin.stop_handle());
@@ -77,18 +79,19 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::AsyncWriteExt as _;
 use smol::channel::{Receiver, Sender};
 use smol::{Async, LocalExecutor};
 
-pub use metrics::{render_metrics, render_queue_health};
+pub use metrics::{Service, render_metrics, render_queue_health, render_service};
 pub use record::QueueRecord;
 
 use self::guard::Guard;
 use self::http::{Request, Response, internal, read_request};
 use crate::config::AdminConfig;
+use crate::delivery::DeliveryStats;
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueError, QueueId};
 use crate::smtp::Stats;
@@ -106,6 +109,10 @@ pub struct Sources<'a> {
     pub queue: &'a dyn Queue,
     /// Reloads the configuration (as SIGHUP does), saying what it did or why it failed.
     pub reload: &'a (dyn Fn() -> Result<String, String> + Sync),
+    /// Delivery's counters, when the server delivers.
+    pub delivery: Option<&'a DeliveryStats>,
+    /// When the server started (`mq_start_time_seconds`, which `mq status` reads).
+    pub started: Option<SystemTime>,
 }
 
 impl fmt::Debug for Sources<'_> {
@@ -373,6 +380,13 @@ async fn route(request: &Request, sources: &Sources<'_>) -> Response {
 fn metrics_page(sources: &Sources<'_>) -> Response {
     let mut page = render_metrics(sources.stats, &(sources.metrics)(), sources.queue.count());
     page.push_str(&render_queue_health(&sources.queue.health()));
+    page.push_str(&render_service(&Service {
+        started: sources.started,
+        tls_in: sources.stats.tls.load(std::sync::atomic::Ordering::Relaxed),
+        delivery: sources.delivery,
+        queue: sources.queue.age(),
+        now: SystemTime::now(),
+    }));
     Response {
         status: 200,
         content_type: "text/plain; version=0.0.4",
@@ -504,6 +518,8 @@ mod tests {
             metrics: &Metrics::default,
             queue,
             reload: &reload,
+            delivery: None,
+            started: Some(std::time::SystemTime::now()),
         };
         let (address, stop) = (admin.local_addr(), admin.stop_handle());
         std::thread::scope(|scope| {

@@ -47,6 +47,12 @@ pub struct Config {
     /// The resolvers delivery (and plugins) ask.
     #[serde(default)]
     pub dns: crate::dns::DnsConfig,
+    /// How log lines are written.
+    #[serde(default)]
+    pub log: crate::service::LogConfig,
+    /// Running as a service: the user after binding, the pid file.
+    #[serde(default)]
+    pub server: crate::service::ServerConfig,
 }
 
 /// `[queue]`.

@@ -19,6 +19,7 @@
 //!   cached per core, and [`dns::resolve_mail_route`].
 //! - [`smtp`]: the protocol pieces: command parsing, the DATA reader.
 //! - [`delivery`]: local delivery into Maildirs, and the DSN bounce for a failed delivery.
+//! - [`service`]: `[log]` and `[server]`, how `mq serve` runs as a system service.
 //! - [`admin`]: the loopback HTTP port: Prometheus metrics and the queue commands of a running
 //!   server.
 //! - `testkit` (feature `testkit`): plugins and chains through hooks without a network, with
@@ -52,10 +53,12 @@ pub mod delivery;
 pub mod dns;
 mod domains;
 mod engine;
+mod logline;
 mod metrics;
 pub mod queue;
 mod registry;
 mod runtime;
+pub mod service;
 pub mod smtp;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -4,8 +4,10 @@
 mod check_config;
 mod inject;
 mod local;
+mod operations;
 mod plugins;
 mod queue;
 mod reload;
 mod serve;
+mod service;
 mod support;

@@ -204,6 +204,11 @@ impl Server {
         server
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
     /// The SMTP address the server reported.
     pub(crate) fn smtp(&self) -> SocketAddr {
         self.smtp.expect("the server is started")
@@ -214,12 +219,16 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The SMTP address from the `mq serving address=…` line: the server binds port 0.
+    /// The SMTP address from the `mq serving address=…` line (`"address":"…"` in JSON
+    /// lines): the server binds port 0.
     fn wait_for_address(&mut self) -> SocketAddr {
         self.poll("the server to log its address", |server| {
             let log = server.log();
             let line = log.lines().find(|line| line.contains("mq serving"))?;
-            let address = line.split_once("address=")?.1.split_whitespace().next()?;
+            let address = match line.split_once("address=") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => line.split_once("\"address\":\"")?.1.split('"').next()?,
+            };
             address.parse().ok()
         })
     }

@@ -4,8 +4,12 @@
 use std::fmt::{self, Write as _};
 use std::sync::atomic::Ordering;
 
+use std::time::SystemTime;
+
+use crate::delivery::DeliveryStats;
+use crate::delivery::stats::{AttemptResult, Class, LATENCY_BOUNDS_SECONDS};
 use crate::metrics::{HookMetrics, LATENCY_BOUNDS_MICROS, Metrics};
-use crate::queue::QueueHealth;
+use crate::queue::{QueueAge, QueueHealth};
 use crate::smtp::Stats;
 
 /// Renders the counters as a Prometheus scrape: `# HELP` and `# TYPE` lines, then the samples.
@@ -53,6 +57,57 @@ pub fn render_queue_health(health: &QueueHealth) -> String {
     let mut page = Page(String::new());
     // Writing to a String cannot fail; the Results only carry fmt's signature.
     let _ = page.queue_health(health);
+    page.0
+}
+
+/// What [`render_service`] reports on: the server's start, TLS, delivery and the queue's
+/// entries.
+#[derive(Debug)]
+pub struct Service<'a> {
+    /// When the server started.
+    pub started: Option<SystemTime>,
+    /// Inbound sessions that completed STARTTLS.
+    pub tls_in: u64,
+    /// Delivery's counters, when the server delivers.
+    pub delivery: Option<&'a DeliveryStats>,
+    /// The queue's deferred entries and its oldest entry's arrival.
+    pub queue: QueueAge,
+    /// The time of the scrape.
+    pub now: SystemTime,
+}
+
+/// Renders what an operator follows a running server by, to follow [`render_queue_health`] on
+/// the page: `mq_start_time_seconds`, TLS sessions in and out, delivery attempts by result and
+/// destination class, the delivery latency histogram (arrival to delivery, delivered entries),
+/// bounces queued, deferred entries and the age of the oldest entry.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use mq_core::admin::{Service, render_service};
+/// use mq_core::delivery::DeliveryStats;
+/// use mq_core::delivery::stats::{AttemptResult, Class};
+/// use mq_core::queue::QueueAge;
+///
+/// let stats = DeliveryStats::default();
+/// stats.record(Class::Mx, AttemptResult::Delivered, Duration::from_millis(300));
+/// let page = render_service(&Service {
+///     started: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+///     tls_in: 0,
+///     delivery: Some(&stats),
+///     queue: QueueAge::default(),
+///     now: SystemTime::now(),
+/// });
+/// assert!(page.contains("\nmq_start_time_seconds 1700000000\n"));
+/// assert!(page.contains("\nmq_delivery_attempts_total{class=\"mx\",result=\"delivered\"} 1\n"));
+/// assert!(page.contains("\nmq_delivery_latency_seconds_bucket{le=\"0.5\"} 1\n"));
+/// assert!(page.contains("\nmq_queue_oldest_entry_age_seconds 0\n"));
+/// ```
+pub fn render_service(service: &Service<'_>) -> String {
+    let mut page = Page(String::new());
+    // Writing to a String cannot fail; the Results only carry fmt's signature.
+    let _ = page.service(service);
     page.0
 }
 
@@ -112,6 +167,90 @@ impl Page {
             "gauge",
             "Queued entries (one per recipient).",
             queue_entries as u64,
+        )
+    }
+
+    fn service(&mut self, service: &Service<'_>) -> fmt::Result {
+        if let Some(started) = service.started {
+            let at = started
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.single(
+                "mq_start_time_seconds",
+                "gauge",
+                "When the server started, in seconds since the Unix epoch.",
+                at.as_secs(),
+            )?;
+        }
+        let delivery = service.delivery;
+        let out = delivery.map_or(0, |d| d.tls.load(Ordering::Relaxed));
+        self.family(
+            "mq_tls_sessions_total",
+            "counter",
+            "SMTP sessions that completed STARTTLS: in, clients to mq; out, mq to servers.",
+        )?;
+        writeln!(
+            self.0,
+            "mq_tls_sessions_total{{direction=\"in\"}} {}",
+            service.tls_in
+        )?;
+        writeln!(self.0, "mq_tls_sessions_total{{direction=\"out\"}} {out}")?;
+        if let Some(delivery) = delivery {
+            self.delivery(delivery)?;
+        }
+        self.single(
+            "mq_queue_deferred_entries",
+            "gauge",
+            "Queued entries whose last attempt was deferred.",
+            service.queue.deferred as u64,
+        )?;
+        let age = service.queue.oldest.map_or(0, |arrived| {
+            let age = service.now.duration_since(arrived).unwrap_or_default();
+            age.as_secs()
+        });
+        self.single(
+            "mq_queue_oldest_entry_age_seconds",
+            "gauge",
+            "Seconds since the oldest queued entry arrived; 0 when the queue is empty.",
+            age,
+        )
+    }
+
+    fn delivery(&mut self, delivery: &DeliveryStats) -> fmt::Result {
+        self.family(
+            "mq_delivery_attempts_total",
+            "counter",
+            "Delivery attempts by result (delivered, deferred, bounced) and destination class (local, relay, mx).",
+        )?;
+        for class in Class::ALL {
+            for result in AttemptResult::ALL {
+                writeln!(
+                    self.0,
+                    "mq_delivery_attempts_total{{class=\"{}\",result=\"{}\"}} {}",
+                    class.name(),
+                    result.name(),
+                    delivery.attempts(class, result)
+                )?;
+            }
+        }
+        let name = "mq_delivery_latency_seconds";
+        self.family(
+            name,
+            "histogram",
+            "Time from arrival to delivery of delivered entries.",
+        )?;
+        let (buckets, count, sum) = delivery.latency();
+        for (bound, cumulative) in LATENCY_BOUNDS_SECONDS.iter().zip(buckets) {
+            writeln!(self.0, "{name}_bucket{{le=\"{bound}\"}} {cumulative}")?;
+        }
+        writeln!(self.0, "{name}_bucket{{le=\"+Inf\"}} {count}")?;
+        writeln!(self.0, "{name}_sum {}", seconds(sum))?;
+        writeln!(self.0, "{name}_count {count}")?;
+        self.single(
+            "mq_bounces_total",
+            "counter",
+            "Delivery status notifications queued for senders.",
+            delivery.bounces.load(Ordering::Relaxed),
         )
     }
 

@@ -1,7 +1,7 @@
 //! One delivery job: the batches of one destination domain, over one connection where they go
 //! remote, each step running its hook chain.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mq_plugin_api::{
     Address, Context, Message, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Pickup,
@@ -10,8 +10,9 @@ use mq_plugin_api::{
 
 use super::Delivery;
 use super::myself::loops_back;
-use super::outcome::{Verdict, settle};
+use super::outcome::{Leg, Verdict, settle};
 use super::route::{Route, Target, route, targets};
+use super::stats::Class;
 use crate::chain::Outcome;
 use crate::queue::{Entry, QueueId};
 use crate::runtime::Worker;
@@ -38,14 +39,19 @@ pub(crate) async fn deliver(
     domain: &str,
     batches: Vec<Batch>,
 ) {
+    let route = route(&delivery.config, &delivery.local_domains, domain);
     let mut job = Job {
         worker,
         delivery,
         ctx: worker.context(),
         connection: None,
         deadline: None,
+        class: Class::of(&route),
+        taken: SystemTime::now(),
+        setup_from: None,
+        setup: Duration::ZERO,
+        sending: None,
     };
-    let route = route(&delivery.config, &delivery.local_domains, domain);
     let mut targets_result = None;
     for batch in batches {
         let Some((body, items)) = job.pickup(batch).await else {
@@ -82,6 +88,16 @@ struct Job<'a> {
     connection: Option<Connection>,
     /// When the search for a server under way (lookups, then connections) gives up.
     deadline: Option<Instant>,
+    /// Where the job's entries go, for the metrics.
+    class: Class,
+    /// When the job took its entries from the queue.
+    taken: SystemTime,
+    /// When the lookups or the connection under way began.
+    setup_from: Option<Instant>,
+    /// How long setting up the connection in use took, until it first carries mail.
+    setup: Duration,
+    /// When the transaction under way began.
+    sending: Option<Instant>,
 }
 
 impl Job<'_> {
@@ -130,6 +146,13 @@ impl Job<'_> {
 
     /// Ends the attempt for one entry (see [`settle`]).
     async fn settle(&mut self, entry: Entry, body: &[u8], verdict: Verdict, relay: Option<&str>) {
+        let leg = Leg {
+            relay,
+            class: self.class,
+            taken: self.taken,
+            setup: self.setup,
+            sending: self.sending,
+        };
         settle(
             self.worker,
             &mut self.ctx,
@@ -137,7 +160,7 @@ impl Job<'_> {
             entry,
             body,
             verdict,
-            relay,
+            &leg,
         )
         .await;
     }
@@ -171,13 +194,14 @@ impl Job<'_> {
                 }
                 Err(error) => Verdict::deferred(error.to_string(), None),
             };
-            self.settle(item.entry, body, verdict, None).await;
+            self.settle(item.entry, body, verdict, Some("local")).await;
         }
     }
 
     /// The servers for a remote route, or the verdict for every entry when there are none,
     /// within the attempt's deadline.
     async fn resolve(&mut self, route: &Route, domain: &str) -> Result<Vec<Target>, Verdict> {
+        self.setup_from.get_or_insert_with(Instant::now);
         let deadline = self.deadline();
         let lookups = async {
             let resolver = self.delivery.resolver();
@@ -212,16 +236,28 @@ impl Job<'_> {
             if let Some(stale) = self.connection.take() {
                 stale.quit().await;
             }
+            let began = *self.setup_from.get_or_insert_with(Instant::now);
             let deadline = self.deadline();
             let found = within(deadline, self.connect(targets, domain)).await;
             self.deadline = None;
+            self.setup_from = None;
+            self.setup = began.elapsed();
             let timeout = self.delivery.config.attempt_timeout;
             match found.unwrap_or_else(|| Err(out_of_time(domain, timeout))) {
-                Ok(connection) => self.connection = Some(connection),
+                Ok(connection) => {
+                    if connection.is_tls() {
+                        let tls = &self.delivery.stats().tls;
+                        tls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    self.connection = Some(connection);
+                }
                 Err(verdict) => return self.settle_all(body, items, &verdict).await,
             }
         }
         self.transaction(domain, body, items).await;
+        // The next transaction on this connection sets nothing up.
+        self.setup = Duration::ZERO;
+        self.sending = None;
     }
 
     /// Tries each target in turn, no more than `mx_address_limit` addresses and
@@ -277,7 +313,7 @@ impl Job<'_> {
     async fn transaction(&mut self, domain: &str, body: &std::sync::Arc<[u8]>, items: Vec<Item>) {
         let engine = self.worker.engine();
         let connection = self.connection.as_ref().expect("connected");
-        let relay = format!("{}[{}]", connection.host(), connection.peer());
+        let relay = crate::logline::relay(connection.host(), connection.peer());
         let mut mail = OutMailFrom::new(items[0].sender.clone());
         if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut mail).await, &relay) {
             return self.settle_all(body, items, &verdict).await;
@@ -301,6 +337,7 @@ impl Job<'_> {
             Err(verdict) => return self.settle_all(body, sending, &verdict).await,
         };
         self.throttle(domain).await;
+        self.sending = Some(Instant::now());
         let message: &[u8] = replaced.as_deref().unwrap_or(body);
         let verdicts = self.exchange(&mail, &recipients, message, &relay).await;
         for (item, verdict) in sending.into_iter().zip(verdicts) {
@@ -441,7 +478,7 @@ fn positive(reply: &Reply) -> bool {
 }
 
 fn relay_name(target: &Target) -> String {
-    format!("{}[{}]", target.host, target.address)
+    crate::logline::relay(&target.host, target.address)
 }
 
 /// What a refusing outbound hook means for the entries: its reply decides.

@@ -11,6 +11,8 @@
 //!   limits; [`config`]: `[delivery]`.
 //! - [`maildir`]: local delivery into `<data-dir>/mail/<domain>/<local-part>/`, the Maildir
 //!   way (tmp, fsync, rename into new).
+//! - [`stats`]: the counters `/metrics` shows: attempts by outcome and destination class,
+//!   the delivery latency histogram, bounces, outbound TLS.
 //! - [`dsn`]: the delivery status notification (RFC 3464) sent to the envelope sender when
 //!   delivery fails for good or is delayed.
 
@@ -23,6 +25,7 @@ mod outcome;
 pub mod retry;
 pub mod route;
 mod scheduler;
+pub mod stats;
 pub mod throttle;
 
 use std::cell::RefCell;
@@ -37,9 +40,12 @@ use async_trait::async_trait;
 use smol::channel::{Receiver, Sender};
 
 pub use config::{DeliveryConfig, Smarthost, TlsMode};
+pub use stats::DeliveryStats;
 
 use crate::dns::{DnsConfig, Resolver};
-use crate::queue::{AckResult, Entry, NewMessage, Queue, QueueError, QueueHealth, QueueId};
+use crate::queue::{
+    AckResult, Entry, NewMessage, Queue, QueueAge, QueueError, QueueHealth, QueueId,
+};
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
 use crate::smtp::tls;
@@ -61,6 +67,7 @@ pub struct Delivery {
     /// The client configuration of each relay's `ca_file`, loaded once.
     trust: BTreeMap<PathBuf, Arc<rustls::ClientConfig>>,
     in_flight: AtomicUsize,
+    stats: DeliveryStats,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
 }
@@ -105,6 +112,7 @@ impl Delivery {
             maildir: Maildir::new(data_dir.join("mail")),
             dns,
             in_flight: AtomicUsize::new(0),
+            stats: DeliveryStats::default(),
             wake_tx,
             wake_rx,
         })
@@ -135,6 +143,11 @@ impl Delivery {
         Arc::new(Waking {
             delivery: Arc::clone(self),
         })
+    }
+
+    /// The counters of attempts, latency, bounces and outbound TLS, for `/metrics`.
+    pub fn stats(&self) -> &DeliveryStats {
+        &self.stats
     }
 
     /// The throttles, to see connection counts.
@@ -267,6 +280,10 @@ impl Queue for Waking {
 
     fn count(&self) -> usize {
         self.delivery.queue.count()
+    }
+
+    fn age(&self) -> QueueAge {
+        self.delivery.queue.age()
     }
 
     async fn delete(&self, id: &QueueId) -> Result<usize, QueueError> {

@@ -1,12 +1,14 @@
 //! How an attempt ends for one entry: the `delivery_result` chain, the queue's ack or defer, a
 //! bounce for a final failure, and one log line as Postfix's smtp(8) writes it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mq_plugin_api::{Address, Context, DeliveryResult, DeliveryState, Reply};
 
 use super::Delivery;
 use super::dsn::{self, Action, Bounce, FailedRecipient};
+use super::stats::{AttemptResult, Class};
+use crate::logline;
 use crate::queue::{AckResult, Entry, NewMessage};
 use crate::runtime::Worker;
 
@@ -96,6 +98,22 @@ impl Verdict {
     }
 }
 
+/// Where an attempt went and how long its steps took, for its log line and the metrics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Leg<'a> {
+    /// The server that answered, `host[ip]:port`, if one did.
+    pub(crate) relay: Option<&'a str>,
+    /// Where the entry was going.
+    pub(crate) class: Class,
+    /// When the job took the entry from the queue.
+    pub(crate) taken: SystemTime,
+    /// Connection setup (lookups, connect, greeting, EHLO, STARTTLS): zero for a connection
+    /// that carried mail before, or none.
+    pub(crate) setup: Duration,
+    /// When the transaction began (MAIL FROM), if it did.
+    pub(crate) sending: Option<Instant>,
+}
+
 /// Ends the attempt for `entry`: runs `delivery_result`, then acks, defers or bounces it.
 pub(crate) async fn settle(
     worker: &Worker,
@@ -104,11 +122,12 @@ pub(crate) async fn settle(
     entry: Entry,
     body: &[u8],
     verdict: Verdict,
-    relay: Option<&str>,
+    leg: &Leg<'_>,
 ) {
     let now = SystemTime::now();
+    let latency = now.duration_since(entry.arrived).unwrap_or_default();
     if matches!(verdict, Verdict::Dropped) {
-        log(&entry, relay, &verdict, "dropped", now);
+        log(&entry, leg, &verdict, "dropped", now);
         return ack(
             delivery,
             &entry,
@@ -145,11 +164,15 @@ pub(crate) async fn settle(
     let _ = worker.engine().run(ctx, &mut event).await;
     match event.state {
         DeliveryState::Delivered => {
-            log(&entry, relay, &verdict, "sent", now);
+            log(&entry, leg, &verdict, "sent", now);
+            let stats = &delivery.stats;
+            stats.record(leg.class, AttemptResult::Delivered, latency);
             ack(delivery, &entry, AckResult::Delivered).await;
         }
         DeliveryState::Deferred(delay) => {
-            log(&entry, relay, &verdict, "deferred", now);
+            log(&entry, leg, &verdict, "deferred", now);
+            let stats = &delivery.stats;
+            stats.record(leg.class, AttemptResult::Deferred, latency);
             if let Err(error) = delivery
                 .queue
                 .defer(&entry, now + delay, verdict.reason())
@@ -168,7 +191,9 @@ pub(crate) async fn settle(
             } else {
                 verdict.reason()
             };
-            log(&entry, relay, &verdict, "bounced", now);
+            log(&entry, leg, &verdict, "bounced", now);
+            let stats = &delivery.stats;
+            stats.record(leg.class, AttemptResult::Bounced, latency);
             // The bounce first: a crash between the two then repeats the bounce rather than
             // losing it.
             bounce(delivery, &entry, body, &verdict, &reason, expired, now).await;
@@ -205,7 +230,7 @@ async fn bounce(
         _ => "4.4.7".to_owned(),
     };
     let remote = match verdict {
-        // The relay is `host[ip:port]`, as logged; Remote-MTA names the host (RFC 3464 §2.3.5).
+        // The relay is `host[ip]:port`, as logged; Remote-MTA names the host (RFC 3464 §2.3.5).
         Verdict::Failed { relay, .. } | Verdict::Deferred { relay, .. } => relay
             .as_deref()
             .map(|relay| relay.split_once('[').map_or(relay, |(host, _)| host)),
@@ -245,6 +270,10 @@ async fn bounce(
     };
     match delivery.queue.enqueue(notice).await {
         Ok(id) => {
+            delivery
+                .stats
+                .bounces
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(queue_id = %entry.queue_id, bounce = %id, "sender non-delivery notification");
         }
         Err(error) => {
@@ -253,12 +282,29 @@ async fn bounce(
     }
 }
 
-/// `ID: to=<rcpt>, relay=host[ip]:port, delay=1.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)`.
-fn log(entry: &Entry, relay: Option<&str>, verdict: &Verdict, status: &str, now: SystemTime) {
-    let delay = now
+/// One line per attempt, the fields of Postfix's smtp(8) line: `to=<rcpt>`,
+/// `relay=host[ip]:port` (also when the connection failed; `none` when no server was reached,
+/// `local` for a Maildir), `delay=` from arrival, `delays=a/b/c/d`, `dsn=`, `status=`.
+///
+/// `delays` splits `delay`: a, in the queue until this attempt took the entry; b, in mq
+/// before connecting or sending (hooks, waiting for the connection); c, connection setup
+/// (lookups, TCP, greeting, EHLO, STARTTLS; 0 on a connection that carried mail before); d,
+/// the transaction.
+fn log(entry: &Entry, leg: &Leg<'_>, verdict: &Verdict, status: &str, now: SystemTime) {
+    let delay = now.duration_since(entry.arrived).unwrap_or_default();
+    let queued = leg
+        .taken
         .duration_since(entry.arrived)
         .unwrap_or_default()
-        .as_secs_f64();
+        .min(delay);
+    let sending = leg.sending.map_or(Duration::ZERO, |at| at.elapsed());
+    let before = delay
+        .saturating_sub(queued)
+        .saturating_sub(leg.setup)
+        .saturating_sub(sending);
+    let delays = [queued, before, leg.setup, sending]
+        .map(logline::seconds)
+        .join("/");
     let dsn = match verdict.reply().and_then(Reply::enhanced) {
         Some(code) => code.to_owned(),
         None => match status {
@@ -268,16 +314,20 @@ fn log(entry: &Entry, relay: Option<&str>, verdict: &Verdict, status: &str, now:
         },
     };
     let relay = match verdict {
-        Verdict::Delivered { relay, .. } => relay.as_str(),
-        _ => relay.unwrap_or("none"),
+        Verdict::Delivered { relay, .. } => Some(relay.as_str()),
+        Verdict::Deferred { relay, .. } | Verdict::Failed { relay, .. } => {
+            relay.as_deref().or(leg.relay)
+        }
+        Verdict::Postponed(_) | Verdict::Dropped => leg.relay,
     };
     tracing::info!(
         queue_id = %entry.queue_id,
-        to = %entry.recipient,
-        relay,
-        delay = format!("{delay:.2}"),
-        dsn,
-        status,
+        to = %logline::bracketed(&entry.recipient),
+        relay = %relay.unwrap_or("none"),
+        delay = %logline::seconds(delay),
+        %delays,
+        %dsn,
+        %status,
         detail = verdict.reason(),
         "delivery attempt"
     );

@@ -265,6 +265,10 @@ impl Queue for EmbeddedQueue {
         lock(&self.index).live()
     }
 
+    fn age(&self) -> super::QueueAge {
+        lock(&self.index).age()
+    }
+
     async fn delete(&self, id: &QueueId) -> Result<usize, QueueError> {
         if !lock(&self.index).contains(*id) {
             return Err(QueueError::NotFound(*id));

@@ -307,6 +307,17 @@ impl Index {
         entries
     }
 
+    /// Deferred entries and the oldest arrival, without copying any entry.
+    pub(crate) fn age(&self) -> super::QueueAge {
+        let mut age = super::QueueAge::default();
+        for stored in self.messages.values() {
+            for slot in stored.slots.iter().filter(|slot| !slot.state.done) {
+                age.add(stored.arrived, !slot.in_flight && slot.state.attempts > 0);
+            }
+        }
+        age
+    }
+
     /// Makes every deferred entry that is not in flight due at `now`.
     pub(crate) fn flush(&mut self, now: SystemTime) {
         for (&id, stored) in &mut self.messages {

@@ -149,6 +149,55 @@ pub enum AckResult {
     },
 }
 
+/// The queue's backlog at a glance: deferred entries and the oldest live entry's arrival.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, NewMessage, Queue, QueueAge};
+///
+/// let dir = tempfile::tempdir()?;
+/// let queue = EmbeddedQueue::open(dir.path(), EmbeddedOptions::default())?;
+/// assert_eq!(queue.age(), QueueAge::default());
+/// smol::block_on(queue.enqueue(NewMessage {
+///     sender: "a@example.org".parse()?,
+///     recipients: vec!["b@example.net".parse()?],
+///     body: b"Subject: s\r\n\r\nhi\r\n".to_vec(),
+///     client: "client.example[192.0.2.1]".into(),
+/// }))?;
+/// let age = queue.age();
+/// assert_eq!(age.deferred, 0);
+/// assert!(age.oldest.is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueAge {
+    /// Entries whose last attempt was deferred (not in flight now).
+    pub deferred: usize,
+    /// When the oldest live entry arrived; `None` when the queue is empty.
+    pub oldest: Option<SystemTime>,
+}
+
+impl QueueAge {
+    /// The age of `entries`.
+    pub fn of(entries: &[Entry]) -> QueueAge {
+        QueueAge {
+            deferred: entries
+                .iter()
+                .filter(|e| e.state == EntryState::Deferred)
+                .count(),
+            oldest: entries.iter().map(|e| e.arrived).min(),
+        }
+    }
+
+    /// Counts one live entry.
+    pub(crate) fn add(&mut self, arrived: SystemTime, deferred: bool) {
+        self.deferred += usize::from(deferred);
+        self.oldest = Some(self.oldest.map_or(arrived, |oldest| oldest.min(arrived)));
+    }
+}
+
 /// How a queue's storage is doing: the metrics page shows it.
 ///
 /// # Examples
@@ -263,6 +312,12 @@ pub trait Queue: Send + Sync + fmt::Debug {
     /// tell without copying them should (the metrics page asks at every scrape).
     fn count(&self) -> usize {
         self.list().len()
+    }
+
+    /// How many entries are deferred and when the oldest live entry arrived, for the metrics
+    /// page. A backend that can tell without copying the entries should.
+    fn age(&self) -> QueueAge {
+        QueueAge::of(&self.list())
     }
 
     /// Removes every entry of a message (an administrator's `mq queue delete`) and returns how

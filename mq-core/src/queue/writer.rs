@@ -252,10 +252,25 @@ impl Writer {
         QueueError::io(format!("{action} {}", path.display()), error)
     }
 
+    /// Applies written records to the index. A record that took a message's last entry away
+    /// logs `removed`, as Postfix's qmgr does: the last line of a message's life.
     fn apply(&self, records: impl Iterator<Item = (Record, Placement)>) -> Vec<usize> {
         let mut index = lock(&self.index);
         records
-            .map(|(record, at)| index.apply(record, at))
+            .map(|(record, at)| {
+                let ends = match &record {
+                    Record::Done { id, .. } | Record::Delete { id } => Some(*id),
+                    _ => None,
+                };
+                let touched = index.apply(record, at);
+                if let Some(id) = ends
+                    && touched > 0
+                    && !index.contains(id)
+                {
+                    tracing::info!(queue_id = %id, "removed");
+                }
+                touched
+            })
             .collect()
     }
 

@@ -38,7 +38,7 @@ pub use config::{AuthConfig, SmtpConfig, TlsFiles};
 pub use data::{DataError, DataReader, read_data};
 pub use recipient_map::{RecipientMap, RecipientMapError};
 pub use relay::{Cidr, CidrError};
-pub use server::{Prepared, Server, ServerError, Stats};
+pub use server::{Listeners, Prepared, Server, ServerError, Stats};
 
 #[cfg(feature = "testkit")]
 pub(crate) use helo::is_valid as is_valid_helo;

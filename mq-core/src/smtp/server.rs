@@ -53,6 +53,8 @@ pub struct Stats {
     pub messages: AtomicU64,
     /// Bytes of messages queued.
     pub bytes: AtomicU64,
+    /// Sessions that completed a STARTTLS handshake.
+    pub tls: AtomicU64,
     /// Password checks: running now, at most at once, refused.
     pub auth: Arc<AuthStats>,
     /// Replies sent, by code (index `code - 200`).
@@ -66,6 +68,7 @@ impl Default for Stats {
             active: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            tls: AtomicU64::new(0),
             auth: Arc::default(),
             replies: (200..600).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -210,13 +213,30 @@ impl Server {
         config: SmtpConfig,
         queue: Arc<dyn Queue>,
     ) -> Result<Server, ServerError> {
+        let listeners = Listeners::bind(config.listen, runtime.workers())?;
+        Server::start_on(runtime, config, queue, listeners)
+    }
+
+    /// Starts serving on `listeners`, bound before (as root, say, before giving up root's
+    /// rights), one per worker of `runtime`; otherwise as [`start`](Server::start).
+    ///
+    /// # Errors
+    ///
+    /// The TLS or AUTH settings are wrong, or `listeners` were bound for another number of
+    /// workers.
+    pub fn start_on(
+        runtime: &Runtime,
+        config: SmtpConfig,
+        queue: Arc<dyn Queue>,
+        listeners: Listeners,
+    ) -> Result<Server, ServerError> {
+        let Listeners { local, sockets } = listeners;
+        if sockets.len() != runtime.workers() {
+            let error = io::Error::other("not one listening socket per worker");
+            return Err(ServerError::Bind(local, error));
+        }
         let (tls, credentials) = read_tls_and_users(&config)?;
         let recipients = Recipients::new(&config).map_err(ServerError::Recipients)?;
-        let local = claim(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
-        let sockets = (0..runtime.workers())
-            .map(|_| reuseport_listener(local))
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| ServerError::Bind(local, e))?;
         let auth_guard = Arc::new(AuthGuard::new(&config.auth));
         let shared = Arc::new(Shared {
             config,
@@ -290,6 +310,43 @@ impl Server {
         for listener in self.listeners {
             listener.wait();
         }
+    }
+}
+
+/// The SMTP port bound once per worker and not yet served, for [`Server::start_on`].
+///
+/// # Examples
+///
+/// ```
+/// let listeners = mq_core::smtp::Listeners::bind("127.0.0.1:0".parse()?, 2)?;
+/// assert_ne!(listeners.local_addr().port(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Listeners {
+    local: SocketAddr,
+    sockets: Vec<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `address` `count` times (one socket per worker core, `SO_REUSEPORT`), after
+    /// proving that no other process holds it.
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound.
+    pub fn bind(address: SocketAddr, count: usize) -> Result<Listeners, ServerError> {
+        let local = claim(address).map_err(|e| ServerError::Bind(address, e))?;
+        let sockets = (0..count)
+            .map(|_| reuseport_listener(local))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| ServerError::Bind(local, e))?;
+        Ok(Listeners { local, sockets })
+    }
+
+    /// The address bound (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 }
 

@@ -21,6 +21,7 @@ use super::recipient_set::RecipientSet;
 use super::recipients;
 use super::server::Shared;
 use crate::chain::Outcome;
+use crate::logline::{self, Client};
 use crate::queue::NewMessage;
 use crate::runtime::Worker;
 
@@ -173,7 +174,7 @@ impl Session {
         let text = format!("{} Error: service shutting down", self.hostname());
         self.shared.stats.reply(421);
         conn.reply(&Reply::new(421, "4.3.2", text));
-        tracing::info!(client = %self.client, "closed at the shutdown timeout");
+        tracing::info!(client = %Client(self.client), "closed at the shutdown timeout");
         conn.close().await;
     }
 
@@ -186,7 +187,7 @@ impl Session {
         if let Some(conn) = self.conn.take() {
             conn.close().await;
         }
-        tracing::debug!(client = %self.client, messages, "disconnect");
+        tracing::debug!(client = %Client(self.client), messages, "disconnect");
     }
 
     /// The connect chain and the greeting; false if the connection is refused.
@@ -205,7 +206,7 @@ impl Session {
         };
         let accepted = greeting.code() == 220;
         if !accepted {
-            tracing::info!(client = %self.client, reply = %greeting, "connection refused");
+            tracing::info!(client = %Client(self.client), reply = %greeting, "connection refused");
         }
         self.send(&greeting);
         accepted
@@ -353,7 +354,7 @@ impl Session {
         let (protocol, cipher) = match conn.start_tls(&acceptor, timeout).await {
             Ok(negotiated) => negotiated,
             Err(error) => {
-                tracing::info!(client = %self.client, %error, "TLS handshake failed");
+                tracing::info!(client = %Client(self.client), %error, "TLS handshake failed");
                 return Flow::Quit;
             }
         };
@@ -369,7 +370,8 @@ impl Session {
         facts.tls = Some(protocol.clone());
         facts.helo = None;
         facts.user = None;
-        tracing::debug!(client = %self.client, protocol, cipher, "TLS established");
+        tracing::info!(client = %Client(self.client), %protocol, %cipher, "TLS established");
+        self.shared.stats.tls.fetch_add(1, Ordering::Relaxed);
         let _ = self.chain(&mut Secure::new(protocol, cipher)).await;
         Flow::Continue
     }
@@ -400,7 +402,7 @@ impl Session {
         if self.shared.auth_guard.locked_out(ip) {
             let stats = &self.shared.stats.auth;
             stats.locked_out.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(client = %self.client, "AUTH refused: too many failed logins");
+            tracing::warn!(client = %Client(self.client), "AUTH refused: too many failed logins");
             let reply = auth_guard::locked_out_reply(self.hostname(), ip);
             self.send(&reply);
             return Flow::Quit;
@@ -501,11 +503,11 @@ impl Session {
             _ => false,
         };
         if !accepted {
-            tracing::info!(client = %self.client, user = event.username, "authentication failed");
+            tracing::info!(client = %Client(self.client), user = event.username, "authentication failed");
             self.shared.auth_guard.failed(self.client.ip());
             return self.error(&auth::failed_reply());
         }
-        tracing::info!(client = %self.client, user = event.username, "authenticated");
+        tracing::info!(client = %Client(self.client), user = event.username, "authenticated");
         self.ctx.session_mut().user = Some(event.username.clone());
         self.state.user = Some(event.username);
         self.ok(235, "2.7.0", "Authentication successful");
@@ -591,7 +593,7 @@ impl Session {
             return Flow::Continue;
         }
         if !event.local && self.state.user.is_none() && !self.shared.may_relay(self.client.ip()) {
-            tracing::info!(client = %self.client, recipient = shown, "relay access denied");
+            tracing::info!(client = %Client(self.client), recipient = shown, "relay access denied");
             self.send(&Reply::new(
                 554,
                 "5.7.1",
@@ -602,7 +604,7 @@ impl Session {
         // A recipient the plugins rewrote or expanded (an alias) exists because they say so.
         if local && event.recipients.as_slice() == std::slice::from_ref(&given) {
             let Some(known) = self.shared.recipients.known(&given).await else {
-                tracing::info!(client = %self.client, recipient = shown, "user unknown in local recipient table");
+                tracing::info!(client = %Client(self.client), recipient = shown, "user unknown in local recipient table");
                 return self.error(&recipients::unknown(&given));
             };
             event.recipients = vec![known];
@@ -622,7 +624,7 @@ impl Session {
         let local = self.shared.config.is_local_domain(recipient.domain());
         if local {
             recipients::check_name(&recipient).inspect_err(|_| {
-                tracing::info!(client = %self.client, %recipient, "invalid local mailbox name");
+                tracing::info!(client = %Client(self.client), %recipient, "invalid local mailbox name");
             })?;
         }
         Ok((recipient, local))
@@ -665,7 +667,7 @@ impl Session {
                 return Flow::Quit;
             }
             Err(DataError::Io(error)) => {
-                tracing::info!(client = %self.client, %error, "lost connection after DATA");
+                tracing::info!(client = %Client(self.client), %error, "lost connection after DATA");
                 return Flow::Quit;
             }
         };
@@ -676,7 +678,7 @@ impl Session {
     }
 
     fn refuse_data(&mut self, reply: &Reply) -> Flow {
-        tracing::info!(client = %self.client, reply = %reply, "message refused");
+        tracing::info!(client = %Client(self.client), reply = %reply, "message refused");
         self.reset();
         self.error(reply)
     }
@@ -688,7 +690,7 @@ impl Session {
         let mut message = Message::from_vec(bytes);
         let hop_limit = self.shared.config.hopcount_limit;
         if let Some(reply) = received::too_many_hops(&message, hop_limit) {
-            tracing::info!(client = %self.client, %reply, "message refused");
+            tracing::info!(client = %Client(self.client), %reply, "message refused");
             return reply;
         }
         let recipients = self.state.recipients.take();
@@ -751,7 +753,7 @@ impl Session {
             };
             let mut copy = MessageCopy::new(sender.clone(), recipient, message);
             if let Some(reply) = Self::refusal(self.chain(&mut copy).await) {
-                tracing::info!(client = %self.client, recipient = %copy.recipient, %reply, "recipient refused at smtp_in_message");
+                tracing::info!(client = %Client(self.client), recipient = %copy.recipient, %reply, "recipient refused at smtp_in_message");
                 refused = Some(reply);
                 continue;
             }
@@ -777,6 +779,7 @@ impl Session {
         let mut first = None;
         for (body, recipients) in groups {
             let (size, count) = (body.len(), recipients.len());
+            let message_id = logline::message_id(&body);
             let message = NewMessage {
                 sender: sender.clone(),
                 recipients,
@@ -785,7 +788,16 @@ impl Session {
             };
             match self.shared.queue.enqueue(message).await {
                 Ok(id) => {
-                    tracing::info!(queue_id = %id, client, from = %sender, nrcpt = count, size, "message accepted");
+                    tracing::info!(
+                        queue_id = %id,
+                        client = %Client(self.client),
+                        %helo,
+                        "message-id" = %message_id.as_deref().unwrap_or(""),
+                        from = %logline::bracketed(&sender),
+                        size,
+                        nrcpt = count,
+                        "message accepted"
+                    );
                     self.shared.stats.messages.fetch_add(1, Ordering::Relaxed);
                     self.shared
                         .stats
@@ -794,7 +806,7 @@ impl Session {
                     first.get_or_insert(id);
                 }
                 Err(error) => {
-                    tracing::error!(client, %error, "cannot queue a message");
+                    tracing::error!(client = %Client(self.client), %error, "cannot queue a message");
                     return Reply::tempfail("Error: queue file write error");
                 }
             }

@@ -75,6 +75,21 @@ impl Io {
         matches!(self.stream, Some(Either::Right(_)))
     }
 
+    /// The TLS protocol version and cipher suite, once STARTTLS is done.
+    pub(super) fn tls_parameters(&self) -> Option<(String, String)> {
+        let Some(Either::Right(tls)) = &self.stream else {
+            return None;
+        };
+        let session = tls.get_ref().1;
+        let protocol = match session.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+            other => format!("{other:?}"),
+        };
+        let cipher = format!("{:?}", session.negotiated_cipher_suite()?.suite());
+        Some((protocol, cipher))
+    }
+
     fn stream(&mut self, stage: Stage) -> Result<&mut Stream, ClientError> {
         let closed = || ClientError::Io(stage, io::ErrorKind::NotConnected.into());
         self.stream.as_mut().ok_or_else(closed)

@@ -106,6 +106,11 @@ async fn introduce(
             let tls = tls.unwrap_or_else(|| built_in(config.tls));
             let name = tls::server_name(host, address.ip());
             io.start_tls(tls, name, timeouts.command).await?;
+            if let Some((protocol, cipher)) = io.tls_parameters() {
+                let verified = matches!(config.tls, TlsPolicy::Required { verify: true });
+                let relay = crate::logline::relay(host, address);
+                tracing::info!(%relay, %protocol, %cipher, verified, "TLS established");
+            }
             extensions = hello(io, config, names).await?;
         } else if matches!(config.tls, TlsPolicy::Required { .. }) {
             return Err(ClientError::Rejected(Stage::StartTls, reply));
