@@ -203,10 +203,12 @@ mod tests {
                     order.borrow_mut().push(millis);
                 }
             };
-            futures::join!(wait(900), wait(100), wait(500));
+            // A second apart: the order could only come out wrong if the worker, kept off the
+            // CPU for a whole second, polled two of them once both had passed.
+            futures::join!(wait(2000), wait(100), wait(1000));
             Rc::try_unwrap(order).expect("one owner").into_inner()
         });
-        assert_eq!(order, [100, 500, 900]);
+        assert_eq!(order, [100, 1000, 2000]);
     }
 
     #[test]

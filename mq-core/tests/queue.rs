@@ -616,7 +616,9 @@ fn a_burst_of_messages_big_and_small_is_written_whole_and_in_order() {
     }
 }
 
-/// The environment variable that makes `crash_child` run, naming the queue directory.
+/// Set in the environment of the child process of `a_killed_process_loses_no_acknowledged_message`
+/// to the queue directory: the test binary, re-executed to run that test alone, then plays the
+/// child's part ([`crash_child`]) instead of the test's.
 const CRASH_CHILD: &str = "MQ_CRASH_CHILD";
 
 /// A body that carries its own check: its seed, then bytes derived from the seed, of a length
@@ -632,15 +634,12 @@ fn body_is_intact(body: &[u8]) -> bool {
     body.len() >= 8 && checked_body(u64::from_le_bytes(body[..8].try_into().unwrap())) == body
 }
 
-/// Not a test on its own: the process that `a_killed_process_loses_no_acknowledged_message`
-/// kills. It enqueues from four threads and prints `queued <id>` as soon as each enqueue
+/// The process that `a_killed_process_loses_no_acknowledged_message` kills, over the queue in
+/// `dir`. It enqueues from four threads and prints `queued <id>` as soon as each enqueue
 /// returns; it acknowledges two messages of three, printing `acking <id>` before and
-/// `done <id>` after.
-#[test]
-fn crash_child() {
-    let Some(dir) = std::env::var_os(CRASH_CHILD) else {
-        return;
-    };
+/// `done <id>` after. It runs until it is killed, or until its parent has gone and a line can
+/// no longer be printed.
+fn crash_child(dir: &std::ffi::OsStr) -> ! {
     let options = EmbeddedOptions {
         segment_size: 64 << 10,
         ..EmbeddedOptions::default()
@@ -656,6 +655,7 @@ fn crash_child() {
             });
         }
     });
+    unreachable!("the child's threads end only by a panic")
 }
 
 fn enqueue_and_maybe_ack(queue: &EmbeddedQueue, seed: u64) {
@@ -683,9 +683,17 @@ fn say(line: &str) {
 
 #[test]
 fn a_killed_process_loses_no_acknowledged_message() {
+    if let Some(dir) = std::env::var_os(CRASH_CHILD) {
+        crash_child(&dir);
+    }
     let dir = TempDir::new().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "a_killed_process_loses_no_acknowledged_message",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CRASH_CHILD, dir.path())
         .stdout(Stdio::piped())
         .spawn()

@@ -13,8 +13,11 @@ const MESSAGES: usize = 10;
 
 #[test]
 fn a_domain_throttled_to_one_connection_never_gets_two_at_once() {
-    let pace = Pace::default().data_end_delay(Duration::from_millis(100));
-    let (throttled, free) = (Paced::start(pace.clone()), Paced::start(pace));
+    // The throttled domain answers late, so that its connections last and a second one would
+    // overlap the first. The free one answers only once two of its sessions were open at once:
+    // an event, not a window in which a loaded machine must happen to open the second.
+    let throttled = Paced::start(Pace::default().data_end_delay(Duration::from_millis(100)));
+    let free = Paced::start(Pace::default().answer_once_open(2));
     let harness = Harness::started(|o| {
         o.route("throttled.test", throttled.address());
         o.route("free.test", free.address());
@@ -81,6 +84,8 @@ fn messages_waiting_for_one_domain_share_one_connection() {
     harness.start();
 
     harness.wait_for("every message", || harness.entries().is_empty());
+    // The last entry goes at its 250; the QUIT follows on the connection after it.
+    harness.wait_for("the QUIT", || sink.commands().iter().any(|c| c == "QUIT"));
     assert_eq!(sink.messages().len(), 5);
     assert_eq!(sink.connections(), 1);
     let commands = sink.commands();

@@ -1,6 +1,8 @@
 //! [`Paced`]: an SMTP server of this binary for what the scripted sink does not show: how many
 //! connections are open at once, and replies that come late, so that deliveries are in flight
-//! when a test looks (or kills). It can also listen on another loopback address and greet with
+//! when a test looks (or kills); replies it holds until an event rather than for a time, so
+//! that what a test sees in flight does not depend on how fast a loaded machine runs it. It can
+//! also listen on another loopback address and greet with
 //! a refusal, standing for a preferred MX that is down.
 //!
 //! It runs a thread per connection with blocking sockets: simple, and enough for a few dozen
@@ -21,6 +23,8 @@ const STEP: Duration = Duration::from_millis(10);
 pub(crate) struct Pace {
     greeting: String,
     data_end_delay: Duration,
+    answer_first: Option<usize>,
+    until_open: usize,
 }
 
 impl Default for Pace {
@@ -28,6 +32,8 @@ impl Default for Pace {
         Pace {
             greeting: "220 paced.test ESMTP".to_owned(),
             data_end_delay: Duration::ZERO,
+            answer_first: None,
+            until_open: 0,
         }
     }
 }
@@ -44,6 +50,20 @@ impl Pace {
         self.data_end_delay = delay;
         self
     }
+
+    /// Answers the first `count` messages (over all sessions), and holds the reply to every
+    /// later one until the server stops: those stay in flight.
+    pub(crate) fn answer_first(mut self, count: usize) -> Pace {
+        self.answer_first = Some(count);
+        self
+    }
+
+    /// Holds each reply to a final dot until `sessions` sessions have been open at once (or the
+    /// server stops): a client that opens no more than one at a time never gets an answer.
+    pub(crate) fn answer_once_open(mut self, sessions: usize) -> Pace {
+        self.until_open = sessions;
+        self
+    }
 }
 
 /// What the server saw, shared with its threads.
@@ -57,8 +77,10 @@ struct Shared {
     connections: AtomicUsize,
     /// Each message as it arrived (dot-unstuffed), before its reply.
     received: Mutex<Vec<String>>,
-    /// Messages whose 250 was sent.
-    accepted: AtomicUsize,
+    /// Messages that came to their final dot, answered or held.
+    dots: AtomicUsize,
+    /// Each message whose 250 was sent.
+    accepted: Mutex<Vec<String>>,
 }
 
 /// A running paced server; stops when dropped.
@@ -121,9 +143,18 @@ impl Paced {
             .clone()
     }
 
-    /// Messages whose 250 was sent.
+    /// How many messages had their 250 sent.
     pub(crate) fn accepted(&self) -> usize {
-        self.shared.accepted.load(Ordering::SeqCst)
+        self.accepted_messages().len()
+    }
+
+    /// Each message whose 250 was sent, in order.
+    pub(crate) fn accepted_messages(&self) -> Vec<String> {
+        self.shared
+            .accepted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -211,7 +242,8 @@ impl Session<'_> {
         }
     }
 
-    /// The message up to its final dot, recorded, then its reply after the pace's delay.
+    /// The message up to its final dot, recorded, then its reply after the pace's delay and
+    /// once nothing holds it.
     fn data(
         &self,
         reader: &mut BufReader<TcpStream>,
@@ -231,16 +263,25 @@ impl Session<'_> {
             .received
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(message);
+            .push(message.clone());
+        let dot = self.shared.dots.fetch_add(1, Ordering::SeqCst);
+        let held = pace.answer_first.is_some_and(|count| dot >= count);
         let until = Instant::now() + pace.data_end_delay;
-        while Instant::now() < until {
+        while held
+            || Instant::now() < until
+            || self.shared.max_open.load(Ordering::SeqCst) < pace.until_open
+        {
             if self.shared.stop.load(Ordering::SeqCst) {
                 return Err(io::ErrorKind::Interrupted.into());
             }
             thread::sleep(STEP);
         }
         reply(writer, "250 2.0.0 Ok: queued")?;
-        self.shared.accepted.fetch_add(1, Ordering::SeqCst);
+        self.shared
+            .accepted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(message);
         Ok(())
     }
 

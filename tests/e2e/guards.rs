@@ -3,7 +3,8 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use mq_core::{FailureKind, FailurePolicy, Outcome, Registry, Runtime};
 use mq_plugin_api::{Context, Control, Data, Helo, HookId, Plugin, hooks, plugin};
@@ -66,7 +67,11 @@ impl Plugin for PanicsAfterWaiting {
     }
 }
 
-/// Blocks its worker thread for 100 ms inside `smtp_in_helo`: what a plugin must never do.
+/// Set once the watchdog has reported [`Blocker`]: it then lets its worker go.
+static BLOCKER_SEEN: AtomicBool = AtomicBool::new(false);
+
+/// Blocks its worker thread inside `smtp_in_helo`, in one poll, until the test saw the watchdog
+/// report it (a minute at most): what a plugin must never do. Only the watchdog test enables it.
 struct Blocker;
 
 #[plugin(name = "blocker")]
@@ -79,7 +84,10 @@ impl Blocker {
 #[hooks]
 impl Plugin for Blocker {
     async fn smtp_in_helo(&self, _ctx: &mut Context, _event: &mut Helo) -> Control {
-        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        while !BLOCKER_SEEN.load(Ordering::SeqCst) && start.elapsed() < Duration::from_mins(1) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         Control::Continue
     }
 }
@@ -108,7 +116,10 @@ fn helo(i: usize) -> Helo {
 
 #[test]
 fn a_plugin_that_never_resolves_fails_the_step_temporarily_while_the_worker_serves_other_chains() {
-    let timeout = Duration::from_millis(200);
+    // The other chains need microseconds of the worker; the stuck one gives up only after two
+    // seconds, which a loaded machine does not steal from a runnable thread. Shorter, the order
+    // checked below would depend on the scheduler.
+    let timeout = Duration::from_secs(2);
     let engine = Rc::new(engine(vec![
         guarded("stuck", Stuck, timeout, FailurePolicy::Tempfail),
         loaded("yielder", Yielder),
@@ -284,31 +295,40 @@ fn a_panicking_plugin_under_the_skip_policy_is_skipped_and_the_chain_goes_on() {
 
 #[test]
 fn a_plugin_that_blocks_its_worker_is_reported_by_the_watchdog_and_one_that_awaits_is_not() {
-    let config = config_enabling(&["blocker", "steady"], "[engine]\nslow_poll = \"10ms\"\n");
+    // The blocker holds its worker until the watchdog reports it, however long that takes;
+    // steady's polls take microseconds, so a second is far beyond what a loaded machine can
+    // add to one of them by taking the worker off the CPU.
+    let config = config_enabling(&["blocker", "steady"], "[engine]\nslow_poll = \"1s\"\n");
     let plan = Registry::linked()
         .expect("distinct names")
         .plan(&config)
         .expect("the config fits the linked plugins");
     let runtime = Runtime::start(&plan, 1).expect("the plugins start");
 
-    let outcome = result_of(runtime.spawn_on(0, |worker| async move {
+    let job = runtime.spawn_on(0, |worker| async move {
         let mut ctx = worker.context();
         let mut event = helo(0);
         worker.engine().run(&mut ctx, &mut event).await
-    }));
-    assert_eq!(outcome, Some(Outcome::Proceed));
+    });
+    // The watchdog thread reports on its own schedule, while the blocker holds the worker.
+    let watchdog = runtime.watchdog().clone();
+    let seen = eventually(Duration::from_mins(1), || {
+        watchdog
+            .slow_polls()
+            .get(&("blocker", HookId::SmtpInHelo))
+            .is_some_and(|slow| slow.count >= 1)
+    });
+    BLOCKER_SEEN.store(true, Ordering::SeqCst);
+    assert!(seen, "watchdog saw: {:?}", watchdog.slow_polls());
+    assert_eq!(result_of(job), Some(Outcome::Proceed));
 
-    // The watchdog thread records what it saw on its own schedule: wait for it, up to a cap.
     let slow = |plugin: &str| {
         runtime
             .metrics()
             .get(plugin, HookId::SmtpInHelo)
             .map(|m| m.slow_polls)
     };
-    let seen = eventually(Duration::from_secs(10), || {
-        slow("blocker").is_some_and(|n| n >= 1)
-    });
-    assert!(seen, "watchdog saw: {:?}", runtime.watchdog().slow_polls());
+    assert_eq!(slow("blocker"), Some(1));
     assert_eq!(slow("steady"), Some(0));
     let metrics = runtime.metrics();
     let steady = metrics.get("steady", HookId::SmtpInHelo).expect("enabled");

@@ -1,5 +1,6 @@
 //! kill -9 under load: the server runs in a child process (this test binary, re-executed to run
-//! only [`serves_until_killed_when_the_crash_test_starts_it`]), eight clients send messages over
+//! only this test, which in the child serves instead: [`serve_until_killed_in`]), eight clients
+//! send messages over
 //! persistent connections, and the child is killed once 1,200 of them were acknowledged. After
 //! a restart every acknowledged message is queued exactly once, and every recovered message is
 //! intact.
@@ -19,8 +20,8 @@ use mq_tests::child::{ChildTest, serve_until_killed};
 
 use crate::support::{Client, body_of, open_queue, queued_id, start_runtime};
 
-/// Set in the child's environment to the queue directory; without it the child test does
-/// nothing.
+/// Set in the child's environment to the queue directory: it tells the re-executed test that
+/// it is the child.
 const QUEUE_DIR: &str = "MQ_SMTP_CRASH_QUEUE_DIR";
 /// What the child prints, followed by its address, once it listens.
 const LISTENING: &str = "LISTENING ";
@@ -30,14 +31,14 @@ const TARGET: usize = 1_200;
 /// Far more than sending [`TARGET`] messages takes (about a second).
 const PATIENCE: Duration = Duration::from_mins(2);
 
-/// The child: a server on two cores over the queue in `$MQ_SMTP_CRASH_QUEUE_DIR`, until it is
-/// killed or its parent goes away (its stdin closes). A no-op in a normal test run.
-#[test]
-fn serves_until_killed_when_the_crash_test_starts_it() {
-    let Some(dir) = std::env::var_os(QUEUE_DIR) else {
-        return;
-    };
-    let queue = open_queue(Path::new(&dir));
+/// The test this file holds, by its path in the test binary: the child runs it too.
+const TEST: &str =
+    "crash::a_server_killed_under_load_keeps_every_acknowledged_message_exactly_once";
+
+/// The child: a server on two cores over the queue in `dir`, until it is killed or its parent
+/// goes away (its stdin closes).
+fn serve_until_killed_in(dir: &Path) -> ! {
+    let queue = open_queue(dir);
     let runtime = start_runtime(2);
     let mut config = SmtpConfig::default();
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -47,12 +48,8 @@ fn serves_until_killed_when_the_crash_test_starts_it() {
 
 /// Starts the child over the queue in `dir` and returns it with its address.
 fn start_child(dir: &Path) -> (ChildTest, SocketAddr) {
-    let (child, address) = ChildTest::start(
-        "crash::serves_until_killed_when_the_crash_test_starts_it",
-        &[(QUEUE_DIR, dir.as_os_str())],
-        LISTENING,
-        PATIENCE,
-    );
+    let (child, address) =
+        ChildTest::start(TEST, &[(QUEUE_DIR, dir.as_os_str())], LISTENING, PATIENCE);
     (child, address.parse().expect("a socket address"))
 }
 
@@ -161,6 +158,9 @@ fn expect(conn: &mut Client, what: &str, expected: &str) -> Result<String, Strin
 
 #[test]
 fn a_server_killed_under_load_keeps_every_acknowledged_message_exactly_once() {
+    if let Some(dir) = std::env::var_os(QUEUE_DIR) {
+        serve_until_killed_in(Path::new(&dir));
+    }
     let dir = tempfile::tempdir().expect("a temporary directory");
     let queue_dir = dir.path().join("queue");
     let (mut child, addr) = start_child(&queue_dir);

@@ -93,8 +93,10 @@ fn recipients_beyond_the_limit_get_452() {
 
 #[test]
 fn an_idle_client_gets_421_after_the_command_timeout_and_is_disconnected() {
-    let server = TestServer::start(1, |config| config.command_timeout = Duration::from_secs(1));
-    // Ten times the timeout, and more.
+    // The EHLO must come within the timeout of the greeting: three seconds, which no loaded
+    // machine takes between reading one line and writing the next.
+    let server = TestServer::start(1, |config| config.command_timeout = Duration::from_secs(3));
+    // Five times the timeout, and more.
     let mut client = Client::try_connect(server.addr, Duration::from_secs(15)).expect("connect");
     assert_eq!(client.reply(), "220 localhost ESMTP mq");
     client.ehlo();

@@ -1,5 +1,8 @@
-//! Tests that kill a server: the test binary re-executes itself to run one test, the child,
-//! which serves until it is killed; the parent kills it with SIGKILL at the moment it chooses.
+//! Tests that kill a server: the test binary re-executes itself to run the same test alone,
+//! with an environment variable set that the test checks first: in the child it plays the
+//! server's part, which serves until it is killed, and never reaches the test's checks; the
+//! parent kills it with SIGKILL at the moment it chooses. No test exists only to be the child,
+//! so none passes in a normal run without checking anything.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,8 +16,8 @@ use std::time::Duration;
 pub struct ChildTest(Child);
 
 impl ChildTest {
-    /// Runs `test` (its path in this test binary, such as `crash::serves_until_killed`) in a
-    /// child with `env` set, and waits up to `patience` for a line of its standard output that
+    /// Runs `test` (its path in this test binary, such as `crash::a_server_killed_under_load`:
+    /// the calling test's own) in a child with `env` set, and waits up to `patience` for a line of its standard output that
     /// holds `marker`; returns the child and what follows the marker on that line.
     ///
     /// # Panics

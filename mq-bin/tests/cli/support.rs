@@ -9,8 +9,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long a server gets to start, to stop, or a command to finish: generous, since other
-/// builds share this machine, but bounded, so that a hang fails instead of stalling.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
+/// builds share this machine (a loaded one can take seconds to start a debug binary), but
+/// bounded, so that a hang fails instead of stalling. Only a failing test waits it out.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// The `mq` binary with `args`, logging at its default level.
 pub(crate) fn command(args: &[&str]) -> Command {
