@@ -13,6 +13,8 @@
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
 //! - `queue`: `mq queue`, on the queue on disk or through a running server's admin port
 //!   (`admin_client`), printed by `queue_view`.
+//! - `surgery`: `mq queue delete|hold|release|requeue` on ids, stdin or `ALL`; `qshape`: what
+//!   `mq queue summary` prints; `clock`: dates for people and headers.
 //! - `check`: what `mq check-config` checks beyond planning the plugins.
 //! - `plugins`: the aggregator, one `extern crate` per plugin feature, and why it is needed.
 //! - `listing`: what `mq plugins` prints.
@@ -34,13 +36,16 @@
 
 mod admin_client;
 mod check;
+mod clock;
 mod inject;
 mod listing;
 mod plugins;
+mod qshape;
 mod queue;
 mod queue_view;
 mod reload;
 mod serve;
+mod surgery;
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -77,7 +82,7 @@ enum Command {
     Reload,
     /// Submits a message read from stdin through the running server, as sendmail does.
     Inject(inject::InjectArgs),
-    /// Lists, shows, deletes or flushes queued mail.
+    /// Lists, summarises, shows, deletes, holds, releases, requeues or flushes queued mail.
     Queue(queue::QueueArgs),
     /// Lists the compiled-in plugins and every hook's chain, in call order.
     Plugins,

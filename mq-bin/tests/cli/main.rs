@@ -9,3 +9,4 @@ mod queue;
 mod reload;
 mod serve;
 mod support;
+mod surgery;
