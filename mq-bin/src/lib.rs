@@ -11,6 +11,8 @@
 //! - `serve`: `mq serve`, the server's life from start to a drained stop on SIGTERM.
 //! - `reload`: SIGHUP and `POST /reload` in `mq serve`, and `mq reload`, which asks for one.
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
+//! - `sendmail`: `mq sendmail` and `mq` run as `sendmail`: sendmail's flags, the missing header
+//!   fields added, queued on the disk when no server runs.
 //! - `queue`: `mq queue`, on the queue on disk or through a running server's admin port
 //!   (`admin_client`), printed by `queue_view`.
 //! - `surgery`: `mq queue delete|hold|release|requeue` on ids, stdin or `ALL`; `qshape`: what
@@ -44,6 +46,7 @@ mod qshape;
 mod queue;
 mod queue_view;
 mod reload;
+mod sendmail;
 mod serve;
 mod surgery;
 
@@ -82,6 +85,9 @@ enum Command {
     Reload,
     /// Submits a message read from stdin through the running server, as sendmail does.
     Inject(inject::InjectArgs),
+    /// sendmail for scripts and cron (-t, -i, -oi, -f, -F, recipients): queues the message on
+    /// stdin, on the disk when no server runs. Also what `mq` does when run as `sendmail`.
+    Sendmail(sendmail::SendmailArgs),
     /// Lists, summarises, shows, deletes, holds, releases, requeues or flushes queued mail.
     Queue(queue::QueueArgs),
     /// Lists the compiled-in plugins and every hook's chain, in call order.
@@ -104,6 +110,9 @@ enum Command {
 /// }
 /// ```
 pub fn main() -> ExitCode {
+    if invoked_as_sendmail() {
+        return sendmail_main();
+    }
     let cli = Cli::parse();
     init_logging(cli.default_log_level());
     match cli.run() {
@@ -127,6 +136,7 @@ impl Cli {
             }
             Command::Reload => reload::request(&config),
             Command::Inject(args) => inject::run(&config, args),
+            Command::Sendmail(args) => sendmail::run(&config, args),
             Command::Queue(args) => queue::run(&config, args),
             Command::Plugins => {
                 let registry = Registry::linked()?;
@@ -168,6 +178,32 @@ impl Cli {
         match &self.config {
             Some(path) => result.with_context(|| format!("config file {}", path.display())),
             None => Ok(result?),
+        }
+    }
+}
+
+/// Whether this process was started as `sendmail` (a link to the `mq` binary, as
+/// `/usr/sbin/sendmail` is on a system whose MTA is mq).
+fn invoked_as_sendmail() -> bool {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .is_some_and(|name| name == "sendmail")
+}
+
+/// `main` for `sendmail`: its own command line, errors as `sendmail: <error>`.
+fn sendmail_main() -> ExitCode {
+    let cli = sendmail::SendmailCli::parse();
+    init_logging(LevelFilter::WARN);
+    let result = load_config(cli.config_path().as_deref())
+        .and_then(|config| sendmail::run(&config, &cli.args));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sendmail: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }

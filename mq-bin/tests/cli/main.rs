@@ -7,6 +7,7 @@ mod local;
 mod plugins;
 mod queue;
 mod reload;
+mod sendmail;
 mod serve;
 mod support;
 mod surgery;
