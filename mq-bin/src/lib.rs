@@ -17,6 +17,8 @@
 //!   (`admin_client`), printed by `queue_view`.
 //! - `surgery`: `mq queue delete|hold|release|requeue` on ids, stdin or `ALL`; `qshape`: what
 //!   `mq queue summary` prints; `clock`: dates for people and headers.
+//! - `settings`: `mq config` (the effective configuration, as postconf prints it) and
+//!   `mq passwd`.
 //! - `check`: what `mq check-config` checks beyond planning the plugins.
 //! - `plugins`: the aggregator, one `extern crate` per plugin feature, and why it is needed.
 //! - `listing`: what `mq plugins` prints.
@@ -48,6 +50,7 @@ mod queue_view;
 mod reload;
 mod sendmail;
 mod serve;
+mod settings;
 mod surgery;
 
 use std::io::{self, Write as _};
@@ -94,6 +97,10 @@ enum Command {
     Plugins,
     /// Checks the configuration: syntax, plugin sections, TLS files and AUTH hashes.
     CheckConfig,
+    /// Prints the effective configuration, secrets redacted (as postconf; -n, -d).
+    Config(settings::ConfigArgs),
+    /// Reads a password and prints its Argon2id hash for `[smtp.auth] users`.
+    Passwd,
 }
 
 /// Runs the `mq` command line on this process's arguments and returns its exit code.
@@ -143,6 +150,8 @@ impl Cli {
                 let plan = self.plan(&registry, &config)?;
                 print(&Listing::new(&registry, &plan).to_string())
             }
+            Command::Config(args) => settings::config(&config, args),
+            Command::Passwd => settings::passwd(),
             Command::CheckConfig => {
                 self.plan(&Registry::linked()?, &config)?;
                 self.in_file(check::run(&config))?;

@@ -15,7 +15,7 @@ use crate::config::duration;
 const MIN_LINE_LENGTH: usize = 512;
 
 /// The SMTP server's settings. Every key has a default, so `mq serve` runs with none.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct SmtpConfig {
@@ -63,10 +63,16 @@ pub struct SmtpConfig {
     /// Errors a session may make before it is disconnected (default 20, as Postfix).
     pub max_errors: u32,
     /// How long to wait for a command (default 5 min, RFC 5321 §4.5.3.2.7).
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub command_timeout: Duration,
     /// How long to wait for each block of message data (default 3 min, §4.5.3.2.6).
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub data_timeout: Duration,
     /// Certificate and key for STARTTLS; without them STARTTLS and AUTH are not offered.
     pub tls: Option<TlsFiles>,
@@ -75,7 +81,7 @@ pub struct SmtpConfig {
 }
 
 /// PEM files for STARTTLS.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// The certificate chain.
@@ -85,10 +91,12 @@ pub struct TlsFiles {
 }
 
 /// `[smtp.auth]`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// User name → password hash (`$6$…` SHA-512-crypt or `$argon2id$…`).
+    /// User name → password hash (`$6$…` SHA-512-crypt or `$argon2id$…`). The hashes are never
+    /// written out: `<redacted>` instead.
+    #[serde(serialize_with = "redacted_values")]
     pub users: BTreeMap<String, String>,
     /// Password checks running at once over all sessions (default: one per core). Each Argon2
     /// check holds its memory cost while it runs.
@@ -101,8 +109,19 @@ pub struct AuthConfig {
     pub max_failures: u32,
     /// How long failed logins count against an address (default 60 s, as Postfix's
     /// `anvil_rate_time_unit`).
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub failure_window: Duration,
+}
+
+/// The user names, each with `<redacted>` for its hash.
+fn redacted_values<S: serde::Serializer>(
+    users: &BTreeMap<String, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(users.keys().map(|user| (user, crate::config::REDACTED)))
 }
 
 impl Default for AuthConfig {
