@@ -9,5 +9,6 @@ mod queue;
 mod reload;
 mod sendmail;
 mod serve;
+mod settings;
 mod support;
 mod surgery;
