@@ -52,6 +52,7 @@ mod sendmail;
 mod serve;
 mod settings;
 mod surgery;
+mod users_watch;
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};

@@ -99,3 +99,56 @@ fn passwd_prints_a_hash_the_server_accepts() {
     let empty = crate::support::bounded(&mut command(&["passwd"]), Some(b"\n"));
     assert_eq!(empty.status.code(), Some(1));
 }
+
+#[test]
+fn users_in_a_separate_file_are_read_again_when_it_changes() {
+    let scratch = Scratch::new();
+    let (cert, key) = mq_core::smtp::tls::self_signed("localhost");
+    let [cert_file, key_file, users] =
+        ["cert.pem", "key.pem", "users"].map(|name| scratch.path().join(name));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let hash = |password: &[u8]| {
+        let output = crate::support::bounded(&mut command(&["passwd"]), Some(password));
+        success(&output).trim().to_owned()
+    };
+    std::fs::write(&users, format!("# AUTH users\nalice:{}\n", hash(b"one\n"))).unwrap();
+    let text = std::fs::read_to_string(&scratch.config).unwrap();
+    let text = format!(
+        "{text}\n[smtp.tls]\ncert = '{}'\nkey = '{}'\n\n[smtp.auth]\nusers_file = '{}'\n",
+        cert_file.display(),
+        key_file.display(),
+        users.display()
+    );
+    std::fs::write(&scratch.config, text).unwrap();
+    assert_eq!(success(&scratch.mq(&["check-config"])), "config OK\n");
+    let mut server = scratch.serve();
+    let login = |server: &crate::support::Server, user, password| {
+        crate::reload::login(server, &cert_file, user, password)
+    };
+    assert!(login(&server, "alice", "one").starts_with("235 "));
+    assert!(login(&server, "bob", "two").starts_with("535 "));
+
+    // Replaced as an editor saves it: a new file renamed over the old.
+    let next = scratch.path().join("users.new");
+    std::fs::write(&next, format!("bob:{}\n", hash(b"two\n"))).unwrap();
+    std::fs::rename(&next, &users).unwrap();
+    server.wait_for_log("users_file changed");
+    server.wait_for_logged_times("configuration reloaded", 1);
+    assert!(login(&server, "bob", "two").starts_with("235 "));
+    assert!(
+        login(&server, "alice", "one").starts_with("535 "),
+        "alice was removed"
+    );
+
+    // A broken file keeps the users in force.
+    std::fs::write(&users, "no colon here\n").unwrap();
+    server.wait_for_log("reload failed");
+    assert!(
+        server.log().contains("line 1: not user:hash"),
+        "{}",
+        server.log()
+    );
+    assert!(login(&server, "bob", "two").starts_with("235 "));
+    assert!(server.terminate().status.success());
+}

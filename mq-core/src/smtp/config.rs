@@ -98,6 +98,9 @@ pub struct AuthConfig {
     /// written out: `<redacted>` instead.
     #[serde(serialize_with = "redacted_values")]
     pub users: BTreeMap<String, String>,
+    /// A file of more users, one `user:hash` per line (`#` comments and blank lines ignored),
+    /// read with `users` and read again when it changes (default: none).
+    pub users_file: Option<PathBuf>,
     /// Password checks running at once over all sessions (default: one per core). Each Argon2
     /// check holds its memory cost while it runs.
     pub max_verifications: Option<usize>,
@@ -128,6 +131,7 @@ impl Default for AuthConfig {
     fn default() -> AuthConfig {
         AuthConfig {
             users: BTreeMap::new(),
+            users_file: None,
             max_verifications: None,
             max_waiting: 100,
             max_failures: 10,
@@ -137,6 +141,53 @@ impl Default for AuthConfig {
 }
 
 impl AuthConfig {
+    /// `users`, with those of `users_file` added (a user in both keeps the file's hash).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, or a line is not `user:hash`; the text names the file and line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let file = dir.path().join("users");
+    /// std::fs::write(&file, "# mail users\nbob:$6$salt$hash\n")?;
+    /// let mut auth = mq_core::smtp::AuthConfig::default();
+    /// auth.users.insert("alice".into(), "$6$x$y".into());
+    /// auth.users_file = Some(file);
+    /// let users = auth.all_users()?;
+    /// assert_eq!(users.keys().collect::<Vec<_>>(), ["alice", "bob"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn all_users(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut users = self.users.clone();
+        let Some(path) = &self.users_file else {
+            return Ok(users);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("users_file {}: {error}", path.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once(':') {
+                Some((user, hash)) if !user.trim().is_empty() && !hash.trim().is_empty() => {
+                    users.insert(user.trim().to_owned(), hash.trim().to_owned());
+                }
+                _ => {
+                    return Err(format!(
+                        "users_file {} line {}: not user:hash",
+                        path.display(),
+                        number + 1
+                    ));
+                }
+            }
+        }
+        Ok(users)
+    }
+
     /// How many password checks may run at once: `max_verifications`, or one per core.
     pub fn verifications(&self) -> usize {
         self.max_verifications
