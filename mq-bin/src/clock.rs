@@ -13,21 +13,22 @@ pub(crate) fn unix_now() -> u64 {
 
 /// The civil date and time of `seconds` since the epoch, UTC: year, month, day, hour, minute,
 /// second, and the weekday (0 = Sunday).
-fn civil(seconds: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
-    let days = (seconds / 86_400) as i64;
+fn civil(seconds: u64) -> (u64, u32, u32, u32, u32, u32, u32) {
+    let days = seconds / 86_400;
     let rest = seconds % 86_400;
-    // Days to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
+    // Days to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`), unsigned: the
+    // epoch and after only.
     let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
+    let era = z / 146_097;
+    let doe = z % 146_097;
     let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let year = yoe + era * 400 + u64::from(month <= 2);
     // 1970-01-01 was a Thursday.
-    let weekday = (days + 4).rem_euclid(7) as u32;
+    let weekday = ((days + 4) % 7) as u32;
     let (hour, minute, second) = (
         (rest / 3_600) as u32,
         (rest / 60 % 60) as u32,

@@ -48,7 +48,7 @@ pub(crate) fn summary(records: &[&QueueRecord], now: u64, top: usize, by_sender:
     // The busiest first; a tie in domain order, so that the output is stable.
     rows.sort_by(|(a, x), (b, y)| y[0].cmp(&x[0]).then_with(|| a.cmp(b)));
     rows.truncate(top);
-    let mut header = vec!["".to_owned(), "T".to_owned()];
+    let mut header = vec![String::new(), "T".to_owned()];
     header.extend(BUCKETS.iter().map(u64::to_string));
     header.push(format!("{}+", BUCKETS[BUCKETS.len() - 1]));
     let mut table = vec![header];

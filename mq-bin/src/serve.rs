@@ -170,7 +170,7 @@ fn serve_until_signal(
             let thread = std::thread::Builder::new().name("mq-users-file".into());
             thread
                 .spawn_scoped(scope, move || {
-                    crate::users_watch::watch(&path, reloader, stopping)
+                    crate::users_watch::watch(&path, reloader, stopping);
                 })
                 .context("cannot start the users_file watcher")?;
         }

@@ -4,6 +4,7 @@
 //! On the disk the changes go to the queue together, so that they share the journal's syncs;
 //! through a running server they go in batches of ids per admin request.
 
+use std::fmt::Write as _;
 use std::io::{self, BufRead as _};
 
 use anyhow::{Context as _, bail};
@@ -46,21 +47,20 @@ pub(crate) fn run(access: &Access, change: Surgery, targets: &Targets) -> anyhow
                 changed += 1;
                 if !bulk {
                     let verb = past(change);
-                    text.push_str(&format!(
-                        "{id}: {verb} {}\n",
-                        plural(entries, "entry", "entries")
-                    ));
+                    let entries = plural(entries, "entry", "entries");
+                    let _ = writeln!(text, "{id}: {verb} {entries}");
                 }
             }
             Err(error) => failures.push(error),
         }
     }
     if bulk {
-        text.push_str(&format!(
-            "{}: {}\n",
+        let _ = writeln!(
+            text,
+            "{}: {}",
             change.done(),
             plural(changed, "message", "messages")
-        ));
+        );
     }
     print(&text)?;
     match failures.len() {

@@ -287,6 +287,10 @@ pub(crate) fn durations_text<S: serde::Serializer>(
 }
 
 /// An optional address, `""` for none (a port turned off).
+#[expect(
+    clippy::ref_option,
+    reason = "serde's serialize_with passes the field by reference"
+)]
 pub(crate) fn optional_address_text<S: serde::Serializer>(
     address: &Option<std::net::SocketAddr>,
     serializer: S,
@@ -298,6 +302,10 @@ pub(crate) fn optional_address_text<S: serde::Serializer>(
 }
 
 /// A secret, written as `<redacted>` when set: what `mq config` prints is safe to paste.
+#[expect(
+    clippy::ref_option,
+    reason = "serde's serialize_with passes the field by reference"
+)]
 pub(crate) fn redacted<S: serde::Serializer>(
     secret: &Option<String>,
     serializer: S,

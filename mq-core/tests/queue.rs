@@ -378,7 +378,7 @@ fn flush_where_makes_only_the_picked_entries_due() {
 fn many_messages_are_deleted_together() {
     let dir = TempDir::new().unwrap();
     let queue = open(dir.path());
-    let ids: Vec<QueueId> = (0..300)
+    let ids: Vec<QueueId> = (0..300u32)
         .map(|n| block_on(queue.enqueue(message(&["a@example.net"], &[n as u8]))).unwrap())
         .collect();
     let outcomes = block_on(Surgery::Delete.apply_all(&queue, &ids[..200]));

@@ -25,7 +25,7 @@ pub(crate) async fn route(
         return None;
     }
     let response = match segments {
-        ["queue", "flush"] => flush_domain(queue, query(request, "domain")?),
+        ["queue", "flush"] => flush_domain(queue, &query(request, "domain")?),
         ["queue", "flush", id] => match id.parse::<QueueId>() {
             Ok(id) => flush_message(queue, id),
             Err(error) => Response::text(400, format!("{error}\n")),
@@ -143,8 +143,8 @@ fn flush_message(queue: &dyn Queue, id: QueueId) -> Response {
     Response::text(200, format!("{flushed}\n"))
 }
 
-fn flush_domain(queue: &dyn Queue, domain: String) -> Response {
-    let flushed = queue.flush_where(&|_, recipient| recipient.domain_is(&domain));
+fn flush_domain(queue: &dyn Queue, domain: &str) -> Response {
+    let flushed = queue.flush_where(&|_, recipient| recipient.domain_is(domain));
     tracing::info!(%domain, flushed, "domain flushed through the admin port");
     Response::text(200, format!("{flushed}\n"))
 }

@@ -202,6 +202,7 @@ impl fmt::Debug for AuthConfig {
         let users = self.users.keys().map(|user| (user, "<redacted>"));
         f.debug_struct("AuthConfig")
             .field("users", &users.collect::<BTreeMap<_, _>>())
+            .field("users_file", &self.users_file)
             .field("max_verifications", &self.max_verifications)
             .field("max_waiting", &self.max_waiting)
             .field("max_failures", &self.max_failures)
