@@ -101,7 +101,10 @@ fn picked(targets: &Targets) -> anyhow::Result<Picked> {
             id => ids.push(id.parse()?),
         }
     }
-    ids.dedup();
+    // Each message once, in the order given: a message with several recipients is listed once
+    // per recipient.
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(*id));
     Ok(Picked::Ids(ids))
 }
 
