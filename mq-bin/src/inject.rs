@@ -12,8 +12,8 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use mq_core::Config;
 
+use crate::header::{Message, Missing};
 use crate::print;
-use crate::sendmail::{Message, Missing};
 
 /// How long to wait for the server to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -13,6 +13,8 @@
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
 //! - `sendmail`: `mq sendmail` and `mq` run as `sendmail`: sendmail's flags, the missing header
 //!   fields added, queued on the disk when no server runs.
+//! - `header`: a submitted message's header: read, its recipients for `-t`, the missing
+//!   `From`, `Date` and `Message-ID` added (for `sendmail` and `inject`).
 //! - `queue`: `mq queue`, on the queue on disk or through a running server's admin port
 //!   (`admin_client`), printed by `queue_view`.
 //! - `surgery`: `mq queue delete|hold|release|requeue` on ids, stdin or `ALL`; `qshape`: what
@@ -41,6 +43,7 @@
 mod admin_client;
 mod check;
 mod clock;
+mod header;
 mod inject;
 mod listing;
 mod plugins;
