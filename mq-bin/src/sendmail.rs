@@ -48,6 +48,9 @@ pub(crate) struct SendmailArgs {
     _notify: Option<String>,
     #[arg(short = 'v', hide = true)]
     _verbose: bool,
+    /// The mode: only `-bm` (read a message from stdin, the default) is supported.
+    #[arg(short = 'b', value_name = "MODE", hide = true)]
+    mode: Option<String>,
     /// The recipients.
     #[arg(value_name = "RECIPIENT")]
     recipients: Vec<String>,
@@ -84,6 +87,9 @@ impl SendmailCli {
 
 /// Reads the message, completes its header, and queues it.
 pub(crate) fn run(config: &Config, args: &SendmailArgs) -> anyhow::Result<()> {
+    if let Some(mode) = args.mode.as_deref().filter(|mode| *mode != "m") {
+        bail!("-b{mode} is not supported: only -bm, a message on stdin");
+    }
     let ignore_dots = args.ignore_dots || args.options.iter().any(|o| o == "i");
     let mut input = Vec::new();
     io::stdin()

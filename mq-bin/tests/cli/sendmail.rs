@@ -124,7 +124,7 @@ fn run_as_sendmail_with_a_server_running_it_submits_through_the_server() {
     let server = scratch.serve();
     let message = b"Subject: report\nFrom: me@example.org\n\n.\nafter the dot\n";
     let output = bounded(
-        sendmail_link(&scratch).args(["-oi", "-f", "me@example.org", "bob@example.net"]),
+        sendmail_link(&scratch).args(["-bm", "-oi", "-f", "me@example.org", "bob@example.net"]),
         Some(message),
     );
     assert_eq!(success(&output), "");
@@ -158,6 +158,8 @@ fn without_recipients_sendmail_says_so() {
     assert!(error.starts_with("sendmail: no recipients"), "{error}");
     let line = one_error_line(&scratch.mq_with_input(&["sendmail"], b"x\n"));
     assert!(line.starts_with("mq: no recipients"), "{line}");
+    let line = one_error_line(&scratch.mq_with_input(&["sendmail", "-bs"], b"x\n"));
+    assert!(line.starts_with("mq: -bs is not supported"), "{line}");
     assert_eq!(
         success(&scratch.mq(&["queue", "list"])),
         "Mail queue is empty\n"
