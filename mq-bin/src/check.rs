@@ -13,8 +13,12 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         // The error's text already holds its cause; as a chain, `mq:` would print it twice.
         tls::server_config(&files.cert, &files.key).map_err(|e| anyhow!("[smtp.tls]: {e}"))?;
     }
-    if !smtp.auth.users.is_empty() {
-        auth::Credentials::new(&smtp.auth.users).context("[smtp.auth.users]")?;
+    let users = smtp
+        .auth
+        .all_users()
+        .map_err(|e| anyhow!("[smtp.auth] {e}"))?;
+    if !users.is_empty() {
+        auth::Credentials::new(&users).context("[smtp.auth.users]")?;
         if smtp.tls.is_none() {
             tracing::warn!(
                 "[smtp.auth.users] is set but [smtp.tls] is not: AUTH is offered only over TLS, so never"

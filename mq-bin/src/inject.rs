@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use mq_core::Config;
 
+use crate::header::{Message, Missing};
 use crate::print;
 
 /// How long to wait for the server to accept the connection.
@@ -47,6 +48,16 @@ pub(crate) fn run(config: &Config, args: &InjectArgs) -> anyhow::Result<()> {
         .lock()
         .read_to_end(&mut message)
         .context("cannot read the message from stdin")?;
+    // As for sendmail: a missing From, Date or Message-ID field is added.
+    let mut parsed = Message::read(&message, true);
+    let from = (!args.from.is_empty()).then_some(args.from.as_str());
+    parsed.complete(&Missing {
+        from: from.unwrap_or("MAILER-DAEMON"),
+        full_name: None,
+        now: crate::clock::unix_now(),
+        hostname: &config.smtp.hostname,
+    });
+    let message = parsed.into_bytes();
     let server = args
         .server
         .clone()
@@ -57,7 +68,7 @@ pub(crate) fn run(config: &Config, args: &InjectArgs) -> anyhow::Result<()> {
 }
 
 /// Where to reach a server listening on `listen`: on a wildcard address, through loopback.
-fn reachable(listen: SocketAddr) -> SocketAddr {
+pub(crate) fn reachable(listen: SocketAddr) -> SocketAddr {
     match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
             SocketAddr::from((Ipv4Addr::LOCALHOST, listen.port()))
@@ -83,13 +94,13 @@ impl std::fmt::Display for Reply {
 }
 
 /// One SMTP connection.
-struct Client {
+pub(crate) struct Client {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
 }
 
 impl Client {
-    fn connect(server: &str) -> anyhow::Result<Client> {
+    pub(crate) fn connect(server: &str) -> anyhow::Result<Client> {
         let cannot = || format!("cannot connect to {server}");
         let address = server
             .to_socket_addrs()
@@ -114,7 +125,12 @@ impl Client {
     }
 
     /// The whole dialogue; returns the queue id from the final 250.
-    fn submit(&mut self, from: &str, to: &[String], message: &[u8]) -> anyhow::Result<String> {
+    pub(crate) fn submit(
+        &mut self,
+        from: &str,
+        to: &[String],
+        message: &[u8],
+    ) -> anyhow::Result<String> {
         self.expect(2)?;
         self.command("EHLO localhost", 2)?;
         self.command(&format!("MAIL FROM:<{from}>"), 2)?;

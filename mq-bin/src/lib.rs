@@ -13,8 +13,16 @@
 //! - `status`: `mq status`, the running server's state from its admin port.
 //! - `reload`: SIGHUP and `POST /reload` in `mq serve`, and `mq reload`, which asks for one.
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
+//! - `sendmail`: `mq sendmail` and `mq` run as `sendmail`: sendmail's flags, the missing header
+//!   fields added, queued on the disk when no server runs.
+//! - `header`: a submitted message's header: read, its recipients for `-t`, the missing
+//!   `From`, `Date` and `Message-ID` added (for `sendmail` and `inject`).
 //! - `queue`: `mq queue`, on the queue on disk or through a running server's admin port
 //!   (`admin_client`), printed by `queue_view`.
+//! - `surgery`: `mq queue delete|hold|release|requeue` on ids, stdin or `ALL`; `qshape`: what
+//!   `mq queue summary` prints; `clock`: dates for people and headers.
+//! - `settings`: `mq config` (the effective configuration, as postconf prints it) and
+//!   `mq passwd`.
 //! - `check`: what `mq check-config` checks beyond planning the plugins.
 //! - `plugins`: the aggregator, one `extern crate` per plugin feature, and why it is needed.
 //! - `listing`: what `mq plugins` prints.
@@ -36,16 +44,23 @@
 
 mod admin_client;
 mod check;
+mod clock;
+mod header;
 mod inject;
 mod listing;
 mod logging;
 mod plugins;
+mod qshape;
 mod queue;
 mod queue_view;
 mod reload;
+mod sendmail;
 mod serve;
 mod service;
+mod settings;
 mod status;
+mod surgery;
+mod users_watch;
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -89,12 +104,19 @@ enum Command {
     Status,
     /// Submits a message read from stdin through the running server, as sendmail does.
     Inject(inject::InjectArgs),
-    /// Lists, shows, deletes or flushes queued mail.
+    /// sendmail for scripts and cron (-t, -i, -oi, -f, -F, recipients): queues the message on
+    /// stdin, on the disk when no server runs. Also what `mq` does when run as `sendmail`.
+    Sendmail(sendmail::SendmailArgs),
+    /// Lists, summarises, shows, deletes, holds, releases, requeues or flushes queued mail.
     Queue(queue::QueueArgs),
     /// Lists the compiled-in plugins and every hook's chain, in call order.
     Plugins,
     /// Checks the configuration: syntax, plugin sections, TLS files and AUTH hashes.
     CheckConfig,
+    /// Prints the effective configuration, secrets redacted (as postconf; -n, -d).
+    Config(settings::ConfigArgs),
+    /// Reads a password and prints its Argon2id hash for `[smtp.auth] users`.
+    Passwd,
 }
 
 /// Runs the `mq` command line on this process's arguments and returns its exit code.
@@ -111,6 +133,9 @@ enum Command {
 /// }
 /// ```
 pub fn main() -> ExitCode {
+    if invoked_as_sendmail() {
+        return sendmail_main();
+    }
     let cli = Cli::parse();
     // The config is read again by the command, which reports its errors; here only its
     // `[log]` counts.
@@ -140,12 +165,15 @@ impl Cli {
             Command::Reload => reload::request(&config),
             Command::Status => status::run(&config),
             Command::Inject(args) => inject::run(&config, args),
+            Command::Sendmail(args) => sendmail::run(&config, args),
             Command::Queue(args) => queue::run(&config, args),
             Command::Plugins => {
                 let registry = Registry::linked()?;
                 let plan = self.plan(&registry, &config)?;
                 print(&Listing::new(&registry, &plan).to_string())
             }
+            Command::Config(args) => settings::config(&config, args),
+            Command::Passwd => settings::passwd(),
             Command::CheckConfig => {
                 self.plan(&Registry::linked()?, &config)?;
                 self.in_file(check::run(&config))?;
@@ -191,6 +219,32 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
         _ => Err(format!("expected text or json, got {text:?}")),
+    }
+}
+
+/// Whether this process was started as `sendmail` (a link to the `mq` binary, as
+/// `/usr/sbin/sendmail` is on a system whose MTA is mq).
+fn invoked_as_sendmail() -> bool {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .is_some_and(|name| name == "sendmail")
+}
+
+/// `main` for `sendmail`: its own command line, errors as `sendmail: <error>`.
+fn sendmail_main() -> ExitCode {
+    let cli = sendmail::SendmailCli::parse();
+    logging::init(LevelFilter::WARN, LogFormat::default());
+    let result = load_config(cli.config_path().as_deref())
+        .and_then(|config| sendmail::run(&config, &cli.args));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sendmail: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

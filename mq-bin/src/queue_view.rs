@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 
 use mq_core::admin::QueueRecord;
 
+use crate::clock::utc;
+
 const HEADER: [&str; 7] = [
     "QUEUE ID",
     "SENDER",
@@ -22,7 +24,7 @@ const SIZE: usize = 3;
 
 /// The listing: a header and one line per queued recipient, then the summary; or
 /// `Mail queue is empty`.
-pub(crate) fn list(records: &[QueueRecord], now: u64) -> String {
+pub(crate) fn list(records: &[&QueueRecord], now: u64) -> String {
     if records.is_empty() {
         return "Mail queue is empty\n".to_owned();
     }
@@ -68,7 +70,7 @@ fn table(rows: &[[String; 7]]) -> String {
 }
 
 /// `-- 3 Kbytes in 2 Requests.`: each message counted once, however many recipients it has.
-fn summary(records: &[QueueRecord]) -> String {
+fn summary(records: &[&QueueRecord]) -> String {
     let messages: BTreeMap<&str, u64> = records
         .iter()
         .map(|r| (r.queue_id.as_str(), r.size))
@@ -88,15 +90,24 @@ pub(crate) fn show(records: &[QueueRecord], body: &[u8], now: u64) -> String {
         let _ = writeln!(text, "Size:      {} bytes", first.size);
         let _ = writeln!(
             text,
-            "Arrived:   {} ago",
+            "Arrived:   {} ({} ago)",
+            utc(first.arrived),
             age(now.saturating_sub(first.arrived))
         );
     }
     for r in records {
-        let when = next_attempt(r.next_attempt, now);
+        let when = match next_attempt(r.next_attempt, now) {
+            relative if r.next_attempt <= now => relative,
+            relative => format!("{} ({relative})", utc(r.next_attempt)),
+        };
+        let attempts = if r.attempts == 1 {
+            "attempt"
+        } else {
+            "attempts"
+        };
         let _ = writeln!(
             text,
-            "Recipient: {} ({}, {} attempts, next attempt {when})",
+            "Recipient: {} ({}, {} {attempts}, next attempt {when})",
             r.recipient, r.state, r.attempts
         );
         if let Some(error) = &r.last_error {
@@ -106,6 +117,27 @@ pub(crate) fn show(records: &[QueueRecord], body: &[u8], now: u64) -> String {
     text.push('\n');
     text.push_str(&String::from_utf8_lossy(body).replace("\r\n", "\n"));
     text
+}
+
+/// The records as JSON, one object per line: what the admin port's `GET /queue` sends.
+pub(crate) fn json_lines(records: &[&QueueRecord]) -> String {
+    let mut text = String::new();
+    for record in records {
+        // Serialising a struct of strings and numbers cannot fail.
+        text.push_str(&serde_json::to_string(record).unwrap_or_default());
+        text.push('\n');
+    }
+    text
+}
+
+/// One message as one JSON object: `{"entries": [...], "body": "..."}`, the body as text
+/// (invalid UTF-8 replaced).
+pub(crate) fn show_json(records: &[QueueRecord], body: &[u8]) -> String {
+    let value = serde_json::json!({
+        "entries": records,
+        "body": String::from_utf8_lossy(body),
+    });
+    format!("{value}\n")
 }
 
 /// A duration in its largest whole unit: `42s`, `5m`, `3h`, `2d`.
@@ -174,7 +206,7 @@ QUEUE ID          SENDER             RECIPIENT          SIZE  AGE  STATE     NEX
 0006123456789ABD  alice@example.org  dave@example.net    900  5m   deferred  in 9m
 -- 3 Kbytes in 2 Requests.
 ";
-        assert_eq!(list(&records, NOW), expected);
+        assert_eq!(list(&records.each_ref(), NOW), expected);
     }
 
     #[test]
@@ -191,7 +223,7 @@ QUEUE ID          SENDER             RECIPIENT          SIZE  AGE  STATE     NEX
             "ready",
             NOW,
         )];
-        assert!(list(&records, NOW).ends_with("\n-- 1 Kbytes in 1 Request.\n"));
+        assert!(list(&records.each_ref(), NOW).ends_with("\n-- 1 Kbytes in 1 Request.\n"));
     }
 
     #[test]
@@ -212,7 +244,7 @@ QUEUE ID          SENDER             RECIPIENT          SIZE  AGE  STATE     NEX
             "deferred",
             NOW + 60,
         );
-        deferred.attempts = 2;
+        deferred.attempts = 1;
         deferred.last_error = Some("421 4.7.0 try later".into());
         let records = [
             record("0006123456789ABC", "bob@example.net", 20, "ready", NOW),
@@ -223,9 +255,9 @@ QUEUE ID          SENDER             RECIPIENT          SIZE  AGE  STATE     NEX
 Queue ID:  0006123456789ABC
 Sender:    alice@example.org
 Size:      20 bytes
-Arrived:   5m ago
+Arrived:   2023-11-14 22:08:20 UTC (5m ago)
 Recipient: bob@example.net (ready, 0 attempts, next attempt now)
-Recipient: carol@example.net (deferred, 2 attempts, next attempt in 1m)
+Recipient: carol@example.net (deferred, 1 attempt, next attempt 2023-11-14 22:14:20 UTC (in 1m))
            last error: 421 4.7.0 try later
 
 Subject: hi

@@ -59,6 +59,12 @@ impl<'a> Reloader<'a> {
         }
     }
 
+    /// `[smtp.auth] users_file` of the configuration in force.
+    pub(crate) fn users_file(&self) -> Option<std::path::PathBuf> {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.smtp.auth.users_file.clone()
+    }
+
     /// Reloads and logs the outcome; returns the logged line, as an error if it failed.
     pub(crate) fn reload_and_log(&self) -> Result<String, String> {
         match self.reload() {

@@ -209,7 +209,17 @@ fn serve_until_signal(
         delivery,
         started: Some(started),
     };
+    let stopping = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
+        if let Some(path) = reloader.users_file() {
+            let stopping = &stopping;
+            let thread = std::thread::Builder::new().name("mq-users-file".into());
+            thread
+                .spawn_scoped(scope, move || {
+                    crate::users_watch::watch(&path, reloader, stopping);
+                })
+                .context("cannot start the users_file watcher")?;
+        }
         let stop = admin.as_ref().map(AdminServer::stop_handle);
         if let Some(admin) = admin {
             let thread = std::thread::Builder::new().name("mq-admin".into());
@@ -218,6 +228,7 @@ fn serve_until_signal(
                 .context("cannot start the admin thread")?;
         }
         let signal = wait_for_stop(&mut signals, reloader);
+        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Ok(signal) = &signal {
             tracing::info!(?signal, "draining sessions; a second signal stops at once");
             exit_on_next(signals);

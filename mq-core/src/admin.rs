@@ -9,6 +9,9 @@
 //! | `GET /queue/<ID>/body` | the message as queued (`message/rfc822`) |
 //! | `POST /queue/flush` | [`Queue::flush`]: deferred entries are due now |
 //! | `POST /queue/delete/<ID>` | [`Queue::delete`]; the body is how many entries went |
+//! | `POST /queue/hold/<ID>`, `release`, `requeue` | the change, durable; the body is the message's entry count |
+//! | `POST /queue/<change>?ids=<ID>,…` or `?ids=ALL` | a change to many messages: one JSON line per id |
+//! | `POST /queue/flush/<ID>`, `POST /queue/flush?domain=<D>` | that message's, or that domain's, deferred entries are due now |
 //! | `POST /reload` | [`Sources::reload`]: 200 and what it did, or 500 and why it failed |
 //! | `GET /info` | `{"data_dir": …}`: the canonical data directory this server owns |
 //!
@@ -32,6 +35,7 @@
 //! - `record`: [`QueueRecord`], an entry as JSON.
 //! - `http`: reading a request head, writing a response.
 //! - `guard`: the `Host`, `Origin` and token checks.
+//! - `surgery`: the routes that hold, release, requeue, delete or flush many messages.
 //!
 //! # Example
 //!
@@ -74,6 +78,7 @@ mod guard;
 mod http;
 mod metrics;
 mod record;
+mod surgery;
 
 use std::fmt;
 use std::io;
@@ -356,6 +361,9 @@ fn info(data_dir: Option<&Path>) -> Response {
 /// The response to `request`.
 async fn route(request: &Request, sources: &Sources<'_>) -> Response {
     let segments: Vec<&str> = request.route().trim_start_matches('/').split('/').collect();
+    if let Some(response) = surgery::route(request, &segments, sources.queue).await {
+        return response;
+    }
     match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["metrics"]) => metrics_page(sources),
         ("GET", ["queue"]) => records(sources.queue, None),

@@ -56,7 +56,7 @@ pub struct Config {
 }
 
 /// `[queue]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct QueueConfig {
@@ -78,16 +78,20 @@ impl Default for QueueConfig {
 }
 
 /// `[admin]`: Prometheus metrics (`GET /metrics`) and queue commands for `mq queue`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct AdminConfig {
     /// The address to listen on; loopback only is wise (default `127.0.0.1:9025`). An empty
     /// string turns the port off. Any other address needs `token` or `token_file`.
-    #[serde(deserialize_with = "optional_address")]
+    #[serde(
+        deserialize_with = "optional_address",
+        serialize_with = "crate::config::optional_address_text"
+    )]
     pub listen: Option<std::net::SocketAddr>,
     /// The bearer token every request must carry (`Authorization: Bearer …`), but `GET
-    /// /metrics` on loopback (default: none).
+    /// /metrics` on loopback (default: none). Never written out: `<redacted>` instead.
+    #[serde(serialize_with = "crate::config::redacted")]
     pub token: Option<String>,
     /// A file holding the token (its first line), instead of `token`.
     pub token_file: Option<std::path::PathBuf>,
@@ -204,17 +208,23 @@ impl ConfigError {
 }
 
 /// `[engine]`: the guarantees every chain runs under.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct EngineConfig {
     /// How long one plugin call may take before it is dropped (default 30 s).
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub timeout: Duration,
     /// How often a chain may restart at one step before the step fails (default 10).
     pub retry_budget: u32,
     /// A single poll of a hook longer than this is logged and counted (default 10 ms).
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub slow_poll: Duration,
     /// What a timed-out or panicking call does to its step (default `tempfail`).
     pub on_error: FailurePolicy,
@@ -222,7 +232,10 @@ pub struct EngineConfig {
     pub workers: Option<usize>,
     /// How long a stop waits for sessions and deliveries in progress (default 30 s); then the
     /// sessions still open are closed with `421 4.3.2`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub shutdown_timeout: Duration,
 }
 
@@ -249,7 +262,7 @@ impl EngineConfig {
 }
 
 /// What a plugin call that timed out or panicked does to its step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum FailurePolicy {
@@ -262,6 +275,73 @@ pub enum FailurePolicy {
 }
 
 pub(crate) use mq_plugin_api::duration::deserialize as duration;
+
+/// Writes a duration as text its deserializer reads back: `30s`, `5m`, `2h`, `250ms`.
+pub(crate) fn duration_text<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&DurationText(*duration))
+}
+
+/// A list of durations as [`duration_text`] writes each.
+pub(crate) fn durations_text<S: serde::Serializer>(
+    durations: &[Duration],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(durations.iter().map(|d| DurationText(*d).to_string()))
+}
+
+/// An optional address, `""` for none (a port turned off).
+#[expect(
+    clippy::ref_option,
+    reason = "serde's serialize_with passes the field by reference"
+)]
+pub(crate) fn optional_address_text<S: serde::Serializer>(
+    address: &Option<std::net::SocketAddr>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match address {
+        Some(address) => serializer.collect_str(address),
+        None => serializer.serialize_str(""),
+    }
+}
+
+/// A secret, written as `<redacted>` when set: what `mq config` prints is safe to paste.
+#[expect(
+    clippy::ref_option,
+    reason = "serde's serialize_with passes the field by reference"
+)]
+pub(crate) fn redacted<S: serde::Serializer>(
+    secret: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str(REDACTED),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// What a secret is written as.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// A duration in the largest unit that holds it whole.
+struct DurationText(Duration);
+
+impl fmt::Display for DurationText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let duration = self.0;
+        if duration.subsec_nanos() != 0 {
+            return write!(f, "{}ms", duration.as_millis());
+        }
+        match duration.as_secs() {
+            0 => f.write_str("0s"),
+            s if s % 3_600 == 0 => write!(f, "{}h", s / 3_600),
+            s if s % 60 == 0 => write!(f, "{}m", s / 60),
+            s => write!(f, "{s}s"),
+        }
+    }
+}
 pub use mq_plugin_api::duration::parse as parse_duration;
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 /// let config = mq_core::Config::from_toml("[log]\nformat = \"json\"").unwrap();
 /// assert_eq!(config.log.format, LogFormat::Json);
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct LogConfig {
@@ -25,7 +25,7 @@ pub struct LogConfig {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum LogFormat {
@@ -47,7 +47,7 @@ pub enum LogFormat {
 /// assert_eq!(config.server.user.as_deref(), Some("mq"));
 /// assert_eq!(config.server.group, None);
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct ServerConfig {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use mq_core::queue::{
     AckResult, EmbeddedOptions, EmbeddedQueue, Entry, EntryState, NewMessage, Queue, QueueError,
-    QueueId,
+    QueueId, Surgery, all_messages,
 };
 use mq_plugin_api::Address;
 use smol::block_on;
@@ -266,6 +266,157 @@ fn flush_makes_deferred_entries_due_now() {
     let due = block_on(queue.take_due(SystemTime::now(), 1)).unwrap();
     assert_eq!(ids(&due), ids(&[entry]));
     assert_eq!(due[0].attempts, 1);
+}
+
+#[test]
+fn a_held_message_is_never_due_until_released_even_across_restarts() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let held = block_on(queue.enqueue(message(&["a@example.net", "b@example.net"], b"x"))).unwrap();
+    let other = block_on(queue.enqueue(message(&["c@example.net"], b"y"))).unwrap();
+    assert_eq!(block_on(queue.hold(&held)).unwrap(), 2);
+    let taken = block_on(queue.take_due(later(86_400), 10)).unwrap();
+    assert_eq!(ids(&taken), vec![(other, 0)]);
+    assert!(
+        queue
+            .list()
+            .iter()
+            .filter(|e| e.queue_id == held)
+            .all(|e| e.state == EntryState::Held)
+    );
+    // A flush does not reach a held message.
+    queue.flush();
+    assert!(
+        block_on(queue.take_due(later(86_400), 10))
+            .unwrap()
+            .is_empty()
+    );
+    drop(queue);
+
+    let queue = open(dir.path());
+    assert!(
+        queue
+            .list()
+            .iter()
+            .filter(|e| e.queue_id == held)
+            .all(|e| e.state == EntryState::Held)
+    );
+    let due: Vec<_> = block_on(queue.take_due(later(86_400), 10)).unwrap();
+    assert_eq!(
+        ids(&due),
+        vec![(other, 0)],
+        "only the other message is due after a restart"
+    );
+    assert_eq!(block_on(queue.release(&held)).unwrap(), 2);
+    let due = block_on(queue.take_due(SystemTime::now(), 10)).unwrap();
+    assert_eq!(ids(&due), vec![(held, 0), (held, 1)]);
+    drop(queue);
+    let queue = open(dir.path());
+    assert!(queue.list().iter().all(|e| e.state == EntryState::Ready));
+    let missing = QueueId::from_u64(1);
+    assert!(matches!(
+        block_on(queue.hold(&missing)),
+        Err(QueueError::NotFound(_))
+    ));
+}
+
+#[test]
+fn an_entry_in_flight_when_held_is_not_due_again_when_deferred() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let id = block_on(queue.enqueue(message(&["a@example.net"], b"x"))).unwrap();
+    let taken = block_on(queue.take_due(SystemTime::now(), 1)).unwrap();
+    block_on(queue.hold(&id)).unwrap();
+    block_on(queue.defer(&taken[0], SystemTime::now(), "421 later".into())).unwrap();
+    assert!(
+        block_on(queue.take_due(later(86_400), 1))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(queue.list()[0].state, EntryState::Held);
+}
+
+#[test]
+fn requeue_starts_entries_afresh_and_ends_a_hold() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let id = block_on(queue.enqueue(message(&["a@example.net"], b"x"))).unwrap();
+    let taken = block_on(queue.take_due(SystemTime::now(), 1)).unwrap();
+    block_on(queue.defer(&taken[0], later(86_400), "421 later".into())).unwrap();
+    block_on(queue.hold(&id)).unwrap();
+    assert_eq!(block_on(queue.requeue(&id)).unwrap(), 1);
+    drop(queue);
+    let queue = open(dir.path());
+    let entry = &queue.list()[0];
+    assert_eq!(
+        (entry.state, entry.attempts, entry.last_error.clone()),
+        (EntryState::Ready, 0, None)
+    );
+    assert_eq!(
+        block_on(queue.take_due(SystemTime::now(), 1))
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn flush_where_makes_only_the_picked_entries_due() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    block_on(queue.enqueue(message(&["a@one.example", "b@two.example"], b"x"))).unwrap();
+    for entry in block_on(queue.take_due(SystemTime::now(), 2)).unwrap() {
+        block_on(queue.defer(&entry, later(86_400), "421 later".into())).unwrap();
+    }
+    assert_eq!(queue.flush_where(&|_, to| to.domain_is("TWO.example")), 1);
+    let due = block_on(queue.take_due(SystemTime::now(), 10)).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].recipient.as_str(), "b@two.example");
+}
+
+#[test]
+fn many_messages_are_deleted_together() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let ids: Vec<QueueId> = (0..300u32)
+        .map(|n| block_on(queue.enqueue(message(&["a@example.net"], &[n as u8]))).unwrap())
+        .collect();
+    let outcomes = block_on(Surgery::Delete.apply_all(&queue, &ids[..200]));
+    assert_eq!(outcomes.len(), 200);
+    assert!(
+        outcomes
+            .iter()
+            .zip(&ids)
+            .all(|((id, o), want)| id == want && o.as_ref().ok() == Some(&1))
+    );
+    assert_eq!(all_messages(&queue), ids[200..]);
+    drop(queue);
+    assert_eq!(open(dir.path()).count(), 100);
+}
+
+#[test]
+fn held_messages_stay_held_when_compaction_copies_them_forward() {
+    let dir = TempDir::new().unwrap();
+    let queue = open_small(dir.path());
+    let kept = block_on(queue.enqueue(message(&["a@example.net"], &[7; 1000]))).unwrap();
+    block_on(queue.hold(&kept)).unwrap();
+    let first_segment = segments(dir.path()).remove(0);
+    for n in 0..40 {
+        block_on(queue.enqueue(message(&["c@example.net"], &[n; 1000]))).unwrap();
+        for entry in block_on(queue.take_due(SystemTime::now(), 10)).unwrap() {
+            block_on(queue.ack(&entry, AckResult::Delivered)).unwrap();
+        }
+    }
+    block_on(queue.maintain()).unwrap();
+    assert!(!segments(dir.path()).contains(&first_segment));
+    drop(queue);
+    let queue = open_small(dir.path());
+    assert_eq!(queue.list()[0].state, EntryState::Held);
+    assert!(
+        block_on(queue.take_due(later(86_400), 10))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

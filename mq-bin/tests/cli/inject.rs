@@ -46,6 +46,10 @@ fn inject_prints_the_queue_id_and_the_message_is_queued_as_sent() {
         "{shown}"
     );
     assert!(shown.contains("\nReceived: from localhost"), "{shown}");
+    // Completed as Postfix's cleanup completes local submissions.
+    assert!(shown.contains("\nFrom: alice@example.org\n"), "{shown}");
+    assert!(shown.contains("\nDate: "), "{shown}");
+    assert!(shown.contains("\nMessage-ID: <"), "{shown}");
     #[cfg(feature = "headers")]
     assert!(
         shown.contains("\nX-Test: stamped\n"),

@@ -3,7 +3,7 @@
 use crate::support::{Scratch, http_get, listed, one_error_line, smtp, success};
 
 /// Sends a message with `recipients` over SMTP and returns its queue id.
-fn send(address: std::net::SocketAddr, recipients: &[&str]) -> String {
+pub(crate) fn send(address: std::net::SocketAddr, recipients: &[&str]) -> String {
     let mut lines = vec![
         "EHLO client.example".to_owned(),
         "MAIL FROM:<alice@example.org>".to_owned(),
@@ -75,7 +75,7 @@ fn show_delete_and_flush_go_through_a_running_server() {
     assert_eq!(flushed, "queue flushed: deferred entries are due now\n");
     assert_eq!(
         success(&scratch.mq(&["queue", "delete", &id])),
-        format!("{id}: removed 1 entries\n")
+        format!("{id}: removed 1 entry\n")
     );
     assert_eq!(
         success(&scratch.mq(&["queue", "list"])),
@@ -151,7 +151,7 @@ fn with_a_token_queue_commands_work_and_requests_without_it_are_refused() {
     assert_eq!(listed(&listing)[0][0], id);
     assert_eq!(
         success(&scratch.mq(&["queue", "delete", &id])),
-        format!("{id}: removed 1 entries\n")
+        format!("{id}: removed 1 entry\n")
     );
 }
 

@@ -212,7 +212,7 @@ s.quit()
 ";
 
 /// The AUTH reply python3's smtplib gets for `user` and `password` from `server`.
-fn login(server: &Server, cert: &Path, user: &str, password: &str) -> String {
+pub(crate) fn login(server: &Server, cert: &Path, user: &str, password: &str) -> String {
     let smtp = server.smtp();
     let output = std::process::Command::new("python3")
         .args(["-c", LOGIN, "127.0.0.1", &smtp.port().to_string()])

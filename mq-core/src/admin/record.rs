@@ -44,7 +44,7 @@ pub struct QueueRecord {
     pub next_attempt: u64,
     /// Why the last attempt was deferred.
     pub last_error: Option<String>,
-    /// `ready`, `deferred` or `in-flight`.
+    /// `ready`, `deferred`, `in-flight` or `hold` (its message is on hold).
     pub state: String,
 }
 
@@ -71,6 +71,7 @@ fn state_name(state: EntryState) -> &'static str {
         EntryState::Ready => "ready",
         EntryState::Deferred => "deferred",
         EntryState::InFlight => "in-flight",
+        EntryState::Held => "hold",
     }
 }
 

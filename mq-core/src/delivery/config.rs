@@ -12,7 +12,7 @@ use super::throttle::ThrottleConfig;
 use crate::smtp::client::Timeouts;
 
 /// How mq delivers what it queued.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct DeliveryConfig {
@@ -40,7 +40,10 @@ pub struct DeliveryConfig {
     /// How long one attempt may spend finding a server that takes the mail: DNS lookups,
     /// then the connections, greetings, EHLO and STARTTLS of every host it tries (default
     /// 10 min). The transaction that follows has its own `timeouts`.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub attempt_timeout: Duration,
     /// STARTTLS towards MX hosts (default `opportunistic`).
     pub tls: TlsMode,
@@ -81,7 +84,7 @@ impl Default for DeliveryConfig {
 }
 
 /// STARTTLS towards a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TlsMode {
@@ -183,6 +186,26 @@ impl fmt::Debug for Smarthost {
 
 /// What `Debug` prints in place of a password.
 const REDACTED: &str = "<redacted>";
+
+impl serde::Serialize for Smarthost {
+    /// As a table; the password is never written out (`<redacted>`).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("address", &self.address)?;
+        if let Some(tls) = &self.tls {
+            map.serialize_entry("tls", tls)?;
+        }
+        if let Some((user, _)) = &self.auth {
+            map.serialize_entry("user", user)?;
+            map.serialize_entry("password", REDACTED)?;
+        }
+        if let Some(ca_file) = &self.ca_file {
+            map.serialize_entry("ca_file", ca_file)?;
+        }
+        map.end()
+    }
+}
 
 impl<'de> Deserialize<'de> for Smarthost {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Smarthost, D::Error> {

@@ -50,6 +50,7 @@ use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
 use crate::smtp::tls;
 use maildir::Maildir;
+use mq_plugin_api::Address;
 use myself::Myself;
 use route::Route;
 use throttle::Throttles;
@@ -297,5 +298,27 @@ impl Queue for Waking {
     fn flush(&self) {
         self.delivery.queue.flush();
         self.delivery.wake();
+    }
+
+    fn flush_where(&self, which: &(dyn Fn(QueueId, &Address) -> bool + Sync)) -> usize {
+        let flushed = self.delivery.queue.flush_where(which);
+        self.delivery.wake();
+        flushed
+    }
+
+    async fn hold(&self, id: &QueueId) -> Result<usize, QueueError> {
+        self.delivery.queue.hold(id).await
+    }
+
+    async fn release(&self, id: &QueueId) -> Result<usize, QueueError> {
+        let entries = self.delivery.queue.release(id).await?;
+        self.delivery.wake();
+        Ok(entries)
+    }
+
+    async fn requeue(&self, id: &QueueId) -> Result<usize, QueueError> {
+        let entries = self.delivery.queue.requeue(id).await?;
+        self.delivery.wake();
+        Ok(entries)
     }
 }

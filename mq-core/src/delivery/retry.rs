@@ -20,16 +20,22 @@ use crate::config::duration;
 /// assert_eq!(policy.delay_after(5), Duration::from_secs(3600));
 /// assert_eq!(policy.delay_after(40), Duration::from_secs(7200));
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// Delays after the 1st, 2nd, … failed attempt; the last repeats (default MailerQ's: 600,
     /// 600, 1800, 1800, 3600, 3600, 7200 seconds).
-    #[serde(deserialize_with = "durations")]
+    #[serde(
+        deserialize_with = "durations",
+        serialize_with = "crate::config::durations_text"
+    )]
     pub schedule: Vec<Duration>,
     /// How long an entry may stay queued before it fails for good (default 24 h).
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub max_age: Duration,
 }
 
@@ -72,7 +78,13 @@ impl RetryPolicy {
 
 fn durations<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
     #[derive(Deserialize)]
-    struct One(#[serde(deserialize_with = "duration")] Duration);
+    struct One(
+        #[serde(
+            deserialize_with = "duration",
+            serialize_with = "crate::config::duration_text"
+        )]
+        Duration,
+    );
     let delays: Vec<One> = Vec::deserialize(deserializer)?;
     if delays.is_empty() {
         return Err(serde::de::Error::custom(

@@ -29,7 +29,7 @@ pub(crate) const FALLBACK_NAMESERVER: SocketAddr =
 /// assert_eq!(config.timeout, Duration::from_millis(500));
 /// assert_eq!(config.attempts, 2);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct DnsConfig {
@@ -39,7 +39,10 @@ pub struct DnsConfig {
     #[serde(deserialize_with = "nameservers")]
     pub nameservers: Vec<SocketAddr>,
     /// How long to wait for one answer from one nameserver (default 2 s).
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub timeout: Duration,
     /// How many rounds over all nameservers before a lookup times out (default 2).
     pub attempts: u32,

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use futures::channel::oneshot;
+use mq_plugin_api::Address;
 use smol::channel::Sender;
 
 use super::error::QueueError;
@@ -175,6 +176,18 @@ impl EmbeddedQueue {
         answer.await.map_err(|_| QueueError::Closed)?
     }
 
+    /// Appends an administrator's record about message `id`; how many entries it has.
+    async fn administer(&self, record: Record) -> Result<usize, QueueError> {
+        let id = record.id();
+        if !lock(&self.index).contains(id) {
+            return Err(QueueError::NotFound(id));
+        }
+        match self.append(record, Vec::new()).await? {
+            0 => Err(QueueError::NotFound(id)),
+            entries => Ok(entries),
+        }
+    }
+
     /// The attempts so far of a live entry.
     fn attempts(&self, entry: &Entry) -> Result<u32, QueueError> {
         lock(&self.index)
@@ -205,6 +218,7 @@ impl Queue for EmbeddedQueue {
                 .map(|address| RecipientState::new(address, arrived))
                 .collect(),
             body_len: message.body.len() as u64,
+            held: false,
         };
         self.append(Record::Message(record), message.body).await?;
         Ok(id)
@@ -284,7 +298,24 @@ impl Queue for EmbeddedQueue {
     }
 
     fn flush(&self) {
-        lock(&self.index).flush(SystemTime::now());
+        lock(&self.index).flush(SystemTime::now(), &|_, _| true);
+    }
+
+    fn flush_where(&self, which: &(dyn Fn(QueueId, &Address) -> bool + Sync)) -> usize {
+        lock(&self.index).flush(SystemTime::now(), which)
+    }
+
+    async fn hold(&self, id: &QueueId) -> Result<usize, QueueError> {
+        self.administer(Record::Hold { id: *id }).await
+    }
+
+    async fn release(&self, id: &QueueId) -> Result<usize, QueueError> {
+        self.administer(Record::Release { id: *id }).await
+    }
+
+    async fn requeue(&self, id: &QueueId) -> Result<usize, QueueError> {
+        let at = SystemTime::now();
+        self.administer(Record::Requeue { id: *id, at }).await
     }
 }
 

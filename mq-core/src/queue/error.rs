@@ -34,6 +34,8 @@ pub enum QueueError {
     InUse(PathBuf),
     /// The queue is shut down.
     Closed,
+    /// This kind of queue cannot do what was asked (e.g. `hold` on a broker queue).
+    Unsupported(&'static str),
 }
 
 impl QueueError {
@@ -58,6 +60,7 @@ impl QueueError {
             QueueError::Invalid(why) => QueueError::Invalid(why),
             QueueError::InUse(dir) => QueueError::InUse(dir.clone()),
             QueueError::Closed => QueueError::Closed,
+            QueueError::Unsupported(what) => QueueError::Unsupported(what),
         }
     }
 }
@@ -70,6 +73,7 @@ impl fmt::Display for QueueError {
             QueueError::Invalid(why) => write!(f, "message cannot be queued: {why}"),
             QueueError::InUse(dir) => write!(f, "queue {} is in use", dir.display()),
             QueueError::Closed => f.write_str("queue is closed"),
+            QueueError::Unsupported(what) => write!(f, "this queue cannot {what} messages"),
         }
     }
 }

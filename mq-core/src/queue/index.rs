@@ -72,6 +72,8 @@ struct Stored {
     /// The message's current record, whose last field is the body.
     record: Placement,
     body_len: u64,
+    /// On hold: no entry is due (none is in `due`) until it is released.
+    held: bool,
 }
 
 #[derive(Debug)]
@@ -138,6 +140,9 @@ impl Index {
                 error,
             } => self.deferred(id, recipient, attempts, next_attempt, error),
             Record::Delete { id } => self.remove(id),
+            Record::Hold { id } => self.hold(id),
+            Record::Release { id } => self.release(id),
+            Record::Requeue { id, at } => self.requeue(id, at),
         }
     }
 
@@ -158,7 +163,7 @@ impl Index {
             return 0;
         }
         for (index, recipient) in message.recipients.iter().enumerate() {
-            if !recipient.done {
+            if !recipient.done && !message.held {
                 self.due
                     .insert((recipient.next_attempt, message.id, index as u32));
             }
@@ -171,6 +176,7 @@ impl Index {
             live,
             record: at,
             body_len: message.body_len,
+            held: message.held,
         };
         self.messages.insert(message.id, stored);
         self.live += live;
@@ -214,15 +220,17 @@ impl Index {
         next_attempt: SystemTime,
         error: String,
     ) -> usize {
-        let Some(slot) = self
-            .messages
-            .get_mut(&id)
-            .and_then(|stored| stored.live_slot(recipient))
-        else {
+        let Some(stored) = self.messages.get_mut(&id) else {
+            return 0;
+        };
+        let held = stored.held;
+        let Some(slot) = stored.live_slot(recipient) else {
             return 0;
         };
         self.due.remove(&(slot.state.next_attempt, id, recipient));
-        self.due.insert((next_attempt, id, recipient));
+        if !held {
+            self.due.insert((next_attempt, id, recipient));
+        }
         slot.state.attempts = attempts;
         slot.state.next_attempt = next_attempt;
         slot.state.last_error = Some(error);
@@ -241,6 +249,58 @@ impl Index {
         }
         self.count_record(stored.record, false);
         self.live -= stored.live;
+        stored.live
+    }
+
+    /// Puts a message on hold: its waiting entries leave `due`, and one in flight does not come
+    /// back to it when deferred. Returns how many entries are live.
+    fn hold(&mut self, id: QueueId) -> usize {
+        let Some(stored) = self.messages.get_mut(&id) else {
+            return 0;
+        };
+        stored.held = true;
+        for (index, slot) in stored.slots.iter().enumerate() {
+            self.due
+                .remove(&(slot.state.next_attempt, id, index as u32));
+        }
+        stored.live
+    }
+
+    /// Releases a held message: its waiting entries are due at their times again. Returns how
+    /// many entries are live.
+    fn release(&mut self, id: QueueId) -> usize {
+        let Some(stored) = self.messages.get_mut(&id) else {
+            return 0;
+        };
+        if stored.held {
+            stored.held = false;
+            for (index, slot) in stored.slots.iter().enumerate() {
+                if !slot.state.done && !slot.in_flight {
+                    self.due.insert((slot.state.next_attempt, id, index as u32));
+                }
+            }
+        }
+        stored.live
+    }
+
+    /// Starts every waiting entry of a message afresh, due at `at`, and ends a hold. An entry in
+    /// flight is left to its attempt. Returns how many entries are live.
+    fn requeue(&mut self, id: QueueId, at: SystemTime) -> usize {
+        let Some(stored) = self.messages.get_mut(&id) else {
+            return 0;
+        };
+        stored.held = false;
+        for (index, slot) in stored.slots.iter_mut().enumerate() {
+            if slot.state.done || slot.in_flight {
+                continue;
+            }
+            let index = index as u32;
+            self.due.remove(&(slot.state.next_attempt, id, index));
+            slot.state.attempts = 0;
+            slot.state.next_attempt = at;
+            slot.state.last_error = None;
+            self.due.insert((at, id, index));
+        }
         stored.live
     }
 
@@ -318,19 +378,33 @@ impl Index {
         age
     }
 
-    /// Makes every deferred entry that is not in flight due at `now`.
-    pub(crate) fn flush(&mut self, now: SystemTime) {
+    /// Makes every deferred entry that is not in flight or held, and whose message id and
+    /// recipient `which` picks, due at `now`; returns how many it made due.
+    pub(crate) fn flush(
+        &mut self,
+        now: SystemTime,
+        which: &dyn Fn(QueueId, &Address) -> bool,
+    ) -> usize {
+        let mut flushed = 0;
         for (&id, stored) in &mut self.messages {
+            if stored.held {
+                continue;
+            }
             for (index, slot) in stored.slots.iter_mut().enumerate() {
                 let state = &mut slot.state;
                 if state.done || slot.in_flight || state.attempts == 0 {
                     continue;
                 }
+                if !which(id, &state.address) {
+                    continue;
+                }
+                flushed += 1;
                 self.due.remove(&(state.next_attempt, id, index as u32));
                 state.next_attempt = state.next_attempt.min(now);
                 self.due.insert((state.next_attempt, id, index as u32));
             }
         }
+        flushed
     }
 }
 
@@ -392,10 +466,11 @@ impl Stored {
 
     fn entry(&self, id: QueueId, index: usize) -> Entry {
         let slot = &self.slots[index];
-        let state = match (slot.in_flight, slot.state.attempts) {
-            (true, _) => EntryState::InFlight,
-            (false, 0) => EntryState::Ready,
-            (false, _) => EntryState::Deferred,
+        let state = match (slot.in_flight, self.held, slot.state.attempts) {
+            (true, _, _) => EntryState::InFlight,
+            (false, true, _) => EntryState::Held,
+            (false, false, 0) => EntryState::Ready,
+            (false, false, _) => EntryState::Deferred,
         };
         Entry {
             queue_id: id,
@@ -419,6 +494,7 @@ impl Stored {
             sender: self.sender.clone(),
             recipients: self.slots.iter().map(|s| s.state.clone()).collect(),
             body_len: self.body_len,
+            held: self.held,
         }
     }
 }

@@ -248,6 +248,7 @@ mod tests {
                 last_error: None,
             }],
             body_len: body.len() as u64,
+            held: false,
         });
         let mut payload = Vec::new();
         record::encode(&record, &body, &mut payload);

@@ -18,6 +18,8 @@
 //! - `private`: the modes of what the queue creates (0700, 0600): it holds message bodies.
 //! - `recovery`: that rebuilding, and what a crash may leave at the journal's end.
 //! - `salvage`: damage inside the journal, moved aside so that the records after it are kept.
+//! - `surgery`: [`Surgery`], an administrator's delete, hold, release or requeue of many
+//!   messages at once.
 //!
 //! # Why a journal with group commit
 //!
@@ -72,6 +74,7 @@ mod private;
 mod record;
 mod recovery;
 mod salvage;
+mod surgery;
 mod writer;
 
 use std::fmt;
@@ -83,6 +86,7 @@ use mq_plugin_api::Address;
 pub use embedded::{EmbeddedOptions, EmbeddedQueue};
 pub use error::QueueError;
 pub use id::{ParseQueueIdError, QueueId};
+pub use surgery::{Surgery, all_messages};
 
 /// A message accepted by the SMTP server, to be queued with one entry per recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +138,9 @@ pub enum EntryState {
     /// Handed out by [`Queue::take_due`] and not yet acknowledged or deferred. After a restart
     /// such an entry is due again: delivery is at least once.
     InFlight,
+    /// Its message is on hold ([`Queue::hold`]): not due, whatever its `next_attempt`, until
+    /// it is released.
+    Held,
 }
 
 /// How a delivery ended, for [`Queue::ack`].
@@ -333,4 +340,35 @@ pub trait Queue: Send + Sync + fmt::Debug {
     /// Makes every deferred entry due now. A hint, kept in memory only: after a restart the
     /// entries are due at their deferred times again.
     fn flush(&self);
+
+    /// Makes the deferred entries that `which` picks (by message id and recipient) due now,
+    /// as [`flush`](Queue::flush) does for all, and returns how many. A backend that cannot
+    /// pick flushes everything and returns 0.
+    fn flush_where(&self, which: &(dyn Fn(QueueId, &Address) -> bool + Sync)) -> usize {
+        let _ = which;
+        self.flush();
+        0
+    }
+
+    /// Puts a message on hold, durably: none of its entries is handed out by
+    /// [`take_due`](Queue::take_due) until [`release`](Queue::release) (an entry in flight
+    /// finishes its attempt). Returns how many entries it has.
+    async fn hold(&self, id: &QueueId) -> Result<usize, QueueError> {
+        let _ = id;
+        Err(QueueError::Unsupported("hold"))
+    }
+
+    /// Releases a held message, durably: its entries are due at their times again. Returns
+    /// how many entries it has.
+    async fn release(&self, id: &QueueId) -> Result<usize, QueueError> {
+        let _ = id;
+        Err(QueueError::Unsupported("release"))
+    }
+
+    /// Starts every waiting entry of a message afresh, durably: due now, no attempts counted,
+    /// no last error, and no longer held. Returns how many entries it has.
+    async fn requeue(&self, id: &QueueId) -> Result<usize, QueueError> {
+        let _ = id;
+        Err(QueueError::Unsupported("requeue"))
+    }
 }

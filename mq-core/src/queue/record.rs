@@ -17,6 +17,11 @@ const MESSAGE: u8 = 1;
 const DONE: u8 = 2;
 const DEFER: u8 = 3;
 const DELETE: u8 = 4;
+const HOLD: u8 = 5;
+const RELEASE: u8 = 6;
+const REQUEUE: u8 = 7;
+/// A `Message` record whose message is on hold: compaction's copy of a held message.
+const HELD_MESSAGE: u8 = 8;
 
 /// One recipient of a message and where its delivery stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +44,8 @@ pub(crate) struct MessageRecord {
     pub(crate) sender: Address,
     pub(crate) recipients: Vec<RecipientState>,
     pub(crate) body_len: u64,
+    /// On hold: none of its entries is due until it is released.
+    pub(crate) held: bool,
 }
 
 /// One journal record. A later `Message` record with a known id replaces the earlier one: that
@@ -63,6 +70,20 @@ pub(crate) enum Record {
     Delete {
         id: QueueId,
     },
+    /// An administrator put the message on hold: no entry of it is due until released.
+    Hold {
+        id: QueueId,
+    },
+    /// An administrator released a held message: its entries are due as before.
+    Release {
+        id: QueueId,
+    },
+    /// An administrator requeued the message: every live entry starts afresh, due at `at`
+    /// with no attempts and no error, and a hold ends.
+    Requeue {
+        id: QueueId,
+        at: SystemTime,
+    },
 }
 
 impl Record {
@@ -70,7 +91,12 @@ impl Record {
     pub(crate) fn id(&self) -> QueueId {
         match self {
             Record::Message(message) => message.id,
-            Record::Done { id, .. } | Record::Defer { id, .. } | Record::Delete { id } => *id,
+            Record::Done { id, .. }
+            | Record::Defer { id, .. }
+            | Record::Delete { id }
+            | Record::Hold { id }
+            | Record::Release { id }
+            | Record::Requeue { id, .. } => *id,
         }
     }
 }
@@ -142,11 +168,24 @@ impl Encoder<'_> {
                 self.u8(DELETE);
                 self.u64(id.as_u64());
             }
+            Record::Hold { id } => {
+                self.u8(HOLD);
+                self.u64(id.as_u64());
+            }
+            Record::Release { id } => {
+                self.u8(RELEASE);
+                self.u64(id.as_u64());
+            }
+            Record::Requeue { id, at } => {
+                self.u8(REQUEUE);
+                self.u64(id.as_u64());
+                self.time(*at);
+            }
         }
     }
 
     fn message(&mut self, message: &MessageRecord) {
-        self.u8(MESSAGE);
+        self.u8(if message.held { HELD_MESSAGE } else { MESSAGE });
         self.u64(message.id.as_u64());
         self.time(message.arrived);
         self.bytes(message.client.as_bytes());
@@ -173,14 +212,18 @@ impl Encoder<'_> {
 
 /// Whether `kind`, a payload's first byte, names a kind of record.
 pub(crate) fn is_kind(kind: u8) -> bool {
-    matches!(kind, MESSAGE | DONE | DEFER | DELETE)
+    matches!(
+        kind,
+        MESSAGE | DONE | DEFER | DELETE | HOLD | RELEASE | REQUEUE | HELD_MESSAGE
+    )
 }
 
 /// Decodes a payload whose checksum held. An error is damage that a crash cannot explain.
 pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
     let mut input = Decoder(payload);
     let record = match input.u8()? {
-        MESSAGE => Record::Message(input.message()?),
+        MESSAGE => Record::Message(input.message(false)?),
+        HELD_MESSAGE => Record::Message(input.message(true)?),
         DONE => Record::Done {
             id: input.id()?,
             recipient: input.u32()?,
@@ -193,6 +236,12 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
             error: input.string()?,
         },
         DELETE => Record::Delete { id: input.id()? },
+        HOLD => Record::Hold { id: input.id()? },
+        RELEASE => Record::Release { id: input.id()? },
+        REQUEUE => Record::Requeue {
+            id: input.id()?,
+            at: from_micros(input.u64()?),
+        },
         _ => return Err("unknown record kind"),
     };
     if input.0.is_empty() {
@@ -249,7 +298,7 @@ impl<'a> Decoder<'a> {
         self.string()?.parse().map_err(|_| "invalid address")
     }
 
-    fn message(&mut self) -> Result<MessageRecord, &'static str> {
+    fn message(&mut self, held: bool) -> Result<MessageRecord, &'static str> {
         let id = self.id()?;
         let arrived = from_micros(self.u64()?);
         let client = self.string()?;
@@ -269,6 +318,7 @@ impl<'a> Decoder<'a> {
             sender,
             recipients,
             body_len,
+            held,
         })
     }
 
@@ -326,6 +376,7 @@ mod tests {
                 },
             ],
             body_len: body.len() as u64,
+            held: false,
         }
     }
 
@@ -345,6 +396,13 @@ mod tests {
                 error: "421 busy".into(),
             },
             Record::Delete { id },
+            Record::Hold { id },
+            Record::Release { id },
+            Record::Requeue { id, at },
+            Record::Message(MessageRecord {
+                held: true,
+                ..message(body)
+            }),
         ];
         for record in records {
             let body: &[u8] = if matches!(record, Record::Message(_)) {

@@ -15,7 +15,7 @@ use crate::config::duration;
 const MIN_LINE_LENGTH: usize = 512;
 
 /// The SMTP server's settings. Every key has a default, so `mq serve` runs with none.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct SmtpConfig {
@@ -63,10 +63,16 @@ pub struct SmtpConfig {
     /// Errors a session may make before it is disconnected (default 20, as Postfix).
     pub max_errors: u32,
     /// How long to wait for a command (default 5 min, RFC 5321 §4.5.3.2.7).
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub command_timeout: Duration,
     /// How long to wait for each block of message data (default 3 min, §4.5.3.2.6).
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub data_timeout: Duration,
     /// Certificate and key for STARTTLS; without them STARTTLS and AUTH are not offered.
     pub tls: Option<TlsFiles>,
@@ -75,7 +81,7 @@ pub struct SmtpConfig {
 }
 
 /// PEM files for STARTTLS.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// The certificate chain.
@@ -85,11 +91,16 @@ pub struct TlsFiles {
 }
 
 /// `[smtp.auth]`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// User name → password hash (`$6$…` SHA-512-crypt or `$argon2id$…`).
+    /// User name → password hash (`$6$…` SHA-512-crypt or `$argon2id$…`). The hashes are never
+    /// written out: `<redacted>` instead.
+    #[serde(serialize_with = "redacted_values")]
     pub users: BTreeMap<String, String>,
+    /// A file of more users, one `user:hash` per line (`#` comments and blank lines ignored),
+    /// read with `users` and read again when it changes (default: none).
+    pub users_file: Option<PathBuf>,
     /// Password checks running at once over all sessions (default: one per core). Each Argon2
     /// check holds its memory cost while it runs.
     pub max_verifications: Option<usize>,
@@ -101,14 +112,26 @@ pub struct AuthConfig {
     pub max_failures: u32,
     /// How long failed logins count against an address (default 60 s, as Postfix's
     /// `anvil_rate_time_unit`).
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub failure_window: Duration,
+}
+
+/// The user names, each with `<redacted>` for its hash.
+fn redacted_values<S: serde::Serializer>(
+    users: &BTreeMap<String, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(users.keys().map(|user| (user, crate::config::REDACTED)))
 }
 
 impl Default for AuthConfig {
     fn default() -> AuthConfig {
         AuthConfig {
             users: BTreeMap::new(),
+            users_file: None,
             max_verifications: None,
             max_waiting: 100,
             max_failures: 10,
@@ -118,6 +141,53 @@ impl Default for AuthConfig {
 }
 
 impl AuthConfig {
+    /// `users`, with those of `users_file` added (a user in both keeps the file's hash).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, or a line is not `user:hash`; the text names the file and line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let file = dir.path().join("users");
+    /// std::fs::write(&file, "# mail users\nbob:$6$salt$hash\n")?;
+    /// let mut auth = mq_core::smtp::AuthConfig::default();
+    /// auth.users.insert("alice".into(), "$6$x$y".into());
+    /// auth.users_file = Some(file);
+    /// let users = auth.all_users()?;
+    /// assert_eq!(users.keys().collect::<Vec<_>>(), ["alice", "bob"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn all_users(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut users = self.users.clone();
+        let Some(path) = &self.users_file else {
+            return Ok(users);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("users_file {}: {error}", path.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once(':') {
+                Some((user, hash)) if !user.trim().is_empty() && !hash.trim().is_empty() => {
+                    users.insert(user.trim().to_owned(), hash.trim().to_owned());
+                }
+                _ => {
+                    return Err(format!(
+                        "users_file {} line {}: not user:hash",
+                        path.display(),
+                        number + 1
+                    ));
+                }
+            }
+        }
+        Ok(users)
+    }
+
     /// How many password checks may run at once: `max_verifications`, or one per core.
     pub fn verifications(&self) -> usize {
         self.max_verifications
@@ -132,6 +202,7 @@ impl fmt::Debug for AuthConfig {
         let users = self.users.keys().map(|user| (user, "<redacted>"));
         f.debug_struct("AuthConfig")
             .field("users", &users.collect::<BTreeMap<_, _>>())
+            .field("users_file", &self.users_file)
             .field("max_verifications", &self.max_verifications)
             .field("max_waiting", &self.max_waiting)
             .field("max_failures", &self.max_failures)

@@ -186,6 +186,8 @@ pub enum ServerError {
     Auth(super::auth::AuthError),
     /// `[smtp] local_recipient_map` cannot be read or has a bad line.
     Recipients(super::recipient_map::RecipientMapError),
+    /// `[smtp.auth] users_file` cannot be read or has a bad line.
+    UsersFile(String),
 }
 
 impl std::fmt::Display for ServerError {
@@ -195,6 +197,7 @@ impl std::fmt::Display for ServerError {
             ServerError::Tls(error) => write!(f, "[smtp.tls]: {error}"),
             ServerError::Auth(error) => write!(f, "[smtp.auth]: {error}"),
             ServerError::Recipients(error) => write!(f, "[smtp]: {error}"),
+            ServerError::UsersFile(error) => write!(f, "[smtp.auth] {error}"),
         }
     }
 }
@@ -394,11 +397,12 @@ fn read_tls_and_users(
         )),
         None => None,
     };
-    let credentials = if config.auth.users.is_empty() {
+    let users = config.auth.all_users().map_err(ServerError::UsersFile)?;
+    let credentials = if users.is_empty() {
         None
     } else {
         Some(Arc::new(
-            Credentials::new(config.auth.users.clone()).map_err(ServerError::Auth)?,
+            Credentials::new(users).map_err(ServerError::Auth)?,
         ))
     };
     Ok((tls, credentials))

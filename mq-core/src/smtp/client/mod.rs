@@ -114,27 +114,45 @@ impl fmt::Debug for ClientConfig {
 /// let timeouts = Timeouts { greeting: Duration::from_secs(30), ..Timeouts::default() };
 /// assert_eq!(timeouts.data_end, Duration::from_secs(600));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// Opening the TCP connection: 30 s.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub connect: Duration,
     /// The `220` greeting: 5 min.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub greeting: Duration,
     /// Each reply to EHLO, HELO, STARTTLS (and its handshake), AUTH, MAIL, RCPT, RSET and
     /// QUIT: 5 min.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub command: Duration,
     /// The `354` reply to DATA: 2 min.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub data_init: Duration,
     /// Each block of message handed to the network: 3 min.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub data_block: Duration,
     /// The reply to the final `.`: 10 min, as the server may be checking the message.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub data_end: Duration,
 }
 

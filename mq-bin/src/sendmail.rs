@@ -1,0 +1,205 @@
+//! `mq sendmail`, and the `mq` binary run under the name `sendmail`: submission as scripts and
+//! cron expect it. The message is read from stdin; recipients come from the arguments and,
+//! with `-t`, from its `To`, `Cc` and `Bcc` fields (a `Bcc` field is then removed).
+//!
+//! When no server holds the queue, the message is queued on the disk directly, holding the
+//! queue's lock as `mq serve` does, and the next `mq serve` delivers it; when a server holds it,
+//! the message goes to that server over SMTP, as `mq inject` sends it, through the same hooks as
+//! mail from the network. Either way, a missing `From`, `Date` or `Message-ID` field is added
+//! first, as Postfix's cleanup does for local submissions.
+
+use std::io::{self, Read as _};
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser};
+use mq_core::Config;
+use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, NewMessage, Queue as _, QueueError};
+use mq_plugin_api::Address;
+
+use crate::clock::unix_now;
+use crate::header::{Message, Missing};
+use crate::inject::{Client, reachable};
+use crate::serve::queue_dir;
+
+/// sendmail's options, those scripts use; others sendmail knows are refused.
+#[derive(Debug, Args)]
+pub(crate) struct SendmailArgs {
+    /// Recipients also from the message's To, Cc and Bcc fields (Bcc is then removed).
+    #[arg(short = 't')]
+    headers: bool,
+    /// A line with a single dot does not end the message (as -oi).
+    #[arg(short = 'i')]
+    ignore_dots: bool,
+    /// A sendmail option: `-oi` is `-i`; others (`-odi`, `-oem`, …) are accepted and ignored.
+    #[arg(short = 'o', value_name = "OPTION")]
+    options: Vec<String>,
+    /// The envelope sender (default: the user's login name at smtp.default_domain).
+    #[arg(short = 'f', short_alias = 'r', value_name = "SENDER")]
+    sender: Option<String>,
+    /// The sender's full name, for a From field mq adds.
+    #[arg(short = 'F', value_name = "NAME")]
+    full_name: Option<String>,
+    /// Accepted and ignored, as Postfix does: body type (-B 8BITMIME), delivery status
+    /// notifications (-N), verbose (-v).
+    #[arg(short = 'B', value_name = "TYPE", hide = true)]
+    _body_type: Option<String>,
+    #[arg(short = 'N', value_name = "DSN", hide = true)]
+    _notify: Option<String>,
+    #[arg(short = 'v', hide = true)]
+    _verbose: bool,
+    /// The mode: only `-bm` (read a message from stdin, the default) is supported.
+    #[arg(short = 'b', value_name = "MODE", hide = true)]
+    mode: Option<String>,
+    /// The recipients.
+    #[arg(value_name = "RECIPIENT")]
+    recipients: Vec<String>,
+}
+
+/// The command line of `mq` run as `sendmail`: sendmail's options, and `-C FILE` for mq's
+/// configuration (default `$MQ_CONFIG`, then `/etc/mq/mq.toml` if it exists).
+#[derive(Debug, Parser)]
+#[command(
+    name = "sendmail",
+    version,
+    about = "mq's sendmail: queues the message on stdin"
+)]
+pub(crate) struct SendmailCli {
+    /// mq's configuration file.
+    #[arg(short = 'C', value_name = "FILE")]
+    pub(crate) config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) args: SendmailArgs,
+}
+
+impl SendmailCli {
+    /// The config file: `-C`, else `$MQ_CONFIG`, else `/etc/mq/mq.toml` if there is one.
+    pub(crate) fn config_path(&self) -> Option<std::path::PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| std::env::var_os("MQ_CONFIG").map(Into::into))
+            .or_else(|| {
+                let system = Path::new("/etc/mq/mq.toml");
+                system.exists().then(|| system.to_owned())
+            })
+    }
+}
+
+/// Reads the message, completes its header, and queues it.
+pub(crate) fn run(config: &Config, args: &SendmailArgs) -> anyhow::Result<()> {
+    if let Some(mode) = args.mode.as_deref().filter(|mode| *mode != "m") {
+        bail!("-b{mode} is not supported: only -bm, a message on stdin");
+    }
+    let ignore_dots = args.ignore_dots || args.options.iter().any(|o| o == "i");
+    let mut input = Vec::new();
+    io::stdin()
+        .lock()
+        .read_to_end(&mut input)
+        .context("cannot read the message from stdin")?;
+    let origin = config.smtp.origin().to_owned();
+    let sender = match &args.sender {
+        Some(sender) => sender.clone(),
+        None => format!("{}@{origin}", login_name()),
+    };
+    let mut message = Message::read(&input, ignore_dots);
+    let mut recipients = args.recipients.clone();
+    if args.headers {
+        recipients.extend(message.recipients_from_headers());
+        message.remove("bcc");
+    }
+    if recipients.is_empty() {
+        bail!("no recipients: name them as arguments, or use -t with To, Cc or Bcc fields");
+    }
+    let now = unix_now();
+    message.complete(&Missing {
+        from: &sender,
+        full_name: args.full_name.as_deref(),
+        now,
+        hostname: &config.smtp.hostname,
+    });
+    let sender = envelope(&sender, &origin)?;
+    let recipients = recipients
+        .iter()
+        .map(|r| envelope(r, &origin))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    submit(config, sender, recipients, message.into_bytes())
+}
+
+/// `address` as an envelope address; one without a domain gets `origin`'s, as the SMTP server
+/// gives `RCPT TO:<user>`.
+fn envelope(address: &str, origin: &str) -> anyhow::Result<Address> {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    let full = if address.is_empty() || address.contains('@') {
+        address.to_owned()
+    } else {
+        format!("{address}@{origin}")
+    };
+    full.parse()
+        .map_err(|error| anyhow::anyhow!("invalid address {address:?}: {error}"))
+}
+
+/// Queues the message: on the disk if no server holds the queue, else through the server.
+fn submit(
+    config: &Config,
+    sender: Address,
+    recipients: Vec<Address>,
+    body: Vec<u8>,
+) -> anyhow::Result<()> {
+    let data_dir = &config.queue.data_dir;
+    if !data_dir.is_dir() {
+        bail!("data directory {} does not exist", data_dir.display());
+    }
+    let options = EmbeddedOptions {
+        fsync: config.queue.fsync,
+        ..EmbeddedOptions::default()
+    };
+    match EmbeddedQueue::open(&queue_dir(data_dir), options) {
+        Ok(queue) => {
+            let message = NewMessage {
+                sender,
+                recipients,
+                body,
+                client: "localhost[local submission]".into(),
+            };
+            let id = smol::block_on(queue.enqueue(message)).context("cannot queue the message")?;
+            tracing::info!(queue_id = %id, "queued on disk: no server holds the queue");
+            Ok(())
+        }
+        Err(QueueError::InUse(_)) => {
+            let server = reachable(config.smtp.listen).to_string();
+            let to: Vec<String> = recipients.iter().map(ToString::to_string).collect();
+            let mut client = Client::connect(&server)?;
+            client.submit(sender.as_str(), &to, &body)?;
+            Ok(())
+        }
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot open the queue in {}", data_dir.display()))
+        }
+    }
+}
+
+/// The user's login name, for a default sender.
+fn login_name() -> String {
+    ["LOGNAME", "USER"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "root".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_names_get_the_origin_domain() {
+        assert_eq!(
+            envelope("root", "example.org").unwrap().as_str(),
+            "root@example.org"
+        );
+        assert_eq!(
+            envelope("<a@b.example>", "x").unwrap().as_str(),
+            "a@b.example"
+        );
+        assert!(envelope("a b@c", "x").is_err());
+    }
+}
