@@ -1,11 +1,12 @@
 //! The testkit's transcripts, snapshotted: they must read like the dialogue.
 
 use std::cell::Cell;
+use std::time::Duration;
 
 use mq_core::testkit;
 use mq_core::{FailurePolicy, Outcome};
 use mq_plugin_api::{
-    Address, Context, Control, Data, Envelope, Message, Plugin, RcptTo, Reply, hooks,
+    Address, Close, Context, Control, Data, Envelope, Message, Plugin, RcptTo, Reply, hooks,
 };
 
 /// Stamps the message with the core that received it.
@@ -68,6 +69,7 @@ fn a_session_transcript_reads_like_the_dialogue() {
     let transcript = testkit::session()
         .plugin_named("stamp", Stamp)
         .plugin_named("gate", Gate)
+        .relay_network()
         .ehlo("client.example")
         .mail_from("a@example.org")
         .rcpt_to("b@blocked.example")
@@ -169,4 +171,84 @@ fn plugins_see_the_session_facts_the_server_knows() {
         run(false).as_deref(),
         Some("false Some(\"client.example\")")
     );
+}
+
+/// Waits before it lets the message through, as a plugin that asks a slow service would.
+struct Patient;
+
+#[hooks]
+impl Plugin for Patient {
+    async fn smtp_in_data(&self, ctx: &mut Context, data: &mut Data) -> Control {
+        ctx.sleep(Duration::from_millis(5)).await;
+        data.message
+            .headers_mut()
+            .prepend("X-Waited-Until", format!("{:?}", ctx.now()));
+        Control::Continue
+    }
+
+    async fn smtp_in_close(&self, _ctx: &mut Context, _close: &mut Close) -> Control {
+        Control::Continue
+    }
+}
+
+#[test]
+fn a_wait_inside_a_hook_shows_in_the_transcript_and_takes_no_real_time() {
+    let server = testkit::server().plugin_named("patient", Patient).start();
+    let started = server.now();
+    let transcript = server
+        .session()
+        .ehlo("client.example")
+        .mail_from("")
+        .rcpt_to("postmaster@localhost")
+        .data("Subject: x\r\n\r\nbody\r\n")
+        .quit()
+        .run();
+    let text = transcript.to_string();
+    assert!(
+        text.contains("   smtp_in_data  patient → Continue (waited 5ms)\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(
+            "S: 221 2.0.0 Bye\n   (connection closed)\n   smtp_in_close  patient → Continue\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        server.now().duration_since(started).unwrap(),
+        Duration::from_millis(5)
+    );
+}
+
+/// Times out: it sleeps longer than its deadline.
+struct Sleepy;
+
+#[hooks]
+impl Plugin for Sleepy {
+    async fn smtp_in_data(&self, ctx: &mut Context, _data: &mut Data) -> Control {
+        ctx.sleep(Duration::from_secs(3600)).await;
+        Control::Continue
+    }
+}
+
+#[test]
+fn a_plugin_past_its_deadline_times_out_on_the_virtual_clock() {
+    let server = testkit::server()
+        .timeout(Duration::from_secs(2))
+        .on_error(FailurePolicy::Tempfail)
+        .plugin_named("sleepy", Sleepy)
+        .start();
+    let transcript = server
+        .session()
+        .helo("client.example")
+        .mail_from("")
+        .rcpt_to("postmaster@localhost")
+        .data("Subject: x\r\n\r\nbody\r\n")
+        .run();
+    let text = transcript.to_string();
+    assert!(
+        text.contains("smtp_in_data  sleepy → failed: timed out after 2s (waited 2s)"),
+        "{text}"
+    );
+    assert!(transcript.queued().is_empty());
 }
