@@ -10,6 +10,7 @@
 //!   codes.
 //! - `serve`: `mq serve`, the server's life from start to a drained stop on SIGTERM.
 //! - `reload`: SIGHUP and `POST /reload` in `mq serve`, and `mq reload`, which asks for one.
+//! - `replay`: `mq replay`, a recorded session run again with this build's plugins.
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
 //! - `queue`: `mq queue`, on the queue on disk or through a running server's admin port
 //!   (`admin_client`), printed by `queue_view`.
@@ -40,6 +41,7 @@ mod plugins;
 mod queue;
 mod queue_view;
 mod reload;
+mod replay;
 mod serve;
 
 use std::io::{self, Write as _};
@@ -83,6 +85,9 @@ enum Command {
     Plugins,
     /// Checks the configuration: syntax, plugin sections, TLS files and AUTH hashes.
     CheckConfig,
+    /// Runs a session recorded by `[smtp] record` again, with this build's plugins as
+    /// configured, and prints its transcript and where the replies now differ.
+    Replay(replay::ReplayArgs),
 }
 
 /// Runs the `mq` command line on this process's arguments and returns its exit code.
@@ -127,6 +132,10 @@ impl Cli {
                 let registry = Registry::linked()?;
                 let plan = self.plan(&registry, &config)?;
                 print(&Listing::new(&registry, &plan).to_string())
+            }
+            Command::Replay(args) => {
+                let plan = self.plan(&Registry::linked()?, &config)?;
+                replay::run(&config, &plan, args)
             }
             Command::CheckConfig => {
                 self.plan(&Registry::linked()?, &config)?;

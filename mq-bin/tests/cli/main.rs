@@ -7,5 +7,6 @@ mod local;
 mod plugins;
 mod queue;
 mod reload;
+mod replay;
 mod serve;
 mod support;

@@ -8,7 +8,7 @@
 //! # Format
 //!
 //! Text, one item per line: a header of `key value` lines (`mq-session 1`, `client`, `local`,
-//! `hostname`, `relay_network`, `domain` once per local domain), then `C ` lines (bytes the
+//! `hostname`, `relay_network`, `starttls`, `domain` once per local domain), then `C ` lines (bytes the
 //! client sent, as read) and `S ` lines (bytes the server wrote, as flushed) in order. Bytes
 //! are escaped: `\\`, `\r`, `\n`, `\t`, and `\xNN` for anything else outside printable ASCII.
 
@@ -46,6 +46,8 @@ pub struct Recording {
     pub hostname: String,
     /// Whether the client was in the relay networks.
     pub relay_network: bool,
+    /// Whether the server offered STARTTLS.
+    pub starttls: bool,
     /// The server's local domains.
     pub domains: Vec<String>,
     /// What each side sent, in order; consecutive chunks of one side are one.
@@ -87,6 +89,7 @@ impl Recording {
             local,
             hostname: hostname.to_owned(),
             relay_network: false,
+            starttls: false,
             domains: Vec::new(),
             chunks: Vec::new(),
         }
@@ -145,6 +148,7 @@ impl Recording {
                 "local" => recording.local = address(value)?,
                 "hostname" => value.clone_into(&mut recording.hostname),
                 "relay_network" => recording.relay_network = value == "yes",
+                "starttls" => recording.starttls = value == "yes",
                 "domain" => recording.domains.push(value.to_owned()),
                 "C" | "S" => {
                     let side = if key == "C" {
@@ -175,6 +179,8 @@ impl Recording {
         let _ = writeln!(text, "hostname {}", self.hostname);
         let relay = if self.relay_network { "yes" } else { "no" };
         let _ = writeln!(text, "relay_network {relay}");
+        let starttls = if self.starttls { "yes" } else { "no" };
+        let _ = writeln!(text, "starttls {starttls}");
         for domain in &self.domains {
             let _ = writeln!(text, "domain {domain}");
         }
@@ -246,9 +252,11 @@ impl<S> Recorder<S> {
         local: SocketAddr,
         config: &super::SmtpConfig,
         relay_network: bool,
+        starttls: bool,
     ) -> Recorder<S> {
         let mut recording = Recording::new(client, local, &config.hostname);
         recording.relay_network = relay_network;
+        recording.starttls = starttls;
         recording.domains.clone_from(&config.domains);
         Recorder {
             inner,
@@ -351,6 +359,7 @@ mod tests {
             "mx.example",
         );
         recording.domains = vec!["localhost".into(), "example.org".into()];
+        recording.starttls = true;
         recording.push(Side::Server, b"220 mx.example ESMTP mq\r\n");
         recording.push(Side::Client, b"EHLO a\r\nMAIL FROM:<>\r\n");
         recording.push(Side::Client, b"\\ \x00\xff\tx\r\n");

@@ -413,6 +413,7 @@ async fn accept_loop(worker: Worker, socket: TcpListener, current: Arc<RwLock<Ar
                 let stream = super::conn::Stream::Plain(stream);
                 if let Some(dir) = shared.config.record.clone() {
                     let relay = shared.may_relay(peer.ip());
+                    let starttls = shared.tls.is_some();
                     let stream = super::record::Recorder::new(
                         stream,
                         dir,
@@ -420,6 +421,7 @@ async fn accept_loop(worker: Worker, socket: TcpListener, current: Arc<RwLock<Ar
                         local,
                         &shared.config,
                         relay,
+                        starttls,
                     );
                     let session = super::session::run(worker.clone(), stream, peer, local, shared);
                     worker.spawn(session).detach();

@@ -1,15 +1,24 @@
-//! Runs plugins and chains through hooks without a network, and returns transcripts that read
-//! like the SMTP dialogue for insta snapshots.
+//! Runs plugins through mq's own SMTP session, or through single hooks, and returns transcripts
+//! that read like the SMTP dialogue for insta snapshots.
 //!
+//! - [`session`] builds a [`Session`]: a scripted SMTP client talking to mq's SMTP session, the
+//!   one `mq serve` runs, over an in-memory connection. Its replies, state rules and hook
+//!   chains are the server's own; what it queued is in [`Transcript::queued`].
+//! - [`server`] builds plugins once and [`start`](Harness::start)s a [`Server`]: any number of
+//!   sessions against the same instances, and [`Server::advance`] to let time pass between
+//!   them. Time is virtual everywhere in the testkit: `Context::now` reads the test's clock,
+//!   and a `ctx.sleep` fires without the test waiting (the transcript shows the wait).
+//! - [`replay`] runs a session recorded by `[smtp] record = "DIR"` again, and shows where the
+//!   replies now differ from the recorded ones.
 //! - [`chain`] builds a [`Harness`]: plugins run through one hook at a time, as the engine runs
 //!   them (same chain rules, same guards).
-//! - [`session`] builds a [`Session`]: a scripted SMTP dialogue, each command running its hook's
-//!   chain, answered as mq's server answers (Postfix's replies).
 //! - [`sink`] starts a [`Sink`](sink::Sink): a scripted SMTP server on loopback that records
-//!   what a client sent, for testing the outbound client over real sockets.
+//!   what a client sent, for testing mq's outbound client over real sockets.
 //!
 //! A transcript lists each plugin called, its control, the reply it set and the changes it made
 //! to the event (`-` and `+` lines), so a reviewer sees behaviour change in a snapshot's diff.
+//! The greeting is shown when a plugin runs at connect, a multi-line reply (EHLO's) by its first
+//! line, a message by its size, credentials not at all, and queue ids as `QUEUE1`, `QUEUE2`, ...
 //!
 //! # Examples
 //!
@@ -29,6 +38,7 @@
 //!
 //! let transcript = testkit::session()
 //!     .plugin_named("stamp", Stamp)
+//!     .relay_network()
 //!     .ehlo("client.example")
 //!     .mail_from("a@example.org")
 //!     .rcpt_to("b@example.net")
@@ -139,6 +149,8 @@ pub struct Harness {
     hostname: Option<String>,
     /// The plugins of a configuration, built as `mq serve` builds them.
     plan: Option<crate::Plan>,
+    /// `[smtp]` settings of a configuration.
+    smtp: Option<crate::smtp::SmtpConfig>,
     dns: Option<Rc<dyn mq_plugin_api::Dns>>,
 }
 
@@ -298,6 +310,42 @@ impl Harness {
     pub fn plan(mut self, plan: &crate::Plan) -> Harness {
         self.plan = Some(plan.clone());
         self
+    }
+
+    /// Runs the sessions under these `[smtp]` settings (limits, timeouts, AUTH users, the name
+    /// and local domains) instead of the testkit's: name `mq.test`, local domain `localhost`, no
+    /// relay networks. The listening address, TLS files and `record` are not used: sessions
+    /// run in memory, STARTTLS without a handshake.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut smtp = mq_core::smtp::SmtpConfig::default();
+    /// smtp.hostname = "mx.example".to_owned();
+    /// let transcript = mq_core::testkit::server().smtp(&smtp).start().session().helo("c").run();
+    /// assert_eq!(transcript.lines()[1], "S: 250 mx.example");
+    /// ```
+    pub fn smtp(mut self, config: &crate::smtp::SmtpConfig) -> Harness {
+        self.smtp = Some(config.clone());
+        self
+    }
+
+    /// The `[smtp]` settings the sessions start from.
+    fn smtp_settings(&self) -> crate::smtp::SmtpConfig {
+        let mut config = self
+            .smtp
+            .clone()
+            .unwrap_or_else(|| crate::smtp::SmtpConfig {
+                hostname: server::HOSTNAME.to_owned(),
+                relay_networks: Vec::new(),
+                connection_limit_exemptions: Some(Vec::new()),
+                ..crate::smtp::SmtpConfig::default()
+            });
+        if let Some(hostname) = &self.hostname {
+            hostname.clone_into(&mut config.hostname);
+        }
+        config.record = None;
+        config
     }
 
     /// Sets the deadline of every plugin added after this call.

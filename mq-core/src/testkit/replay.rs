@@ -102,6 +102,8 @@ impl Replay {
             local: recording.local,
             relay_network: recording.relay_network,
             local_domains: recording.domains.clone(),
+            starttls: recording.starttls,
+            recorded: true,
         };
         let mut differences = Vec::new();
         let found = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));

@@ -53,7 +53,8 @@ struct Inner {
     engine: Rc<Engine>,
     queue: Arc<RecordingQueue>,
     local_domains: Vec<String>,
-    hostname: String,
+    /// The `[smtp]` settings sessions start from.
+    smtp: SmtpConfig,
     tls: futures_rustls::TlsAcceptor,
 }
 
@@ -73,11 +74,16 @@ pub(crate) struct Connection {
     pub(crate) local: SocketAddr,
     pub(crate) relay_network: bool,
     pub(crate) local_domains: Vec<String>,
+    /// Whether STARTTLS is offered (the testkit's sessions: always).
+    pub(crate) starttls: bool,
+    /// A recorded session's: the relay networks are the recorded fact alone.
+    pub(crate) recorded: bool,
 }
 
 impl Server {
     pub(crate) fn new(mut harness: Harness) -> Server {
         let engine = Rc::new(harness.engine());
+        let smtp = harness.smtp_settings();
         let executor = Rc::new(LocalExecutor::new());
         let clock = VirtualClock::new();
         let live = Live::new(clock.clone());
@@ -97,7 +103,7 @@ impl Server {
                 engine,
                 queue: Arc::default(),
                 local_domains: harness.local_domains,
-                hostname: harness.hostname.unwrap_or_else(|| HOSTNAME.to_owned()),
+                smtp,
                 tls: no_certificate(),
             }),
         }
@@ -177,7 +183,7 @@ impl Server {
             Shared::standalone(
                 self.config(connection),
                 Arc::clone(&inner.queue) as Arc<dyn crate::queue::Queue>,
-                Some(inner.tls.clone()),
+                connection.starttls.then(|| inner.tls.clone()),
             )
             .expect("the testkit's SMTP settings are valid"),
         );
@@ -212,15 +218,12 @@ impl Server {
 
     /// The `[smtp]` settings of one session.
     fn config(&self, connection: &Connection) -> SmtpConfig {
-        let mut config = SmtpConfig {
-            hostname: self.inner.hostname.clone(),
-            domains: Vec::new(),
-            relay_networks: Vec::new(),
-            connection_limit_exemptions: Some(Vec::new()),
-            ..SmtpConfig::default()
-        };
-        let localhost = ["localhost".to_owned()];
-        let domains = localhost.iter().chain(&self.inner.local_domains);
+        let mut config = self.inner.smtp.clone();
+        if connection.recorded {
+            config.relay_networks.clear();
+            config.domains.clear();
+        }
+        let domains = self.inner.local_domains.iter();
         for domain in domains.chain(&connection.local_domains) {
             let domain = mq_plugin_api::normalize_domain(domain)
                 .unwrap_or_else(|_| panic!("{domain:?} is no domain"));

@@ -67,6 +67,8 @@ impl Session {
                 local: SocketAddr::from(([192, 0, 2, 25], 25)),
                 relay_network: false,
                 local_domains: Vec::new(),
+                starttls: true,
+                recorded: false,
             },
             steps: Vec::new(),
         }
@@ -400,10 +402,8 @@ impl Session {
     ///     .mail_from("a@example.org")
     ///     .rcpt_to("b@example.net")
     ///     .run();
-    /// assert_eq!(
-    ///     transcript.lines().last().unwrap(),
-    ///     "S: 554 5.7.1 <b@example.net>: Relay access denied"
-    /// );
+    /// // Not a local domain, and the client may not relay: refused.
+    /// assert!(transcript.lines().last().unwrap().starts_with("S: 554 5.7.1 <b@example.net>"));
     /// ```
     pub fn rcpt_to(self, recipient: &str) -> Session {
         self.step(Step::RcptTo(recipient.to_owned()))
