@@ -252,3 +252,78 @@ fn a_plugin_past_its_deadline_times_out_on_the_virtual_clock() {
     );
     assert!(transcript.queued().is_empty());
 }
+
+/// What a production server recorded: a relay client, a message, and a reply from a server
+/// that did not yet stamp messages.
+const RECORDED: &str = "mq-session 1
+client 192.0.2.7:51000
+local 192.0.2.25:25
+hostname mx.example
+relay_network yes
+starttls no
+domain localhost
+S 220 mx.example ESMTP mq\\r\\n
+C EHLO client.example\\r\\n
+S 250-mx.example\\r\\n
+S 250-PIPELINING\\r\\n
+S 250-SIZE 10240000\\r\\n
+S 250-VRFY\\r\\n
+S 250-ENHANCEDSTATUSCODES\\r\\n
+S 250 8BITMIME\\r\\n
+C MAIL FROM:<a@example.org>\\r\\n
+S 250 2.1.0 Ok\\r\\n
+C RCPT TO:<b@example.net>\\r\\n
+S 250 2.1.5 Ok\\r\\n
+C DATA\\r\\n
+S 354 End data with <CR><LF>.<CR><LF>\\r\\n
+C Subject: hi\\r\\n
+C \\r\\n
+C body\\r\\n
+C .\\r\\n
+S 250 2.0.0 Ok: queued as 000612345678ABCD\\r\\n
+C QUIT\\r\\n
+S 221 2.0.0 Bye\\r\\n
+";
+
+#[test]
+fn a_recorded_session_replays_with_the_plugins_under_test() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("one.session");
+    std::fs::write(&path, RECORDED).expect("the recording");
+    let replayed = testkit::replay(&path)
+        .expect("a recording")
+        .plugins(|server| server.plugin_named("stamp", Stamp))
+        .run();
+    insta::assert_snapshot!(replayed);
+    assert!(
+        replayed.differences().is_empty(),
+        "{:?}",
+        replayed.differences()
+    );
+    assert_eq!(
+        replayed.queued()[0].message.headers().get("X-Core"),
+        Some("0")
+    );
+
+    // The same file, with a plugin that refuses the recipient: the difference is shown.
+    let refused = testkit::replay(&path)
+        .expect("a recording")
+        .plugins(|server| server.plugin_named("gate", Gate))
+        .run();
+    let changed = std::fs::read_to_string(&path)
+        .expect("the recording")
+        .replace("b@example.net", "b@blocked.example");
+    std::fs::write(&path, changed).expect("the changed recording");
+    assert!(refused.differences().is_empty());
+    let refused = testkit::replay(&path)
+        .expect("a recording")
+        .plugins(|server| server.plugin_named("gate", Gate))
+        .run();
+    assert_eq!(
+        refused.differences()[..2],
+        [
+            "recorded: 250 2.1.5 Ok",
+            "now:      550 5.7.1 Recipient refused by policy"
+        ]
+    );
+}
