@@ -267,7 +267,9 @@ impl Engine {
             }
             self.beat.idle();
             match Pin::new(&mut timer).poll(cx) {
-                Poll::Ready(_) => Poll::Ready(Called::Failed(FailureKind::Timeout(call.timeout()))),
+                Poll::Ready(()) => {
+                    Poll::Ready(Called::Failed(FailureKind::Timeout(call.timeout())))
+                }
                 Poll::Pending => Poll::Pending,
             }
         })

@@ -226,7 +226,7 @@ struct Sleepy;
 #[hooks]
 impl Plugin for Sleepy {
     async fn smtp_in_data(&self, ctx: &mut Context, _data: &mut Data) -> Control {
-        ctx.sleep(Duration::from_secs(3600)).await;
+        ctx.sleep(Duration::from_hours(1)).await;
         Control::Continue
     }
 }

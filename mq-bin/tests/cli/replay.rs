@@ -45,7 +45,8 @@ fn recorded(dir: &Path) -> PathBuf {
         }
         assert!(
             started.elapsed() < PATIENCE,
-            "no recording in {dir:?}: {files:?}"
+            "no recording in {}: {files:?}",
+            dir.display()
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -293,7 +293,7 @@ impl<S> Drop for Recorder<S> {
         match self.save() {
             Ok(path) => tracing::debug!(path = %path.display(), "session recorded"),
             Err(error) => {
-                tracing::warn!(dir = %self.dir.display(), %error, "cannot record a session")
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot record a session");
             }
         }
     }

@@ -182,7 +182,7 @@ fn show(live: &Live, bytes: &[u8], last_reply: &str) {
 
 fn remember_last(bytes: &[u8], last: &mut String) {
     let text = String::from_utf8_lossy(bytes);
-    if let Some(line) = text.lines().filter(|l| !l.is_empty()).next_back() {
+    if let Some(line) = text.lines().rfind(|l| !l.is_empty()) {
         line.clone_into(last);
     }
 }

@@ -33,7 +33,7 @@ pub struct Session {
 #[derive(Debug)]
 enum Target {
     /// Plugins still to be built, for this session alone.
-    Own(Harness),
+    Own(Box<Harness>),
     Server(Server),
 }
 
@@ -52,7 +52,7 @@ enum Step {
 
 impl Session {
     pub(crate) fn new(harness: Harness) -> Session {
-        Session::with(Target::Own(harness))
+        Session::with(Target::Own(Box::new(harness)))
     }
 
     pub(crate) fn on(server: Server) -> Session {
@@ -75,8 +75,9 @@ impl Session {
     }
 
     fn harness(&mut self, add: impl FnOnce(Harness) -> Harness) {
-        self.target = match std::mem::replace(&mut self.target, Target::Own(Harness::default())) {
-            Target::Own(harness) => Target::Own(add(harness)),
+        let empty = Target::Own(Box::default());
+        self.target = match std::mem::replace(&mut self.target, empty) {
+            Target::Own(harness) => Target::Own(Box::new(add(*harness))),
             Target::Server(_) => {
                 panic!("a server's sessions run its plugins: add plugins to testkit::server()")
             }

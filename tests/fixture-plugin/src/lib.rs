@@ -123,7 +123,7 @@ impl Plugin for Greylist {
         let first = *self.seen.borrow_mut().entry(triplet).or_insert(now);
         let waited = now.duration_since(first).unwrap_or_default();
         if waited < self.delay {
-            let left = (self.delay - waited).as_secs();
+            let left = self.delay.saturating_sub(waited).as_secs();
             rcpt.reject(Reply::new(
                 450,
                 "4.7.1",
