@@ -245,9 +245,8 @@ impl Context {
     }
 
     /// The time now. Use this, not `SystemTime::now()`, for anything a plugin times (a
-    /// greylisting delay, a rate window): under the testkit it is the test's virtual clock,
-    /// which [`advance`](https://docs.rs/mq-core/latest/mq_core/testkit/struct.Server.html)
-    /// moves without waiting.
+    /// greylisting delay, a rate window): under mq-core's testkit it is the test's virtual
+    /// clock, which the test moves (`Server::advance`) without waiting.
     ///
     /// # Examples
     ///

@@ -159,7 +159,7 @@ impl Harness {
     ///
     /// # Examples
     ///
-    /// ```
+    /// ```standalone_crate
     /// use mq_plugin_api::{Context, Control, MailFrom, Plugin, hooks, plugin};
     ///
     /// #[derive(Debug, serde::Deserialize)]
@@ -236,7 +236,7 @@ impl Harness {
     ///
     /// # Examples
     ///
-    /// ```
+    /// ```standalone_crate
     /// use mq_plugin_api::{Context, Control, MailFrom, Plugin, hooks, plugin};
     ///
     /// #[derive(Debug, serde::Deserialize)]

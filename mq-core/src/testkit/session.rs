@@ -92,7 +92,7 @@ impl Session {
     ///
     /// # Examples
     ///
-    /// ```
+    /// ```standalone_crate
     /// use mq_plugin_api::{Context, Control, Helo, Plugin, hooks, plugin};
     ///
     /// #[derive(Debug, serde::Deserialize)]
@@ -166,7 +166,7 @@ impl Session {
     ///
     /// # Examples
     ///
-    /// ```
+    /// ```standalone_crate
     /// use mq_plugin_api::{Context, Control, Helo, Plugin, hooks, plugin};
     ///
     /// #[derive(Debug, serde::Deserialize)]
