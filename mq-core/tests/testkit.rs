@@ -327,3 +327,42 @@ fn a_recorded_session_replays_with_the_plugins_under_test() {
         ]
     );
 }
+
+/// Starts a background task at connect that counts a tick a minute later.
+struct Ticker {
+    ticks: std::rc::Rc<Cell<u32>>,
+}
+
+#[hooks]
+impl Plugin for Ticker {
+    async fn smtp_in_connect(
+        &self,
+        ctx: &mut Context,
+        _connect: &mut mq_plugin_api::Connect,
+    ) -> Control {
+        let minute = ctx.sleep(Duration::from_mins(1));
+        let ticks = std::rc::Rc::clone(&self.ticks);
+        ctx.spawn(async move {
+            minute.await;
+            ticks.set(ticks.get() + 1);
+        })
+        .detach();
+        Control::Continue
+    }
+}
+
+#[test]
+fn advancing_the_clock_fires_a_plugins_background_timers_at_their_time() {
+    let ticks = std::rc::Rc::new(Cell::new(0));
+    let ticker = Ticker {
+        ticks: std::rc::Rc::clone(&ticks),
+    };
+    let server = testkit::server().plugin_named("ticker", ticker).start();
+    let transcript = server.session().quit().run();
+    assert_eq!(transcript.lines()[0], "C: (connects from 192.0.2.1:40000)");
+    assert_eq!(ticks.get(), 0, "a background timer waits for the clock");
+    server.advance(Duration::from_secs(59));
+    assert_eq!(ticks.get(), 0);
+    server.advance(Duration::from_secs(1));
+    assert_eq!(ticks.get(), 1);
+}
