@@ -12,6 +12,7 @@
 //! - `service`: the pid file and the change of user after binding (`[server]`).
 //! - `status`: `mq status`, the running server's state from its admin port.
 //! - `reload`: SIGHUP and `POST /reload` in `mq serve`, and `mq reload`, which asks for one.
+//! - `replay`: `mq replay`, a recorded session run again with this build's plugins.
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
 //! - `sendmail`: `mq sendmail` and `mq` run as `sendmail`: sendmail's flags, the missing header
 //!   fields added, queued on the disk when no server runs.
@@ -54,6 +55,7 @@ mod qshape;
 mod queue;
 mod queue_view;
 mod reload;
+mod replay;
 mod sendmail;
 mod serve;
 mod service;
@@ -117,6 +119,9 @@ enum Command {
     Config(settings::ConfigArgs),
     /// Reads a password and prints its Argon2id hash for `[smtp.auth] users`.
     Passwd,
+    /// Runs a session recorded by `[smtp] record` again, with this build's plugins as
+    /// configured, and prints its transcript and where the replies now differ.
+    Replay(replay::ReplayArgs),
 }
 
 /// Runs the `mq` command line on this process's arguments and returns its exit code.
@@ -174,6 +179,10 @@ impl Cli {
             }
             Command::Config(args) => settings::config(&config, args),
             Command::Passwd => settings::passwd(),
+            Command::Replay(args) => {
+                let plan = self.plan(&Registry::linked()?, &config)?;
+                replay::run(&config, &plan, args)
+            }
             Command::CheckConfig => {
                 self.plan(&Registry::linked()?, &config)?;
                 self.in_file(check::run(&config))?;

@@ -11,10 +11,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mq_plugin_api::{CallState, Context, Control, Event, HookFuture, HookId, Reply};
-use smol::Timer;
 
 use crate::config::FailurePolicy;
 use crate::engine::{Engine, Loaded};
@@ -258,9 +257,9 @@ impl Engine {
         call: &CallState,
     ) -> Called {
         self.beat.idle();
-        let start = Instant::now();
+        let start = call.instant();
         let deadline = call.deadline_from(start);
-        let mut timer = Timer::at(deadline);
+        let mut timer = call.deadline_timer(deadline.saturating_duration_since(start));
         let called = poll_fn(|cx| {
             if let Poll::Ready(called) = self.poll_once(&mut future, self.next_tag(index, hook), cx)
             {
@@ -268,13 +267,16 @@ impl Engine {
             }
             self.beat.idle();
             match Pin::new(&mut timer).poll(cx) {
-                Poll::Ready(_) => Poll::Ready(Called::Failed(FailureKind::Timeout(call.timeout()))),
+                Poll::Ready(()) => {
+                    Poll::Ready(Called::Failed(FailureKind::Timeout(call.timeout())))
+                }
                 Poll::Pending => Poll::Pending,
             }
         })
         .await;
         drop(future);
-        self.counters(index, hook).waited(start.elapsed());
+        let waited = call.instant().saturating_duration_since(start);
+        self.counters(index, hook).waited(waited);
         called
     }
 }

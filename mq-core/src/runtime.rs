@@ -114,8 +114,8 @@ struct WorkerInner {
     draining: RefCell<Vec<Rc<Engine>>>,
     /// The counters of the engines reloads replaced, so that the metrics only ever grow.
     retired: RefCell<Metrics>,
-    /// Watches the engines this core builds on reloads.
-    watchdog: Watchdog,
+    /// Watches the engines this core builds on reloads (none for the testkit's worker).
+    watchdog: Option<Watchdog>,
     dns: Option<Rc<dyn mq_plugin_api::Dns>>,
     executor: Rc<LocalExecutor<'static>>,
     deadlines: Deadlines,
@@ -126,6 +126,13 @@ struct WorkerInner {
     stopping: Receiver<()>,
     /// Closed when the shutdown timeout has passed: open sessions close at once.
     aborting: Receiver<()>,
+    /// A test's clock for the contexts made here (the testkit's virtual time).
+    clock: Option<Rc<dyn mq_plugin_api::Clock>>,
+    /// Where the testkit's sessions write their transcripts.
+    #[cfg(feature = "testkit")]
+    transcript: Option<crate::testkit::Live>,
+    /// The ends of `stopping` and `aborting` of a worker no runtime runs (the testkit's).
+    _held: Vec<Sender<()>>,
 }
 
 /// The result of a job given to [`Runtime::spawn_on`].
@@ -386,13 +393,17 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
             staged: RefCell::new(None),
             draining: RefCell::new(Vec::new()),
             retired: RefCell::new(Metrics::default()),
-            watchdog: watchdog.clone(),
+            watchdog: Some(watchdog.clone()),
             dns,
             deadlines: Deadlines::new(&executor),
             executor: Rc::clone(&executor),
             in_flight: RefCell::new(Some(in_flight)),
             stopping,
             aborting,
+            clock: None,
+            #[cfg(feature = "testkit")]
+            transcript: None,
+            _held: Vec::new(),
         }),
     };
     smol::block_on(executor.run(async {
@@ -470,7 +481,10 @@ impl Worker {
 
     /// Builds this core's engine from `plan` and keeps it aside for [`Worker::install_staged`].
     fn stage(&self, plan: &Plan) -> Result<(), RegistryError> {
-        let beat = self.inner.watchdog.watch(self.inner.core, plan.names());
+        let beat = match &self.inner.watchdog {
+            Some(watchdog) => watchdog.watch(self.inner.core, plan.names()),
+            None => crate::watchdog::Beat::unwatched(),
+        };
         let engine = plan.build_engine(self.inner.core, beat)?;
         *self.inner.staged.borrow_mut() = Some(engine);
         Ok(())
@@ -500,7 +514,49 @@ impl Worker {
         if let Some(dns) = &self.inner.dns {
             ctx.set_dns(Rc::clone(dns));
         }
+        if let Some(clock) = &self.inner.clock {
+            ctx.set_clock(Rc::clone(clock));
+        }
         ctx
+    }
+
+    /// A worker that no runtime runs, for the testkit: core 0, on `executor`, with `engine`,
+    /// the test's clock, and the transcript its sessions write. It never stops.
+    #[cfg(feature = "testkit")]
+    pub(crate) fn standalone(
+        engine: Rc<Engine>,
+        executor: &Rc<LocalExecutor<'static>>,
+        dns: Option<Rc<dyn mq_plugin_api::Dns>>,
+        clock: Rc<dyn mq_plugin_api::Clock>,
+        transcript: crate::testkit::Live,
+    ) -> Worker {
+        let (stop, stopping) = channel::bounded::<()>(1);
+        let (abort, aborting) = channel::bounded::<()>(1);
+        Worker {
+            inner: Rc::new(WorkerInner {
+                core: 0,
+                engine: RefCell::new(engine),
+                staged: RefCell::new(None),
+                draining: RefCell::new(Vec::new()),
+                retired: RefCell::new(Metrics::default()),
+                watchdog: None,
+                dns,
+                deadlines: Deadlines::new(executor),
+                executor: Rc::clone(executor),
+                in_flight: RefCell::new(None),
+                stopping,
+                aborting,
+                clock: Some(clock),
+                transcript: Some(transcript),
+                _held: vec![stop, abort],
+            }),
+        }
+    }
+
+    /// Where this worker's sessions write their transcripts (the testkit's workers only).
+    #[cfg(feature = "testkit")]
+    pub(crate) fn transcript(&self) -> Option<&crate::testkit::Live> {
+        self.inner.transcript.as_ref()
     }
 
     /// Runs `future` on this core as a tracked task: shutdown waits for it.

@@ -1,12 +1,14 @@
 //! The plugin's door to its worker's event loop.
 
 use std::any::{Any, TypeId};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime};
 
 use smol::{LocalExecutor, Task, Timer};
 
@@ -99,6 +101,21 @@ pub struct CallState {
     /// Set when the engine arms the deadline (the call returned Pending) or when the plugin first
     /// asks for it; never on the fast path, so a call that completes at once reads no clock.
     deadline: Cell<Option<Instant>>,
+    /// A test's clock instead of the system's, when a testkit set one.
+    clock: RefCell<Option<Rc<dyn Clock>>>,
+}
+
+/// Where a [`Context`] reads the time and gets its timers. Not public API: the system clock
+/// serves unless a test harness sets one of its own (the testkit's virtual time).
+#[doc(hidden)]
+pub trait Clock: fmt::Debug {
+    /// The wall-clock time now.
+    fn now(&self) -> SystemTime;
+    /// The monotonic time now.
+    fn instant(&self) -> Instant;
+    /// A timer that fires `duration` from now. `deadline` marks the engine's own call
+    /// deadlines: a test clock moves to a plugin's timer, never to a deadline alone.
+    fn sleep(&self, duration: Duration, deadline: bool) -> Pin<Box<dyn Future<Output = ()>>>;
 }
 
 impl CallState {
@@ -114,6 +131,22 @@ impl CallState {
     /// How long the call may take.
     pub fn timeout(&self) -> Duration {
         self.timeout.get()
+    }
+
+    /// The monotonic time now, on the test clock if there is one.
+    pub fn instant(&self) -> Instant {
+        match &*self.clock.borrow() {
+            Some(clock) => clock.instant(),
+            None => Instant::now(),
+        }
+    }
+
+    /// A timer for the engine's deadline of this call, `duration` from now.
+    pub fn deadline_timer(&self, duration: Duration) -> Sleep {
+        match &*self.clock.borrow() {
+            Some(clock) => Sleep(SleepInner::Test(clock.sleep(duration, true))),
+            None => Sleep(SleepInner::System(Timer::after(duration))),
+        }
     }
 
     /// The call's deadline, fixing it at `now + timeout` if nobody asked before.
@@ -136,6 +169,7 @@ impl Context {
             hook: Cell::new(HookId::SmtpInConnect),
             timeout: Cell::new(Duration::from_secs(30)),
             deadline: Cell::new(None),
+            clock: RefCell::new(None),
         };
         Context {
             core,
@@ -157,6 +191,12 @@ impl Context {
     /// Gives the context a resolver for [`dns`](Context::dns). Engines call this.
     pub fn set_dns(&mut self, dns: Rc<dyn Dns>) {
         self.dns = Some(dns);
+    }
+
+    /// Not public API: replaces the system clock with a test's (the testkit's virtual time).
+    #[doc(hidden)]
+    pub fn set_clock(&mut self, clock: Rc<dyn Clock>) {
+        *self.call.clock.borrow_mut() = Some(clock);
     }
 
     /// DNS lookups on this worker's event loop; without a resolver every lookup fails
@@ -195,17 +235,42 @@ impl Context {
 
     /// When the engine drops this call if it has not resolved.
     pub fn deadline(&self) -> Instant {
-        self.call.deadline_from(Instant::now())
+        self.call.deadline_from(self.call.instant())
     }
 
     /// The time left before this call's deadline: bound your own waits by it.
     pub fn remaining(&self) -> Duration {
-        self.deadline().saturating_duration_since(Instant::now())
+        self.deadline()
+            .saturating_duration_since(self.call.instant())
     }
 
-    /// A timer that fires after `duration`, on this worker's event loop.
-    pub fn sleep(&self, duration: Duration) -> Timer {
-        Timer::after(duration)
+    /// The time now. Use this, not `SystemTime::now()`, for anything a plugin times (a
+    /// greylisting delay, a rate window): under mq-core's testkit it is the test's virtual
+    /// clock, which the test moves (`Server::advance`) without waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use std::time::SystemTime;
+    ///
+    /// let ctx = mq_plugin_api::Context::new(0, Rc::new(smol::LocalExecutor::new()));
+    /// assert!(ctx.now() <= SystemTime::now());
+    /// ```
+    pub fn now(&self) -> SystemTime {
+        match &*self.call.clock.borrow() {
+            Some(clock) => clock.now(),
+            None => SystemTime::now(),
+        }
+    }
+
+    /// A timer that fires after `duration`, on this worker's event loop (under the testkit, on
+    /// the test's virtual clock: it fires without the test waiting).
+    pub fn sleep(&self, duration: Duration) -> Sleep {
+        match &*self.call.clock.borrow() {
+            Some(clock) => Sleep(SleepInner::Test(clock.sleep(duration, false))),
+            None => Sleep(SleepInner::System(Timer::after(duration))),
+        }
     }
 
     /// Runs `future` on this worker core, beside the chain. The task is cancelled when the
@@ -347,6 +412,36 @@ impl fmt::Debug for Extensions {
         f.debug_struct("Extensions")
             .field("len", &self.map.len())
             .finish()
+    }
+}
+
+/// The timer [`Context::sleep`] returns; it resolves once its time has passed.
+#[must_use = "a timer does nothing unless awaited"]
+pub struct Sleep(SleepInner);
+
+enum SleepInner {
+    System(Timer),
+    Test(Pin<Box<dyn Future<Output = ()>>>),
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        match &mut self.get_mut().0 {
+            SleepInner::System(timer) => Pin::new(timer).poll(cx).map(|_| ()),
+            SleepInner::Test(sleep) => sleep.as_mut().poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let clock = match self.0 {
+            SleepInner::System(_) => "system",
+            SleepInner::Test(_) => "test",
+        };
+        f.debug_struct("Sleep").field("clock", &clock).finish()
     }
 }
 

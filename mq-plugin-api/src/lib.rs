@@ -75,7 +75,7 @@ mod registration;
 mod reply;
 
 pub use address::{Address, AddressError};
-pub use context::{CallState, Context, Elapsed, Extensions, Session, TimeoutExt};
+pub use context::{CallState, Clock, Context, Elapsed, Extensions, Session, Sleep, TimeoutExt};
 pub use control::Control;
 pub use dns::{Dns, DnsFailure};
 pub use domain::{InvalidDomain, normalize_domain};

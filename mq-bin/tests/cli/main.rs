@@ -8,6 +8,7 @@ mod operations;
 mod plugins;
 mod queue;
 mod reload;
+mod replay;
 mod sendmail;
 mod serve;
 mod service;

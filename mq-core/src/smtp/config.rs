@@ -78,6 +78,10 @@ pub struct SmtpConfig {
     pub tls: Option<TlsFiles>,
     /// Users who may AUTH (over TLS only).
     pub auth: AuthConfig,
+    /// A directory to record every session into, one file each (off by default): the client's
+    /// address, every command and message as sent (credentials and mail content included),
+    /// and mq's replies. `testkit::replay` and `mq replay` run such a file again.
+    pub record: Option<PathBuf>,
 }
 
 /// PEM files for STARTTLS.
@@ -233,6 +237,7 @@ impl Default for SmtpConfig {
             data_timeout: Duration::from_mins(3),
             tls: None,
             auth: AuthConfig::default(),
+            record: None,
         }
     }
 }

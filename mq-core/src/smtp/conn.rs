@@ -1,5 +1,8 @@
 //! One client connection: the stream (plain, or TLS after STARTTLS), buffered input that keeps
 //! pipelined commands, and buffered replies flushed only when the server must wait for input.
+//!
+//! The session is generic over its stream ([`SessionStream`]): a TCP connection in production,
+//! an in-memory one under the testkit, which so drives the one real session.
 
 use std::cell::RefCell;
 use std::io;
@@ -15,7 +18,18 @@ use smol::{Async, Timer};
 use super::data::{DataError, DataReader};
 use crate::deadline::{Deadline, Deadlines};
 
-/// The byte stream under a session.
+/// A byte stream a session runs on; STARTTLS upgrades it in place.
+pub(crate) trait SessionStream: AsyncRead + AsyncWrite + Unpin {
+    /// Runs the TLS handshake as the server; on success returns the protocol version and
+    /// cipher suite, and the stream reads and writes through TLS from then on.
+    async fn start_tls(
+        &mut self,
+        acceptor: &futures_rustls::TlsAcceptor,
+        timeout: Duration,
+    ) -> io::Result<(String, String)>;
+}
+
+/// The byte stream under a session on a TCP connection.
 pub(crate) enum Stream {
     Plain(Async<TcpStream>),
     Tls(Box<futures_rustls::server::TlsStream<Async<TcpStream>>>),
@@ -67,6 +81,26 @@ impl AsyncWrite for Stream {
     }
 }
 
+impl SessionStream for Stream {
+    async fn start_tls(
+        &mut self,
+        acceptor: &futures_rustls::TlsAcceptor,
+        timeout: Duration,
+    ) -> io::Result<(String, String)> {
+        let Stream::Plain(plain) = std::mem::replace(self, Stream::Upgrading) else {
+            return Err(io::Error::other("TLS already started"));
+        };
+        let accept = smol::future::or(acceptor.accept(plain), async {
+            Timer::after(timeout).await;
+            Err(io::ErrorKind::TimedOut.into())
+        });
+        let tls = accept.await?;
+        let (protocol, cipher) = super::tls::describe(tls.get_ref().1);
+        *self = Stream::Tls(Box::new(tls));
+        Ok((protocol, cipher))
+    }
+}
+
 /// What waiting for input came to.
 #[derive(Debug)]
 pub(crate) enum ConnError {
@@ -98,8 +132,8 @@ thread_local! {
 }
 
 /// A connection with its buffers.
-pub(crate) struct Conn {
-    stream: Stream,
+pub(crate) struct Conn<S: SessionStream = Stream> {
+    stream: S,
     /// Read buffer, initialised once (zeroed when it grows, or left by an earlier connection of
     /// this worker): `input[start..end]` is read and not yet used.
     input: Vec<u8>,
@@ -115,14 +149,10 @@ pub(crate) struct Conn {
     deadlines: Deadlines,
 }
 
-impl Conn {
-    pub(crate) fn new(
-        stream: Async<TcpStream>,
-        write_timeout: Duration,
-        deadlines: Deadlines,
-    ) -> Conn {
+impl<S: SessionStream> Conn<S> {
+    pub(crate) fn new(stream: S, write_timeout: Duration, deadlines: Deadlines) -> Conn<S> {
         Conn {
-            stream: Stream::Plain(stream),
+            stream,
             input: SPARE
                 .with_borrow_mut(Vec::pop)
                 .unwrap_or_else(|| vec![0; READ_CHUNK]),
@@ -281,17 +311,7 @@ impl Conn {
         acceptor: &futures_rustls::TlsAcceptor,
         timeout: Duration,
     ) -> io::Result<(String, String)> {
-        let Stream::Plain(plain) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
-            return Err(io::Error::other("TLS already started"));
-        };
-        let accept = smol::future::or(acceptor.accept(plain), async {
-            Timer::after(timeout).await;
-            Err(io::ErrorKind::TimedOut.into())
-        });
-        let tls = accept.await?;
-        let (protocol, cipher) = super::tls::describe(tls.get_ref().1);
-        self.stream = Stream::Tls(Box::new(tls));
-        Ok((protocol, cipher))
+        self.stream.start_tls(acceptor, timeout).await
     }
 
     /// Sends the queued replies and closes the connection.
@@ -301,7 +321,7 @@ impl Conn {
     }
 }
 
-impl Drop for Conn {
+impl<S: SessionStream> Drop for Conn<S> {
     fn drop(&mut self) {
         let input = std::mem::take(&mut self.input);
         // One that grew for a long line goes back to the allocator.
@@ -342,7 +362,11 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
         let server = Async::new(server).expect("register");
-        let conn = Conn::new(server, Duration::from_secs(5), deadlines.clone());
+        let conn = Conn::new(
+            Stream::Plain(server),
+            Duration::from_secs(5),
+            deadlines.clone(),
+        );
         (client, conn)
     }
 

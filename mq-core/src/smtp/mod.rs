@@ -27,6 +27,7 @@ mod received;
 mod recipient_map;
 mod recipient_set;
 mod recipients;
+mod record;
 mod relay;
 mod server;
 mod session;
@@ -37,11 +38,14 @@ pub use codec::{Command, parse_command};
 pub use config::{AuthConfig, SmtpConfig, TlsFiles};
 pub use data::{DataError, DataReader, read_data};
 pub use recipient_map::{RecipientMap, RecipientMapError};
+pub use record::{Recording, RecordingError, Side};
 pub use relay::{Cidr, CidrError};
 pub use server::{Listeners, Prepared, Server, ServerError, Stats};
 
 #[cfg(feature = "testkit")]
-pub(crate) use helo::is_valid as is_valid_helo;
+pub(crate) use conn::SessionStream;
 pub(crate) use received::rfc5322_date;
 #[cfg(feature = "testkit")]
-pub(crate) use recipient_set::RecipientSet;
+pub(crate) use server::Shared;
+#[cfg(feature = "testkit")]
+pub(crate) use session::run as run_session;

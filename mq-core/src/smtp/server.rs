@@ -116,6 +116,32 @@ impl Drop for Slot {
 }
 
 impl Shared {
+    /// The state of a server no listener serves: the testkit's sessions run on it, with `tls`
+    /// for STARTTLS and the AUTH users and recipient map `config` names.
+    #[cfg(feature = "testkit")]
+    pub(crate) fn standalone(
+        config: SmtpConfig,
+        queue: Arc<dyn Queue>,
+        tls: Option<futures_rustls::TlsAcceptor>,
+    ) -> Result<Shared, ServerError> {
+        let (_, credentials) = read_tls_and_users(&SmtpConfig {
+            tls: None,
+            ..config.clone()
+        })?;
+        let recipients = Recipients::new(&config).map_err(ServerError::Recipients)?;
+        Ok(Shared {
+            auth_guard: Arc::new(AuthGuard::new(&config.auth)),
+            config,
+            queue,
+            credentials,
+            recipients,
+            tls,
+            stats: Arc::default(),
+            connections: Arc::default(),
+            total: Arc::default(),
+        })
+    }
+
     /// A place for a connection from `ip`, or the 421 reply that turns it away. Clients of
     /// the exempt networks are not counted per client; IPv6 clients are counted per network.
     pub(crate) fn admit(self: &Arc<Shared>, ip: IpAddr) -> Result<Slot, Reply> {
@@ -445,8 +471,25 @@ async fn accept_loop(worker: Worker, socket: TcpListener, current: Arc<RwLock<Ar
                 let local =
                     listening.unwrap_or_else(|| stream.get_ref().local_addr().unwrap_or(peer));
                 let shared = Arc::clone(&current.read().unwrap_or_else(PoisonError::into_inner));
-                let session = super::session::run(worker.clone(), stream, peer, local, shared);
-                worker.spawn(session).detach();
+                let stream = super::conn::Stream::Plain(stream);
+                if let Some(dir) = shared.config.record.clone() {
+                    let relay = shared.may_relay(peer.ip());
+                    let starttls = shared.tls.is_some();
+                    let stream = super::record::Recorder::new(
+                        stream,
+                        dir,
+                        peer,
+                        local,
+                        &shared.config,
+                        relay,
+                        starttls,
+                    );
+                    let session = super::session::run(worker.clone(), stream, peer, local, shared);
+                    worker.spawn(session).detach();
+                } else {
+                    let session = super::session::run(worker.clone(), stream, peer, local, shared);
+                    worker.spawn(session).detach();
+                }
             }
             Some(Err(error)) => {
                 tracing::warn!(core = worker.core(), %error, "accept failed");

@@ -1,20 +1,18 @@
 //! One SMTP session: the RFC 5321 state machine, each step running its hook chain.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
 
 use mq_plugin_api::{
     Address, AuthVerdict, Authenticate, Close, Connect, Context, Data, Envelope, Event, Helo,
     HookId, MailFrom, Message, MessageCopy, Params, RcptTo, Reply, Secret, Secure,
 };
-use smol::Async;
 
 use super::auth::{self, AuthError};
 use super::auth_guard;
 use super::codec::{Command, parse_command};
-use super::conn::{Conn, ConnError, Line};
+use super::conn::{Conn, ConnError, Line, SessionStream};
 use super::data::DataError;
 use super::received::{self, Trace};
 use super::recipient_set::RecipientSet;
@@ -25,10 +23,11 @@ use crate::logline::{self, Client};
 use crate::queue::NewMessage;
 use crate::runtime::Worker;
 
-/// Runs a session on an accepted connection until the client quits or is disconnected.
-pub(crate) async fn run(
+/// Runs a session on an accepted connection until the client quits or is disconnected. The
+/// stream is a TCP connection, or the testkit's in-memory one.
+pub(crate) async fn run<S: SessionStream>(
     worker: Worker,
-    stream: Async<TcpStream>,
+    stream: S,
     client: SocketAddr,
     local: SocketAddr,
     shared: Arc<Shared>,
@@ -94,12 +93,12 @@ struct State {
     queued: u32,
 }
 
-struct Session {
+struct Session<S: SessionStream> {
     worker: Worker,
     shared: Arc<Shared>,
     ctx: Context,
     /// Taken only to close it at the end.
-    conn: Option<Conn>,
+    conn: Option<Conn<S>>,
     client: SocketAddr,
     state: State,
 }
@@ -111,8 +110,8 @@ enum Flow {
     Quit,
 }
 
-impl Session {
-    fn conn(&mut self) -> &mut Conn {
+impl<S: SessionStream> Session<S> {
+    fn conn(&mut self) -> &mut Conn<S> {
         self.conn
             .as_mut()
             .expect("the connection is taken only at the end")
@@ -144,7 +143,12 @@ impl Session {
     }
 
     async fn chain<E: Event>(&mut self, event: &mut E) -> Outcome {
-        self.worker.engine().run(&mut self.ctx, event).await
+        let engine = self.worker.engine();
+        #[cfg(feature = "testkit")]
+        if let Some(transcript) = self.worker.transcript() {
+            return transcript.run(&engine, &mut self.ctx, event).await;
+        }
+        engine.run(&mut self.ctx, event).await
     }
 
     /// The reply for a refused step: the plugin's, or the failure policy's. A plugin reply that
@@ -183,6 +187,10 @@ impl Session {
             self.commands().await;
         }
         let messages = self.state.queued;
+        // The last replies (QUIT's) go out before the close chain runs.
+        if let Some(conn) = self.conn.as_mut() {
+            let _ = conn.flush().await;
+        }
         let _ = self.chain(&mut Close::new(messages)).await;
         if let Some(conn) = self.conn.take() {
             conn.close().await;
@@ -685,7 +693,7 @@ impl Session {
 
     /// Stamps the message, runs the data chain, and queues it.
     async fn accept(&mut self, sender: Address, bytes: Vec<u8>) -> Reply {
-        let now = SystemTime::now();
+        let now = self.ctx.now();
         // The body stays in the buffer it was read into, up to the queue's write.
         let mut message = Message::from_vec(bytes);
         let hop_limit = self.shared.config.hopcount_limit;

@@ -1,34 +1,40 @@
-//! A scripted SMTP dialogue through the plugins' hooks, answered as mq's server answers.
+//! A scripted SMTP client for mq's own session: the commands a test gives, sent one at a time.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mq_plugin_api::{
-    Address, AuthVerdict, Authenticate, Close, Connect, Context, Data, Envelope, Event, Helo,
-    HookId, MailFrom, Message, MessageCopy, Named, Plugin, PluginHooks, RcptTo, Reply, Secret,
-    Secure,
-};
+use base64::Engine as _;
+use mq_plugin_api::{Named, Plugin, PluginHooks};
 
-use super::Harness;
-use super::transcript::{Queued, Transcript, refusal};
-use crate::chain::Outcome;
+use super::duplex::ClientEnd;
+use super::server::Connection;
+use super::transcript::{Live, Transcript};
+use super::{Harness, Server};
 use crate::config::FailurePolicy;
-use crate::engine::Engine;
-use crate::smtp::RecipientSet;
 
 /// A scripted SMTP dialogue: add plugins, then commands, then [`run`](Session::run) it.
 ///
-/// The dialogue goes through the hooks as a real session does (connect, EHLO, STARTTLS, AUTH,
-/// MAIL, each RCPT, DATA, once per recipient, close) with the server's state rules (EHLO first,
-/// MAIL before RCPT, ...), and answers with the replies mq's server gives. Nothing touches the
-/// network or the queue: what would be queued is in [`Transcript::queued`].
+/// The commands go to mq's own SMTP session, the one `mq serve` runs, over an in-memory
+/// connection: its state rules, its replies, its hook chains (connect, EHLO, STARTTLS, AUTH,
+/// MAIL, each RCPT, DATA, once per recipient, close). What it queued is in
+/// [`Transcript::queued`]. The server is `mq.test`, its local domain `localhost` (add more with
+/// [`local_domain`](Session::local_domain)); the client relays only from the relay networks
+/// ([`relay_network`](Session::relay_network)) or once authenticated, as with `mq serve`.
+///
+/// A session from [`testkit::session()`](super::session) has plugins of its own; one from
+/// [`Server::session`] runs against the server's.
 #[derive(Debug)]
 pub struct Session {
-    harness: Harness,
-    client: SocketAddr,
-    relay_network: bool,
-    local_domains: Vec<String>,
+    target: Target,
+    connection: Connection,
     steps: Vec<Step>,
+}
+
+#[derive(Debug)]
+enum Target {
+    /// Plugins still to be built, for this session alone.
+    Own(Box<Harness>),
+    Server(Server),
 }
 
 #[derive(Debug)]
@@ -40,97 +46,284 @@ enum Step {
     RcptTo(String),
     Data(Vec<u8>),
     Rset,
+    Noop,
     Quit,
 }
 
-/// The server side's state while the script runs.
-struct State<'a> {
-    engine: &'a Engine,
-    ctx: &'a mut Context,
-    transcript: &'a mut Transcript,
-    greeted: bool,
-    secure: bool,
-    open: bool,
-    sender: Option<Address>,
-    /// Each once, as the server keeps them.
-    recipients: RecipientSet,
-    queued: u32,
-}
-
-const HOSTNAME: &str = "mq.test";
-
 impl Session {
     pub(crate) fn new(harness: Harness) -> Session {
+        Session::with(Target::Own(Box::new(harness)))
+    }
+
+    pub(crate) fn on(server: Server) -> Session {
+        Session::with(Target::Server(server))
+    }
+
+    fn with(target: Target) -> Session {
         Session {
-            harness,
-            client: SocketAddr::from(([192, 0, 2, 1], 40_000)),
-            relay_network: false,
-            local_domains: vec!["localhost".to_owned()],
+            target,
+            connection: Connection {
+                client: SocketAddr::from(([192, 0, 2, 1], 40_000)),
+                local: SocketAddr::from(([192, 0, 2, 25], 25)),
+                relay_network: false,
+                local_domains: Vec::new(),
+                starttls: true,
+                recorded: false,
+            },
             steps: Vec::new(),
         }
     }
 
-    /// Adds a plugin instance under its registered name.
+    fn harness(&mut self, add: impl FnOnce(Harness) -> Harness) {
+        let empty = Target::Own(Box::default());
+        self.target = match std::mem::replace(&mut self.target, empty) {
+            Target::Own(harness) => Target::Own(Box::new(add(*harness))),
+            Target::Server(_) => {
+                panic!("a server's sessions run its plugins: add plugins to testkit::server()")
+            }
+        };
+    }
+
+    /// Adds a plugin instance under its registered name; see [`Harness::plugin`].
+    ///
+    /// # Panics
+    ///
+    /// On a session of a [`Server`]: its plugins are the server's.
+    ///
+    /// # Examples
+    ///
+    /// ```standalone_crate
+    /// use mq_plugin_api::{Context, Control, Helo, Plugin, hooks, plugin};
+    ///
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct NoConfig {}
+    ///
+    /// struct Greeter;
+    ///
+    /// #[plugin(name = "greeter")]
+    /// impl Greeter {
+    ///     fn new(_config: &NoConfig) -> Self {
+    ///         Greeter
+    ///     }
+    /// }
+    ///
+    /// #[hooks]
+    /// impl Plugin for Greeter {
+    ///     async fn smtp_in_helo(&self, _ctx: &mut Context, _helo: &mut Helo) -> Control {
+    ///         Control::Continue
+    ///     }
+    /// }
+    ///
+    /// let transcript = mq_core::testkit::session().plugin(Greeter).helo("client.example").run();
+    /// assert_eq!(transcript.lines()[1], "   smtp_in_helo  greeter → Continue");
+    /// ```
     pub fn plugin<P: Plugin + PluginHooks + Named>(mut self, plugin: P) -> Session {
-        self.harness = self.harness.plugin(plugin);
+        self.harness(|harness| harness.plugin(plugin));
         self
     }
 
-    /// Adds a plugin instance under `name`.
+    /// Adds a plugin instance under `name`; see [`Harness::plugin_named`].
+    ///
+    /// # Panics
+    ///
+    /// On a session of a [`Server`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_plugin_api::{Context, Control, Helo, Plugin, hooks};
+    ///
+    /// struct Greeter;
+    ///
+    /// #[hooks]
+    /// impl Plugin for Greeter {
+    ///     async fn smtp_in_helo(&self, _ctx: &mut Context, _helo: &mut Helo) -> Control {
+    ///         Control::Continue
+    ///     }
+    /// }
+    ///
+    /// let transcript = mq_core::testkit::session()
+    ///     .plugin_named("greeter", Greeter)
+    ///     .helo("client.example")
+    ///     .run();
+    /// assert_eq!(transcript.lines()[1], "   smtp_in_helo  greeter → Continue");
+    /// ```
     pub fn plugin_named<P: Plugin + PluginHooks>(
         mut self,
         name: &'static str,
         plugin: P,
     ) -> Session {
-        self.harness = self.harness.plugin_named(name, plugin);
+        self.harness(|harness| harness.plugin_named(name, plugin));
         self
     }
 
-    /// Adds the registered plugin `name` built from the TOML of its section; see
-    /// [`Harness::registered`].
+    /// Adds the registered plugin `name` built from the TOML of its section, as `mq serve`
+    /// builds it; see [`Harness::registered`].
+    ///
+    /// # Panics
+    ///
+    /// On a session of a [`Server`], or as [`Harness::registered`] does.
+    ///
+    /// # Examples
+    ///
+    /// ```standalone_crate
+    /// use mq_plugin_api::{Context, Control, Helo, Plugin, hooks, plugin};
+    ///
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct NoConfig {}
+    ///
+    /// struct Quiet;
+    ///
+    /// #[plugin(name = "quiet")]
+    /// impl Quiet {
+    ///     fn new(_config: &NoConfig) -> Self {
+    ///         Quiet
+    ///     }
+    /// }
+    ///
+    /// #[hooks]
+    /// impl Plugin for Quiet {
+    ///     async fn smtp_in_helo(&self, _ctx: &mut Context, _helo: &mut Helo) -> Control {
+    ///         Control::Continue
+    ///     }
+    /// }
+    ///
+    /// // `enabled = false` leaves the plugin out, as in mq.toml.
+    /// let transcript = mq_core::testkit::session()
+    ///     .registered("quiet", "enabled = false")
+    ///     .helo("client.example")
+    ///     .run();
+    /// assert_eq!(transcript.lines(), ["C: HELO client.example", "S: 250 mq.test"]);
+    /// ```
     pub fn registered(mut self, name: &str, config: &str) -> Session {
-        self.harness = self.harness.registered(name, config);
+        self.harness(|harness| harness.registered(name, config));
         self
     }
 
     /// Gives the plugins a resolver for `Context::dns`; see [`Harness::dns`].
+    ///
+    /// # Panics
+    ///
+    /// On a session of a [`Server`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use mq_core::dns::{DnsConfig, Resolver, TestServer};
+    ///
+    /// let zone = TestServer::start();
+    /// let mut config = DnsConfig::default();
+    /// config.nameservers = vec![zone.address()];
+    /// let resolver = Rc::new(Resolver::new(&config).unwrap());
+    /// let transcript = mq_core::testkit::session().dns(resolver).helo("c.example").run();
+    /// assert_eq!(transcript.lines().len(), 2);
+    /// ```
     pub fn dns(mut self, dns: std::rc::Rc<dyn mq_plugin_api::Dns>) -> Session {
-        self.harness = self.harness.dns(dns);
+        self.harness(|harness| harness.dns(dns));
         self
     }
 
     /// Sets the deadline of plugins added after this call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let session = mq_core::testkit::session().timeout(std::time::Duration::from_secs(1));
+    /// # let _ = session;
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Session {
-        self.harness = self.harness.timeout(timeout);
+        self.harness(|harness| harness.timeout(timeout));
         self
     }
 
     /// Sets the failure policy of plugins added after this call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let session = mq_core::testkit::session().on_error(mq_core::FailurePolicy::Reject);
+    /// # let _ = session;
+    /// ```
     pub fn on_error(mut self, policy: FailurePolicy) -> Session {
-        self.harness = self.harness.on_error(policy);
+        self.harness(|harness| harness.on_error(policy));
         self
     }
 
     /// The client's address (default `192.0.2.1:40000`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_plugin_api::{Connect, Context, Control, Plugin, hooks};
+    ///
+    /// struct Seen;
+    ///
+    /// #[hooks]
+    /// impl Plugin for Seen {
+    ///     async fn smtp_in_connect(&self, _ctx: &mut Context, _connect: &mut Connect) -> Control {
+    ///         Control::Continue
+    ///     }
+    /// }
+    ///
+    /// let transcript = mq_core::testkit::session()
+    ///     .plugin_named("seen", Seen)
+    ///     .client("[2001:db8::1]:40000".parse().unwrap())
+    ///     .run();
+    /// assert_eq!(transcript.lines()[0], "C: (connects from [2001:db8::1]:40000)");
+    /// ```
     pub fn client(mut self, client: SocketAddr) -> Session {
-        self.client = client;
+        self.connection.client = client;
         self
     }
 
-    /// Puts the client in the relay networks (`Context::session().relay_network`), as a
-    /// trusted submission client is.
+    /// Puts the client in the relay networks (`[smtp] relay_networks`, and so
+    /// `Context::session().relay_network`), as a trusted submission client is: it may relay
+    /// to any domain.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session()
+    ///     .relay_network()
+    ///     .ehlo("client.example")
+    ///     .mail_from("a@example.org")
+    ///     .rcpt_to("b@example.net")
+    ///     .run();
+    /// assert_eq!(transcript.lines().last().unwrap(), "S: 250 2.1.5 Ok");
+    /// ```
     pub fn relay_network(mut self) -> Session {
-        self.relay_network = true;
+        self.connection.relay_network = true;
         self
     }
 
-    /// Adds a domain whose recipients are local (default: `localhost`).
+    /// Adds a domain whose recipients are local (`localhost` always is), as `[smtp] domains`
+    /// does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session()
+    ///     .local_domain("example.org")
+    ///     .ehlo("client.example")
+    ///     .mail_from("a@example.net")
+    ///     .rcpt_to("jane@example.org")
+    ///     .run();
+    /// assert_eq!(transcript.lines().last().unwrap(), "S: 250 2.1.5 Ok");
+    /// ```
     pub fn local_domain(mut self, domain: &str) -> Session {
-        self.local_domains.push(domain.to_owned());
+        self.connection.local_domains.push(domain.to_owned());
         self
     }
 
-    /// `EHLO name`.
+    /// `EHLO name`. The transcript shows the first line of the multi-line reply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session().ehlo("client.example").run();
+    /// assert_eq!(transcript.lines(), ["C: EHLO client.example", "S: 250 mq.test"]);
+    /// ```
     pub fn ehlo(self, name: &str) -> Session {
         self.step(Step::Hello {
             name: name.to_owned(),
@@ -139,6 +332,13 @@ impl Session {
     }
 
     /// `HELO name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session().helo("client.example").run();
+    /// assert_eq!(transcript.lines(), ["C: HELO client.example", "S: 250 mq.test"]);
+    /// ```
     pub fn helo(self, name: &str) -> Session {
         self.step(Step::Hello {
             name: name.to_owned(),
@@ -146,13 +346,34 @@ impl Session {
         })
     }
 
-    /// `STARTTLS`, with a handshake that succeeds.
+    /// `STARTTLS`. The connection is in memory: the session's side of the handshake is left
+    /// out, and the session goes on as under TLSv1.3.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session().ehlo("c.example").starttls().run();
+    /// assert_eq!(transcript.lines()[3], "S: 220 2.0.0 Ready to start TLS");
+    /// ```
     pub fn starttls(self) -> Session {
         self.step(Step::StartTls)
     }
 
-    /// `AUTH PLAIN` with these credentials. The testkit has no credentials table: the login
-    /// succeeds only if a plugin at `smtp_in_authenticate` accepts it.
+    /// `AUTH PLAIN` with these credentials (the transcript does not show them). The testkit's
+    /// server has no users of its own: the login succeeds only if a plugin at
+    /// `smtp_in_authenticate` accepts it. AUTH is offered after STARTTLS only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session()
+    ///     .ehlo("c.example")
+    ///     .starttls()
+    ///     .ehlo("c.example")
+    ///     .auth("jane", "secret")
+    ///     .run();
+    /// assert_eq!(transcript.lines()[6], "C: AUTH PLAIN (credentials)");
+    /// ```
     pub fn auth(self, user: &str, password: &str) -> Session {
         self.step(Step::Auth {
             user: user.to_owned(),
@@ -161,26 +382,87 @@ impl Session {
     }
 
     /// `MAIL FROM:<sender>`; `""` for the null sender.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session().helo("c.example").mail_from("").run();
+    /// assert_eq!(transcript.lines()[2..], ["C: MAIL FROM:<>", "S: 250 2.1.0 Ok"]);
+    /// ```
     pub fn mail_from(self, sender: &str) -> Session {
         self.step(Step::MailFrom(sender.to_owned()))
     }
 
     /// `RCPT TO:<recipient>`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session()
+    ///     .helo("c.example")
+    ///     .mail_from("a@example.org")
+    ///     .rcpt_to("b@example.net")
+    ///     .run();
+    /// // Not a local domain, and the client may not relay: refused.
+    /// assert!(transcript.lines().last().unwrap().starts_with("S: 554 5.7.1 <b@example.net>"));
+    /// ```
     pub fn rcpt_to(self, recipient: &str) -> Session {
         self.step(Step::RcptTo(recipient.to_owned()))
     }
 
-    /// `DATA` and the message.
+    /// `DATA` and, after the 354 reply, the message (dot-stuffed, ended with `CRLF.CRLF`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session()
+    ///     .helo("c.example")
+    ///     .mail_from("a@example.org")
+    ///     .rcpt_to("postmaster@localhost")
+    ///     .data("Subject: hi\r\n\r\nbody\r\n")
+    ///     .run();
+    /// assert_eq!(transcript.lines().last().unwrap(), "S: 250 2.0.0 Ok: queued as QUEUE1");
+    /// assert_eq!(transcript.queued()[0].recipient.as_str(), "postmaster@localhost");
+    /// ```
     pub fn data(self, message: impl AsRef<[u8]>) -> Session {
         self.step(Step::Data(message.as_ref().to_vec()))
     }
 
     /// `RSET`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session().helo("c.example").rset().run();
+    /// assert_eq!(transcript.lines()[3], "S: 250 2.0.0 Ok");
+    /// ```
     pub fn rset(self) -> Session {
         self.step(Step::Rset)
     }
 
-    /// `QUIT`.
+    /// `NOOP`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session().noop().run();
+    /// assert_eq!(transcript.lines(), ["C: NOOP", "S: 250 2.0.0 Ok"]);
+    /// ```
+    pub fn noop(self) -> Session {
+        self.step(Step::Noop)
+    }
+
+    /// `QUIT`; commands after it are not sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session().quit().noop().run();
+    /// assert_eq!(
+    ///     transcript.lines(),
+    ///     ["C: QUIT", "S: 221 2.0.0 Bye", "   (connection closed; 1 commands not sent)"]
+    /// );
+    /// ```
     pub fn quit(self) -> Session {
         self.step(Step::Quit)
     }
@@ -190,294 +472,102 @@ impl Session {
         self
     }
 
-    /// Runs the dialogue and returns its transcript.
+    /// Runs the dialogue and returns its transcript. Without a [`Server`], the plugins are
+    /// built for this session alone.
     ///
     /// # Panics
     ///
     /// If two plugins share a name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let transcript = mq_core::testkit::session().helo("c.example").run();
+    /// assert_eq!(transcript.to_string(), "C: HELO c.example\nS: 250 mq.test\n");
+    /// ```
     pub fn run(self) -> Transcript {
-        let Session {
-            harness,
-            client,
-            relay_network,
-            local_domains,
-            steps,
-        } = self;
-        let mut transcript = Transcript::default();
-        harness.block_on(async |engine, ctx| {
-            let mut state = State {
-                engine,
-                ctx,
-                transcript: &mut transcript,
-                greeted: false,
-                secure: false,
-                open: true,
-                sender: None,
-                recipients: RecipientSet::default(),
-                queued: 0,
-            };
-            let facts = state.ctx.session_mut();
-            facts.client = Some(client);
-            facts.relay_network = relay_network;
-            state.connect(client).await;
-            for (index, step) in steps.iter().enumerate() {
-                if !state.open {
-                    state.transcript.note(format!(
-                        "(connection closed; {} commands not sent)",
-                        steps.len() - index
-                    ));
-                    break;
-                }
-                state.step(step, &local_domains).await;
-            }
-            state.close().await;
-        });
-        transcript
+        let server = match self.target {
+            Target::Own(harness) => harness.start(),
+            Target::Server(server) => server,
+        };
+        let steps = self.steps;
+        server.run(&self.connection, move |client, live| {
+            play(client, live, steps)
+        })
     }
 }
 
-impl State<'_> {
-    async fn chain<E: Event>(&mut self, event: &mut E) -> Outcome {
-        self.transcript.run(self.engine, self.ctx, event).await
-    }
-
-    fn has_chain(&self, hook: HookId) -> bool {
-        self.engine.chain(hook).next().is_some()
-    }
-
-    async fn connect(&mut self, client: SocketAddr) {
-        if !self.has_chain(HookId::SmtpInConnect) {
+/// Plays the client: each step's command, then the session's replies up to the point where it
+/// waits for the next input.
+async fn play(client: ClientEnd, live: Live, steps: Vec<Step>) {
+    let mut closed = client.answer().await.closed;
+    for (index, step) in steps.iter().enumerate() {
+        if closed {
+            let left = steps.len() - index;
+            live.note(format!("(connection closed; {left} commands not sent)"));
             return;
         }
-        self.transcript.client(format!("(connects from {client})"));
-        let local = SocketAddr::from(([192, 0, 2, 25], 25));
-        let outcome = self.chain(&mut Connect::new(client, local)).await;
-        match outcome {
-            Outcome::Proceed => self.transcript.server(format!("220 {HOSTNAME} ESMTP mq")),
-            Outcome::Rejected { reply, .. } => self.refuse_connection(&reply),
-            Outcome::Failed(_) => self.refuse_connection(&Reply::new(
-                421,
-                "4.3.0",
-                format!("{HOSTNAME} Error: try again later"),
-            )),
+        let (shown, sent) = command(step);
+        live.client(shown);
+        client.send(sent.as_bytes());
+        let answer = client.answer().await;
+        closed = answer.closed;
+        if let Step::Data(message) = step
+            && answer.bytes.starts_with(b"354")
+            && !closed
+        {
+            live.client(format!("({} bytes of message)", message.len()));
+            client.send(&stuffed(message));
+            closed = client.answer().await.closed;
         }
     }
+    if !closed {
+        client.close();
+        while !client.answer().await.closed {}
+    }
+}
 
-    fn refuse_connection(&mut self, reply: &Reply) {
-        self.transcript.server(reply);
-        self.open = false;
+/// The line a step shows in the transcript and the one it sends.
+fn command(step: &Step) -> (String, String) {
+    let same = |line: String| (line.clone(), format!("{line}\r\n"));
+    match step {
+        Step::Hello { name, extended } => {
+            let verb = if *extended { "EHLO" } else { "HELO" };
+            same(format!("{verb} {name}"))
+        }
+        Step::StartTls => same("STARTTLS".into()),
+        Step::Auth { user, password } => {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+            (
+                "AUTH PLAIN (credentials)".into(),
+                format!("AUTH PLAIN {token}\r\n"),
+            )
+        }
+        Step::MailFrom(sender) => same(format!("MAIL FROM:<{sender}>")),
+        Step::RcptTo(recipient) => same(format!("RCPT TO:<{recipient}>")),
+        Step::Data(_) => same("DATA".into()),
+        Step::Rset => same("RSET".into()),
+        Step::Noop => same("NOOP".into()),
+        Step::Quit => same("QUIT".into()),
     }
+}
 
-    async fn close(&mut self) {
-        if self.has_chain(HookId::SmtpInClose) {
-            self.transcript.note("(connection closed)");
-            let _ = self.chain(&mut Close::new(self.queued)).await;
+/// `message` as sent after 354: lines that begin with a dot get another, and `CRLF.CRLF` ends
+/// it (after a CRLF of its own if the message lacks one).
+pub(crate) fn stuffed(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 5);
+    let mut line_start = true;
+    for &byte in message {
+        if line_start && byte == b'.' {
+            out.push(b'.');
         }
+        out.push(byte);
+        line_start = byte == b'\n';
     }
-
-    async fn step(&mut self, step: &Step, local_domains: &[String]) {
-        match step {
-            Step::Hello { name, extended } => self.hello(name, *extended).await,
-            Step::StartTls => self.starttls().await,
-            Step::Auth { user, password } => self.auth(user, password).await,
-            Step::MailFrom(sender) => self.mail_from(sender).await,
-            Step::RcptTo(recipient) => self.rcpt_to(recipient, local_domains).await,
-            Step::Data(bytes) => self.data(bytes).await,
-            Step::Rset => {
-                self.transcript.client("RSET");
-                self.reset();
-                self.transcript.server("250 2.0.0 Ok");
-            }
-            Step::Quit => {
-                self.transcript.client("QUIT");
-                self.transcript.server("221 2.0.0 Bye");
-                self.open = false;
-            }
-        }
+    if !message.is_empty() && !message.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
     }
-
-    fn reset(&mut self) {
-        self.sender = None;
-        self.recipients.clear();
-        self.ctx.end_message();
-    }
-
-    async fn hello(&mut self, name: &str, extended: bool) {
-        self.transcript
-            .client(format!("{} {name}", if extended { "EHLO" } else { "HELO" }));
-        if !crate::smtp::is_valid_helo(name) {
-            let verb = if extended { "EHLO" } else { "HELO" };
-            return self
-                .transcript
-                .server(format!("501 5.5.2 Syntax: {verb} hostname"));
-        }
-        let outcome = self.chain(&mut Helo::new(name, extended)).await;
-        if let Some(reply) = refusal(&outcome) {
-            return self.transcript.server(reply);
-        }
-        self.reset();
-        self.greeted = true;
-        self.ctx.session_mut().helo = Some(name.to_owned());
-        self.transcript.server(format!("250 {HOSTNAME}"));
-    }
-
-    async fn starttls(&mut self) {
-        self.transcript.client("STARTTLS");
-        if !self.greeted {
-            return self
-                .transcript
-                .server("503 5.5.1 Error: send HELO/EHLO first");
-        }
-        self.transcript.server("220 2.0.0 Ready to start TLS");
-        let _ = self
-            .chain(&mut Secure::new("TLSv1.3", "TLS13_AES_128_GCM_SHA256"))
-            .await;
-        // RFC 3207: the client starts over with EHLO on the secured connection.
-        self.reset();
-        self.greeted = false;
-        self.secure = true;
-        let facts = self.ctx.session_mut();
-        facts.tls = Some("TLSv1.3".to_owned());
-        facts.helo = None;
-        facts.user = None;
-    }
-
-    async fn auth(&mut self, user: &str, password: &str) {
-        self.transcript.client("AUTH PLAIN (credentials)");
-        if !self.greeted {
-            return self
-                .transcript
-                .server("503 5.5.1 Error: send HELO/EHLO first");
-        }
-        if !self.secure {
-            return self
-                .transcript
-                .server("530 5.7.0 Must issue a STARTTLS command first");
-        }
-        let mut event = Authenticate::new("PLAIN", user, Secret::new(password));
-        let outcome = self.chain(&mut event).await;
-        let reply = refusal(&outcome).unwrap_or_else(|| match event.verdict {
-            AuthVerdict::Accept => Reply::new(235, "2.7.0", "Authentication successful"),
-            _ => Reply::new(535, "5.7.8", "Error: authentication failed"),
-        });
-        if reply.code() == 235 {
-            self.ctx.session_mut().user = Some(event.username);
-        }
-        self.transcript.server(reply);
-    }
-
-    async fn mail_from(&mut self, sender: &str) {
-        self.transcript.client(format!("MAIL FROM:<{sender}>"));
-        if !self.greeted {
-            return self
-                .transcript
-                .server("503 5.5.1 Error: send HELO/EHLO first");
-        }
-        if self.sender.is_some() {
-            return self
-                .transcript
-                .server("503 5.5.1 Error: nested MAIL command");
-        }
-        let Ok(address) = sender.parse::<Address>() else {
-            return self
-                .transcript
-                .server("501 5.1.7 Bad sender address syntax");
-        };
-        let mut event = MailFrom::new(address);
-        let outcome = self.chain(&mut event).await;
-        if let Some(reply) = refusal(&outcome) {
-            return self.transcript.server(reply);
-        }
-        self.sender = Some(event.sender);
-        self.transcript.server("250 2.1.0 Ok");
-    }
-
-    async fn rcpt_to(&mut self, recipient: &str, local_domains: &[String]) {
-        self.transcript.client(format!("RCPT TO:<{recipient}>"));
-        let Some(sender) = self.sender.clone() else {
-            return self.transcript.server("503 5.5.1 Error: need MAIL command");
-        };
-        let Ok(address) = recipient.parse::<Address>() else {
-            return self
-                .transcript
-                .server("501 5.1.3 Bad recipient address syntax");
-        };
-        let local = local_domains.iter().any(|domain| address.domain_is(domain));
-        let mut event = RcptTo::new(sender, address, local);
-        let outcome = self.chain(&mut event).await;
-        if let Some(reply) = refusal(&outcome) {
-            return self.transcript.server(reply);
-        }
-        self.recipients
-            .extend(std::mem::take(&mut event.recipients));
-        self.transcript.server("250 2.1.5 Ok");
-    }
-
-    async fn data(&mut self, bytes: &[u8]) {
-        self.transcript.client("DATA");
-        let Some(sender) = self.sender.clone() else {
-            return self.transcript.server("503 5.5.1 Error: need MAIL command");
-        };
-        if self.recipients.is_empty() {
-            return self
-                .transcript
-                .server("554 5.5.1 Error: no valid recipients");
-        }
-        self.transcript
-            .server("354 End data with <CR><LF>.<CR><LF>");
-        self.transcript
-            .client(format!("({} bytes of message)", bytes.len()));
-        let envelope = Envelope {
-            sender: sender.clone(),
-            recipients: self.recipients.take(),
-        };
-        let mut event = Data::new(envelope.clone(), Message::parse(bytes));
-        let outcome = self.chain(&mut event).await;
-        let reply = match refusal(&outcome) {
-            Some(reply) => reply,
-            None => {
-                self.queue(&sender, &envelope.recipients, &event.message)
-                    .await
-            }
-        };
-        self.transcript.server(reply);
-        self.reset();
-    }
-
-    /// Runs `smtp_in_message` for each recipient and queues the copies it lets through.
-    async fn queue(
-        &mut self,
-        sender: &Address,
-        recipients: &[Address],
-        message: &Message,
-    ) -> Reply {
-        let queue_id = format!("QUEUE{}", self.queued + 1);
-        let mut refused = None;
-        let mut accepted = 0;
-        for recipient in recipients {
-            let mut copy = MessageCopy::new(sender.clone(), recipient.clone(), message.clone());
-            let outcome = self.chain(&mut copy).await;
-            if let Some(reply) = refusal(&outcome) {
-                self.transcript
-                    .note(format!("(not queued for {recipient}: {reply})"));
-                refused = Some(reply);
-                continue;
-            }
-            accepted += 1;
-            let (queue_id, sender) = (queue_id.clone(), sender.clone());
-            self.transcript.queue(Queued {
-                queue_id,
-                sender,
-                recipient: copy.recipient,
-                message: copy.message,
-            });
-        }
-        match refused {
-            Some(reply) if accepted == 0 => reply,
-            _ => {
-                self.queued += 1;
-                Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}"))
-            }
-        }
-    }
+    out.extend_from_slice(b".\r\n");
+    out
 }

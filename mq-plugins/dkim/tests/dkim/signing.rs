@@ -173,8 +173,13 @@ fn a_field_that_occurs_twice_is_signed_twice() {
     let message = MESSAGE.replace("X-Mailer: test\r\n", "Received: one\r\nReceived: two\r\n");
     let section =
         "headers = [\"From\", \"Received\"]\n".to_owned() + &rsa_section("rsa-2048.pkcs1.pem");
-    let signed = queued(&relay(&section, &message));
-    assert_eq!(signature_tags(&signed)[0]["h"], "From:Received:Received");
+    let transcript = relay(&section, &message);
+    // mq's own Received field, above the two, is signed too.
+    let signed = transcript.queued()[0].message.to_bytes();
+    assert_eq!(
+        signature_tags(&signed)[0]["h"],
+        "From:Received:Received:Received"
+    );
     assert_all_pass(&verify(&signed, &records(&section)), 1);
     let swapped = String::from_utf8(signed)
         .unwrap()

@@ -104,10 +104,28 @@ pub(crate) fn relay(section: &str, message: &str) -> Transcript {
         .run()
 }
 
-/// The one message queued.
+/// The one message queued, without the `Received` field mq's server stamps on arrival (above
+/// which a signature is prepended): what the client sent, as the plugin left it.
 pub(crate) fn queued(transcript: &Transcript) -> Vec<u8> {
     assert_eq!(transcript.queued().len(), 1, "{transcript}");
-    transcript.queued()[0].message.to_bytes()
+    let mut bytes = transcript.queued()[0].message.to_bytes();
+    let start = if bytes.starts_with(b"Received: from client.example") {
+        0
+    } else {
+        let at = bytes
+            .windows(31)
+            .position(|w| w == b"\r\nReceived: from client.example");
+        at.expect("mq's Received field") + 2
+    };
+    let mut end = start;
+    while let Some(at) = bytes[end..].windows(2).position(|w| w == b"\r\n") {
+        end += at + 2;
+        if !matches!(bytes.get(end), Some(b' ' | b'\t')) {
+            break;
+        }
+    }
+    bytes.drain(start..end);
+    bytes
 }
 
 /// mail-auth's verdict on each signature of `message`, its DNS answered from `records` only.

@@ -13,6 +13,7 @@ const MESSAGE: &str = "Subject: hi\r\n\r\nbody\r\n";
 fn the_third_message_over_a_rate_of_two_is_refused() {
     let transcript = testkit::session()
         .registered("ratelimit", &limit("sender_domain", 2, "1m"))
+        .relay_network()
         .ehlo("client.example")
         .mail_from("a@example.org")
         .rcpt_to("b@example.net")
@@ -47,6 +48,7 @@ fn each_sender_domain_has_its_own_bucket() {
 fn each_recipient_domain_is_limited_at_rcpt() {
     let transcript = testkit::session()
         .registered("ratelimit", &limit("recipient_domain", 2, "1m"))
+        .relay_network()
         .ehlo("client.example")
         .mail_from("a@example.org")
         .rcpt_to("b@example.net")
