@@ -33,6 +33,7 @@
 //! ```
 
 mod admin_client;
+mod broker;
 mod check;
 mod inject;
 mod listing;
@@ -83,6 +84,9 @@ enum Command {
     Plugins,
     /// Checks the configuration: syntax, plugin sections, TLS files and AUTH hashes.
     CheckConfig,
+    /// Publishes a MailerQ JSON document read from stdin to the RabbitMQ outbox
+    /// ([queue.rabbitmq]), once the broker confirmed it.
+    Publish,
 }
 
 /// Runs the `mq` command line on this process's arguments and returns its exit code.
@@ -123,6 +127,7 @@ impl Cli {
             Command::Reload => reload::request(&config),
             Command::Inject(args) => inject::run(&config, args),
             Command::Queue(args) => queue::run(&config, args),
+            Command::Publish => broker::publish(&config),
             Command::Plugins => {
                 let registry = Registry::linked()?;
                 let plan = self.plan(&registry, &config)?;
@@ -131,6 +136,7 @@ impl Cli {
             Command::CheckConfig => {
                 self.plan(&Registry::linked()?, &config)?;
                 self.in_file(check::run(&config))?;
+                self.in_file(broker::check(&config))?;
                 print("config OK\n")
             }
         }

@@ -4,13 +4,14 @@
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use async_signal::{Signal, Signals};
 use clap::Args;
 use mq_core::admin::{AdminServer, Sources};
 use mq_core::delivery::{Delivery, Smarthost};
-use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue, QueueError};
+use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue, QueueError, RabbitQueue};
 use mq_core::smtp::{Cidr, Server};
 use mq_core::{Config, Plan, Runtime};
 use smol::stream::StreamExt as _;
@@ -71,7 +72,7 @@ pub(crate) fn run(
     let signals =
         Signals::new([Signal::Term, Signal::Int, Signal::Hup]).context("cannot handle signals")?;
     // Before the port is bound: a second server on the same data directory must stop here.
-    let queue = open_queue(config)?;
+    let queue = open_backend(config)?;
     // Every port is bound before anything serves: a taken admin port stops mq here, before
     // SMTP clients or deliveries have seen it.
     let admin = AdminServer::from_config(&config.admin, &config.queue.data_dir)?;
@@ -83,7 +84,7 @@ pub(crate) fn run(
         &config.smtp.domains,
         config.dns.clone(),
         &config.queue.data_dir,
-        Arc::clone(&queue) as Arc<dyn Queue>,
+        Arc::clone(&queue),
     );
     // New mail and flushes wake the scheduler through this handle of the queue.
     let waking = delivery.queue();
@@ -117,6 +118,22 @@ pub(crate) fn run(
     drop(queue);
     tracing::info!("mq stopped");
     Ok(())
+}
+
+/// The queue `[queue] backend` names: the embedded one, or the broker's.
+fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Queue>> {
+    if !crate::broker::in_use(config) {
+        return Ok(open_queue(config)? as Arc<dyn Queue>);
+    }
+    let rabbit = config.queue.rabbitmq.clone();
+    let outbox = rabbit.outbox.clone();
+    let queue = RabbitQueue::start(rabbit, &config.smtp.hostname, config.delivery.enabled)
+        .context("cannot start the RabbitMQ queue")?;
+    // Not required: mq serves without the broker (SMTP answers 451) and connects when it can.
+    if !queue.wait_connected(Duration::from_secs(5)) {
+        tracing::warn!(outbox, "the message broker is not reachable yet; mail is refused with 451 until it is");
+    }
+    Ok(Arc::new(queue))
 }
 
 /// The queue in `<data_dir>/queue`, locked for this process alone.

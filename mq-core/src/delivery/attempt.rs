@@ -44,8 +44,19 @@ pub(crate) async fn deliver(
         ctx: worker.context(),
         connection: None,
         deadline: None,
+        route: None,
     };
-    let route = route(&delivery.config, &delivery.local_domains, domain);
+    // A relay the entries name (they share it: the scheduler filed them by it) replaces the
+    // configured route.
+    let named = batches
+        .first()
+        .and_then(|batch| batch.entries.first())
+        .and_then(|entry| entry.relay.clone());
+    let route = match named {
+        Some(relay) => Route::Relay(super::route::named_relay(&relay)),
+        None => route(&delivery.config, &delivery.local_domains, domain),
+    };
+    job.route = Some(route.clone());
     let mut targets_result = None;
     for batch in batches {
         let Some((body, items)) = job.pickup(batch).await else {
@@ -82,6 +93,8 @@ struct Job<'a> {
     connection: Option<Connection>,
     /// When the search for a server under way (lookups, then connections) gives up.
     deadline: Option<Instant>,
+    /// Where this job's mail goes.
+    route: Option<Route>,
 }
 
 impl Job<'_> {
@@ -229,7 +242,8 @@ impl Job<'_> {
     /// that names mq as its own is mq: mail for `domain` loops, unless more preferred hosts
     /// were tried and may take it later.
     async fn connect(&mut self, targets: &[Target], domain: &str) -> Result<Connection, Verdict> {
-        let config = self.delivery.client_config(domain);
+        let route = self.route.clone().unwrap_or(Route::Mx);
+        let config = self.delivery.client_config(&route);
         let limits = &self.delivery.config;
         let mut last = Verdict::deferred(format!("no mail host for {domain} answered"), None);
         let mut sessions = 0;
@@ -237,7 +251,7 @@ impl Job<'_> {
             if sessions >= limits.mx_session_limit {
                 break;
             }
-            let trust = self.delivery.trust(domain);
+            let trust = self.delivery.trust(&route);
             match Connection::open(target.address, &target.host, &config, trust).await {
                 Ok(connection) if self.delivery.myself.named_in(connection.server_names()) => {
                     tracing::warn!(host = target.host, address = %target.address, "mail host greeted with mq's own hostname");

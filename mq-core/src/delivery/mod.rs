@@ -39,7 +39,9 @@ use smol::channel::{Receiver, Sender};
 pub use config::{DeliveryConfig, Smarthost, TlsMode};
 
 use crate::dns::{DnsConfig, Resolver};
-use crate::queue::{AckResult, Entry, NewMessage, Queue, QueueError, QueueHealth, QueueId};
+use crate::queue::{
+    AckResult, AttemptReport, Entry, NewMessage, Origin, Queue, QueueError, QueueHealth, QueueId,
+};
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
 use crate::smtp::tls;
@@ -164,10 +166,10 @@ impl Delivery {
         })
     }
 
-    /// The TLS client configuration replacing the built-in one for a destination: its relay's
+    /// The TLS client configuration replacing the built-in one for a route: its relay's
     /// `ca_file`, if it names one.
-    fn trust(&self, domain: &str) -> Option<Arc<rustls::ClientConfig>> {
-        match route::route(&self.config, &self.local_domains, domain) {
+    fn trust(&self, route: &Route) -> Option<Arc<rustls::ClientConfig>> {
+        match route.clone() {
             Route::Relay(relay) => relay
                 .ca_file
                 .and_then(|file| self.trust.get(&file).cloned()),
@@ -175,9 +177,9 @@ impl Delivery {
         }
     }
 
-    /// The client settings for a destination: the relay's, or those for MX hosts.
-    fn client_config(&self, domain: &str) -> ClientConfig {
-        let (mode, auth) = match route::route(&self.config, &self.local_domains, domain) {
+    /// The client settings for a route: the relay's, or those for MX hosts.
+    fn client_config(&self, route: &Route) -> ClientConfig {
+        let (mode, auth) = match route.clone() {
             Route::Relay(relay) => (relay.tls_mode(), relay.auth),
             _ => (self.config.tls, None),
         };
@@ -240,8 +242,22 @@ impl Queue for Waking {
         Ok(id)
     }
 
+    async fn enqueue_from(
+        &self,
+        message: NewMessage,
+        origin: &Origin,
+    ) -> Result<QueueId, QueueError> {
+        let id = self.delivery.queue.enqueue_from(message, origin).await?;
+        self.delivery.wake();
+        Ok(id)
+    }
+
     async fn take_due(&self, now: SystemTime, max: usize) -> Result<Vec<Entry>, QueueError> {
         self.delivery.queue.take_due(now, max).await
+    }
+
+    fn report_attempt(&self, entry: &Entry, report: AttemptReport) {
+        self.delivery.queue.report_attempt(entry, report);
     }
 
     async fn body(&self, id: &QueueId) -> Result<Arc<[u8]>, QueueError> {

@@ -397,6 +397,7 @@ impl Stored {
             next_attempt: slot.state.next_attempt,
             last_error: slot.state.last_error.clone(),
             state,
+            relay: None,
         }
     }
 

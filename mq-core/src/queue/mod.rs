@@ -18,6 +18,8 @@
 //! - `private`: the modes of what the queue creates (0700, 0600): it holds message bodies.
 //! - `recovery`: that rebuilding, and what a crash may leave at the journal's end.
 //! - `salvage`: damage inside the journal, moved aside so that the records after it are kept.
+//! - [`rabbitmq`]: [`RabbitQueue`], the queue on a RabbitMQ broker, one MailerQ JSON document
+//!   per recipient, shared by any number of mq nodes.
 //!
 //! # Why a journal with group commit
 //!
@@ -69,6 +71,7 @@ mod id;
 mod index;
 mod journal;
 mod private;
+pub mod rabbitmq;
 mod record;
 mod recovery;
 mod salvage;
@@ -83,6 +86,9 @@ use mq_plugin_api::Address;
 pub use embedded::{EmbeddedOptions, EmbeddedQueue};
 pub use error::QueueError;
 pub use id::{ParseQueueIdError, QueueId};
+pub use rabbitmq::RabbitQueue;
+
+pub use crate::config::QueueBackend;
 
 /// A message accepted by the SMTP server, to be queued with one entry per recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +127,57 @@ pub struct Entry {
     pub last_error: Option<String>,
     /// Whether it waits or is being delivered.
     pub state: EntryState,
+    /// A relay the entry itself names (a MailerQ document's `smarthost`), taking the place of
+    /// the configured route; `None` for the embedded queue.
+    pub relay: Option<Relay>,
+}
+
+/// A relay named by a queued entry rather than by the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Relay {
+    /// The host name or IP address.
+    pub host: String,
+    /// The port (25 unless the entry says otherwise).
+    pub port: u16,
+    /// User and password for AUTH, when given.
+    pub auth: Option<(String, String)>,
+}
+
+/// Where an accepted message came from, for a queue that records it (the RabbitMQ queue's
+/// `connection` object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address.
+    pub remote: std::net::SocketAddr,
+    /// The address the client connected to.
+    pub local: std::net::SocketAddr,
+    /// Whether the session ran over TLS.
+    pub secure: bool,
+    /// The user the client authenticated as.
+    pub user: Option<String>,
+}
+
+/// What one delivery attempt of an entry came to, as the RabbitMQ queue publishes it in its
+/// results (MailerQ's `results` entries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptReport {
+    /// The step the attempt ended at: `message` once the data was answered, `connect`, `dns`,
+    /// `process` (mq's own decision), as MailerQ names them.
+    pub state: &'static str,
+    /// `accepted`, `timeout`, `lost`, `invalid` or `error`.
+    pub result: &'static str,
+    /// When it ended.
+    pub time: SystemTime,
+    /// The remote reply's code, when there was a reply.
+    pub code: Option<u16>,
+    /// Its enhanced status code.
+    pub status: Option<String>,
+    /// Its text, or why there was none.
+    pub description: String,
+    /// The remote host's name.
+    pub mta: Option<String>,
+    /// The remote host's address.
+    pub to: Option<String>,
 }
 
 /// Where an entry is in its life.
@@ -235,6 +292,23 @@ pub trait Queue: Send + Sync + fmt::Debug {
     ///
     /// If the future is dropped before it resolves, the message may still have been queued.
     async fn enqueue(&self, message: NewMessage) -> Result<QueueId, QueueError>;
+
+    /// [`enqueue`](Queue::enqueue) for a message the SMTP server accepted from `origin`; a
+    /// queue that records where mail came from overrides it.
+    async fn enqueue_from(
+        &self,
+        message: NewMessage,
+        origin: &Origin,
+    ) -> Result<QueueId, QueueError> {
+        let _ = origin;
+        self.enqueue(message).await
+    }
+
+    /// Tells the queue how the current attempt of `entry` went, just before it is acked or
+    /// deferred; a queue that publishes results (RabbitMQ) keeps it for them.
+    fn report_attempt(&self, entry: &Entry, report: AttemptReport) {
+        let _ = (entry, report);
+    }
 
     /// Hands out up to `max` entries due at `now` (`next_attempt <= now`), the longest-due
     /// first, and marks them [`EntryState::InFlight`] so that no one else gets them.

@@ -21,7 +21,7 @@ use super::recipient_set::RecipientSet;
 use super::recipients;
 use super::server::Shared;
 use crate::chain::Outcome;
-use crate::queue::NewMessage;
+use crate::queue::{NewMessage, Origin};
 use crate::runtime::Worker;
 
 /// Runs a session on an accepted connection until the client quits or is disconnected.
@@ -783,7 +783,13 @@ impl Session {
                 body,
                 client: client.clone(),
             };
-            match self.shared.queue.enqueue(message).await {
+            let origin = Origin {
+                remote: self.client,
+                local: self.ctx.session().local.unwrap_or(self.client),
+                secure: self.state.tls,
+                user: self.state.user.clone(),
+            };
+            match self.shared.queue.enqueue_from(message, &origin).await {
                 Ok(id) => {
                     tracing::info!(queue_id = %id, client, from = %sender, nrcpt = count, size, "message accepted");
                     self.shared.stats.messages.fetch_add(1, Ordering::Relaxed);
