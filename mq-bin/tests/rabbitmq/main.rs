@@ -290,10 +290,14 @@ fn two_nodes_share_the_outbox_and_a_killed_one_loses_nothing() {
         let mut message = document(&format!("r{i}@example.net"), sink.address(), &format!("n{i}"));
         message["n"] = json!(i);
         broker.publish(&outbox, &message);
-        if i == COUNT / 2 {
-            first.kill();
-        }
     }
+    // Killed half way through the deliveries, some of its messages sent and not yet acked.
+    let deadline = std::time::Instant::now() + support::PATIENCE;
+    while sink.messages().len() < COUNT / 2 {
+        assert!(std::time::Instant::now() < deadline, "half the messages in time");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill();
     let results = broker.wait_for(&broker.queue("success"), COUNT);
     let mut seen = BTreeMap::new();
     for message in sink.messages() {
