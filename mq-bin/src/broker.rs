@@ -2,6 +2,7 @@
 //! `mq publish` (a MailerQ JSON document from stdin to the outbox), and what `mq check-config`
 //! checks of the broker.
 
+use std::fmt::Write as _;
 use std::io::Read as _;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -30,11 +31,9 @@ pub(crate) fn list(config: &Config) -> anyhow::Result<()> {
         .context("cannot read the queues from the message broker")?;
     let mut text = String::new();
     for (name, count) in counts {
-        match count {
-            Some(count) => text.push_str(&format!("{name}\t{count}\n")),
-            // Delay queues are declared when first needed.
-            None => text.push_str(&format!("{name}\t-\n")),
-        }
+        // A delay queue is declared when first needed: until then it has no count.
+        let count = count.map_or_else(|| "-".to_owned(), |count| count.to_string());
+        let _ = writeln!(text, "{name}\t{count}");
     }
     crate::print(&text)
 }

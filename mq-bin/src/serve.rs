@@ -131,7 +131,10 @@ fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Queue>> {
         .context("cannot start the RabbitMQ queue")?;
     // Not required: mq serves without the broker (SMTP answers 451) and connects when it can.
     if !queue.wait_connected(Duration::from_secs(5)) {
-        tracing::warn!(outbox, "the message broker is not reachable yet; mail is refused with 451 until it is");
+        tracing::warn!(
+            outbox,
+            "the message broker is not reachable yet; mail is refused with 451 until it is"
+        );
     }
     Ok(Arc::new(queue))
 }

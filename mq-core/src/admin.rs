@@ -83,7 +83,7 @@ use futures::AsyncWriteExt as _;
 use smol::channel::{Receiver, Sender};
 use smol::{Async, LocalExecutor};
 
-pub use metrics::{render_metrics, render_queue_health};
+pub use metrics::{render_metrics, render_queue_health, render_queue_metrics};
 pub use record::QueueRecord;
 
 use self::guard::Guard;
@@ -373,6 +373,7 @@ async fn route(request: &Request, sources: &Sources<'_>) -> Response {
 fn metrics_page(sources: &Sources<'_>) -> Response {
     let mut page = render_metrics(sources.stats, &(sources.metrics)(), sources.queue.count());
     page.push_str(&render_queue_health(&sources.queue.health()));
+    page.push_str(&render_queue_metrics(&sources.queue.metrics()));
     Response {
         status: 200,
         content_type: "text/plain; version=0.0.4",

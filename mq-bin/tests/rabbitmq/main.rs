@@ -38,13 +38,22 @@ fn smtp_mail_becomes_one_inbox_document_per_recipient() {
     let mut documents = broker.take(&broker.queue("inbox"));
     assert_eq!(documents.len(), 2, "{documents:?}");
     documents.sort_by_key(|d| d["recipient"].as_str().map(str::to_owned));
-    for (document, recipient) in documents.iter().zip(["bob@example.net", "carol@example.com"]) {
+    for (document, recipient) in documents
+        .iter()
+        .zip(["bob@example.net", "carol@example.com"])
+    {
         assert_eq!(document["envelope"], "alice@example.org");
         assert_eq!(document["recipient"], recipient);
         let mime = document["mime"].as_str().expect("mime is a string");
-        assert!(mime.contains("Subject: hello") && mime.contains("body text"), "{mime}");
+        assert!(
+            mime.contains("Subject: hello") && mime.contains("body text"),
+            "{mime}"
+        );
         assert_eq!(document["hostname"], "mq.test");
-        assert!(document["received"].as_str().is_some_and(|t| t.len() == 19), "{document}");
+        assert!(
+            document["received"].as_str().is_some_and(|t| t.len() == 19),
+            "{document}"
+        );
         let connection = &document["connection"];
         assert_eq!(connection["remote-ip"], "127.0.0.1");
         assert!(connection["remote-port"].as_u64().is_some_and(|p| p > 0));
@@ -68,16 +77,28 @@ fn an_unreachable_broker_gets_451_and_nothing_is_queued() {
         .rabbit_section(&format!("inbox = \"{inbox}\""))
         .replace("127.0.0.1:5672", &closed.to_string());
     let node = Node::start(&rabbit, "[delivery]\nenabled = false\n");
-    let (code, line) = send(node.smtp, "a@example.org", &["b@example.net"], "Subject: x\r\n\r\ny");
+    let (code, line) = send(
+        node.smtp,
+        "a@example.org",
+        &["b@example.net"],
+        "Subject: x\r\n\r\ny",
+    );
     assert_eq!(code, 451, "{line}");
     assert!(line.starts_with("451 4.3.0"), "{line}");
-    assert!(node.log().contains("cannot connect to the message broker"), "{}", node.log());
+    assert!(
+        node.log().contains("cannot connect to the message broker"),
+        "{}",
+        node.log()
+    );
     assert!(broker.take(&inbox).is_empty());
 }
 
 /// A delivering node for `broker`'s outbox.
 fn delivering_node(broker: &support::Broker) -> Node {
-    Node::start(&broker.rabbit_section(""), "[delivery.retry]\nschedule = [\"1s\"]\n")
+    Node::start(
+        &broker.rabbit_section(""),
+        "[delivery.retry]\nschedule = [\"1s\"]\n",
+    )
 }
 
 #[test]
@@ -87,7 +108,13 @@ fn an_outbox_document_is_delivered_and_its_result_keeps_custom_keys() {
         return;
     };
     let sink = Sink::start(Script::new());
-    let _node = delivering_node(&broker);
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let _node = Node::start(
+        &broker.rabbit_section(""),
+        &format!("[admin]\nlisten = \"{admin}\"\n"),
+    );
     let mut message = document("rcpt@example.net", sink.address(), "first");
     message["retries"] = json!([1, 2]);
     message["maxattempts"] = json!(3);
@@ -113,6 +140,26 @@ fn an_outbox_document_is_delivered_and_its_result_keeps_custom_keys() {
     assert_eq!(received[0].mail_from, "sender@example.org");
     assert!(String::from_utf8_lossy(&received[0].data).contains("Subject: first"));
     assert!(broker.take(&broker.queue("failure")).is_empty());
+    // The ack follows the confirms: wait for it rather than race it.
+    let deadline = std::time::Instant::now() + support::PATIENCE;
+    let metrics = loop {
+        let metrics = support::http_get(admin, "/metrics");
+        if metrics.contains("\nmq_broker_acked_total 1\n") || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(metrics.contains("\nmq_broker_connected 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nmq_broker_consumed_total 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nmq_broker_acked_total 1\n"), "{metrics}");
+    // The result, to `results` and to `success`.
+    assert!(
+        metrics.contains("\nmq_broker_confirmed_total 2\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -121,7 +168,8 @@ fn a_451_then_250_goes_through_retry_and_the_delay_queue() {
     let Some(broker) = broker("retry") else {
         return;
     };
-    let sink = Sink::start(Script::new().tempfail_first(1, "451 4.7.1 greylisted, come back later"));
+    let sink =
+        Sink::start(Script::new().tempfail_first(1, "451 4.7.1 greylisted, come back later"));
     let _node = delivering_node(&broker);
     let mut message = document("rcpt@example.net", sink.address(), "again");
     message["retries"] = json!([1]);
@@ -131,13 +179,21 @@ fn a_451_then_250_goes_through_retry_and_the_delay_queue() {
     let retries = broker.take(&broker.queue("retry"));
     assert_eq!(retries.len(), 1, "{retries:?}");
     assert_eq!(retries[0]["results"][0]["code"], 451);
-    assert!(retries[0]["nextattempt"]["time"].is_string(), "{}", retries[0]);
+    assert!(
+        retries[0]["nextattempt"]["time"].is_string(),
+        "{}",
+        retries[0]
+    );
     let attempts = success[0]["results"].as_array().expect("results");
     assert_eq!(attempts.len(), 2, "{}", success[0]);
     assert_eq!(attempts[0]["result"], "error");
     assert_eq!(attempts[0]["status"], "4.7.1");
     assert_eq!(attempts[1]["result"], "accepted");
-    assert!(success[0]["mime"].as_str().is_some_and(|m| m.contains("Subject: again")));
+    assert!(
+        success[0]["mime"]
+            .as_str()
+            .is_some_and(|m| m.contains("Subject: again"))
+    );
     assert_eq!(sink.messages().len(), 1);
 }
 
@@ -147,7 +203,8 @@ fn a_550_fails_with_the_remote_reply() {
     let Some(broker) = broker("reject") else {
         return;
     };
-    let sink = Sink::start(Script::new().on_rcpt("nobody@example.net", "550 5.1.1 no such user here"));
+    let sink =
+        Sink::start(Script::new().on_rcpt("nobody@example.net", "550 5.1.1 no such user here"));
     let _node = delivering_node(&broker);
     broker.publish(
         &broker.queue("outbox"),
@@ -158,7 +215,11 @@ fn a_550_fails_with_the_remote_reply() {
     assert_eq!(attempt["result"], "error", "{}", failure[0]);
     assert_eq!(attempt["code"], 550);
     assert_eq!(attempt["status"], "5.1.1");
-    assert!(attempt["description"].as_str().is_some_and(|d| d.contains("no such user here")));
+    assert!(
+        attempt["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("no such user here"))
+    );
     assert_eq!(broker.wait_for(&broker.queue("results"), 1), failure);
     assert!(broker.take(&broker.queue("success")).is_empty());
 }
@@ -180,7 +241,9 @@ fn unsupported_fields_are_refused_into_failure_with_a_reason() {
     let attempt = &failure[0]["results"][0];
     assert_eq!(attempt["state"], "process");
     assert!(
-        attempt["description"].as_str().is_some_and(|d| d.contains("personalisation")),
+        attempt["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("personalisation")),
         "{attempt}"
     );
     assert!(sink.messages().is_empty());
@@ -214,12 +277,19 @@ fn a_document_published_for_later_waits_in_the_broker() {
     let mut message = document("rcpt@example.net", sink.address(), "later");
     let published = std::time::Instant::now();
     let due = std::time::SystemTime::now() + Duration::from_secs(4);
-    let secs = due.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+    let secs = due
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
     message["nextattempt"] = json!({ "time": secs });
     broker.publish(&broker.queue("outbox"), &message);
     let success = broker.wait_for(&broker.queue("success"), 1);
     // Not before it was due (seconds are whole, and half a second counts as due).
-    assert!(published.elapsed() >= Duration::from_secs(2), "{:?}", published.elapsed());
+    assert!(
+        published.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        published.elapsed()
+    );
     assert_eq!(success[0]["results"].as_array().map(Vec::len), Some(1));
     assert_eq!(sink.messages().len(), 1);
 }
@@ -242,32 +312,56 @@ fn publish_and_queue_list_and_check_config() {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mq"));
         command.arg("--config").arg(&config).args(args);
         command.stdin(std::process::Stdio::piped());
-        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         let mut child = command.spawn().expect("mq runs");
         if let Some(input) = input {
             use std::io::Write as _;
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("stdin");
         }
         drop(child.stdin.take());
         child.wait_with_output().expect("mq ends")
     };
     let checked = mq(&["check-config"], None);
-    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let doc = json!({"recipient": "x@example.net", "mime": "Subject: s\r\n\r\nb\r\n", "id": 1});
     for _ in 0..3 {
         let published = mq(&["publish"], Some(&doc.to_string()));
-        assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+        assert!(
+            published.status.success(),
+            "{}",
+            String::from_utf8_lossy(&published.stderr)
+        );
     }
     let refused = mq(&["publish"], Some("not json"));
     assert!(!refused.status.success());
     let listed = mq(&["queue", "list"], None);
     let text = String::from_utf8_lossy(&listed.stdout).into_owned();
     let counts: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('\t')).collect();
-    assert_eq!(counts.get(broker.queue("outbox").as_str()), Some(&"3"), "{text}");
-    assert_eq!(counts.get(broker.queue("results").as_str()), Some(&"0"), "{text}");
+    assert_eq!(
+        counts.get(broker.queue("outbox").as_str()),
+        Some(&"3"),
+        "{text}"
+    );
+    assert_eq!(
+        counts.get(broker.queue("results").as_str()),
+        Some(&"0"),
+        "{text}"
+    );
     let show = mq(&["queue", "delete", "0000000000000001"], None);
     assert!(
-        String::from_utf8_lossy(&show.stderr).contains("does not support") || String::from_utf8_lossy(&show.stderr).contains("no per-message access"),
+        String::from_utf8_lossy(&show.stderr).contains("does not support")
+            || String::from_utf8_lossy(&show.stderr).contains("no per-message access"),
         "{}",
         String::from_utf8_lossy(&show.stderr)
     );
@@ -278,23 +372,30 @@ fn publish_and_queue_list_and_check_config() {
 #[test]
 #[ignore = "needs rabbitmq at 127.0.0.1:5672"]
 fn two_nodes_share_the_outbox_and_a_killed_one_loses_nothing() {
+    const COUNT: usize = 2_000;
     let Some(broker) = broker("twonodes") else {
         return;
     };
-    const COUNT: usize = 2_000;
     let sink = Sink::start(Script::new());
     let mut first = delivering_node(&broker);
     let second = delivering_node(&broker);
     let outbox = broker.queue("outbox");
     for i in 0..COUNT {
-        let mut message = document(&format!("r{i}@example.net"), sink.address(), &format!("n{i}"));
+        let mut message = document(
+            &format!("r{i}@example.net"),
+            sink.address(),
+            &format!("n{i}"),
+        );
         message["n"] = json!(i);
         broker.publish(&outbox, &message);
     }
     // Killed half way through the deliveries, some of its messages sent and not yet acked.
     let deadline = std::time::Instant::now() + support::PATIENCE;
     while sink.messages().len() < COUNT / 2 {
-        assert!(std::time::Instant::now() < deadline, "half the messages in time");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "half the messages in time"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     first.kill();
@@ -305,6 +406,9 @@ fn two_nodes_share_the_outbox_and_a_killed_one_loses_nothing() {
     }
     assert_eq!(seen.len(), COUNT, "every message reached the sink");
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
-    eprintln!("two nodes, {COUNT} messages, one killed half way: {duplicates} delivered twice; {} results", results.len());
+    eprintln!(
+        "two nodes, {COUNT} messages, one killed half way: {duplicates} delivered twice; {} results",
+        results.len()
+    );
     drop(second);
 }

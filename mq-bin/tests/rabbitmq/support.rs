@@ -18,7 +18,7 @@ use serde_json::Value;
 pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// A ceiling for every wait, never the expectation.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+pub const PATIENCE: Duration = Duration::from_mins(1);
 
 /// The delays of mq's delay queues (the test deletes them all).
 const DELAYS: [u64; 16] = [
@@ -57,7 +57,9 @@ pub fn broker(test: &str) -> Option<Broker> {
             })
         }
         Err(error) if std::env::var("MQ_TEST_SERVICES").as_deref() == Ok("required") => {
-            panic!("{test}: RabbitMQ at 127.0.0.1:5672 is required (MQ_TEST_SERVICES=required): {error}")
+            panic!(
+                "{test}: RabbitMQ at 127.0.0.1:5672 is required (MQ_TEST_SERVICES=required): {error}"
+            )
         }
         Err(error) => {
             eprintln!(
@@ -80,7 +82,11 @@ impl Broker {
             .iter()
             .map(|q| self.queue(q))
             .collect();
-        names.extend(DELAYS.iter().map(|d| format!("{}.delay.{d}", self.queue("outbox"))));
+        names.extend(
+            DELAYS
+                .iter()
+                .map(|d| format!("{}.delay.{d}", self.queue("outbox"))),
+        );
         names
     }
 
@@ -192,9 +198,15 @@ impl Node {
     pub fn start(rabbit: &str, rest: &str) -> Node {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let data = dir.path().join("data");
+        // No admin port unless the test asks for one.
+        let admin = if rest.contains("[admin]") {
+            ""
+        } else {
+            "[admin]\nlisten = \"\"\n"
+        };
         let text = format!(
             "[smtp]\nlisten = \"127.0.0.1:0\"\nhostname = \"mq.test\"\n\n\
-             [admin]\nlisten = \"\"\n\n[queue]\ndata_dir = '{}'\nbackend = \"rabbitmq\"\n\n{rabbit}\n{rest}\n",
+             {admin}\n[queue]\ndata_dir = '{}'\nbackend = \"rabbitmq\"\n\n{rabbit}\n{rest}\n",
             data.display()
         );
         let path = dir.path().join("mq.toml");
@@ -326,3 +338,16 @@ pub fn document(recipient: &str, sink: SocketAddr, subject: &str) -> Value {
     })
 }
 
+/// `GET path` on an admin port, the body of the answer.
+pub fn http_get(admin: SocketAddr, path: &str) -> String {
+    use std::io::Read as _;
+    let mut stream = TcpStream::connect(admin).expect("connect to the admin port");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    answer
+}

@@ -45,26 +45,50 @@ fn mq_reconnects_after_a_broker_restart_and_delivers_every_accepted_message() {
     let mut accepted = BTreeSet::new();
     for i in 0..20 {
         let to = format!("before{i}@example.net");
-        let (code, line) = send(node.smtp, "a@example.org", &[&to], "Subject: before\r\n\r\nx");
+        let (code, line) = send(
+            node.smtp,
+            "a@example.org",
+            &[&to],
+            "Subject: before\r\n\r\nx",
+        );
         assert_eq!(code, 250, "{line}");
         accepted.insert(to);
     }
     let restart = Restart;
     assert!(rabbitmqctl("stop_app"), "rabbitmqctl stop_app");
     node.wait_for_log("lost the message broker");
-    let (code, line) = send(node.smtp, "a@example.org", &["during@example.net"], "Subject: d\r\n\r\nx");
+    let (code, line) = send(
+        node.smtp,
+        "a@example.org",
+        &["during@example.net"],
+        "Subject: d\r\n\r\nx",
+    );
     assert_eq!(code, 451, "no 250 while the broker is away: {line}");
     assert!(rabbitmqctl("start_app"), "rabbitmqctl start_app");
     drop(restart);
     // mq reconnects on its own, with back-off.
     let deadline = Instant::now() + PATIENCE;
-    while node.log().matches("connected to the message broker").count() < 2 {
-        assert!(Instant::now() < deadline, "no reconnection:\n{}", node.log());
+    while node
+        .log()
+        .matches("connected to the message broker")
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no reconnection:\n{}",
+            node.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     for i in 0..20 {
         let to = format!("after{i}@example.net");
-        let (code, line) = send(node.smtp, "a@example.org", &[&to], "Subject: after\r\n\r\nx");
+        let (code, line) = send(
+            node.smtp,
+            "a@example.org",
+            &[&to],
+            "Subject: after\r\n\r\nx",
+        );
         assert_eq!(code, 250, "{line}");
         accepted.insert(to);
     }
@@ -80,7 +104,11 @@ fn mq_reconnects_after_a_broker_restart_and_delivers_every_accepted_message() {
             assert!(!delivered.contains("during@example.net"));
             break;
         }
-        assert!(Instant::now() < deadline, "not delivered: {missing:?}\n{}", node.log());
+        assert!(
+            Instant::now() < deadline,
+            "not delivered: {missing:?}\n{}",
+            node.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

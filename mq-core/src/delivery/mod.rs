@@ -41,6 +41,7 @@ pub use config::{DeliveryConfig, Smarthost, TlsMode};
 use crate::dns::{DnsConfig, Resolver};
 use crate::queue::{
     AckResult, AttemptReport, Entry, NewMessage, Origin, Queue, QueueError, QueueHealth, QueueId,
+    QueueMetric,
 };
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
@@ -291,6 +292,10 @@ impl Queue for Waking {
 
     fn health(&self) -> QueueHealth {
         self.delivery.queue.health()
+    }
+
+    fn metrics(&self) -> Vec<QueueMetric> {
+        self.delivery.queue.metrics()
     }
 
     fn flush(&self) {

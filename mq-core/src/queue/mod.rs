@@ -245,6 +245,19 @@ impl Default for QueueHealth {
     }
 }
 
+/// One metric a queue backend adds to the metrics page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueMetric {
+    /// Its name, `mq_…`.
+    pub name: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// What it counts.
+    pub help: &'static str,
+    /// Its value now.
+    pub value: u64,
+}
+
 /// A queue of entries, each a message to one recipient.
 ///
 /// The lifecycle of an entry: [`enqueue`](Queue::enqueue) makes one per recipient;
@@ -347,6 +360,12 @@ pub trait Queue: Send + Sync + fmt::Debug {
     /// keeps the default: writable, nothing failed.
     fn health(&self) -> QueueHealth {
         QueueHealth::default()
+    }
+
+    /// The backend's own metrics for the metrics page (the RabbitMQ queue's connection state
+    /// and message counters); none by default.
+    fn metrics(&self) -> Vec<QueueMetric> {
+        Vec::new()
     }
 
     /// Makes every deferred entry due now. A hint, kept in memory only: after a restart the

@@ -51,7 +51,10 @@ impl Document {
                     "payload".into(),
                     String::from_utf8_lossy(payload).into_owned().into(),
                 );
-                return Err(refusal(fields, &format!("the message is not JSON: {error}")));
+                return Err(refusal(
+                    fields,
+                    &format!("the message is not JSON: {error}"),
+                ));
             }
         };
         for (key, what) in UNSUPPORTED {
@@ -102,15 +105,17 @@ impl Document {
         let attempts = fields
             .get("results")
             .and_then(Value::as_array)
-            .map_or(0, |results| u32::try_from(results.len()).unwrap_or(u32::MAX));
+            .map_or(0, |results| {
+                u32::try_from(results.len()).unwrap_or(u32::MAX)
+            });
         Ok(Document {
+            fields,
             sender,
             recipient,
             mime,
             attempts,
             next_attempt,
             relay,
-            fields,
         })
     }
 
@@ -160,17 +165,31 @@ impl Document {
         fields
     }
 
-    /// The queue the document names for `kind` (`results`, `success`, …) in its `queues`:
-    /// `Some(None)` when it disables it (`null`), `None` when it does not say.
-    pub(crate) fn queue_override(&self, kind: &str) -> Option<Option<String>> {
-        let queues = self.fields.get("queues")?.as_object()?;
-        match queues.get(kind)? {
-            Value::Null => Some(None),
-            Value::String(name) if name.is_empty() => Some(None),
-            Value::String(name) => Some(Some(name.clone())),
-            _ => None,
+    /// What the document's `queues` says of the queue for `kind` (`results`, `success`, …).
+    pub(crate) fn queue_choice(&self, kind: &str) -> QueueChoice {
+        let named = self
+            .fields
+            .get("queues")
+            .and_then(Value::as_object)
+            .and_then(|queues| queues.get(kind));
+        match named {
+            Some(Value::Null) => QueueChoice::Off,
+            Some(Value::String(name)) if name.is_empty() => QueueChoice::Off,
+            Some(Value::String(name)) => QueueChoice::Named(name.clone()),
+            _ => QueueChoice::Configured,
         }
     }
+}
+
+/// A document's say on one of its result queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum QueueChoice {
+    /// It does not say: the configured queue.
+    Configured,
+    /// `null`: not published for this message.
+    Off,
+    /// This queue instead.
+    Named(String),
 }
 
 /// Adds `report` to the `results` of `fields`.
@@ -315,7 +334,7 @@ pub(crate) fn process_report(result: &'static str, description: String) -> Attem
 pub(crate) fn format_time(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
+    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX));
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
         rest / 3600,
@@ -356,9 +375,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
-        + i64::from(day)
-        - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -372,8 +390,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
         (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let day = u32::try_from(day_of_year - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -387,7 +405,10 @@ mod tests {
         let time = parse_time("2026-12-06 01:02:03").unwrap();
         assert_eq!(format_time(time), "2026-12-06 01:02:03");
         assert_eq!(format_time(UNIX_EPOCH), "1970-01-01 00:00:00");
-        assert_eq!(format_time(parse_time("2000-02-29 23:59:59").unwrap()), "2000-02-29 23:59:59");
+        assert_eq!(
+            format_time(parse_time("2000-02-29 23:59:59").unwrap()),
+            "2000-02-29 23:59:59"
+        );
         assert_eq!(parse_time("2026-13-01 00:00:00"), None);
         assert_eq!(parse_time("soon"), None);
     }
@@ -405,7 +426,10 @@ mod tests {
         assert_eq!(doc.attempts, 1);
         assert_eq!(doc.retry_delay(1), Some(Duration::from_secs(1)));
         assert_eq!(doc.retry_delay(9), Some(Duration::from_secs(5)));
-        assert_eq!(doc.relay.as_ref().map(|r| (r.host.as_str(), r.port)), Some(("127.0.0.1", 2525)));
+        assert_eq!(
+            doc.relay.as_ref().map(|r| (r.host.as_str(), r.port)),
+            Some(("127.0.0.1", 2525))
+        );
         assert_eq!(doc.exhausted(3, SystemTime::now()), Some("maxattempts"));
         assert_eq!(doc.exhausted(2, SystemTime::now()), None);
         assert_eq!(doc.next_attempt, parse_time("2030-01-01 00:00:00"));
@@ -427,6 +451,11 @@ mod tests {
             assert!(refusal.why.contains("does not support"), "{}", refusal.why);
             assert_eq!(refusal.fields["recipient"], "b@x.net");
         }
-        assert!(Document::parse(b"not json").unwrap_err().why.contains("not JSON"));
+        assert!(
+            Document::parse(b"not json")
+                .unwrap_err()
+                .why
+                .contains("not JSON")
+        );
     }
 }

@@ -157,14 +157,17 @@ impl Link {
                     if self.stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    tracing::warn!(reason = why, "lost the message broker; SMTP answers 451 and delivery pauses until it is back");
+                    tracing::warn!(
+                        reason = why,
+                        "lost the message broker; SMTP answers 451 and delivery pauses until it is back"
+                    );
                 }
                 Err(error) => {
-                    if !was_down_logged {
+                    if was_down_logged {
+                        tracing::debug!(%error, "cannot connect to the message broker");
+                    } else {
                         tracing::warn!(url = %redact(&self.config.url), %error, "cannot connect to the message broker; retrying");
                         was_down_logged = true;
-                    } else {
-                        tracing::debug!(%error, "cannot connect to the message broker");
                     }
                 }
             }
@@ -383,6 +386,7 @@ async fn declare(channel: &Channel, name: &str, arguments: FieldTable) -> lapin:
         .map(drop)
 }
 
+#[expect(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
 fn unavailable(error: lapin::Error) -> QueueError {
     QueueError::Unavailable(error.to_string())
 }

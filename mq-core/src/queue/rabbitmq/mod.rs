@@ -36,10 +36,10 @@ pub use link::RabbitStats;
 use super::id::IdSource;
 use super::{
     AckResult, AttemptReport, Entry, EntryState, NewMessage, Origin, Queue, QueueError,
-    QueueHealth, QueueId,
+    QueueHealth, QueueId, QueueMetric,
 };
 use config::delay_for;
-use document::{Document, Refusal, process_report};
+use document::{Document, QueueChoice, Refusal, process_report};
 use link::{Link, Outgoing};
 
 /// A wait shorter than this is no wait: the document is delivered now.
@@ -146,8 +146,10 @@ impl RabbitQueue {
     /// The queue a result of `kind` goes to for `document`: its own `queues` first, then the
     /// configuration; `None` when not published.
     fn result_queue(&self, document: Option<&Document>, kind: &str) -> Option<String> {
-        if let Some(named) = document.and_then(|d| d.queue_override(kind)) {
-            return named;
+        match document.map(|d| d.queue_choice(kind)) {
+            Some(QueueChoice::Off) => return None,
+            Some(QueueChoice::Named(name)) => return Some(name),
+            _ => {}
         }
         let configured = match kind {
             "results" => &self.config.results,
@@ -228,9 +230,7 @@ impl RabbitQueue {
         arrived: Option<u64>,
         retry_copy: Option<Vec<u8>>,
     ) -> Result<(), QueueError> {
-        let wait = when
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
+        let wait = when.duration_since(SystemTime::now()).unwrap_or_default();
         let delay = self.link.delay_queue(delay_for(wait)).await?;
         let mut messages = vec![Outgoing {
             queue: delay,
@@ -351,7 +351,9 @@ impl Queue for RabbitQueue {
                 ..process_report("accepted", "delivered".into())
             },
         });
-        let fields = taken.document.for_result(taken.document.with_result(&report));
+        let fields = taken
+            .document
+            .for_result(taken.document.with_result(&report));
         let published = self
             .publish_result(
                 Some(&taken.document),
@@ -421,6 +423,69 @@ impl Queue for RabbitQueue {
             writable: self.link.is_up(),
             ..QueueHealth::default()
         }
+    }
+
+    fn metrics(&self) -> Vec<QueueMetric> {
+        let stats = &self.link.stats;
+        let load = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let metric = |name, kind, help, value| QueueMetric {
+            name,
+            kind,
+            help,
+            value,
+        };
+        vec![
+            metric(
+                "mq_broker_connected",
+                "gauge",
+                "1 while the RabbitMQ broker is connected, 0 while mq reconnects.",
+                u64::from(self.link.is_up()),
+            ),
+            metric(
+                "mq_broker_connects_total",
+                "counter",
+                "Connections made to the broker (the first and each reconnection).",
+                load(&stats.connects),
+            ),
+            metric(
+                "mq_broker_published_total",
+                "counter",
+                "Messages published to the broker.",
+                load(&stats.published),
+            ),
+            metric(
+                "mq_broker_confirmed_total",
+                "counter",
+                "Publishes the broker confirmed.",
+                load(&stats.confirmed),
+            ),
+            metric(
+                "mq_broker_consumed_total",
+                "counter",
+                "Messages consumed from the outbox.",
+                load(&stats.consumed),
+            ),
+            metric(
+                "mq_broker_acked_total",
+                "counter",
+                "Consumed messages acknowledged, once what replaces them was confirmed.",
+                load(&stats.acked),
+            ),
+            metric(
+                "mq_broker_redelivered_total",
+                "counter",
+                "Consumed messages the broker had handed out before (to a node that did not ack).",
+                load(&stats.redelivered),
+            ),
+            metric(
+                "mq_broker_in_flight",
+                "gauge",
+                "Messages this node is delivering now.",
+                self.taken().len() as u64,
+            ),
+        ]
     }
 
     fn flush(&self) {
