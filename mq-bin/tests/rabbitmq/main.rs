@@ -205,7 +205,9 @@ fn a_550_fails_with_the_remote_reply() {
     };
     let sink =
         Sink::start(Script::new().on_rcpt("nobody@example.net", "550 5.1.1 no such user here"));
-    let _node = delivering_node(&broker);
+    // Mail mq makes itself (the bounce) goes to the inbox, kept apart from the outbox here.
+    let inbox = broker.queue("inbox");
+    let _node = Node::start(&broker.rabbit_section(&format!("inbox = \"{inbox}\"")), "");
     broker.publish(
         &broker.queue("outbox"),
         &document("nobody@example.net", sink.address(), "lost"),
@@ -222,6 +224,39 @@ fn a_550_fails_with_the_remote_reply() {
     );
     assert_eq!(broker.wait_for(&broker.queue("results"), 1), failure);
     assert!(broker.take(&broker.queue("success")).is_empty());
+    // The sender gets a delivery status notification (RFC 3464), as with the embedded queue.
+    let bounces = broker.wait_for(&inbox, 1);
+    assert_eq!(bounces[0]["envelope"], "");
+    assert_eq!(bounces[0]["recipient"], "sender@example.org");
+    let mime = bounces[0]["mime"].as_str().expect("mime");
+    assert!(
+        mime.contains("multipart/report") && mime.contains("5.1.1"),
+        "{mime}"
+    );
+}
+
+#[test]
+#[ignore = "needs rabbitmq at 127.0.0.1:5672"]
+fn maxattempts_ends_the_retries_in_failure() {
+    let Some(broker) = broker("maxattempts") else {
+        return;
+    };
+    let sink = Sink::start(Script::new().tempfail_first(100, "451 4.3.2 not now"));
+    let inbox = broker.queue("inbox");
+    let _node = Node::start(&broker.rabbit_section(&format!("inbox = \"{inbox}\"")), "");
+    let mut message = document("rcpt@example.net", sink.address(), "twice");
+    message["retries"] = json!([1]);
+    message["maxattempts"] = json!(2);
+    broker.publish(&broker.queue("outbox"), &message);
+    let failure = broker.wait_for(&broker.queue("failure"), 1);
+    let attempts = failure[0]["results"].as_array().expect("results");
+    assert_eq!(attempts.len(), 2, "{}", failure[0]);
+    assert!(attempts.iter().all(|a| a["code"] == 451));
+    assert_eq!(broker.take(&broker.queue("retry")).len(), 1);
+    assert!(sink.messages().is_empty());
+    // Given up for good: the sender hears of it.
+    let bounces = broker.wait_for(&inbox, 1);
+    assert_eq!(bounces[0]["recipient"], "sender@example.org");
 }
 
 #[test]

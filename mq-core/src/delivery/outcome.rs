@@ -123,11 +123,16 @@ pub(crate) async fn settle(
         Verdict::Delivered { .. } => DeliveryState::Delivered,
         Verdict::Postponed(delay) => DeliveryState::Deferred(*delay),
         Verdict::Deferred { .. } => {
-            match delivery
+            let configured = delivery
                 .config
                 .retry
-                .next_attempt(entry.arrived, attempt, now)
-            {
+                .next_attempt(entry.arrived, attempt, now);
+            let next = match &entry.retry {
+                // The entry's own rules first (a MailerQ document's).
+                Some(rules) => rules.next_attempt(attempt, now, configured),
+                None => configured,
+            };
+            match next {
                 Some(next) => DeliveryState::Deferred(next.duration_since(now).unwrap_or_default()),
                 None => DeliveryState::Failed,
             }

@@ -398,6 +398,7 @@ impl Stored {
             last_error: slot.state.last_error.clone(),
             state,
             relay: None,
+            retry: None,
         }
     }
 

@@ -130,6 +130,59 @@ pub struct Entry {
     /// A relay the entry itself names (a MailerQ document's `smarthost`), taking the place of
     /// the configured route; `None` for the embedded queue.
     pub relay: Option<Relay>,
+    /// Retry rules the entry itself carries (a MailerQ document's `retries`, `maxattempts`,
+    /// `maxdelivertime`), before `[delivery.retry]`'s; `None` for the embedded queue.
+    pub retry: Option<RetryRules>,
+}
+
+/// Retry rules of one entry.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use mq_core::queue::RetryRules;
+///
+/// let rules = RetryRules { delays: vec![Duration::from_secs(5)], max_attempts: Some(2), deadline: None };
+/// let now = SystemTime::now();
+/// assert_eq!(rules.next_attempt(1, now, None), Some(now + Duration::from_secs(5)));
+/// assert_eq!(rules.next_attempt(2, now, Some(now)), None);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryRules {
+    /// The delay after each failed attempt, the last repeating; empty: the configured ones.
+    pub delays: Vec<std::time::Duration>,
+    /// The most attempts; `None` or 0: no limit of its own.
+    pub max_attempts: Option<u32>,
+    /// The time after which no attempt is made.
+    pub deadline: Option<SystemTime>,
+}
+
+impl RetryRules {
+    /// When to try again after `attempts` failed attempts at `now`, or `None` to give up;
+    /// `configured` is what `[delivery.retry]` says (`None`: too old).
+    pub fn next_attempt(
+        &self,
+        attempts: u32,
+        now: SystemTime,
+        configured: Option<SystemTime>,
+    ) -> Option<SystemTime> {
+        if self
+            .max_attempts
+            .is_some_and(|max| max > 0 && attempts >= max)
+        {
+            return None;
+        }
+        let index = (attempts.max(1) - 1) as usize;
+        let next = match self.delays.get(index).or(self.delays.last()) {
+            Some(delay) => now + *delay,
+            None => configured?,
+        };
+        match self.deadline {
+            Some(deadline) if next > deadline => None,
+            _ => Some(next),
+        }
+    }
 }
 
 /// A relay named by a queued entry rather than by the configuration.

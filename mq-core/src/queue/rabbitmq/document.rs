@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mq_plugin_api::Address;
 use serde_json::{Map, Value, json};
 
-use super::super::{AttemptReport, Origin, Relay};
+use super::super::{AttemptReport, Origin, Relay, RetryRules};
 
 /// Fields of MailerQ's format that mq does not support: a document naming one is refused into
 /// `failure` rather than sent without it.
@@ -119,30 +119,32 @@ impl Document {
         })
     }
 
-    /// The delay before the next attempt after `attempts` failed ones, by the document's
-    /// `retries` (the last repeats), or `None` when it has none.
-    pub(crate) fn retry_delay(&self, attempts: u32) -> Option<Duration> {
-        let retries = self.fields.get("retries")?.as_array()?;
-        let delays: Vec<u64> = retries.iter().filter_map(Value::as_u64).collect();
-        let index = (attempts.max(1) - 1) as usize;
-        delays
-            .get(index)
-            .or(delays.last())
-            .map(|&secs| Duration::from_secs(secs))
-    }
-
-    /// Whether another attempt after `attempts` ones, at `next`, is past the document's
-    /// `maxattempts` or `maxdelivertime`.
-    pub(crate) fn exhausted(&self, attempts: u32, next: SystemTime) -> Option<&'static str> {
-        let max_attempts = self.fields.get("maxattempts").and_then(Value::as_u64);
-        if max_attempts.is_some_and(|max| max > 0 && u64::from(attempts) >= max) {
-            return Some("maxattempts");
-        }
+    /// The document's `retries`, `maxattempts` and `maxdelivertime`, when it has any.
+    pub(crate) fn retry_rules(&self) -> Option<RetryRules> {
+        let delays: Vec<Duration> = self
+            .fields
+            .get("retries")
+            .and_then(Value::as_array)
+            .map(|retries| {
+                retries
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .map(Duration::from_secs)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let max_attempts = self
+            .fields
+            .get("maxattempts")
+            .and_then(Value::as_u64)
+            .map(|max| u32::try_from(max).unwrap_or(u32::MAX));
         let deadline = self.fields.get("maxdelivertime").and_then(time_value);
-        if deadline.is_some_and(|deadline| next > deadline) {
-            return Some("maxdelivertime");
-        }
-        None
+        let rules = RetryRules {
+            delays,
+            max_attempts,
+            deadline,
+        };
+        (rules != RetryRules::default()).then_some(rules)
     }
 
     /// Whether the result keeps the MIME (`keepmime`).
@@ -424,14 +426,21 @@ mod tests {
         assert_eq!(doc.sender.as_str(), "a@example.org");
         assert_eq!(doc.recipient.as_str(), "b@example.net");
         assert_eq!(doc.attempts, 1);
-        assert_eq!(doc.retry_delay(1), Some(Duration::from_secs(1)));
-        assert_eq!(doc.retry_delay(9), Some(Duration::from_secs(5)));
+        let rules = doc.retry_rules().unwrap();
+        let now = SystemTime::now();
+        assert_eq!(
+            rules.next_attempt(1, now, None),
+            Some(now + Duration::from_secs(1))
+        );
+        assert_eq!(
+            rules.next_attempt(2, now, None),
+            Some(now + Duration::from_secs(5))
+        );
+        assert_eq!(rules.next_attempt(3, now, None), None);
         assert_eq!(
             doc.relay.as_ref().map(|r| (r.host.as_str(), r.port)),
             Some(("127.0.0.1", 2525))
         );
-        assert_eq!(doc.exhausted(3, SystemTime::now()), Some("maxattempts"));
-        assert_eq!(doc.exhausted(2, SystemTime::now()), None);
         assert_eq!(doc.next_attempt, parse_time("2030-01-01 00:00:00"));
         let result = doc.for_result(doc.with_result(&process_report("error", "x".into())));
         assert!(!result.contains_key("mime"));

@@ -309,6 +309,7 @@ impl Queue for RabbitQueue {
                 last_error: None,
                 state: EntryState::InFlight,
                 relay: document.relay.clone(),
+                retry: document.retry_rules(),
             };
             self.taken().insert(
                 id,
@@ -377,29 +378,16 @@ impl Queue for RabbitQueue {
             .taken()
             .remove(&entry.queue_id)
             .ok_or(QueueError::NotFound(entry.queue_id))?;
-        let now = SystemTime::now();
-        let attempts = taken.document.attempts.saturating_add(1);
+        // `until` already follows the document's own `retries` (see `Entry::retry`).
         let report = RabbitQueue::report_of(&mut taken, || process_report("error", error));
-        let next = taken
-            .document
-            .retry_delay(attempts)
-            .map_or(until, |delay| now + delay);
         let arrived = Some(secs(taken.arrived));
         let mut fields = taken.document.with_result(&report);
-        let replaced = if let Some(limit) = taken.document.exhausted(attempts, next) {
-            // No attempt is left: this one was the last, and it failed.
-            tracing::info!(to = %entry.recipient, limit, "giving up: the message's limit is reached");
-            let fields = taken.document.for_result(fields);
-            self.publish_result(Some(&taken.document), fields, false, arrived)
-                .await
-        } else {
-            let mut next_attempt = Map::new();
-            next_attempt.insert("time".into(), document::format_time(next).into());
-            fields.insert("nextattempt".into(), Value::Object(next_attempt));
-            let copy = taken.document.for_result(fields.clone());
-            let copy = serde_json::to_vec(&Value::Object(copy)).unwrap_or_default();
-            self.wait_until(fields, next, arrived, Some(copy)).await
-        };
+        let mut next_attempt = Map::new();
+        next_attempt.insert("time".into(), document::format_time(until).into());
+        fields.insert("nextattempt".into(), Value::Object(next_attempt));
+        let copy = taken.document.for_result(fields.clone());
+        let copy = serde_json::to_vec(&Value::Object(copy)).unwrap_or_default();
+        let replaced = self.wait_until(fields, until, arrived, Some(copy)).await;
         let failed = replaced.as_ref().err().map(QueueError::duplicate);
         self.settle(&taken.message, replaced).await;
         failed.map_or(Ok(()), Err)
