@@ -170,15 +170,18 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         smol::block_on(async {
+            // A fresh connection: the test's own may have died with a broker restart.
+            let fresh = Connection::connect(URL, ConnectionProperties::default()).await;
+            let connection = fresh.as_ref().unwrap_or(&self.connection);
             for name in self.all_queues() {
                 // A deleted or never declared queue closes the channel: one channel each.
-                if let Ok(channel) = self.connection.create_channel().await {
+                if let Ok(channel) = connection.create_channel().await {
                     let _ = channel
                         .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
                         .await;
                 }
             }
-            let _ = self.connection.close(200, "done".into()).await;
+            let _ = connection.close(200, "done".into()).await;
         });
     }
 }
