@@ -44,6 +44,7 @@
 //! ```
 
 mod admin_client;
+mod broker;
 mod check;
 mod clock;
 mod header;
@@ -122,6 +123,9 @@ enum Command {
     /// Runs a session recorded by `[smtp] record` again, with this build's plugins as
     /// configured, and prints its transcript and where the replies now differ.
     Replay(replay::ReplayArgs),
+    /// Publishes a MailerQ JSON document read from stdin to the RabbitMQ outbox
+    /// ([queue.rabbitmq]), once the broker confirmed it.
+    Publish,
 }
 
 /// Runs the `mq` command line on this process's arguments and returns its exit code.
@@ -172,6 +176,7 @@ impl Cli {
             Command::Inject(args) => inject::run(&config, args),
             Command::Sendmail(args) => sendmail::run(&config, args),
             Command::Queue(args) => queue::run(&config, args),
+            Command::Publish => broker::publish(&config),
             Command::Plugins => {
                 let registry = Registry::linked()?;
                 let plan = self.plan(&registry, &config)?;
@@ -186,6 +191,7 @@ impl Cli {
             Command::CheckConfig => {
                 self.plan(&Registry::linked()?, &config)?;
                 self.in_file(check::run(&config))?;
+                self.in_file(broker::check(&config))?;
                 print("config OK\n")
             }
         }

@@ -89,6 +89,18 @@ pub(crate) enum Access {
 
 /// Runs one `mq queue` command.
 pub(crate) fn run(config: &Config, args: &QueueArgs) -> anyhow::Result<()> {
+    if crate::broker::in_use(config) {
+        return match &args.action {
+            Action::List { .. } => crate::broker::list(config),
+            Action::Summary { .. } => Err(crate::broker::unsupported("summary")),
+            Action::Show { .. } => Err(crate::broker::unsupported("show")),
+            Action::Delete(_) => Err(crate::broker::unsupported("delete")),
+            Action::Hold(_) => Err(crate::broker::unsupported("hold")),
+            Action::Release(_) => Err(crate::broker::unsupported("release")),
+            Action::Requeue(_) => Err(crate::broker::unsupported("requeue")),
+            Action::Flush { .. } => Err(crate::broker::unsupported("flush")),
+        };
+    }
     let data_dir = args.data_dir.as_deref().unwrap_or(&config.queue.data_dir);
     let access = access(config, data_dir)?;
     let now = unix_now();

@@ -4,13 +4,14 @@
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use async_signal::{Signal, Signals};
 use clap::Args;
 use mq_core::admin::{AdminServer, Sources};
 use mq_core::delivery::{Delivery, DeliveryStats, Smarthost};
-use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue, QueueError};
+use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, Queue, QueueError, RabbitQueue};
 use mq_core::smtp::{Cidr, Listeners, Server};
 use mq_core::{Config, Plan, Runtime};
 use smol::stream::StreamExt as _;
@@ -90,7 +91,7 @@ pub(crate) fn run(
         // serves: a taken admin port stops mq here, before SMTP clients or deliveries have
         // seen it.
         None => {
-            let queue = open_queue(config)?;
+            let queue = open_backend(config)?;
             let admin = AdminServer::from_config(&config.admin, &config.queue.data_dir)?;
             (queue, admin, None, pid_file()?)
         }
@@ -103,7 +104,7 @@ pub(crate) fn run(
             let pid_file = pid_file()?;
             crate::service::become_account(account)?;
             let admin = AdminServer::from_config(&config.admin, &config.queue.data_dir)?;
-            (open_queue(config)?, admin, Some(listeners), pid_file)
+            (open_backend(config)?, admin, Some(listeners), pid_file)
         }
     };
     let signals = match early {
@@ -118,7 +119,7 @@ pub(crate) fn run(
         &config.smtp.domains,
         config.dns.clone(),
         &config.queue.data_dir,
-        Arc::clone(&queue) as Arc<dyn Queue>,
+        Arc::clone(&queue),
     );
     // New mail and flushes wake the scheduler through this handle of the queue.
     let waking = delivery.queue();
@@ -158,6 +159,25 @@ pub(crate) fn run(
     drop(pid_file);
     tracing::info!("mq stopped");
     Ok(())
+}
+
+/// The queue `[queue] backend` names: the embedded one, or the broker's.
+fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Queue>> {
+    if !crate::broker::in_use(config) {
+        return Ok(open_queue(config)? as Arc<dyn Queue>);
+    }
+    let rabbit = config.queue.rabbitmq.clone();
+    let outbox = rabbit.outbox.clone();
+    let queue = RabbitQueue::start(rabbit, &config.smtp.hostname, config.delivery.enabled)
+        .context("cannot start the RabbitMQ queue")?;
+    // Not required: mq serves without the broker (SMTP answers 451) and connects when it can.
+    if !queue.wait_connected(Duration::from_secs(5)) {
+        tracing::warn!(
+            outbox,
+            "the message broker is not reachable yet; mail is refused with 451 until it is"
+        );
+    }
+    Ok(Arc::new(queue))
 }
 
 /// The queue in `<data_dir>/queue`, locked for this process alone.

@@ -90,7 +90,9 @@ use futures::AsyncWriteExt as _;
 use smol::channel::{Receiver, Sender};
 use smol::{Async, LocalExecutor};
 
-pub use metrics::{Service, render_metrics, render_queue_health, render_service};
+pub use metrics::{
+    Service, render_metrics, render_queue_health, render_queue_metrics, render_service,
+};
 pub use record::QueueRecord;
 
 use self::guard::Guard;
@@ -395,6 +397,7 @@ fn metrics_page(sources: &Sources<'_>) -> Response {
         queue: sources.queue.age(),
         now: SystemTime::now(),
     }));
+    page.push_str(&render_queue_metrics(&sources.queue.metrics()));
     Response {
         status: 200,
         content_type: "text/plain; version=0.0.4",

@@ -66,6 +66,23 @@ pub struct QueueConfig {
     /// Whether to fsync before acknowledging (default true). Off, a crash can lose accepted
     /// mail: for benchmarks only.
     pub fsync: bool,
+    /// Where messages wait: `embedded` (default, the journal in the data directory) or
+    /// `rabbitmq` (a broker, in MailerQ's JSON format; `[queue.rabbitmq]`).
+    pub backend: QueueBackend,
+    /// The broker, when `backend = "rabbitmq"`.
+    pub rabbitmq: crate::queue::rabbitmq::RabbitConfig,
+}
+
+/// `[queue] backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum QueueBackend {
+    /// The journal in `<data_dir>/queue`.
+    #[default]
+    Embedded,
+    /// A RabbitMQ broker shared by any number of mq nodes.
+    Rabbitmq,
 }
 
 impl Default for QueueConfig {
@@ -73,6 +90,8 @@ impl Default for QueueConfig {
         QueueConfig {
             data_dir: "mq-data".into(),
             fsync: true,
+            backend: QueueBackend::Embedded,
+            rabbitmq: crate::queue::rabbitmq::RabbitConfig::default(),
         }
     }
 }

@@ -111,6 +111,26 @@ pub fn render_service(service: &Service<'_>) -> String {
     page.0
 }
 
+/// A queue backend's own metrics ([`Queue::metrics`](crate::queue::Queue::metrics)), in
+/// Prometheus' text format.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::admin::render_queue_metrics;
+/// use mq_core::queue::QueueMetric;
+///
+/// let metric = QueueMetric { name: "mq_broker_connected", kind: "gauge", help: "Up.", value: 1 };
+/// assert!(render_queue_metrics(&[metric]).contains("\nmq_broker_connected 1\n"));
+/// ```
+pub fn render_queue_metrics(metrics: &[crate::queue::QueueMetric]) -> String {
+    let mut page = Page(String::new());
+    for metric in metrics {
+        let _ = page.single(metric.name, metric.kind, metric.help, metric.value);
+    }
+    page.0
+}
+
 /// The page being written.
 struct Page(String);
 

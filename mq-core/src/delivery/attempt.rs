@@ -39,7 +39,16 @@ pub(crate) async fn deliver(
     domain: &str,
     batches: Vec<Batch>,
 ) {
-    let route = route(&delivery.config, &delivery.local_domains, domain);
+    // A relay the entries name (they share it: the scheduler filed them by it) replaces the
+    // configured route.
+    let named = batches
+        .first()
+        .and_then(|batch| batch.entries.first())
+        .and_then(|entry| entry.relay.clone());
+    let route = match named {
+        Some(relay) => Route::Relay(super::route::named_relay(&relay)),
+        None => route(&delivery.config, &delivery.local_domains, domain),
+    };
     let mut job = Job {
         worker,
         delivery,
@@ -51,6 +60,7 @@ pub(crate) async fn deliver(
         setup_from: None,
         setup: Duration::ZERO,
         sending: None,
+        route: Some(route.clone()),
     };
     let mut targets_result = None;
     for batch in batches {
@@ -98,6 +108,8 @@ struct Job<'a> {
     setup: Duration,
     /// When the transaction under way began.
     sending: Option<Instant>,
+    /// Where this job's mail goes.
+    route: Option<Route>,
 }
 
 impl Job<'_> {
@@ -265,7 +277,8 @@ impl Job<'_> {
     /// that names mq as its own is mq: mail for `domain` loops, unless more preferred hosts
     /// were tried and may take it later.
     async fn connect(&mut self, targets: &[Target], domain: &str) -> Result<Connection, Verdict> {
-        let config = self.delivery.client_config(domain);
+        let route = self.route.clone().unwrap_or(Route::Mx);
+        let config = self.delivery.client_config(&route);
         let limits = &self.delivery.config;
         let mut last = Verdict::deferred(format!("no mail host for {domain} answered"), None);
         let mut sessions = 0;
@@ -273,7 +286,7 @@ impl Job<'_> {
             if sessions >= limits.mx_session_limit {
                 break;
             }
-            let trust = self.delivery.trust(domain);
+            let trust = self.delivery.trust(&route);
             match Connection::open(target.address, &target.host, &config, trust).await {
                 Ok(connection) if self.delivery.myself.named_in(connection.server_names()) => {
                     tracing::warn!(host = target.host, address = %target.address, "mail host greeted with mq's own hostname");

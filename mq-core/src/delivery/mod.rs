@@ -44,7 +44,8 @@ pub use stats::DeliveryStats;
 
 use crate::dns::{DnsConfig, Resolver};
 use crate::queue::{
-    AckResult, Entry, NewMessage, Queue, QueueAge, QueueError, QueueHealth, QueueId,
+    AckResult, AttemptReport, Entry, NewMessage, Origin, Queue, QueueAge, QueueError, QueueHealth,
+    QueueId, QueueMetric,
 };
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
@@ -178,10 +179,10 @@ impl Delivery {
         })
     }
 
-    /// The TLS client configuration replacing the built-in one for a destination: its relay's
+    /// The TLS client configuration replacing the built-in one for a route: its relay's
     /// `ca_file`, if it names one.
-    fn trust(&self, domain: &str) -> Option<Arc<rustls::ClientConfig>> {
-        match route::route(&self.config, &self.local_domains, domain) {
+    fn trust(&self, route: &Route) -> Option<Arc<rustls::ClientConfig>> {
+        match route.clone() {
             Route::Relay(relay) => relay
                 .ca_file
                 .and_then(|file| self.trust.get(&file).cloned()),
@@ -189,9 +190,9 @@ impl Delivery {
         }
     }
 
-    /// The client settings for a destination: the relay's, or those for MX hosts.
-    fn client_config(&self, domain: &str) -> ClientConfig {
-        let (mode, auth) = match route::route(&self.config, &self.local_domains, domain) {
+    /// The client settings for a route: the relay's, or those for MX hosts.
+    fn client_config(&self, route: &Route) -> ClientConfig {
+        let (mode, auth) = match route.clone() {
             Route::Relay(relay) => (relay.tls_mode(), relay.auth),
             _ => (self.config.tls, None),
         };
@@ -254,8 +255,22 @@ impl Queue for Waking {
         Ok(id)
     }
 
+    async fn enqueue_from(
+        &self,
+        message: NewMessage,
+        origin: &Origin,
+    ) -> Result<QueueId, QueueError> {
+        let id = self.delivery.queue.enqueue_from(message, origin).await?;
+        self.delivery.wake();
+        Ok(id)
+    }
+
     async fn take_due(&self, now: SystemTime, max: usize) -> Result<Vec<Entry>, QueueError> {
         self.delivery.queue.take_due(now, max).await
+    }
+
+    fn report_attempt(&self, entry: &Entry, report: AttemptReport) {
+        self.delivery.queue.report_attempt(entry, report);
     }
 
     async fn body(&self, id: &QueueId) -> Result<Arc<[u8]>, QueueError> {
@@ -293,6 +308,10 @@ impl Queue for Waking {
 
     fn health(&self) -> QueueHealth {
         self.delivery.queue.health()
+    }
+
+    fn metrics(&self) -> Vec<QueueMetric> {
+        self.delivery.queue.metrics()
     }
 
     fn flush(&self) {

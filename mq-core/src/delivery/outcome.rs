@@ -9,7 +9,7 @@ use super::Delivery;
 use super::dsn::{self, Action, Bounce, FailedRecipient};
 use super::stats::{AttemptResult, Class};
 use crate::logline;
-use crate::queue::{AckResult, Entry, NewMessage};
+use crate::queue::{AckResult, AttemptReport, Entry, NewMessage};
 use crate::runtime::Worker;
 
 /// How an attempt went for one entry, before `delivery_result` has its say.
@@ -142,11 +142,16 @@ pub(crate) async fn settle(
         Verdict::Delivered { .. } => DeliveryState::Delivered,
         Verdict::Postponed(delay) => DeliveryState::Deferred(*delay),
         Verdict::Deferred { .. } => {
-            match delivery
+            let configured = delivery
                 .config
                 .retry
-                .next_attempt(entry.arrived, attempt, now)
-            {
+                .next_attempt(entry.arrived, attempt, now);
+            let next = match &entry.retry {
+                // The entry's own rules first (a MailerQ document's).
+                Some(rules) => rules.next_attempt(attempt, now, configured),
+                None => configured,
+            };
+            match next {
                 Some(next) => DeliveryState::Deferred(next.duration_since(now).unwrap_or_default()),
                 None => DeliveryState::Failed,
             }
@@ -162,6 +167,9 @@ pub(crate) async fn settle(
         proposed,
     );
     let _ = worker.engine().run(ctx, &mut event).await;
+    delivery
+        .queue
+        .report_attempt(&entry, report(&verdict, leg.relay, now));
     match event.state {
         DeliveryState::Delivered => {
             log(&entry, leg, &verdict, "sent", now);
@@ -206,6 +214,51 @@ pub(crate) async fn settle(
             )
             .await;
         }
+    }
+}
+
+/// The attempt as a queue that publishes results records it (MailerQ's `results` entry).
+fn report(verdict: &Verdict, relay: Option<&str>, now: SystemTime) -> AttemptReport {
+    let relay = match verdict {
+        Verdict::Delivered { relay, .. } => Some(relay.as_str()),
+        Verdict::Deferred { relay, .. } | Verdict::Failed { relay, .. } => relay.as_deref(),
+        Verdict::Postponed(_) | Verdict::Dropped => relay,
+    };
+    // `host[ip]:port` or `host[ip:port]`, as logged.
+    let (mta, to) = match relay.and_then(|relay| relay.split_once('[')) {
+        Some((host, rest)) => {
+            let address = rest.split(']').next().unwrap_or(rest);
+            let ip = address
+                .parse::<std::net::SocketAddr>()
+                .map_or_else(|_| address.to_owned(), |a| a.ip().to_string());
+            (Some(host.to_owned()), Some(ip))
+        }
+        None => (relay.map(str::to_owned), None),
+    };
+    let reply = verdict.reply();
+    let (state, result) = match (verdict, reply) {
+        (Verdict::Delivered { .. }, _) => ("message", "accepted"),
+        (Verdict::Postponed(_) | Verdict::Dropped, _) => ("process", "error"),
+        (_, Some(_)) => ("message", "error"),
+        (_, None) if to.is_none() && mta.is_none() => ("dns", "error"),
+        (_, None) => {
+            let reason = verdict.reason();
+            if reason.contains("timed out") || reason.contains("within") {
+                ("connect", "timeout")
+            } else {
+                ("connect", "lost")
+            }
+        }
+    };
+    AttemptReport {
+        state,
+        result,
+        time: now,
+        code: reply.map(Reply::code),
+        status: reply.and_then(Reply::enhanced).map(str::to_owned),
+        description: reply.map_or_else(|| verdict.reason(), |r| r.text().to_owned()),
+        mta,
+        to,
     }
 }
 

@@ -34,6 +34,19 @@ pub fn route(config: &DeliveryConfig, local_domains: &[String], domain: &str) ->
     }
 }
 
+/// The relay an entry names (a MailerQ document's `smarthost`), as a configured one: STARTTLS
+/// as for any relay (required, verified, when it has credentials).
+pub fn named_relay(relay: &crate::queue::Relay) -> Smarthost {
+    let host = if relay.host.contains(':') {
+        format!("[{}]", relay.host)
+    } else {
+        relay.host.clone()
+    };
+    let mut smarthost = Smarthost::new(format!("{host}:{}", relay.port));
+    smarthost.auth.clone_from(&relay.auth);
+    smarthost
+}
+
 /// A server to try: its name (for TLS and logs), address, and MX preference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {

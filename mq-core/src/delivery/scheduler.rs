@@ -38,7 +38,11 @@ impl Waiting {
         self.entries += entries.len();
         let mut batches: BTreeMap<(String, QueueId), Vec<Entry>> = BTreeMap::new();
         for entry in entries {
-            let domain = entry.recipient.domain().to_ascii_lowercase();
+            // An entry naming its own relay goes there, with others for the same relay.
+            let domain = match &entry.relay {
+                Some(relay) => format!("[{}]:{}", relay.host, relay.port),
+                None => entry.recipient.domain().to_ascii_lowercase(),
+            };
             batches
                 .entry((domain, entry.queue_id))
                 .or_default()

@@ -34,7 +34,9 @@ pub enum QueueError {
     InUse(PathBuf),
     /// The queue is shut down.
     Closed,
-    /// This kind of queue cannot do what was asked (e.g. `hold` on a broker queue).
+    /// The broker behind the queue is unreachable or did not confirm; try again later.
+    Unavailable(String),
+    /// The queue's backend cannot do this (per-message commands or holds on the RabbitMQ queue).
     Unsupported(&'static str),
 }
 
@@ -60,6 +62,7 @@ impl QueueError {
             QueueError::Invalid(why) => QueueError::Invalid(why),
             QueueError::InUse(dir) => QueueError::InUse(dir.clone()),
             QueueError::Closed => QueueError::Closed,
+            QueueError::Unavailable(why) => QueueError::Unavailable(why.clone()),
             QueueError::Unsupported(what) => QueueError::Unsupported(what),
         }
     }
@@ -73,7 +76,10 @@ impl fmt::Display for QueueError {
             QueueError::Invalid(why) => write!(f, "message cannot be queued: {why}"),
             QueueError::InUse(dir) => write!(f, "queue {} is in use", dir.display()),
             QueueError::Closed => f.write_str("queue is closed"),
-            QueueError::Unsupported(what) => write!(f, "this queue cannot {what} messages"),
+            QueueError::Unavailable(why) => write!(f, "message broker unavailable: {why}"),
+            QueueError::Unsupported(what) => {
+                write!(f, "this queue backend does not support {what}")
+            }
         }
     }
 }

@@ -483,6 +483,8 @@ impl Stored {
             next_attempt: slot.state.next_attempt,
             last_error: slot.state.last_error.clone(),
             state,
+            relay: None,
+            retry: None,
         }
     }
 

@@ -20,6 +20,8 @@
 //! - `salvage`: damage inside the journal, moved aside so that the records after it are kept.
 //! - `surgery`: [`Surgery`], an administrator's delete, hold, release or requeue of many
 //!   messages at once.
+//! - [`rabbitmq`]: [`RabbitQueue`], the queue on a RabbitMQ broker, one MailerQ JSON document
+//!   per recipient, shared by any number of mq nodes.
 //!
 //! # Why a journal with group commit
 //!
@@ -71,6 +73,7 @@ mod id;
 mod index;
 mod journal;
 mod private;
+pub mod rabbitmq;
 mod record;
 mod recovery;
 mod salvage;
@@ -87,6 +90,10 @@ pub use embedded::{EmbeddedOptions, EmbeddedQueue};
 pub use error::QueueError;
 pub use id::{ParseQueueIdError, QueueId};
 pub use surgery::{Surgery, all_messages};
+
+pub use rabbitmq::RabbitQueue;
+
+pub use crate::config::QueueBackend;
 
 /// A message accepted by the SMTP server, to be queued with one entry per recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +132,110 @@ pub struct Entry {
     pub last_error: Option<String>,
     /// Whether it waits or is being delivered.
     pub state: EntryState,
+    /// A relay the entry itself names (a MailerQ document's `smarthost`), taking the place of
+    /// the configured route; `None` for the embedded queue.
+    pub relay: Option<Relay>,
+    /// Retry rules the entry itself carries (a MailerQ document's `retries`, `maxattempts`,
+    /// `maxdelivertime`), before `[delivery.retry]`'s; `None` for the embedded queue.
+    pub retry: Option<RetryRules>,
+}
+
+/// Retry rules of one entry.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use mq_core::queue::RetryRules;
+///
+/// let rules = RetryRules { delays: vec![Duration::from_secs(5)], max_attempts: Some(2), deadline: None };
+/// let now = SystemTime::now();
+/// assert_eq!(rules.next_attempt(1, now, None), Some(now + Duration::from_secs(5)));
+/// assert_eq!(rules.next_attempt(2, now, Some(now)), None);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryRules {
+    /// The delay after each failed attempt, the last repeating; empty: the configured ones.
+    pub delays: Vec<std::time::Duration>,
+    /// The most attempts; `None` or 0: no limit of its own.
+    pub max_attempts: Option<u32>,
+    /// The time after which no attempt is made.
+    pub deadline: Option<SystemTime>,
+}
+
+impl RetryRules {
+    /// When to try again after `attempts` failed attempts at `now`, or `None` to give up;
+    /// `configured` is what `[delivery.retry]` says (`None`: too old).
+    pub fn next_attempt(
+        &self,
+        attempts: u32,
+        now: SystemTime,
+        configured: Option<SystemTime>,
+    ) -> Option<SystemTime> {
+        if self
+            .max_attempts
+            .is_some_and(|max| max > 0 && attempts >= max)
+        {
+            return None;
+        }
+        let index = (attempts.max(1) - 1) as usize;
+        let next = match self.delays.get(index).or(self.delays.last()) {
+            Some(delay) => now + *delay,
+            None => configured?,
+        };
+        match self.deadline {
+            Some(deadline) if next > deadline => None,
+            _ => Some(next),
+        }
+    }
+}
+
+/// A relay named by a queued entry rather than by the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Relay {
+    /// The host name or IP address.
+    pub host: String,
+    /// The port (25 unless the entry says otherwise).
+    pub port: u16,
+    /// User and password for AUTH, when given.
+    pub auth: Option<(String, String)>,
+}
+
+/// Where an accepted message came from, for a queue that records it (the RabbitMQ queue's
+/// `connection` object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address.
+    pub remote: std::net::SocketAddr,
+    /// The address the client connected to.
+    pub local: std::net::SocketAddr,
+    /// Whether the session ran over TLS.
+    pub secure: bool,
+    /// The user the client authenticated as.
+    pub user: Option<String>,
+}
+
+/// What one delivery attempt of an entry came to, as the RabbitMQ queue publishes it in its
+/// results (MailerQ's `results` entries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptReport {
+    /// The step the attempt ended at: `message` once the data was answered, `connect`, `dns`,
+    /// `process` (mq's own decision), as MailerQ names them.
+    pub state: &'static str,
+    /// `accepted`, `timeout`, `lost`, `invalid` or `error`.
+    pub result: &'static str,
+    /// When it ended.
+    pub time: SystemTime,
+    /// The remote reply's code, when there was a reply.
+    pub code: Option<u16>,
+    /// Its enhanced status code.
+    pub status: Option<String>,
+    /// Its text, or why there was none.
+    pub description: String,
+    /// The remote host's name.
+    pub mta: Option<String>,
+    /// The remote host's address.
+    pub to: Option<String>,
 }
 
 /// Where an entry is in its life.
@@ -244,6 +355,19 @@ impl Default for QueueHealth {
     }
 }
 
+/// One metric a queue backend adds to the metrics page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueMetric {
+    /// Its name, `mq_…`.
+    pub name: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// What it counts.
+    pub help: &'static str,
+    /// Its value now.
+    pub value: u64,
+}
+
 /// A queue of entries, each a message to one recipient.
 ///
 /// The lifecycle of an entry: [`enqueue`](Queue::enqueue) makes one per recipient;
@@ -292,6 +416,23 @@ pub trait Queue: Send + Sync + fmt::Debug {
     /// If the future is dropped before it resolves, the message may still have been queued.
     async fn enqueue(&self, message: NewMessage) -> Result<QueueId, QueueError>;
 
+    /// [`enqueue`](Queue::enqueue) for a message the SMTP server accepted from `origin`; a
+    /// queue that records where mail came from overrides it.
+    async fn enqueue_from(
+        &self,
+        message: NewMessage,
+        origin: &Origin,
+    ) -> Result<QueueId, QueueError> {
+        let _ = origin;
+        self.enqueue(message).await
+    }
+
+    /// Tells the queue how the current attempt of `entry` went, just before it is acked or
+    /// deferred; a queue that publishes results (RabbitMQ) keeps it for them.
+    fn report_attempt(&self, entry: &Entry, report: AttemptReport) {
+        let _ = (entry, report);
+    }
+
     /// Hands out up to `max` entries due at `now` (`next_attempt <= now`), the longest-due
     /// first, and marks them [`EntryState::InFlight`] so that no one else gets them.
     async fn take_due(&self, now: SystemTime, max: usize) -> Result<Vec<Entry>, QueueError>;
@@ -337,6 +478,12 @@ pub trait Queue: Send + Sync + fmt::Debug {
         QueueHealth::default()
     }
 
+    /// The backend's own metrics for the metrics page (the RabbitMQ queue's connection state
+    /// and message counters); none by default.
+    fn metrics(&self) -> Vec<QueueMetric> {
+        Vec::new()
+    }
+
     /// Makes every deferred entry due now. A hint, kept in memory only: after a restart the
     /// entries are due at their deferred times again.
     fn flush(&self);
@@ -355,20 +502,20 @@ pub trait Queue: Send + Sync + fmt::Debug {
     /// finishes its attempt). Returns how many entries it has.
     async fn hold(&self, id: &QueueId) -> Result<usize, QueueError> {
         let _ = id;
-        Err(QueueError::Unsupported("hold"))
+        Err(QueueError::Unsupported("holding messages"))
     }
 
     /// Releases a held message, durably: its entries are due at their times again. Returns
     /// how many entries it has.
     async fn release(&self, id: &QueueId) -> Result<usize, QueueError> {
         let _ = id;
-        Err(QueueError::Unsupported("release"))
+        Err(QueueError::Unsupported("releasing messages"))
     }
 
     /// Starts every waiting entry of a message afresh, durably: due now, no attempts counted,
     /// no last error, and no longer held. Returns how many entries it has.
     async fn requeue(&self, id: &QueueId) -> Result<usize, QueueError> {
         let _ = id;
-        Err(QueueError::Unsupported("requeue"))
+        Err(QueueError::Unsupported("requeueing messages"))
     }
 }

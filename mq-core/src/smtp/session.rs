@@ -20,7 +20,7 @@ use super::recipients;
 use super::server::Shared;
 use crate::chain::Outcome;
 use crate::logline::{self, Client};
-use crate::queue::NewMessage;
+use crate::queue::{NewMessage, Origin};
 use crate::runtime::Worker;
 
 /// Runs a session on an accepted connection until the client quits or is disconnected. The
@@ -794,7 +794,13 @@ impl<S: SessionStream> Session<S> {
                 body,
                 client: client.clone(),
             };
-            match self.shared.queue.enqueue(message).await {
+            let origin = Origin {
+                remote: self.client,
+                local: self.ctx.session().local.unwrap_or(self.client),
+                secure: self.state.tls,
+                user: self.state.user.clone(),
+            };
+            match self.shared.queue.enqueue_from(message, &origin).await {
                 Ok(id) => {
                     tracing::info!(
                         queue_id = %id,
