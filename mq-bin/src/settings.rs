@@ -97,7 +97,9 @@ fn redact_plugin(table: &toml::Table) -> toml::Table {
 /// (arrays too) are written inline.
 fn flatten(path: &str, value: &toml::Value, out: &mut Vec<String>) {
     match value {
-        toml::Value::Table(table) if !path.is_empty() && table.is_empty() => {
+        // An empty section with nothing set (`[server]` by default) says nothing; an empty
+        // table inside one (a plugin's section) says that it is there.
+        toml::Value::Table(table) if path.contains('.') && table.is_empty() => {
             out.push(format!("{path} = {{}}\n"));
         }
         toml::Value::Table(table) => {
