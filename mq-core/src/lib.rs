@@ -21,6 +21,8 @@
 //! - [`delivery`]: local delivery into Maildirs, and the DSN bounce for a failed delivery.
 //! - [`admin`]: the loopback HTTP port: Prometheus metrics and the queue commands of a running
 //!   server.
+//! - `fuzzing` (feature `fuzzing`, for the fuzz targets only): the parsers of outside input
+//!   that are not public API (journal, DNS responses, server replies, admin requests).
 //! - `testkit` (feature `testkit`): plugins and chains through hooks without a network, with
 //!   transcripts for insta snapshots.
 //!
@@ -51,6 +53,9 @@ mod deadline;
 pub mod delivery;
 pub mod dns;
 mod domains;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod engine;
 mod metrics;
 pub mod queue;

@@ -67,11 +67,11 @@ mod error;
 mod fault;
 mod id;
 mod index;
-mod journal;
+pub(crate) mod journal;
 mod private;
-mod record;
+pub(crate) mod record;
 mod recovery;
-mod salvage;
+pub(crate) mod salvage;
 mod writer;
 
 use std::fmt;
