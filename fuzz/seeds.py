@@ -92,6 +92,20 @@ MESSAGES = [
     " h=from:subject; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n\r\nbody\r\n",
     "Subject: long\r\n\r\n" + "x" * 998 + "\r\n",
     "",
+    "From: a@example.org\r\nTo: b@example.net\r\nSubject: multipart\r\nMIME-Version: 1.0\r\n"
+    "Content-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n--b1\r\n"
+    "Content-Type: text/plain\r\n\r\nplain\r\n--b1\r\nContent-Type: text/html\r\n\r\n"
+    "<p>html</p>\r\n--b1--\r\n",
+    "Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.example.org\r\nSubject: Undelivered Mail\r\n"
+    "Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\r\n\r\n--r\r\n"
+    "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+    "Final-Recipient: rfc822; b@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n--r--\r\n",
+    "Subject: no colon space\r\nX-Header:value\r\nBroken header line\r\n\r\nbody\r\n",
+    "Subject: CR only\rX: y\r\r\nbody",
+    "X-Long: " + "a" * 2000 + "\r\n\r\n",
+    "Subject: NUL\x00inside\r\n\r\nbody\x00\r\n",
+    ":\r\n: empty name\r\n\r\n",
+    "Subject: trailing whitespace   \r\n \r\n\r\n",
 ]
 
 DATA = [b"\x07" + (m.encode() if isinstance(m, str) else m) + b".\r\n" for m in MESSAGES] + [
@@ -100,6 +114,13 @@ DATA = [b"\x07" + (m.encode() if isinstance(m, str) else m) + b".\r\n" for m in 
     b"\x10no end of data\r\n",
     b"\x02bare\n.\n",
     b"\xff" + b"a" * 300 + b"\r\n.\r\n",
+    b"\x05.\r\n.\r\n",
+    b"\x04..\r\n.\r\n",
+    b"\x06line\r\n.x\r\n.\r\n",
+    b"\x01\r\n.\r\n",
+    b"\x09line\r\n.\n.\r\n",
+    b"\x08line\r\n.\r",
+    b"\x00" + b"x\r\n" * 100 + b".\r\n",
 ]
 
 REPLIES = transcript_lines("S: ")
@@ -134,6 +155,16 @@ EHLO = [r for r in REPLIES if r.startswith("250")] + [
     "250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250-PIPELINING\r\n250-CHUNKING\r\n"
     "250 SMTPUTF8\r\n",
     "250-mx\r\n250-AUTH=CRAM-MD5 DIGEST-MD5\r\n250 AUTH GSSAPI NTLM\r\n",
+    "250-mx\r\n250-size 0\r\n250 AUTH plain PLAIN Plain\r\n",
+    "250-mx\r\n250-SIZE 18446744073709551615\r\n250 SIZE 18446744073709551616\r\n",
+    "250-mx\r\n250-SIZE -1\r\n250 SIZE=1000\r\n",
+    "250-mx\r\n250-AUTH\r\n250 AUTH=\r\n",
+    "250-mx\r\n250-  PIPELINING  \r\n250 \tSTARTTLS\r\n",
+    "250-mx.example\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n",
+    "250 mx.example\r\n",
+    "250-mx\n250-PIPELINING\n250 8BITMIME\n",
+    "250-mx\r\n250-STARTTLS\r\n250-AUTH LOGIN\r\n250 ENHANCEDSTATUSCODES\r\n",
+    "250-mx\r\n250-AUTH LOGIN\xff\r\n250 AUTH \u00e9\r\n",
 ]
 
 
@@ -162,6 +193,21 @@ AUTH = [
     "/w==",
     "alice\0secret",
     "\0bob\0hunter2",
+    b64("\0a\0b"),
+    b64("bob\0alice\0secret"),
+    b64("\0alice"),
+    b64("alice"),
+    b64("\0\0\0"),
+    b64("\0al ice\0pass word"),
+    "AGFsaWNlAHNlY3JldA",
+    "AGFsaWNl\r\nAHNlY3JldA==",
+    "AGFsaWNlAHNlY3JldA===",
+    "AGFsaWNlAHNlY3JldA=\x00",
+    "\t*\t",
+    " = ",
+    "////",
+    "++++",
+    "-_-_",
 ]
 
 # --- The admin port ---------------------------------------------------------------------------
@@ -187,6 +233,19 @@ ADMIN = [
     "\x00\x01 nonsense\r\n\r\n",
     "GET /metrics HTTP/2.0\r\nHost: localhost\r\n\r\n",
     "GET /metrics HTTP/1.1\nHost: localhost\n\n",
+    "GET /metrics HTTP/1.1\r\nHost: LOCALHOST:8025\r\n\r\n",
+    "GET /metrics HTTP/1.1\r\nHost: [::1]\r\n\r\n",
+    "GET /metrics HTTP/1.1\r\nHost: 127.0.0.2\r\n\r\n",
+    "GET /queue HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer  0123456789abcdef \r\n\r\n",
+    "GET /queue HTTP/1.1\r\nHost: localhost\r\nAuthorization: bearer 0123456789abcdef\r\n\r\n",
+    "GET /queue HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer 0123456789abcdef\r\n"
+    "Authorization: Bearer x\r\n\r\n",
+    "GET /metrics/ HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "get /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET //metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET /metrics HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n",
+    "GET /metrics HTTP/1.1\r\nHost: localhost.\r\n\r\n",
+    "GET /metrics HTTP/1.1\r\nHost: evil.localhost\r\n\r\n",
 ]
 
 # --- Redis RESP2 ------------------------------------------------------------------------------
@@ -238,6 +297,18 @@ ALIASES = [
     "a@x b@x\nc@x \xff@x\n",
     "a@x b@x\r\nc@x d@x\r\n",
     "a@x @\n",
+    "@example.org catchall@example.net\n",
+    "info@example.org\tsales@example.org\tsupport@example.org\n",
+    "a@x b@x,,c@x\n",
+    "a@x b@x\n\n  c@x\n",
+    "# a@x b@x\n a@x\n",
+    "a@x\n  b@x\n",
+    "A@x b@x\nB@X a@x\n",
+    "\u00fcser@example.org user@example.org\n",
+    "a@x b@y@z\n",
+    "a@x\x00 b@x\n",
+    "a@.x b@x\n",
+    "@ b@x\n",
 ]
 ALIASES = [a.encode("latin-1") if "\xff" in a else a for a in ALIASES]
 
@@ -326,6 +397,29 @@ RECORDS = [
     bytes([9]),
     b"",
 ]
+RECORDS += [
+    message_record(
+        100 + n,
+        "mail-%d.example[198.51.100.%d]" % (n, n),
+        "bounce-%d@lists.example.org" % n,
+        [("r%d@example.net" % i, i % 2, i, None if i % 3 else "450 4.2.0 mailbox busy") for i in range(n)],
+        "Subject: %d\r\n\r\n" % n + "line\r\n" * n,
+    )
+    for n in range(1, 9)
+]
+RECORDS += [
+    bytes([DONE]) + struct.pack("<QI", 2**64 - 1, 2**32 - 1),
+    bytes([DEFER]) + struct.pack("<QIIQ", 1, 0, 1, AT) + field("4.4.1 connection timed out \u00e9"),
+    bytes([DEFER]) + struct.pack("<QIIQ", 1, 0, 1, AT) + field(b"\xff\xfe"),  # not UTF-8
+    bytes([DELETE]) + struct.pack("<Q", 0),
+    bytes([DELETE]) + struct.pack("<Q", 7) + b"\x00",  # trailing bytes
+    bytes([DONE]) + struct.pack("<Q", 7),  # cut short
+    message_record(5, "c", "a@example.org", [("b@example.net", 2, 0, None)], "x"),  # bad flag
+    message_record(5, "c", "not an address", [("b@example.net", 0, 0, None)], "x"),
+    message_record(5, "c", "a@example.org", [("b@EXAMPLE.NET.", 0, 0, None)], "x"),
+    message_record(5, "c", "a@B\u00dcCHER.example", [("b@example.net", 0, 0, None)], "x"),
+    message_record(5, "c", "a@example.org", [("b@example.net", 0, 0, None)], "x")[:-1],
+]
 
 
 def frame(payload):
@@ -333,6 +427,7 @@ def frame(payload):
 
 
 FRAMES = [frame(r) for r in RECORDS[:8]]
+MORE_FRAMES = [frame(r) for r in RECORDS[10:20]]
 WHOLE = b"".join(FRAMES)
 SEGMENTS = [
     WHOLE,
@@ -347,6 +442,15 @@ SEGMENTS = [
     struct.pack("<II", 0x7FFFFFFF, 0) + FRAMES[7],
     b"",
     b"\x01\x00\x00",
+]
+SEGMENTS += [b"".join(MORE_FRAMES[: n + 1]) for n in range(0, 10, 2)]
+SEGMENTS += [
+    b"".join(MORE_FRAMES[:3]) + b"\xde\xad\xbe\xef" * 4 + b"".join(MORE_FRAMES[3:6]),
+    MORE_FRAMES[0] + MORE_FRAMES[1][:20] + MORE_FRAMES[2],  # a frame cut in the middle
+    MORE_FRAMES[0] + b"\x00" * 8 + MORE_FRAMES[1],
+    b"\x00" * 4096,
+    MORE_FRAMES[0][8:] + MORE_FRAMES[1],  # a payload without its header
+    WHOLE + WHOLE,
 ]
 
 # --- DNS ----------------------------------------------------------------------------------------
@@ -446,6 +550,25 @@ DNS = [
     response("example.org", MX, [], [], flags=0x8380),  # truncated
     response("example.org", MX, [], [], edns=False),
     response("example.org", MX, [], [], flags=0x0100),  # a query, not a response
+]
+DNS += [
+    response("example.org", MX, [rr(Q, MX, 300, struct.pack(">H", 10) + name("mx.example.org"))] * 5),
+    response("example.org", MX, [rr(name("other.example"), MX, 300, struct.pack(">H", 10) + name("mx"))]),
+    response("example.org", A, [rr(Q, A, 0, bytes([192, 0, 2, 1])), rr(Q, A, 4294967295, bytes([192, 0, 2, 2]))]),
+    response("example.org", A, [rr(Q, A, 60, bytes([192, 0, 2]))]),  # a short address
+    response("EXAMPLE.ORG", MX, [rr(name("example.org"), MX, 300, struct.pack(">H", 10) + name("mx"))]),
+    response("example.org", AAAA, [rr(Q, A, 60, bytes([192, 0, 2, 1]))]),  # another type
+    response(
+        "a.example.org",
+        A,
+        [rr(name("a%d.example.org" % i if i else "a.example.org"), CNAME, 60, name("a%d.example.org" % (i + 1))) for i in range(10)],
+    ),
+    response("example.org", MX, [], [soa("example.org", 10, 100000)], rcode=3),
+    response("example.org", MX, [], [], rcode=5),
+    response("example.org", MX, [], [], rcode=4),
+    response("example.org", TXT, [rr(Q, TXT, 60, b"\x00"), rr(Q, TXT, 60, b"\xffabc")]),
+    response("example.org", PTR, [rr(Q, PTR, 60, b"\xc0\x0c")]),  # a pointer to itself's name
+    response("example.org", MX, [rr(b"\xc0\x1c", MX, 60, b"\x00\x01\xc0\x1c")]),  # a pointer loop
 ]
 DNS += [DNS[0][:n] for n in (11, 12, 20, 40)]
 
