@@ -17,7 +17,11 @@ fuzz_target!(|bytes: &[u8]| {
     let whole = admin_read_request(bytes, 1024);
     if bytes.len() <= MAX_HEAD {
         let piece = bytes.len() % 29 + 1;
-        assert_eq!(admin_read_request(bytes, piece), whole, "in pieces of {piece}");
+        assert_eq!(
+            admin_read_request(bytes, piece),
+            whole,
+            "in pieces of {piece}"
+        );
     }
     let Ok(request) = whole else {
         return;
@@ -38,7 +42,10 @@ fuzz_target!(|bytes: &[u8]| {
         assert!(request.host().is_some());
         let metrics = request.method() == "GET" && request.route() == "/metrics";
         if token.is_some() && !(metrics && local.ip().is_loopback()) {
-            assert!(carries_token(&request), "{request:?} passed without the token");
+            assert!(
+                carries_token(&request),
+                "{request:?} passed without the token"
+            );
         }
     }
 });

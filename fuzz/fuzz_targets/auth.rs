@@ -36,5 +36,8 @@ fuzz_target!(|input: &[u8]| {
             assert_eq!(decode_plain(&encoded), expected, "{answer:?}");
         }
     }
-    assert_eq!(decode_base64_text(&STANDARD.encode(&*text)).as_deref(), Ok(&*text));
+    assert_eq!(
+        decode_base64_text(&STANDARD.encode(&*text)).as_deref(),
+        Ok(&*text)
+    );
 });

@@ -18,7 +18,10 @@ fuzz_target!(|input: &[u8]| {
         assert!(!mechanism.is_empty());
         assert_eq!(*mechanism, mechanism.to_ascii_uppercase());
         assert!(!mechanism.contains([' ', '=']), "{mechanism:?}");
-        assert!(!extensions.auth[..i].contains(mechanism), "{mechanism} twice");
+        assert!(
+            !extensions.auth[..i].contains(mechanism),
+            "{mechanism} twice"
+        );
     }
 
     let mut renamed = parsed.lines.clone();

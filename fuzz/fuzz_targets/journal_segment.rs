@@ -39,7 +39,11 @@ fuzz_target!(|bytes: &[u8]| {
 
     let rest = &bytes[stop..];
     let (valid, damage) = scan_damage(rest);
-    assert_eq!(damage.first().map(|d| d.start), Some(0), "it starts at damage");
+    assert_eq!(
+        damage.first().map(|d| d.start),
+        Some(0),
+        "it starts at damage"
+    );
     let mut pieces: Vec<(Range<usize>, bool)> = valid
         .iter()
         .map(|r| (r.clone(), true))

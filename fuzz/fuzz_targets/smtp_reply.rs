@@ -12,7 +12,11 @@ use mq_core::smtp::client::parse_reply;
 fuzz_target!(|input: &[u8]| {
     let whole = parse_reply(input);
     let piece = input.len() % 13 + 1;
-    assert_eq!(parse_reply_in_pieces(input, piece), whole, "in pieces of {piece}");
+    assert_eq!(
+        parse_reply_in_pieces(input, piece),
+        whole,
+        "in pieces of {piece}"
+    );
     let Ok(Some(parsed)) = whole else {
         return;
     };
@@ -20,7 +24,10 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(input[parsed.consumed - 1], b'\n');
     assert!((200..600).contains(&parsed.reply.code()));
     assert!(!parsed.lines.is_empty());
-    assert_eq!(parse_reply(&input[..parsed.consumed]), Ok(Some(parsed.clone())));
+    assert_eq!(
+        parse_reply(&input[..parsed.consumed]),
+        Ok(Some(parsed.clone()))
+    );
 
     let rendered = parsed.reply.to_string();
     assert!(!rendered.contains(['\r', '\n']), "{rendered:?}");
@@ -33,6 +40,10 @@ fuzz_target!(|input: &[u8]| {
     if parsed.reply.enhanced().is_some() {
         assert_eq!(again.reply.enhanced(), parsed.reply.enhanced());
     }
-    let words = |text: &str| text.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let words = |text: &str| {
+        text.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(words(&again.reply.to_string()), words(&rendered));
 });

@@ -313,6 +313,10 @@ mod tests {
         let error = Config::from_toml("[delivery]\nattempt_timeout = 4294967296").unwrap_err();
         assert!(error.to_string().contains("too long"), "{error}");
         let config = Config::from_toml("[engine]\ntimeout = 4294967295").unwrap();
-        assert!(std::time::Instant::now().checked_add(config.engine.timeout).is_some());
+        assert!(
+            std::time::Instant::now()
+                .checked_add(config.engine.timeout)
+                .is_some()
+        );
     }
 }

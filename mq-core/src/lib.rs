@@ -53,10 +53,10 @@ mod deadline;
 pub mod delivery;
 pub mod dns;
 mod domains;
+mod engine;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod engine;
 mod metrics;
 pub mod queue;
 mod registry;

@@ -11,7 +11,10 @@ impl Reply {
     /// The reply Redis gives to a command echoed back: an array of bulk strings.
     pub fn bulk_array(items: &[&[u8]]) -> Reply {
         Reply(Value::Array(
-            items.iter().map(|item| Value::Bulk(item.to_vec())).collect(),
+            items
+                .iter()
+                .map(|item| Value::Bulk(item.to_vec()))
+                .collect(),
         ))
     }
 }
