@@ -25,7 +25,7 @@ fuzz_target!(|input: &[u8]| {
     }
 
     let mut renamed = parsed.lines.clone();
-    renamed[0] = "PIPELINING SIZE 1 AUTH X".to_owned();
+    "PIPELINING SIZE 1 AUTH X".clone_into(&mut renamed[0]);
     renamed.push("X-UNKNOWN-KEYWORD 1".to_owned());
     assert_eq!(ehlo_extensions(&renamed), extensions);
 
