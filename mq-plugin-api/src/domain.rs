@@ -14,7 +14,8 @@ use std::fmt;
 ///
 /// # Errors
 ///
-/// The domain is empty (or only a dot), or holds characters that IDNA refuses.
+/// The domain is empty (or only a dot), ends in more than one dot, or holds characters that
+/// IDNA refuses.
 ///
 /// # Examples
 ///
@@ -32,7 +33,9 @@ pub fn normalize_domain(domain: &str) -> Result<String, InvalidDomain> {
         domain: domain.to_owned(),
     };
     let trimmed = domain.strip_suffix('.').unwrap_or(domain);
-    if trimmed.is_empty() {
+    // A second trailing dot is an empty label: kept, it would make the form depend on how
+    // often the domain was brought to it (`a..` → `a.` → `a`).
+    if trimmed.is_empty() || trimmed.ends_with('.') {
         return Err(invalid());
     }
     if trimmed.is_ascii() {
@@ -67,6 +70,22 @@ mod tests {
     fn one_trailing_dot_goes_and_case_folds() {
         assert_eq!(normalize_domain("LOCALHOST.").unwrap(), "localhost");
         assert_eq!(normalize_domain("Example.ORG").unwrap(), "example.org");
+    }
+
+    #[test]
+    fn the_form_is_reached_in_one_step_and_two_trailing_dots_are_refused() {
+        for domain in [
+            "Example.ORG.",
+            "Bücher.Example.",
+            "[192.0.2.1]",
+            "a..b.example",
+        ] {
+            let once = normalize_domain(domain).unwrap();
+            assert_eq!(normalize_domain(&once).unwrap(), once, "{domain}");
+        }
+        assert!(normalize_domain("example.net..").is_err());
+        assert!(normalize_domain("Bücher.example..").is_err());
+        assert!(normalize_domain("..").is_err());
     }
 
     #[test]
