@@ -41,7 +41,9 @@ pub fn normalize_domain(domain: &str) -> Result<String, InvalidDomain> {
     if trimmed.is_ascii() {
         return Ok(trimmed.to_ascii_lowercase());
     }
-    match idna::domain_to_ascii_cow(trimmed.as_bytes(), idna::AsciiDenyList::EMPTY) {
+    // The URL deny list refuses what UTS #46 can map to but no address may hold: spaces,
+    // controls, `<`, `>`, `@` (U+02DC maps to a space and a combining tilde).
+    match idna::domain_to_ascii_cow(trimmed.as_bytes(), idna::AsciiDenyList::URL) {
         Ok(ascii) if !ascii.is_empty() => Ok(ascii.into_owned()),
         _ => Err(invalid()),
     }
@@ -86,6 +88,23 @@ mod tests {
         assert!(normalize_domain("example.net..").is_err());
         assert!(normalize_domain("Bücher.example..").is_err());
         assert!(normalize_domain("..").is_err());
+    }
+
+    /// Found by the `journal_record` fuzz target: `a@B\u{2dc}CHER.example` was kept as
+    /// `a@xn--b cher-xxd.example`, which is no address, so the journal could not read it back.
+    #[test]
+    fn no_form_holds_what_an_address_may_not() {
+        for domain in [
+            "B\u{2dc}CHER.example",
+            "a\u{fe64}b.example",
+            "x\u{ff20}y.example",
+        ] {
+            if let Ok(ascii) = normalize_domain(domain) {
+                let refused = |c: char| c.is_control() || " <>@".contains(c);
+                assert!(!ascii.contains(refused), "{domain} → {ascii:?}");
+            }
+        }
+        assert!(normalize_domain("B\u{2dc}CHER.example").is_err());
     }
 
     #[test]
