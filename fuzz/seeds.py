@@ -419,6 +419,10 @@ RECORDS += [
     message_record(5, "c", "a@example.org", [("b@EXAMPLE.NET.", 0, 0, None)], "x"),
     message_record(5, "c", "a@B\u00dcCHER.example", [("b@example.net", 0, 0, None)], "x"),
     message_record(5, "c", "a@example.org", [("b@example.net", 0, 0, None)], "x")[:-1],
+    # What the fuzzer found: domains whose form changed when read back (two trailing dots, a
+    # Unicode character that maps to a space).
+    message_record(5, "c", "a@example.org", [("b@EXAMPLENET..", 0, 0, None)], "x"),
+    message_record(5, "c", "a@B\u02dcCHER.example", [("b@example.net", 0, 0, None)], "x"),
 ]
 
 
