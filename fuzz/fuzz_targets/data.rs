@@ -24,7 +24,10 @@ fn run(bytes: &[u8], chunk: usize) -> Option<(usize, Result<Vec<u8>, String>)> {
         if ended {
             // Only CRLF . CRLF ends a message (the start of the data counts as after a CRLF).
             let before = &bytes[..used];
-            assert!(before == b".\r\n" || before.ends_with(b"\r\n.\r\n"), "{before:?}");
+            assert!(
+                before == b".\r\n" || before.ends_with(b"\r\n.\r\n"),
+                "{before:?}"
+            );
             return Some((used, reader.finish().map_err(|e| e.to_string())));
         }
         assert_eq!(taken, piece.len());

@@ -74,8 +74,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod guard;
-mod http;
+pub(crate) mod guard;
+pub(crate) mod http;
 mod metrics;
 mod record;
 mod surgery;

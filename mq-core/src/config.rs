@@ -408,4 +408,20 @@ mod tests {
         }
         assert!(Config::from_toml("[engine]\nworkers = 1\n[smtp]\nmax_message_size = 1").is_ok());
     }
+
+    /// A timeout is added to the clock when it starts: one of i64::MAX seconds (TOML's largest
+    /// integer) would panic at the first chain, so seconds are bounded as `"…s"` is.
+    #[test]
+    fn a_timeout_past_what_the_clock_can_hold_is_refused() {
+        let error = Config::from_toml("[engine]\ntimeout = 9223372036854775807").unwrap_err();
+        assert!(error.to_string().contains("too long"), "{error}");
+        let error = Config::from_toml("[delivery]\nattempt_timeout = 4294967296").unwrap_err();
+        assert!(error.to_string().contains("too long"), "{error}");
+        let config = Config::from_toml("[engine]\ntimeout = 4294967295").unwrap();
+        assert!(
+            std::time::Instant::now()
+                .checked_add(config.engine.timeout)
+                .is_some()
+        );
+    }
 }

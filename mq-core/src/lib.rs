@@ -22,6 +22,8 @@
 //! - [`service`]: `[log]` and `[server]`, how `mq serve` runs as a system service.
 //! - [`admin`]: the loopback HTTP port: Prometheus metrics and the queue commands of a running
 //!   server.
+//! - `fuzzing` (feature `fuzzing`, for the fuzz targets only): the parsers of outside input
+//!   that are not public API (journal, DNS responses, server replies, admin requests).
 //! - `testkit` (feature `testkit`): plugins and chains through hooks without a network, with
 //!   transcripts for insta snapshots.
 //!
@@ -53,6 +55,9 @@ pub mod delivery;
 pub mod dns;
 mod domains;
 mod engine;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod logline;
 mod metrics;
 pub mod queue;

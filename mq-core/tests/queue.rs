@@ -907,8 +907,10 @@ fn a_killed_process_loses_no_acknowledged_message() {
 }
 
 /// A tmpfs mounted on a new temporary directory for one test, unmounted when dropped: a small
-/// disk that can be filled. `None`, with a line saying why the test is skipped, where the
-/// machine refuses the mount (mounting takes root).
+/// disk that can be filled. Mounting takes root, so the tests that use one are
+/// `#[ignore = "needs root: mounts a tmpfs"]`; asked for (`-- --ignored`) where the machine
+/// refuses the mount, they fail under `MQ_TEST_SERVICES=required` (as CI sets it) and otherwise
+/// say why and pass.
 struct Tmpfs {
     dir: TempDir,
 }
@@ -925,6 +927,10 @@ impl Tmpfs {
             Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             Err(error) => error.to_string(),
         };
+        assert!(
+            std::env::var("MQ_TEST_SERVICES").as_deref() != Ok("required"),
+            "{test}: cannot mount a tmpfs to fill ({why}): run as root (MQ_TEST_SERVICES=required)"
+        );
         eprintln!("{test}: SKIPPED: cannot mount a tmpfs to fill ({why}); run as root to test it");
         None
     }
@@ -999,6 +1005,7 @@ fn patterned(n: usize, len: usize) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root: mounts a tmpfs"]
 fn a_full_disk_refuses_mail_until_space_is_freed_and_loses_nothing_acknowledged() {
     let Some(disk) = Tmpfs::mount("a_full_disk_refuses_mail", "size=1m,mode=0700") else {
         return;
@@ -1028,6 +1035,7 @@ fn a_full_disk_refuses_mail_until_space_is_freed_and_loses_nothing_acknowledged(
 }
 
 #[test]
+#[ignore = "needs root: mounts a tmpfs"]
 fn a_journal_segment_that_cannot_be_created_does_not_stop_the_queue() {
     let Some(disk) = Tmpfs::mount("a_journal_segment", "size=8m,nr_inodes=16,mode=0700") else {
         return;

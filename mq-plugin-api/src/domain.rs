@@ -14,7 +14,8 @@ use std::fmt;
 ///
 /// # Errors
 ///
-/// The domain is empty (or only a dot), or holds characters that IDNA refuses.
+/// The domain is empty (or only a dot), ends in more than one dot, or holds characters that
+/// IDNA refuses.
 ///
 /// # Examples
 ///
@@ -32,13 +33,17 @@ pub fn normalize_domain(domain: &str) -> Result<String, InvalidDomain> {
         domain: domain.to_owned(),
     };
     let trimmed = domain.strip_suffix('.').unwrap_or(domain);
-    if trimmed.is_empty() {
+    // A second trailing dot is an empty label: kept, it would make the form depend on how
+    // often the domain was brought to it (`a..` → `a.` → `a`).
+    if trimmed.is_empty() || trimmed.ends_with('.') {
         return Err(invalid());
     }
     if trimmed.is_ascii() {
         return Ok(trimmed.to_ascii_lowercase());
     }
-    match idna::domain_to_ascii_cow(trimmed.as_bytes(), idna::AsciiDenyList::EMPTY) {
+    // The URL deny list refuses what UTS #46 can map to but no address may hold: spaces,
+    // controls, `<`, `>`, `@` (U+02DC maps to a space and a combining tilde).
+    match idna::domain_to_ascii_cow(trimmed.as_bytes(), idna::AsciiDenyList::URL) {
         Ok(ascii) if !ascii.is_empty() => Ok(ascii.into_owned()),
         _ => Err(invalid()),
     }
@@ -67,6 +72,39 @@ mod tests {
     fn one_trailing_dot_goes_and_case_folds() {
         assert_eq!(normalize_domain("LOCALHOST.").unwrap(), "localhost");
         assert_eq!(normalize_domain("Example.ORG").unwrap(), "example.org");
+    }
+
+    #[test]
+    fn the_form_is_reached_in_one_step_and_two_trailing_dots_are_refused() {
+        for domain in [
+            "Example.ORG.",
+            "Bücher.Example.",
+            "[192.0.2.1]",
+            "a..b.example",
+        ] {
+            let once = normalize_domain(domain).unwrap();
+            assert_eq!(normalize_domain(&once).unwrap(), once, "{domain}");
+        }
+        assert!(normalize_domain("example.net..").is_err());
+        assert!(normalize_domain("Bücher.example..").is_err());
+        assert!(normalize_domain("..").is_err());
+    }
+
+    /// Found by the `journal_record` fuzz target: `a@B\u{2dc}CHER.example` was kept as
+    /// `a@xn--b cher-xxd.example`, which is no address, so the journal could not read it back.
+    #[test]
+    fn no_form_holds_what_an_address_may_not() {
+        for domain in [
+            "B\u{2dc}CHER.example",
+            "a\u{fe64}b.example",
+            "x\u{ff20}y.example",
+        ] {
+            if let Ok(ascii) = normalize_domain(domain) {
+                let refused = |c: char| c.is_control() || " <>@".contains(c);
+                assert!(!ascii.contains(refused), "{domain} → {ascii:?}");
+            }
+        }
+        assert!(normalize_domain("B\u{2dc}CHER.example").is_err());
     }
 
     #[test]

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// Reads, with serde, `"30s"`, `"250ms"`, `"2m"`, `"1h"` or a number of seconds.
+/// Reads, with serde, `"30s"`, `"250ms"`, `"2m"`, `"1h"` or a number of seconds; every form
+/// is bounded as [`parse`] bounds it (`u32::MAX` of its unit).
 ///
 /// # Errors
 ///
-/// The value is neither a number nor a duration string.
+/// The value is neither a number nor a duration string, or it is too long.
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -31,7 +32,9 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duratio
         Text(String),
     }
     match Raw::deserialize(deserializer)? {
-        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+        // Bounded as "…s" is: a deadline is the clock plus the duration, which must not
+        // overflow (TOML's integers reach i64::MAX seconds).
+        Raw::Seconds(seconds) => parse(&seconds.to_string()).map_err(serde::de::Error::custom),
         Raw::Text(text) => parse(&text).map_err(serde::de::Error::custom),
     }
 }

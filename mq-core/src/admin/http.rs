@@ -75,6 +75,9 @@ fn parse(head: &[u8]) -> Result<Option<Request>, ReadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
+        // Refused however the head arrived: in one read or in many, where the reader stops at
+        // MAX_HEAD.
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => Err(ReadError::Malformed),
         Ok(httparse::Status::Complete(_)) => {
             let header = |name: &str| {
                 let mut values = request
@@ -206,6 +209,15 @@ mod tests {
     fn an_endless_head_is_refused() {
         let mut head = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
         head.extend(std::iter::repeat_n(b'a', MAX_HEAD));
+        assert!(matches!(read(&head), Err(ReadError::Malformed)));
+    }
+
+    #[test]
+    fn a_head_past_the_limit_is_refused_even_when_it_arrives_whole() {
+        let mut head = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Long: ".to_vec();
+        head.extend(std::iter::repeat_n(b'a', MAX_HEAD));
+        head.extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(parse(&head), Err(ReadError::Malformed)));
         assert!(matches!(read(&head), Err(ReadError::Malformed)));
     }
 

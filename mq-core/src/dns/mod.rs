@@ -41,7 +41,7 @@ mod route;
 #[cfg(feature = "testkit")]
 mod testserver;
 mod transport;
-mod wire;
+pub(crate) mod wire;
 
 use std::fmt;
 use std::io;

@@ -150,17 +150,17 @@ pub(crate) enum ReadError {
     Io(io::Error),
 }
 
-/// Reads a segment's frames in order.
+/// Reads a segment's frames in order: from its file, or (for the fuzz targets) from bytes.
 #[derive(Debug)]
-pub(crate) struct SegmentReader {
-    input: BufReader<File>,
+pub(crate) struct SegmentReader<R = File> {
+    input: BufReader<R>,
     offset: u64,
     len: u64,
 }
 
-impl SegmentReader {
+impl<R: Read> SegmentReader<R> {
     /// Reads `file` (of `len` bytes) from its start.
-    pub(crate) fn new(file: File, len: u64) -> SegmentReader {
+    pub(crate) fn new(file: R, len: u64) -> SegmentReader<R> {
         SegmentReader {
             input: BufReader::with_capacity(1 << 20, file),
             offset: 0,

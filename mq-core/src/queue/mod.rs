@@ -71,12 +71,12 @@ mod error;
 mod fault;
 mod id;
 mod index;
-mod journal;
+pub(crate) mod journal;
 mod private;
 pub mod rabbitmq;
-mod record;
+pub(crate) mod record;
 mod recovery;
-mod salvage;
+pub(crate) mod salvage;
 mod surgery;
 mod writer;
 

@@ -417,6 +417,28 @@ mod tests {
         }
     }
 
+    /// Found by the `journal_record` fuzz target: `b@EXAMPLENET..` was kept as
+    /// `b@examplenet.`, which read back from the journal as `b@examplenet`; and
+    /// `b@B\u{2dc}CHER.example` as `b@xn--b cher-xxd.example`, which did not read back at all
+    /// (the record counted as damage).
+    #[test]
+    fn an_address_reads_back_from_the_journal_as_it_was_written() {
+        let mut record = message(b"x");
+        for text in [
+            "b@EXAMPLE.NET..",
+            "b@Example.Net.",
+            "b@b\u{fc}cher.example..",
+            "b@a..b",
+            "b@B\u{2dc}CHER.example",
+        ] {
+            record.recipients[0].address = text.parse().unwrap();
+            let record = Record::Message(record.clone());
+            let mut payload = Vec::new();
+            encode(&record, b"x", &mut payload);
+            assert_eq!(decode(&payload), Ok(record), "{text}");
+        }
+    }
+
     #[test]
     fn damaged_payloads_are_errors_not_panics() {
         let mut payload = Vec::new();

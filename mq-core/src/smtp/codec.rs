@@ -230,6 +230,15 @@ mod tests {
         parse_command(line).map_or_else(|reply| reply.code(), |_| 0)
     }
 
+    /// Such an address was taken, stored as `a@xn--b cher-xxd.example` (UTS #46 maps U+02DC to
+    /// a space), and could not be read back from the journal after a restart.
+    #[test]
+    fn a_domain_whose_ascii_form_holds_a_space_is_refused() {
+        assert_eq!(code("MAIL FROM:<a@B\u{2dc}CHER.example>".as_bytes()), 501);
+        assert_eq!(code("RCPT TO:<a@B\u{2dc}CHER.example>".as_bytes()), 501);
+        assert_eq!(code("RCPT TO:<a@b\u{fc}cher.example>".as_bytes()), 0);
+    }
+
     #[test]
     fn parses_the_commands() {
         let hello = parse_command(b"ehlo client.example").unwrap();

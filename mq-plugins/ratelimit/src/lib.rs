@@ -69,6 +69,9 @@
 
 mod bucket;
 mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod link;
 mod redis;
 mod resp;

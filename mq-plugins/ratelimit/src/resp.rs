@@ -118,10 +118,14 @@ fn array(
 /// The line at `start` without its CRLF, and where the next one starts.
 fn line(buf: &[u8], start: usize) -> Result<Option<(&[u8], usize)>, ProtocolError> {
     let rest = &buf[start.min(buf.len())..];
+    // A line over the limit is refused whether or not its CRLF has arrived (a last CR may be
+    // the start of it), so that a reply does not parse or fail depending on how its bytes
+    // were split into reads.
+    let seen = rest.len() - usize::from(rest.last() == Some(&b'\r'));
     match rest.windows(2).position(|pair| pair == b"\r\n") {
-        Some(end) => Ok(Some((&rest[..end], start + end + 2))),
-        None if rest.len() > MAX_LINE => Err(ProtocolError("line too long")),
-        None => Ok(None),
+        Some(end) if end <= MAX_LINE => Ok(Some((&rest[..end], start + end + 2))),
+        None if seen <= MAX_LINE => Ok(None),
+        _ => Err(ProtocolError("line too long")),
     }
 }
 
@@ -209,5 +213,19 @@ mod tests {
         let deep = "*1\r\n".repeat(MAX_DEPTH + 1) + ":1\r\n";
         assert!(parse(deep.as_bytes()).is_err());
         assert!(parse(&vec![b'+'; MAX_LINE + 1]).is_err());
+    }
+
+    #[test]
+    fn a_long_line_is_refused_however_it_arrives() {
+        let mut line = vec![b'+'; MAX_LINE + 1];
+        assert!(parse(&line).is_err(), "its end still to come");
+        line.extend_from_slice(b"\r\n");
+        assert!(parse(&line).is_err(), "whole");
+        let mut longest = vec![b'+'; MAX_LINE];
+        assert_eq!(parse(&longest), Ok(None));
+        longest.push(b'\r');
+        assert_eq!(parse(&longest), Ok(None));
+        longest.push(b'\n');
+        assert!(matches!(parse(&longest), Ok(Some((Value::Simple(_), _)))));
     }
 }

@@ -42,10 +42,10 @@
 mod commands;
 mod data;
 mod error;
-mod extensions;
+pub(crate) mod extensions;
 mod io;
 mod open;
-mod reply;
+pub(crate) mod reply;
 mod tls;
 mod transaction;
 
