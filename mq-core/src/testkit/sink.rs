@@ -455,7 +455,7 @@ impl Peer {
             .iter()
             .find(|(r, _)| r.eq_ignore_ascii_case(&recipient));
         let reply = match scripted {
-            _ if self.sender.is_none() => "503 5.5.1 Error: need MAIL command",
+            _ if self.sender.is_none() => "503 5.5.1 sink: RCPT before MAIL",
             Some((_, reply)) => reply.as_str(),
             None => "250 2.1.5 Ok",
         };
@@ -467,7 +467,7 @@ impl Peer {
 
     async fn data(&mut self, script: &Script) -> io::Result<()> {
         let reply = match &script.data {
-            _ if self.sender.is_none() => "503 5.5.1 Error: need MAIL command",
+            _ if self.sender.is_none() => "503 5.5.1 sink: DATA before MAIL",
             _ if self.recipients.is_empty() => "554 5.5.1 Error: no valid recipients",
             Some(reply) => reply.as_str(),
             None => "354 End data with <CR><LF>.<CR><LF>",
