@@ -45,6 +45,16 @@ pub struct DeliveryConfig {
         serialize_with = "crate::config::duration_text"
     )]
     pub attempt_timeout: Duration,
+    /// How long an entry may stay deferred before its sender is told, once, that delivery is
+    /// delayed (an RFC 3464 notice with `Action: delayed`); `0s`, the default, sends none, as
+    /// Postfix's `delay_warning_time`. Each entry is warned of once per run of `mq serve`: the
+    /// queue does not record the warning, so after a restart an entry past this age is warned
+    /// of once more at its next deferral.
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
+    pub delay_warning_time: Duration,
     /// STARTTLS towards MX hosts (default `opportunistic`).
     pub tls: TlsMode,
     /// A relay for every domain that is neither local nor in `routes`.
@@ -73,6 +83,7 @@ impl Default for DeliveryConfig {
             mx_address_limit: 5,
             mx_session_limit: 2,
             attempt_timeout: Duration::from_mins(10),
+            delay_warning_time: Duration::ZERO,
             tls: TlsMode::Opportunistic,
             smarthost: None,
             routes: BTreeMap::new(),
