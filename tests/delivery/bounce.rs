@@ -138,9 +138,7 @@ fn the_sender_is_warned_once_when_an_entry_stays_deferred_past_delay_warning_tim
     remote_mx(&harness);
     let id = harness.send(SENDER, &["bob@remote.test"], &message("slow going"));
 
-    harness.wait_for("the delay warning", || {
-        !harness.mailbox(SENDER).is_empty()
-    });
+    harness.wait_for("the delay warning", || !harness.mailbox(SENDER).is_empty());
     let attempts = || sink.commands().iter().filter(|c| *c == "DATA").count();
     let warned_at = attempts();
     harness.wait_for("two more deferred attempts", || attempts() >= warned_at + 2);

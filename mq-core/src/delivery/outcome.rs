@@ -1,6 +1,7 @@
 //! How an attempt ends for one entry: the `delivery_result` chain, the queue's ack or defer, a
 //! bounce for a final failure, and one log line as Postfix's smtp(8) writes it.
 
+use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mq_plugin_api::{Address, Context, DeliveryResult, DeliveryState, Reply};
@@ -245,7 +246,12 @@ fn delay_warning(
         return None;
     }
     let key = (entry.queue_id, entry.recipient_index);
-    if !delivery.warned.lock().unwrap_or_else(|e| e.into_inner()).insert(key) {
+    if !delivery
+        .warned
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key)
+    {
         return None;
     }
     let status = match verdict.reply().and_then(Reply::enhanced) {
@@ -267,9 +273,14 @@ fn notice(
 ) -> Notice {
     let remote = match verdict {
         // The relay is `host[ip]:port`, as logged; Remote-MTA names the host (RFC 3464 §2.3.5).
-        Verdict::Failed { relay, .. } | Verdict::Deferred { relay, .. } => relay
-            .as_deref()
-            .map(|relay| relay.split_once('[').map_or(relay, |(host, _)| host).to_owned()),
+        Verdict::Failed { relay, .. } | Verdict::Deferred { relay, .. } => {
+            relay.as_deref().map(|relay| {
+                relay
+                    .split_once('[')
+                    .map_or(relay, |(host, _)| host)
+                    .to_owned()
+            })
+        }
         _ => None,
     };
     let diagnostic = verdict.reply().map_or_else(
@@ -368,7 +379,7 @@ async fn ack(delivery: &Delivery, entry: &Entry, result: AckResult) {
     delivery
         .warned
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(PoisonError::into_inner)
         .remove(&key);
 }
 
