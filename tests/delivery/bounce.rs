@@ -128,19 +128,26 @@ fn three_refused_recipients_of_one_message_make_one_bounce_naming_all_three() {
 }
 
 #[test]
-fn the_sender_is_warned_once_when_an_entry_stays_deferred_past_delay_warning_time() {
+fn the_sender_is_warned_once_when_an_entry_stays_deferred_past_delay_warning_time_restarts_included()
+ {
     let sink = Sink::start(Script::new().on_data_end("451 4.3.0 Error: try again later"));
     let port = sink.address().port();
-    let harness = Harness::started(|o| {
+    let configure = |o: &mut crate::support::Options| {
         o.delivery.mx_port = port;
         o.delivery.delay_warning_time = Duration::from_secs(1);
-    });
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::started_in(dir.path(), configure);
     remote_mx(&harness);
     let id = harness.send(SENDER, &["bob@remote.test"], &message("slow going"));
-
     harness.wait_for("the delay warning", || !harness.mailbox(SENDER).is_empty());
+    drop(harness);
+
+    // A restart on the same queue: the warning is not sent again.
     let attempts = || sink.commands().iter().filter(|c| *c == "DATA").count();
     let warned_at = attempts();
+    let harness = Harness::started_in(dir.path(), configure);
+    remote_mx(&harness);
     harness.wait_for("two more deferred attempts", || attempts() >= warned_at + 2);
     assert_eq!(harness.entries_of(id).len(), 1, "still queued");
     let warnings = harness.mailbox(SENDER);

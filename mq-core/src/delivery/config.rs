@@ -45,11 +45,11 @@ pub struct DeliveryConfig {
         serialize_with = "crate::config::duration_text"
     )]
     pub attempt_timeout: Duration,
-    /// How long an entry may stay deferred before its sender is told, once, that delivery is
+    /// How long after its arrival a deferred entry's sender is told, once, that delivery is
     /// delayed (an RFC 3464 notice with `Action: delayed`); `0s`, the default, sends none, as
-    /// Postfix's `delay_warning_time`. Each entry is warned of once per run of `mq serve`: the
-    /// queue does not record the warning, so after a restart an entry past this age is warned
-    /// of once more at its next deferral.
+    /// Postfix's `delay_warning_time`. The notice goes with the first deferral at or past that
+    /// age; an entry deferred before it is tried again no later than then, so that the notice
+    /// is not late, and a restart does not send it twice (the queue's due time records it).
     #[serde(
         deserialize_with = "crate::config::duration",
         serialize_with = "crate::config::duration_text"

@@ -69,9 +69,6 @@ pub struct Delivery {
     /// The client configuration of each relay's `ca_file`, loaded once.
     trust: BTreeMap<PathBuf, Arc<rustls::ClientConfig>>,
     in_flight: AtomicUsize,
-    /// The entries (queue id, recipient index) whose senders were warned of a delay in this
-    /// run, so that each is warned of once; an entry leaves it when it leaves the queue.
-    warned: std::sync::Mutex<std::collections::HashSet<(QueueId, u32)>>,
     stats: DeliveryStats,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
@@ -117,7 +114,6 @@ impl Delivery {
             maildir: Maildir::new(data_dir.join("mail")),
             dns,
             in_flight: AtomicUsize::new(0),
-            warned: std::sync::Mutex::default(),
             stats: DeliveryStats::default(),
             wake_tx,
             wake_rx,

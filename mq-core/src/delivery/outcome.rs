@@ -1,7 +1,6 @@
 //! How an attempt ends for one entry: the `delivery_result` chain, the queue's ack or defer, a
 //! bounce for a final failure, and one log line as Postfix's smtp(8) writes it.
 
-use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mq_plugin_api::{Address, Context, DeliveryResult, DeliveryState, Reply};
@@ -201,14 +200,18 @@ pub(crate) async fn settle(
             log(&entry, leg, &verdict, "deferred", now);
             let stats = &delivery.stats;
             stats.record(leg.class, AttemptResult::Deferred, latency);
-            if let Err(error) = delivery
-                .queue
-                .defer(&entry, now + delay, verdict.reason())
-                .await
-            {
+            let until = match warning_time(delivery, &entry) {
+                // Tried again when the warning is due, so that the attempt then sends it.
+                Some(at) if now < at => (now + delay).min(at),
+                _ => now + delay,
+            };
+            let warning = delay_warning(delivery, &entry, &verdict, now);
+            if let Err(error) = delivery.queue.defer(&entry, until, verdict.reason()).await {
                 tracing::error!(queue_id = %entry.queue_id, %error, "cannot defer the entry");
             }
-            delay_warning(delivery, entry, &verdict, now)
+            warning.map(|(status, reason)| {
+                notice(entry, &verdict, Action::Delayed, status, reason, now)
+            })
         }
         _ => {
             let expired = matches!(
@@ -232,34 +235,35 @@ pub(crate) async fn settle(
     }
 }
 
-/// The delay notice for a deferred entry, when it has waited `delay_warning_time` and its
-/// sender has not been warned of it in this run.
+/// When the sender of `entry` is to be warned that it is delayed: `delay_warning_time` after
+/// its arrival; `None` when warnings are off or the sender is `<>`.
+fn warning_time(delivery: &Delivery, entry: &Entry) -> Option<SystemTime> {
+    let after = delivery.config.delay_warning_time;
+    (!after.is_zero() && !entry.sender.is_null()).then(|| entry.arrived + after)
+}
+
+/// The status and reason of the delay notice for an entry deferred `now`, when this is the
+/// attempt that sends it: the first one at or past its [`warning_time`].
+///
+/// The queue's due time records whether it was sent, so that a restart sends it no second
+/// time: a deferral before the warning time schedules the next attempt no later than it, so
+/// an attempt that was due at or before the warning time and runs at or past it is the first
+/// one past it; the attempts after it were due after it.
 fn delay_warning(
     delivery: &Delivery,
-    entry: Entry,
+    entry: &Entry,
     verdict: &Verdict,
     now: SystemTime,
-) -> Option<Notice> {
-    let after = delivery.config.delay_warning_time;
-    let waited = now.duration_since(entry.arrived).unwrap_or_default();
-    if after.is_zero() || waited < after || entry.sender.is_null() {
-        return None;
-    }
-    let key = (entry.queue_id, entry.recipient_index);
-    if !delivery
-        .warned
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(key)
-    {
+) -> Option<(String, String)> {
+    let at = warning_time(delivery, entry)?;
+    if now < at || entry.next_attempt > at {
         return None;
     }
     let status = match verdict.reply().and_then(Reply::enhanced) {
         Some(status) if status.starts_with('4') => status.to_owned(),
         _ => "4.0.0".to_owned(),
     };
-    let reason = verdict.reason();
-    Some(notice(entry, verdict, Action::Delayed, status, reason, now))
+    Some((status, verdict.reason()))
 }
 
 /// The notice of `entry` for `verdict`.
@@ -370,17 +374,10 @@ fn report(verdict: &Verdict, relay: Option<&str>, now: SystemTime) -> AttemptRep
     }
 }
 
-/// Removes the entry; it will not be warned of again.
 async fn ack(delivery: &Delivery, entry: &Entry, result: AckResult) {
     if let Err(error) = delivery.queue.ack(entry, result).await {
         tracing::error!(queue_id = %entry.queue_id, %error, "cannot remove the entry");
     }
-    let key = (entry.queue_id, entry.recipient_index);
-    delivery
-        .warned
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(&key);
 }
 
 /// Queues one notice for `notices`, entries of one message with one action, to its sender;
