@@ -31,10 +31,14 @@ fn two_messages_become_two_files_in_new_and_none_stay_in_tmp() {
     let (dir, maildir) = setup();
     let bob = address("bob@example.net");
     let first = maildir
-        .deliver(&bob, b"Subject: one\r\n\r\nfirst\r\n")
+        .deliver(
+            &address("alice@example.org"),
+            &bob,
+            b"Subject: one\r\n\r\nfirst\r\n",
+        )
         .unwrap();
     let second = maildir
-        .deliver(&bob, b"Subject: two\r\n\r\nsecond\r\n")
+        .deliver(&Address::null(), &bob, b"Subject: two\r\n\r\nsecond\r\n")
         .unwrap();
     let mailbox = dir.path().join("mail/example.net/bob");
     assert_ne!(first, second);
@@ -42,11 +46,11 @@ fn two_messages_become_two_files_in_new_and_none_stay_in_tmp() {
     assert!(names(&mailbox.join("tmp")).is_empty());
     assert_eq!(
         fs::read(&first).unwrap(),
-        b"Delivered-To: bob@example.net\r\nSubject: one\r\n\r\nfirst\r\n"
+        b"Return-Path: <alice@example.org>\r\nDelivered-To: bob@example.net\r\nSubject: one\r\n\r\nfirst\r\n"
     );
     assert_eq!(
         fs::read(&second).unwrap(),
-        b"Delivered-To: bob@example.net\r\nSubject: two\r\n\r\nsecond\r\n"
+        b"Return-Path: <>\r\nDelivered-To: bob@example.net\r\nSubject: two\r\n\r\nsecond\r\n"
     );
 }
 
@@ -56,7 +60,11 @@ fn the_mailbox_has_tmp_new_and_cur_private_to_the_owner() {
 
     let (dir, maildir) = setup();
     let path = maildir
-        .deliver(&address("carol@example.net"), b"\r\nbody\r\n")
+        .deliver(
+            &Address::null(),
+            &address("carol@example.net"),
+            b"\r\nbody\r\n",
+        )
         .unwrap();
     let mailbox = dir.path().join("mail/example.net/carol");
     assert_eq!(names(&mailbox), ["cur", "new", "tmp"]);
@@ -71,7 +79,9 @@ fn the_mailbox_has_tmp_new_and_cur_private_to_the_owner() {
 fn the_domain_is_lowercased_and_the_local_part_keeps_its_case() {
     let (dir, maildir) = setup();
     let recipient = address("Bob@Example.NET");
-    let path = maildir.deliver(&recipient, b"Subject: x\r\n\r\n").unwrap();
+    let path = maildir
+        .deliver(&Address::null(), &recipient, b"Subject: x\r\n\r\n")
+        .unwrap();
     assert!(path.starts_with(dir.path().join("mail/example.net/Bob/new")));
     assert_eq!(
         maildir.mailbox_path(&recipient).unwrap(),
@@ -80,14 +90,18 @@ fn the_domain_is_lowercased_and_the_local_part_keeps_its_case() {
 }
 
 #[test]
-fn a_message_with_bare_lf_gets_a_bare_lf_delivered_to_line() {
+fn a_message_with_bare_lf_gets_bare_lf_return_path_and_delivered_to_lines() {
     let (_dir, maildir) = setup();
     let path = maildir
-        .deliver(&address("d@example.net"), b"Subject: x\n\nbody\n")
+        .deliver(
+            &Address::null(),
+            &address("d@example.net"),
+            b"Subject: x\n\nbody\n",
+        )
         .unwrap();
     assert_eq!(
         fs::read(path).unwrap(),
-        b"Delivered-To: d@example.net\nSubject: x\n\nbody\n"
+        b"Return-Path: <>\nDelivered-To: d@example.net\nSubject: x\n\nbody\n"
     );
 }
 
@@ -109,7 +123,9 @@ fn addresses_that_could_escape_the_root_or_hide_are_refused_permanently() {
         "a@.d",
     ] {
         let recipient = address(text);
-        let err = maildir.deliver(&recipient, b"\r\n").unwrap_err();
+        let err = maildir
+            .deliver(&Address::null(), &recipient, b"\r\n")
+            .unwrap_err();
         assert!(
             matches!(err, MaildirError::UnsafeAddress { .. }),
             "{text}: {err}"
@@ -139,7 +155,7 @@ fn an_io_failure_is_temporary_and_names_the_path() {
     let root = dir.path().join("mail");
     fs::write(&root, b"").unwrap();
     let err = Maildir::new(&root)
-        .deliver(&address("e@example.net"), b"\r\n")
+        .deliver(&Address::null(), &address("e@example.net"), b"\r\n")
         .unwrap_err();
     assert!(!err.is_permanent());
     let MaildirError::Io { path, .. } = &err else {

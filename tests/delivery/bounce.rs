@@ -1,4 +1,5 @@
-//! Bounces: a recipient refused with a 5xx, and an entry that outlived its maximum age. The
+//! Bounces: a recipient refused with a 5xx, three refused recipients of one message in one
+//! bounce, an entry that outlived its maximum age, and the delay warning. The
 //! sender is mostly local, so the bounce is delivered into its Maildir, where the test reads it;
 //! its text is an insta snapshot with the volatile parts (dates, queue id, boundary, port)
 //! replaced. A remote sender's bounce goes out from `<>` and is never bounced itself; and a
@@ -92,6 +93,93 @@ fn a_refused_recipient_is_bounced_to_the_sender_while_the_other_is_delivered() {
         "CRLF lines of at most 998 octets"
     );
     insta::assert_snapshot!(normalize(bounce, id, port));
+}
+
+#[test]
+fn three_refused_recipients_of_one_message_make_one_bounce_naming_all_three() {
+    let script = ["bad1", "bad2", "bad3"]
+        .iter()
+        .fold(Script::new(), |script, user| {
+            script.on_rcpt(
+                &format!("{user}@remote.test"),
+                &format!("550 5.1.1 <{user}@remote.test>: no such user"),
+            )
+        });
+    let sink = Sink::start(script);
+    let port = sink.address().port();
+    let harness = Harness::started(|o| o.delivery.mx_port = port);
+    remote_mx(&harness);
+    let recipients = [
+        "bad1@remote.test",
+        "good@remote.test",
+        "bad2@remote.test",
+        "bad3@remote.test",
+    ];
+    let id = harness.send(SENDER, &recipients, &message("three bad one good"));
+
+    harness.wait_for("the bounce", || {
+        harness.entries().is_empty() && !harness.mailbox(SENDER).is_empty()
+    });
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(sink.messages()[0].rcpt_to, ["good@remote.test"]);
+    let bounces = harness.mailbox(SENDER);
+    assert_eq!(bounces.len(), 1, "one bounce for the message: {bounces:#?}");
+    insta::assert_snapshot!(normalize(&bounces[0], id, port));
+}
+
+#[test]
+fn the_sender_is_warned_once_when_an_entry_stays_deferred_past_delay_warning_time_restarts_included()
+ {
+    let sink = Sink::start(Script::new().on_data_end("451 4.3.0 Error: try again later"));
+    let port = sink.address().port();
+    let configure = |o: &mut crate::support::Options| {
+        o.delivery.mx_port = port;
+        o.delivery.delay_warning_time = Duration::from_secs(1);
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::started_in(dir.path(), configure);
+    remote_mx(&harness);
+    let id = harness.send(SENDER, &["bob@remote.test"], &message("slow going"));
+    harness.wait_for("the delay warning", || !harness.mailbox(SENDER).is_empty());
+    drop(harness);
+
+    // A restart on the same queue: the warning is not sent again.
+    let attempts = || sink.commands().iter().filter(|c| *c == "DATA").count();
+    let warned_at = attempts();
+    let harness = Harness::started_in(dir.path(), configure);
+    remote_mx(&harness);
+    harness.wait_for("two more deferred attempts", || attempts() >= warned_at + 2);
+    assert_eq!(harness.entries_of(id).len(), 1, "still queued");
+    let warnings = harness.mailbox(SENDER);
+    assert_eq!(warnings.len(), 1, "warned once: {warnings:#?}");
+    let warning = normalize(&warnings[0], id, port);
+    for expected in [
+        "Subject: Delayed Mail (still being retried)",
+        "Final-Recipient: rfc822; bob@remote.test",
+        "Action: delayed",
+        "Status: 4.3.0",
+        "Remote-MTA: dns; mx.remote.test",
+        "Diagnostic-Code: smtp; 451 4.3.0 Error: try again later",
+    ] {
+        assert!(
+            warning.lines().any(|line| line == expected),
+            "{expected:?} in\n{warning}"
+        );
+    }
+}
+
+#[test]
+fn no_delay_warning_is_sent_by_default() {
+    let sink = Sink::start(Script::new().on_data_end("451 4.3.0 Error: try again later"));
+    let harness = Harness::started(|o| o.delivery.mx_port = sink.address().port());
+    remote_mx(&harness);
+    harness.send(SENDER, &["bob@remote.test"], &message("slow, quietly"));
+
+    // Past a second and deferred again: the warning would have been sent with 1s.
+    harness.wait_for("three deferred attempts", || {
+        sink.commands().iter().filter(|c| *c == "DATA").count() >= 3
+    });
+    assert!(harness.mailbox(SENDER).is_empty());
 }
 
 #[test]

@@ -68,7 +68,7 @@ fn a_domain_without_mx_records_gets_its_mail_at_its_own_address() {
 }
 
 #[test]
-fn a_null_mx_bounces_at_once_without_a_retry() {
+fn a_null_mx_bounces_at_once_without_a_retry_with_status_5_1_10() {
     let sink = Sink::start(Script::new());
     let harness = harness_for(&sink);
     harness.dns.add_mx("nomail.test", 0, ".");
@@ -92,9 +92,9 @@ fn a_null_mx_bounces_at_once_without_a_retry() {
     let bounce = &harness.mailbox("alice@local.test")[0];
     assert!(
         bounce.contains(
-            "\r\nFinal-Recipient: rfc822; bob@nomail.test\r\nAction: failed\r\nStatus: 5."
+            "\r\nFinal-Recipient: rfc822; bob@nomail.test\r\nAction: failed\r\nStatus: 5.1.10\r\n"
         ),
-        "{bounce}"
+        "RFC 7505 §4.3's status: {bounce}"
     );
     assert!(bounce.contains("null mx"), "{bounce}");
 }

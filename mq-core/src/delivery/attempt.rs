@@ -10,7 +10,7 @@ use mq_plugin_api::{
 
 use super::Delivery;
 use super::myself::loops_back;
-use super::outcome::{Leg, Verdict, settle};
+use super::outcome::{Leg, Notice, Verdict, notify, settle};
 use super::route::{Route, Target, route, targets};
 use super::stats::Class;
 use crate::chain::Outcome;
@@ -61,6 +61,7 @@ pub(crate) async fn deliver(
         setup: Duration::ZERO,
         sending: None,
         route: Some(route.clone()),
+        notices: Vec::new(),
     };
     let mut targets_result = None;
     for batch in batches {
@@ -69,22 +70,23 @@ pub(crate) async fn deliver(
         };
         if route == Route::Local {
             job.local(&body, items).await;
-            continue;
-        }
-        let targets = match targets_result.get_or_insert(None) {
-            Some(found) => found,
-            slot => slot.insert(job.resolve(&route, domain).await),
-        };
-        match targets {
-            Ok(targets) => {
-                let targets = targets.clone();
-                job.remote(&targets, domain, &body, items).await;
+        } else {
+            let targets = match targets_result.get_or_insert(None) {
+                Some(found) => found,
+                slot => slot.insert(job.resolve(&route, domain).await),
+            };
+            match targets {
+                Ok(targets) => {
+                    let targets = targets.clone();
+                    job.remote(&targets, domain, &body, items).await;
+                }
+                Err(verdict) => {
+                    let verdict = verdict.clone();
+                    job.settle_all(items, &verdict).await;
+                }
             }
-            Err(verdict) => {
-                let verdict = verdict.clone();
-                job.settle_all(&body, items, &verdict).await;
-            }
         }
+        job.notify(&body).await;
     }
     if let Some(connection) = job.connection.take() {
         connection.quit().await;
@@ -110,6 +112,9 @@ struct Job<'a> {
     sending: Option<Instant>,
     /// Where this job's mail goes.
     route: Option<Route>,
+    /// What the batch under way has to tell its sender: one notice per message, sent when the
+    /// batch is done.
+    notices: Vec<Notice>,
 }
 
 impl Job<'_> {
@@ -122,8 +127,9 @@ impl Job<'_> {
                 let verdict =
                     Verdict::deferred(format!("cannot read the queued message: {error}"), None);
                 for entry in batch.entries {
-                    self.settle(entry, &[], verdict.clone(), None).await;
+                    self.settle(entry, verdict.clone(), None).await;
                 }
+                self.notify(&[]).await;
                 return None;
             }
         };
@@ -151,13 +157,18 @@ impl Job<'_> {
                 Outcome::Rejected { reply, .. } => Verdict::from_reply(&reply, None),
                 Outcome::Failed(failure) => Verdict::deferred(failure.to_string(), None),
             };
-            self.settle(entry, &body, verdict, None).await;
+            self.settle(entry, verdict, None).await;
         }
-        (!items.is_empty()).then_some((body, items))
+        if items.is_empty() {
+            self.notify(&body).await;
+            return None;
+        }
+        Some((body, items))
     }
 
-    /// Ends the attempt for one entry (see [`settle`]).
-    async fn settle(&mut self, entry: Entry, body: &[u8], verdict: Verdict, relay: Option<&str>) {
+    /// Ends the attempt for one entry (see [`settle`]), keeping what its sender is to hear of
+    /// for [`Job::notify`].
+    async fn settle(&mut self, entry: Entry, verdict: Verdict, relay: Option<&str>) {
         let leg = Leg {
             relay,
             class: self.class,
@@ -165,33 +176,43 @@ impl Job<'_> {
             setup: self.setup,
             sending: self.sending,
         };
-        settle(
+        let notice = settle(
             self.worker,
             &mut self.ctx,
             self.delivery,
             entry,
-            body,
             verdict,
             &leg,
         )
         .await;
+        self.notices.extend(notice);
     }
 
-    async fn settle_all(&mut self, body: &[u8], items: Vec<Item>, verdict: &Verdict) {
+    async fn settle_all(&mut self, items: Vec<Item>, verdict: &Verdict) {
         for item in items {
-            self.settle(item.entry, body, verdict.clone(), None).await;
+            self.settle(item.entry, verdict.clone(), None).await;
+        }
+    }
+
+    /// Sends the batch's notices, one per message and action, and removes its failed entries
+    /// (see [`notify`]); `body` is the batch's message.
+    async fn notify(&mut self, body: &[u8]) {
+        if !self.notices.is_empty() {
+            notify(self.delivery, body, std::mem::take(&mut self.notices)).await;
         }
     }
 
     /// Local delivery: each recipient's Maildir, written on a blocking thread.
     async fn local(&mut self, body: &std::sync::Arc<[u8]>, items: Vec<Item>) {
         for item in items {
-            let (maildir, recipient, message) = (
+            let (maildir, sender, recipient, message) = (
                 self.delivery.maildir.clone(),
+                item.sender.clone(),
                 item.recipient.clone(),
                 body.clone(),
             );
-            let written = smol::unblock(move || maildir.deliver(&recipient, &message)).await;
+            let written =
+                smol::unblock(move || maildir.deliver(&sender, &recipient, &message)).await;
             let verdict = match written {
                 Ok(path) => Verdict::Delivered {
                     relay: "local".into(),
@@ -206,7 +227,7 @@ impl Job<'_> {
                 }
                 Err(error) => Verdict::deferred(error.to_string(), None),
             };
-            self.settle(item.entry, body, verdict, Some("local")).await;
+            self.settle(item.entry, verdict, Some("local")).await;
         }
     }
 
@@ -263,7 +284,7 @@ impl Job<'_> {
                     }
                     self.connection = Some(connection);
                 }
-                Err(verdict) => return self.settle_all(body, items, &verdict).await,
+                Err(verdict) => return self.settle_all(items, &verdict).await,
             }
         }
         self.transaction(domain, body, items).await;
@@ -329,14 +350,14 @@ impl Job<'_> {
         let relay = crate::logline::relay(connection.host(), connection.peer());
         let mut mail = OutMailFrom::new(items[0].sender.clone());
         if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut mail).await, &relay) {
-            return self.settle_all(body, items, &verdict).await;
+            return self.settle_all(items, &verdict).await;
         }
         let mut sending = Vec::new();
         let mut recipients = Vec::new();
         for item in items {
             let mut rcpt = OutRcptTo::new(item.recipient.clone());
             if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut rcpt).await, &relay) {
-                self.settle(item.entry, body, verdict, None).await;
+                self.settle(item.entry, verdict, None).await;
                 continue;
             }
             recipients.push((rcpt.recipient, rcpt.params));
@@ -347,14 +368,14 @@ impl Job<'_> {
         }
         let replaced = match self.out_data(body, &relay).await {
             Ok(replaced) => replaced,
-            Err(verdict) => return self.settle_all(body, sending, &verdict).await,
+            Err(verdict) => return self.settle_all(sending, &verdict).await,
         };
         self.throttle(domain).await;
         self.sending = Some(Instant::now());
         let message: &[u8] = replaced.as_deref().unwrap_or(body);
         let verdicts = self.exchange(&mail, &recipients, message, &relay).await;
         for (item, verdict) in sending.into_iter().zip(verdicts) {
-            self.settle(item.entry, body, verdict, Some(&relay)).await;
+            self.settle(item.entry, verdict, Some(&relay)).await;
         }
     }
 
@@ -455,6 +476,12 @@ fn route_verdict(
         Ok(targets) if !targets.is_empty() => Ok(targets),
         Ok(_) => Err(Verdict::deferred(
             format!("no mail host for {domain}"),
+            None,
+        )),
+        // RFC 7505 §4.3: a domain that accepts no mail bounces with 5.1.10.
+        Err(error @ crate::dns::RouteError::NullMx) => Err(Verdict::failed(
+            "5.1.10",
+            format!("{domain} takes no mail: {error}"),
             None,
         )),
         Err(error) if error.is_permanent() => Err(Verdict::failed(

@@ -45,6 +45,16 @@ pub struct DeliveryConfig {
         serialize_with = "crate::config::duration_text"
     )]
     pub attempt_timeout: Duration,
+    /// How long after its arrival a deferred entry's sender is told, once, that delivery is
+    /// delayed (an RFC 3464 notice with `Action: delayed`); `0s`, the default, sends none, as
+    /// Postfix's `delay_warning_time`. The notice goes with the first deferral at or past that
+    /// age; an entry deferred before it is tried again no later than then, so that the notice
+    /// is not late, and a restart does not send it twice (the queue's due time records it).
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
+    pub delay_warning_time: Duration,
     /// STARTTLS towards MX hosts (default `opportunistic`).
     pub tls: TlsMode,
     /// A relay for every domain that is neither local nor in `routes`.
@@ -73,6 +83,7 @@ impl Default for DeliveryConfig {
             mx_address_limit: 5,
             mx_session_limit: 2,
             attempt_timeout: Duration::from_mins(10),
+            delay_warning_time: Duration::ZERO,
             tls: TlsMode::Opportunistic,
             smarthost: None,
             routes: BTreeMap::new(),

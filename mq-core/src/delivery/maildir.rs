@@ -38,12 +38,14 @@ use mq_plugin_api::Address;
 ///
 /// let dir = tempfile::tempdir()?;
 /// let maildir = Maildir::new(dir.path().join("mail"));
+/// let sender = "alice@example.org".parse().unwrap();
 /// let recipient = "bob@Example.NET".parse().unwrap();
-/// let path = maildir.deliver(&recipient, b"Subject: hi\r\n\r\nhello\r\n")?;
+/// let path = maildir.deliver(&sender, &recipient, b"Subject: hi\r\n\r\nhello\r\n")?;
 /// assert!(path.starts_with(dir.path().join("mail/example.net/bob/new")));
 /// assert_eq!(
 ///     std::fs::read(&path)?,
-///     b"Delivered-To: bob@example.net\r\nSubject: hi\r\n\r\nhello\r\n"
+///     b"Return-Path: <alice@example.org>\r\nDelivered-To: bob@example.net\r\n\
+///       Subject: hi\r\n\r\nhello\r\n"
 /// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -106,22 +108,28 @@ impl Maildir {
     /// `new/`.
     ///
     /// The mailbox directories are created as needed (mode 0700, their parents synced). The
-    /// file (mode 0600) holds a `Delivered-To: <recipient>` line, as Postfix's local(8) writes
-    /// it, then the message byte for byte; the added line ends as the message's first line does
-    /// (CRLF unless the message uses bare LF).
+    /// file (mode 0600) holds a `Return-Path: <sender>` line (`<>` for the null sender) and a
+    /// `Delivered-To: <recipient>` line, as Postfix's local(8) writes them, then the message
+    /// byte for byte; the added lines end as the message's first line does (CRLF unless the
+    /// message uses bare LF).
     ///
     /// # Errors
     ///
     /// [`MaildirError::UnsafeAddress`] (permanent: bounce) for an address that is not a plain
     /// name; [`MaildirError::Io`] (temporary: retry later) when creating, writing, syncing or
     /// renaming fails. A failed delivery leaves no file behind in `tmp/` when it can remove it.
-    pub fn deliver(&self, recipient: &Address, message: &[u8]) -> Result<PathBuf, MaildirError> {
+    pub fn deliver(
+        &self,
+        sender: &Address,
+        recipient: &Address,
+        message: &[u8],
+    ) -> Result<PathBuf, MaildirError> {
         let mailbox = self.mailbox_path(recipient)?;
         self.create_mailbox(&mailbox)?;
         let name = unique_name(SystemTime::now());
         let tmp = mailbox.join("tmp").join(&name);
         let new = mailbox.join("new").join(&name);
-        let written = write_synced(&tmp, recipient, message)
+        let written = write_synced(&tmp, sender, recipient, message)
             .and_then(|()| fs::rename(&tmp, &new).map_err(|source| MaildirError::io(&new, source)));
         if let Err(err) = written {
             // Best effort: the error being returned is the one that matters.
@@ -276,18 +284,26 @@ fn create_dir(dir: &Path) -> Result<bool, MaildirError> {
     }
 }
 
-/// Writes the Delivered-To line and the message to a new file and syncs it.
-fn write_synced(path: &Path, recipient: &Address, message: &[u8]) -> Result<(), MaildirError> {
-    let newline: &[u8] = if uses_crlf(message) { b"\r\n" } else { b"\n" };
+/// Writes the Return-Path and Delivered-To lines and the message to a new file and syncs it.
+fn write_synced(
+    path: &Path,
+    sender: &Address,
+    recipient: &Address,
+    message: &[u8],
+) -> Result<(), MaildirError> {
+    let newline = if uses_crlf(message) { "\r\n" } else { "\n" };
+    let added = format!(
+        "Return-Path: <{}>{newline}Delivered-To: {}{newline}",
+        sender.as_str(),
+        recipient.as_str()
+    );
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .map_err(|source| MaildirError::io(path, source))?;
-    file.write_all(b"Delivered-To: ")
-        .and_then(|()| file.write_all(recipient.as_str().as_bytes()))
-        .and_then(|()| file.write_all(newline))
+    file.write_all(added.as_bytes())
         .and_then(|()| file.write_all(message))
         .and_then(|()| file.sync_all())
         .map_err(|source| MaildirError::io(path, source))

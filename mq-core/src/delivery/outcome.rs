@@ -114,28 +114,46 @@ pub(crate) struct Leg<'a> {
     pub(crate) sending: Option<Instant>,
 }
 
-/// Ends the attempt for `entry`: runs `delivery_result`, then acks, defers or bounces it.
+/// What an attempt leaves for the sender to hear of. The job gathers the notices of one
+/// message's entries and sends one DSN for all of them ([`notify`]), as Postfix's bounce(8)
+/// does; a failed entry stays in the queue until then, so that the notice is queued before the
+/// entry is removed.
+#[derive(Debug)]
+pub(crate) struct Notice {
+    /// The entry: removed after the notice is queued when it failed, left deferred when it is
+    /// only delayed.
+    entry: Entry,
+    action: Action,
+    /// The enhanced status code reported.
+    status: String,
+    /// The host that gave the diagnostic, as Remote-MTA names it.
+    remote: Option<String>,
+    /// `type; text`.
+    diagnostic: String,
+    /// Why the entry failed, as the queue records it.
+    reason: String,
+    /// When it was tried.
+    at: SystemTime,
+}
+
+/// Ends the attempt for `entry`: runs `delivery_result`, then acks or defers it; a final
+/// failure, and a deferral past `delay_warning_time`, come back as a [`Notice`] for the job to
+/// send with the others of the same message (a failed entry is removed only then).
 pub(crate) async fn settle(
     worker: &Worker,
     ctx: &mut Context,
     delivery: &Delivery,
     entry: Entry,
-    body: &[u8],
     verdict: Verdict,
     leg: &Leg<'_>,
-) {
+) -> Option<Notice> {
     let now = SystemTime::now();
     let latency = now.duration_since(entry.arrived).unwrap_or_default();
     if matches!(verdict, Verdict::Dropped) {
         log(&entry, leg, &verdict, "dropped", now);
-        return ack(
-            delivery,
-            &entry,
-            AckResult::Failed {
-                reason: verdict.reason(),
-            },
-        )
-        .await;
+        let reason = verdict.reason();
+        ack(delivery, &entry, AckResult::Failed { reason }).await;
+        return None;
     }
     let attempt = entry.attempts + 1;
     let proposed = match &verdict {
@@ -176,18 +194,24 @@ pub(crate) async fn settle(
             let stats = &delivery.stats;
             stats.record(leg.class, AttemptResult::Delivered, latency);
             ack(delivery, &entry, AckResult::Delivered).await;
+            None
         }
         DeliveryState::Deferred(delay) => {
             log(&entry, leg, &verdict, "deferred", now);
             let stats = &delivery.stats;
             stats.record(leg.class, AttemptResult::Deferred, latency);
-            if let Err(error) = delivery
-                .queue
-                .defer(&entry, now + delay, verdict.reason())
-                .await
-            {
+            let until = match warning_time(delivery, &entry) {
+                // Tried again when the warning is due, so that the attempt then sends it.
+                Some(at) if now < at => (now + delay).min(at),
+                _ => now + delay,
+            };
+            let warning = delay_warning(delivery, &entry, &verdict, now);
+            if let Err(error) = delivery.queue.defer(&entry, until, verdict.reason()).await {
                 tracing::error!(queue_id = %entry.queue_id, %error, "cannot defer the entry");
             }
+            warning.map(|(status, reason)| {
+                notice(entry, &verdict, Action::Delayed, status, reason, now)
+            })
         }
         _ => {
             let expired = matches!(
@@ -202,21 +226,109 @@ pub(crate) async fn settle(
             log(&entry, leg, &verdict, "bounced", now);
             let stats = &delivery.stats;
             stats.record(leg.class, AttemptResult::Bounced, latency);
-            // The bounce first: a crash between the two then repeats the bounce rather than
-            // losing it.
-            bounce(delivery, &entry, body, &verdict, &reason, expired, now).await;
-            ack(
-                delivery,
-                &entry,
-                AckResult::Failed {
-                    reason: reason.clone(),
-                },
-            )
-            .await;
+            let status = match &verdict {
+                Verdict::Failed { status, .. } if !expired => status.clone(),
+                _ => "4.4.7".to_owned(),
+            };
+            Some(notice(entry, &verdict, Action::Failed, status, reason, now))
         }
     }
 }
 
+/// When the sender of `entry` is to be warned that it is delayed: `delay_warning_time` after
+/// its arrival; `None` when warnings are off or the sender is `<>`.
+fn warning_time(delivery: &Delivery, entry: &Entry) -> Option<SystemTime> {
+    let after = delivery.config.delay_warning_time;
+    (!after.is_zero() && !entry.sender.is_null()).then(|| entry.arrived + after)
+}
+
+/// The status and reason of the delay notice for an entry deferred `now`, when this is the
+/// attempt that sends it: the first one at or past its [`warning_time`].
+///
+/// The queue's due time records whether it was sent, so that a restart sends it no second
+/// time: a deferral before the warning time schedules the next attempt no later than it, so
+/// an attempt that was due at or before the warning time and runs at or past it is the first
+/// one past it; the attempts after it were due after it.
+fn delay_warning(
+    delivery: &Delivery,
+    entry: &Entry,
+    verdict: &Verdict,
+    now: SystemTime,
+) -> Option<(String, String)> {
+    let at = warning_time(delivery, entry)?;
+    if now < at || entry.next_attempt > at {
+        return None;
+    }
+    let status = match verdict.reply().and_then(Reply::enhanced) {
+        Some(status) if status.starts_with('4') => status.to_owned(),
+        _ => "4.0.0".to_owned(),
+    };
+    Some((status, verdict.reason()))
+}
+
+/// The notice of `entry` for `verdict`.
+fn notice(
+    entry: Entry,
+    verdict: &Verdict,
+    action: Action,
+    status: String,
+    reason: String,
+    at: SystemTime,
+) -> Notice {
+    let remote = match verdict {
+        // The relay is `host[ip]:port`, as logged; Remote-MTA names the host (RFC 3464 §2.3.5).
+        Verdict::Failed { relay, .. } | Verdict::Deferred { relay, .. } => {
+            relay.as_deref().map(|relay| {
+                relay
+                    .split_once('[')
+                    .map_or(relay, |(host, _)| host)
+                    .to_owned()
+            })
+        }
+        _ => None,
+    };
+    let diagnostic = verdict.reply().map_or_else(
+        || format!("x-mq; {reason}"),
+        |reply| format!("smtp; {reply}"),
+    );
+    Notice {
+        entry,
+        action,
+        status,
+        remote,
+        diagnostic,
+        reason,
+        at,
+    }
+}
+
+/// Sends the sender of each message one notice for all its recipients that failed in
+/// `notices` and one for those delayed, then removes the failed entries. `body` is the queued
+/// message they share (its header block is quoted).
+///
+/// The failure notice is queued first: a crash between the two then repeats the notice rather
+/// than losing it.
+pub(crate) async fn notify(delivery: &Delivery, body: &[u8], notices: Vec<Notice>) {
+    let mut messages: Vec<Vec<Notice>> = Vec::new();
+    for notice in notices {
+        let id = notice.entry.queue_id;
+        match messages.iter_mut().find(|m| m[0].entry.queue_id == id) {
+            Some(message) => message.push(notice),
+            None => messages.push(vec![notice]),
+        }
+    }
+    for message in messages {
+        let (failed, delayed): (Vec<Notice>, Vec<Notice>) = message
+            .into_iter()
+            .partition(|notice| notice.action == Action::Failed);
+        send(delivery, body, &delayed).await;
+        send(delivery, body, &failed).await;
+        for notice in failed {
+            let reason = notice.reason;
+            ack(delivery, &notice.entry, AckResult::Failed { reason }).await;
+        }
+    }
+}
 /// The attempt as a queue that publishes results records it (MailerQ's `results` entry).
 fn report(verdict: &Verdict, relay: Option<&str>, now: SystemTime) -> AttemptReport {
     let relay = match verdict {
@@ -268,47 +380,34 @@ async fn ack(delivery: &Delivery, entry: &Entry, result: AckResult) {
     }
 }
 
-/// Queues the delivery status notification to the sender; never for a bounce.
-async fn bounce(
-    delivery: &Delivery,
-    entry: &Entry,
-    body: &[u8],
-    verdict: &Verdict,
-    reason: &str,
-    expired: bool,
-    now: SystemTime,
-) {
-    let status = match verdict {
-        Verdict::Failed { status, .. } if !expired => status.clone(),
-        _ => "4.4.7".to_owned(),
+/// Queues one notice for `notices`, entries of one message with one action, to its sender;
+/// none for a bounce (null sender) or when there is nothing to report.
+async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) {
+    let Some(first) = notices.first() else {
+        return;
     };
-    let remote = match verdict {
-        // The relay is `host[ip]:port`, as logged; Remote-MTA names the host (RFC 3464 §2.3.5).
-        Verdict::Failed { relay, .. } | Verdict::Deferred { relay, .. } => relay
-            .as_deref()
-            .map(|relay| relay.split_once('[').map_or(relay, |(host, _)| host)),
-        _ => None,
-    };
-    let diagnostic = verdict.reply().map_or_else(
-        || format!("x-mq; {reason}"),
-        |reply| format!("smtp; {reply}"),
-    );
+    let entry = &first.entry;
     let queue_id = entry.queue_id.to_string();
+    let failures = notices
+        .iter()
+        .map(|notice| FailedRecipient {
+            recipient: &notice.entry.recipient,
+            status: notice.status.clone(),
+            action: notice.action,
+            remote_mta: notice.remote.as_deref(),
+            diagnostic: Some(notice.diagnostic.clone()),
+            last_attempt: notice.at,
+        })
+        .collect();
     let report = Bounce {
         reporting_mta: &delivery.hostname,
         queue_id: &queue_id,
         sender: &entry.sender,
         arrival: entry.arrived,
-        failures: vec![FailedRecipient {
-            recipient: &entry.recipient,
-            status,
-            action: Action::Failed,
-            remote_mta: remote,
-            diagnostic: Some(diagnostic),
-            last_attempt: now,
-        }],
+        failures,
         original: body,
     };
+    let now = SystemTime::now();
     let seed = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -321,16 +420,20 @@ async fn bounce(
         body: message,
         client: "mq[bounce]".into(),
     };
+    let what = match first.action {
+        Action::Delayed => "sender delay notification",
+        _ => "sender non-delivery notification",
+    };
     match delivery.queue.enqueue(notice).await {
         Ok(id) => {
-            delivery
-                .stats
-                .bounces
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(queue_id = %entry.queue_id, bounce = %id, "sender non-delivery notification");
+            if first.action == Action::Failed {
+                let bounces = &delivery.stats.bounces;
+                bounces.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            tracing::info!(queue_id = %entry.queue_id, bounce = %id, recipients = notices.len(), "{what}");
         }
         Err(error) => {
-            tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the bounce");
+            tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the {what}");
         }
     }
 }

@@ -101,7 +101,8 @@ pub struct DeliveryStats {
     latency: [AtomicU64; LATENCY_BOUNDS_SECONDS.len() + 1],
     /// The sum of those times, in microseconds.
     latency_sum_micros: AtomicU64,
-    /// Delivery status notifications queued for senders.
+    /// Bounces queued for senders: one per message and attempt, for all its recipients that
+    /// failed in it; delay warnings are not counted.
     pub bounces: AtomicU64,
     /// Outbound sessions that completed STARTTLS.
     pub tls: AtomicU64,
