@@ -26,6 +26,7 @@ fn message(recipients: &[&str], body: &[u8]) -> NewMessage {
         recipients: recipients.iter().map(|r| address(r)).collect(),
         body: body.to_vec(),
         client: "client.example[192.0.2.1]".into(),
+        extensions: None,
     }
 }
 

@@ -320,6 +320,7 @@ async fn bounce(
         recipients: vec![to],
         body: message,
         client: "mq[bounce]".into(),
+        extensions: None,
     };
     match delivery.queue.enqueue(notice).await {
         Ok(id) => {
