@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use mq_plugin_api::{
-    Address, Context, Message, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Pickup,
-    PickupAction, Reply,
+    Address, Context, Message, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Params,
+    Pickup, PickupAction, Reply,
 };
 
 use super::Delivery;
@@ -14,9 +14,10 @@ use super::outcome::{Leg, Verdict, settle};
 use super::route::{Route, Target, route, targets};
 use super::stats::Class;
 use crate::chain::Outcome;
-use crate::queue::{Entry, QueueId};
+use crate::queue::{Entry, Extensions, QueueId};
 use crate::runtime::Worker;
 use crate::smtp::client::{ClientError, Connection, Sent, Stage};
+use crate::smtp::{RcptParams, Ret, xtext_encode};
 
 /// The entries of one message for one domain: one transaction.
 #[derive(Debug)]
@@ -61,6 +62,7 @@ pub(crate) async fn deliver(
         setup: Duration::ZERO,
         sending: None,
         route: Some(route.clone()),
+        next_hop_dsn: false,
     };
     let mut targets_result = None;
     for batch in batches {
@@ -110,6 +112,8 @@ struct Job<'a> {
     sending: Option<Instant>,
     /// Where this job's mail goes.
     route: Option<Route>,
+    /// The server of the transaction under way offers DSN: success reports are its to send.
+    next_hop_dsn: bool,
 }
 
 impl Job<'_> {
@@ -164,6 +168,7 @@ impl Job<'_> {
             taken: self.taken,
             setup: self.setup,
             sending: self.sending,
+            next_hop_dsn: self.next_hop_dsn,
         };
         settle(
             self.worker,
@@ -327,7 +332,19 @@ impl Job<'_> {
         let engine = self.worker.engine();
         let connection = self.connection.as_ref().expect("connected");
         let relay = crate::logline::relay(connection.host(), connection.peer());
+        let offered = connection.extensions();
+        let (smtputf8, dsn) = (offered.smtputf8, offered.dsn);
+        let extensions = items[0].entry.extensions.clone();
+        let extensions = extensions.as_deref();
+        if extensions.is_some_and(|e| e.smtputf8) && !smtputf8 {
+            let text = format!("SMTPUTF8 is required, but was not offered by host {relay}");
+            let verdict = Verdict::failed("5.6.7", text, Some(&relay));
+            return self.settle_all(body, items, &verdict).await;
+        }
         let mut mail = OutMailFrom::new(items[0].sender.clone());
+        if let Some(extensions) = extensions {
+            mail.params.extend(mail_params(extensions, dsn));
+        }
         if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut mail).await, &relay) {
             return self.settle_all(body, items, &verdict).await;
         }
@@ -335,6 +352,10 @@ impl Job<'_> {
         let mut recipients = Vec::new();
         for item in items {
             let mut rcpt = OutRcptTo::new(item.recipient.clone());
+            if let Some(extensions) = extensions.filter(|_| dsn) {
+                let given = extensions.recipient(item.entry.recipient_index);
+                rcpt.params.extend(rcpt_params(&given));
+            }
             if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut rcpt).await, &relay) {
                 self.settle(item.entry, body, verdict, None).await;
                 continue;
@@ -353,9 +374,11 @@ impl Job<'_> {
         self.sending = Some(Instant::now());
         let message: &[u8] = replaced.as_deref().unwrap_or(body);
         let verdicts = self.exchange(&mail, &recipients, message, &relay).await;
+        self.next_hop_dsn = dsn;
         for (item, verdict) in sending.into_iter().zip(verdicts) {
             self.settle(item.entry, body, verdict, Some(&relay)).await;
         }
+        self.next_hop_dsn = false;
     }
 
     /// The message as `smtp_out_data` leaves it for this attempt, or `None` to send the queued
@@ -444,6 +467,37 @@ impl Job<'_> {
             })
             .collect()
     }
+}
+
+/// The MAIL parameters a message's own take on to the next server: SMTPUTF8, and RET and
+/// ENVID when it offers DSN.
+fn mail_params(extensions: &Extensions, dsn: bool) -> Params {
+    let mut params = Params::new();
+    if extensions.smtputf8 {
+        params.push(("SMTPUTF8".into(), None));
+    }
+    if dsn {
+        if let Some(ret) = extensions.ret {
+            let ret = if ret == Ret::Full { "FULL" } else { "HDRS" };
+            params.push(("RET".into(), Some(ret.into())));
+        }
+        if let Some(envid) = &extensions.envid {
+            params.push(("ENVID".into(), Some(xtext_encode(envid))));
+        }
+    }
+    params
+}
+
+/// The RCPT parameters for a server that offers DSN: the recipient's NOTIFY and ORCPT.
+fn rcpt_params(given: &RcptParams) -> Params {
+    let mut params = Params::new();
+    if let Some(notify) = given.notify {
+        params.push(("NOTIFY".into(), Some(notify.to_param())));
+    }
+    if let Some(orcpt) = &given.orcpt {
+        params.push(("ORCPT".into(), Some(orcpt.clone())));
+    }
+    params
 }
 
 /// The verdict on what the lookups found: the targets, or why there are none.

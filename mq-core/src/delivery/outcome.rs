@@ -11,6 +11,7 @@ use super::stats::{AttemptResult, Class};
 use crate::logline;
 use crate::queue::{AckResult, AttemptReport, Entry, NewMessage};
 use crate::runtime::Worker;
+use crate::smtp::{Notify, Ret};
 
 /// How an attempt went for one entry, before `delivery_result` has its say.
 #[derive(Debug, Clone)]
@@ -112,6 +113,8 @@ pub(crate) struct Leg<'a> {
     pub(crate) setup: Duration,
     /// When the transaction began (MAIL FROM), if it did.
     pub(crate) sending: Option<Instant>,
+    /// The server offered DSN (and was passed NOTIFY): reports past it are its to send.
+    pub(crate) next_hop_dsn: bool,
 }
 
 /// Ends the attempt for `entry`: runs `delivery_result`, then acks, defers or bounces it.
@@ -175,6 +178,10 @@ pub(crate) async fn settle(
             log(&entry, leg, &verdict, "sent", now);
             let stats = &delivery.stats;
             stats.record(leg.class, AttemptResult::Delivered, latency);
+            if notify(&entry).is_some_and(|n| n.success) && !leg.next_hop_dsn {
+                // As with a bounce, the report first: a crash repeats it rather than loses it.
+                report_success(delivery, &entry, body, &verdict, leg, now).await;
+            }
             ack(delivery, &entry, AckResult::Delivered).await;
         }
         DeliveryState::Deferred(delay) => {
@@ -203,8 +210,10 @@ pub(crate) async fn settle(
             let stats = &delivery.stats;
             stats.record(leg.class, AttemptResult::Bounced, latency);
             // The bounce first: a crash between the two then repeats the bounce rather than
-            // losing it.
-            bounce(delivery, &entry, body, &verdict, &reason, expired, now).await;
+            // losing it. None when the sender asked for none (NOTIFY without FAILURE).
+            if notify(&entry).is_none_or(|n| n.failure) {
+                bounce(delivery, &entry, body, &verdict, &reason, expired, now).await;
+            }
             ack(
                 delivery,
                 &entry,
@@ -294,6 +303,7 @@ async fn bounce(
         |reply| format!("smtp; {reply}"),
     );
     let queue_id = entry.queue_id.to_string();
+    let orcpt = orcpt(entry);
     let report = Bounce {
         reporting_mta: &delivery.hostname,
         queue_id: &queue_id,
@@ -306,8 +316,11 @@ async fn bounce(
             remote_mta: remote,
             diagnostic: Some(diagnostic),
             last_attempt: now,
+            original_recipient: orcpt.as_deref(),
         }],
         original: body,
+        envid: entry.extensions.as_ref().and_then(|e| e.envid.as_deref()),
+        return_full: return_full(entry),
     };
     let seed = now
         .duration_since(UNIX_EPOCH)
@@ -332,6 +345,85 @@ async fn bounce(
         }
         Err(error) => {
             tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the bounce");
+        }
+    }
+}
+
+/// The recipient's `NOTIFY`, when the sender gave one.
+fn notify(entry: &Entry) -> Option<Notify> {
+    entry.extensions.as_ref()?.recipient(entry.recipient_index).notify
+}
+
+/// The recipient's `ORCPT`, when the sender gave one.
+fn orcpt(entry: &Entry) -> Option<String> {
+    entry.extensions.as_ref()?.recipient(entry.recipient_index).orcpt
+}
+
+/// Whether the sender asked for the whole message in reports (`RET=FULL`).
+fn return_full(entry: &Entry) -> bool {
+    entry.extensions.as_ref().and_then(|e| e.ret) == Some(Ret::Full)
+}
+
+/// Queues the success report a `NOTIFY=SUCCESS` recipient asked for (RFC 3461 §5.2.2):
+/// `delivered` at the mailbox, `relayed` to a server that does not offer DSN.
+async fn report_success(
+    delivery: &Delivery,
+    entry: &Entry,
+    body: &[u8],
+    verdict: &Verdict,
+    leg: &Leg<'_>,
+    now: SystemTime,
+) {
+    let local = leg.relay == Some("local");
+    let remote = match verdict {
+        Verdict::Delivered { relay, .. } if !local => {
+            Some(relay.split_once('[').map_or(relay.as_str(), |(host, _)| host))
+        }
+        _ => None,
+    };
+    let orcpt = orcpt(entry);
+    let queue_id = entry.queue_id.to_string();
+    let report = Bounce {
+        reporting_mta: &delivery.hostname,
+        queue_id: &queue_id,
+        sender: &entry.sender,
+        arrival: entry.arrived,
+        failures: vec![FailedRecipient {
+            recipient: &entry.recipient,
+            status: "2.0.0".into(),
+            action: if local {
+                Action::Delivered
+            } else {
+                Action::Relayed
+            },
+            remote_mta: remote,
+            diagnostic: verdict.reply().map(|reply| format!("smtp; {reply}")),
+            last_attempt: now,
+            original_recipient: orcpt.as_deref(),
+        }],
+        original: body,
+        envid: entry.extensions.as_ref().and_then(|e| e.envid.as_deref()),
+        return_full: return_full(entry),
+    };
+    let seed = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let Some((to, message)) = dsn::build(&report, now, seed) else {
+        return;
+    };
+    let notice = NewMessage {
+        sender: Address::null(),
+        recipients: vec![to],
+        body: message,
+        client: "mq[report]".into(),
+        extensions: None,
+    };
+    match delivery.queue.enqueue(notice).await {
+        Ok(id) => {
+            tracing::info!(queue_id = %entry.queue_id, report = %id, "sender delivery status notification");
+        }
+        Err(error) => {
+            tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the success report");
         }
     }
 }
