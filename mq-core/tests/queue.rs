@@ -9,11 +9,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use mq_core::queue::Extensions;
 use mq_core::queue::{
     AckResult, EmbeddedOptions, EmbeddedQueue, Entry, EntryState, NewMessage, Queue, QueueError,
     QueueId, Surgery, all_messages,
 };
-use mq_core::queue::Extensions;
 use mq_core::smtp::{Notify, RcptParams, Ret};
 use mq_plugin_api::Address;
 use smol::block_on;
@@ -466,7 +466,16 @@ fn a_messages_smtputf8_and_dsn_parameters_survive_compaction_and_a_restart() {
     for entry in &entries {
         assert_eq!(entry.extensions.as_deref(), Some(&*extensions));
     }
-    assert_eq!(entries[1].extensions.as_ref().unwrap().recipient(1).notify.map(|n| n.never), Some(true));
+    assert_eq!(
+        entries[1]
+            .extensions
+            .as_ref()
+            .unwrap()
+            .recipient(1)
+            .notify
+            .map(|n| n.never),
+        Some(true)
+    );
 }
 
 #[test]

@@ -29,7 +29,10 @@ fn send(harness: &Harness, mail: &str, recipients: &[(&str, &str)]) {
     let rcpts = &replies[3..3 + recipients.len()];
     assert!(rcpts.iter().all(|r| r == "250 2.1.5 Ok"), "{replies:?}");
     let queued = &replies[replies.len() - 2];
-    assert!(queued.starts_with("250 2.0.0 Ok: queued as "), "{replies:?}");
+    assert!(
+        queued.starts_with("250 2.0.0 Ok: queued as "),
+        "{replies:?}"
+    );
 }
 
 /// Delivery with `remote.test` routed to `sink`.
@@ -68,7 +71,11 @@ fn an_smtputf8_message_to_a_server_without_smtputf8_bounces_with_5_6_7() {
         "Action: failed",
         "Status: 5.6.7",
     ] {
-        assert!(has_line(&bounces[0], expected), "{expected:?} in\n{}", bounces[0]);
+        assert!(
+            has_line(&bounces[0], expected),
+            "{expected:?} in\n{}",
+            bounces[0]
+        );
     }
     assert!(bounces[0].contains("SMTPUTF8 is required, but was not offered by host"));
 }
@@ -140,7 +147,11 @@ fn notify_success_to_a_server_without_dsn_gets_a_relayed_report() {
         "Action: relayed",
         "Status: 2.0.0",
     ] {
-        assert!(has_line(&reports[0], expected), "{expected:?} in\n{}", reports[0]);
+        assert!(
+            has_line(&reports[0], expected),
+            "{expected:?} in\n{}",
+            reports[0]
+        );
     }
 }
 
@@ -187,21 +198,33 @@ fn notify_never_gets_no_bounce_and_ret_hdrs_returns_only_the_headers() {
     send(
         &harness,
         "RET=HDRS",
-        &[("never@remote.test", "NOTIFY=NEVER"), ("told@remote.test", "")],
+        &[
+            ("never@remote.test", "NOTIFY=NEVER"),
+            ("told@remote.test", ""),
+        ],
     );
 
     harness.wait_for("the bounce", || {
         harness.entries().is_empty() && !harness.mailbox(SENDER).is_empty()
     });
     let rcpts = envelope_commands(&sink);
-    assert!(rcpts.contains(&"RCPT TO:<never@remote.test>".to_owned()), "{rcpts:?}");
+    assert!(
+        rcpts.contains(&"RCPT TO:<never@remote.test>".to_owned()),
+        "{rcpts:?}"
+    );
     let bounces = harness.mailbox(SENDER);
     assert_eq!(bounces.len(), 1, "a bounce for told@ only");
     let bounce = &bounces[0];
-    assert!(has_line(bounce, "Final-Recipient: rfc822; told@remote.test"), "{bounce}");
+    assert!(
+        has_line(bounce, "Final-Recipient: rfc822; told@remote.test"),
+        "{bounce}"
+    );
     assert!(!bounce.contains("never@remote.test"), "{bounce}");
     assert!(has_line(bounce, "Subject: parameters"), "{bounce}");
-    assert!(!bounce.contains("The body text."), "only the headers: {bounce}");
+    assert!(
+        !bounce.contains("The body text."),
+        "only the headers: {bounce}"
+    );
 }
 
 #[test]
@@ -215,6 +238,10 @@ fn ret_full_returns_the_whole_message_in_a_bounce() {
     });
     let bounces = harness.mailbox(SENDER);
     assert_eq!(bounces.len(), 1);
-    assert!(has_line(&bounces[0], "Content-Type: message/rfc822"), "{}", bounces[0]);
+    assert!(
+        has_line(&bounces[0], "Content-Type: message/rfc822"),
+        "{}",
+        bounces[0]
+    );
     assert!(has_line(&bounces[0], "The body text."), "{}", bounces[0]);
 }

@@ -50,12 +50,21 @@ fn python_smtplib_sends_utf8_addresses_only_with_smtputf8_and_the_dsn_parameters
 
     let entries = server.entries();
     let recipients: Vec<&str> = entries.iter().map(|e| e.recipient.as_str()).collect();
-    assert_eq!(recipients, ["r\u{e9}ka@example.net", "b@example.net", "c@example.net"]);
-    let utf8 = entries[0].extensions.as_deref().expect("the SMTPUTF8 flag is kept");
+    assert_eq!(
+        recipients,
+        ["r\u{e9}ka@example.net", "b@example.net", "c@example.net"]
+    );
+    let utf8 = entries[0]
+        .extensions
+        .as_deref()
+        .expect("the SMTPUTF8 flag is kept");
     assert!(utf8.smtputf8);
     assert_eq!(entries[0].sender.as_str(), "j\u{f6}s@example.org");
 
-    let dsn = entries[1].extensions.as_deref().expect("the DSN parameters are kept");
+    let dsn = entries[1]
+        .extensions
+        .as_deref()
+        .expect("the DSN parameters are kept");
     assert!(!dsn.smtputf8);
     assert_eq!(dsn.ret, Some(Ret::Hdrs));
     assert_eq!(dsn.envid.as_deref(), Some("QQ+314159"));
@@ -101,11 +110,17 @@ fn bad_dsn_parameters_are_refused_with_501() {
     client.ehlo();
     for (mail, reply) in [
         ("RET=ALL", "501 5.5.4 Error: Bad RET parameter syntax"),
-        ("RET=FULL RET=HDRS", "501 5.5.4 Error: duplicate RET parameter"),
+        (
+            "RET=FULL RET=HDRS",
+            "501 5.5.4 Error: duplicate RET parameter",
+        ),
         ("ENVID=a=b", "501 5.5.4 Error: Bad ENVID parameter syntax"),
         ("ENVID=a+2g", "501 5.5.4 Error: Bad ENVID parameter syntax"),
         ("ENVID", "501 5.5.4 Error: Bad ENVID parameter syntax"),
-        ("SMTPUTF8=yes", "501 5.5.4 Error: Bad SMTPUTF8 parameter syntax"),
+        (
+            "SMTPUTF8=yes",
+            "501 5.5.4 Error: Bad SMTPUTF8 parameter syntax",
+        ),
     ] {
         let line = format!("MAIL FROM:<a@example.org> {mail}");
         assert_eq!(client.send(&line), reply, "{mail}");
@@ -113,12 +128,30 @@ fn bad_dsn_parameters_are_refused_with_501() {
     let mail = "MAIL FROM:<a@example.org> RET=FULL ENVID=x+2By SMTPUTF8";
     assert_eq!(client.send(mail), "250 2.1.0 Ok");
     for (rcpt, reply) in [
-        ("NOTIFY=NEVER,SUCCESS", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
-        ("NOTIFY=FAILURE,DELAY,NEVER", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
-        ("NOTIFY=SOMETIMES", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
-        ("NOTIFY=NEVER NOTIFY=NEVER", "501 5.5.4 Error: duplicate NOTIFY parameter"),
-        ("ORCPT=b@example.net", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
-        ("ORCPT=rfc822;b=c@example.net", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+        (
+            "NOTIFY=NEVER,SUCCESS",
+            "501 5.5.4 Error: Bad NOTIFY parameter syntax",
+        ),
+        (
+            "NOTIFY=FAILURE,DELAY,NEVER",
+            "501 5.5.4 Error: Bad NOTIFY parameter syntax",
+        ),
+        (
+            "NOTIFY=SOMETIMES",
+            "501 5.5.4 Error: Bad NOTIFY parameter syntax",
+        ),
+        (
+            "NOTIFY=NEVER NOTIFY=NEVER",
+            "501 5.5.4 Error: duplicate NOTIFY parameter",
+        ),
+        (
+            "ORCPT=b@example.net",
+            "501 5.5.4 Error: Bad ORCPT parameter syntax",
+        ),
+        (
+            "ORCPT=rfc822;b=c@example.net",
+            "501 5.5.4 Error: Bad ORCPT parameter syntax",
+        ),
         ("FROB=1", "555 5.5.4 Unsupported option: FROB"),
     ] {
         let line = format!("RCPT TO:<b@example.net> {rcpt}");

@@ -351,12 +351,20 @@ async fn bounce(
 
 /// The recipient's `NOTIFY`, when the sender gave one.
 fn notify(entry: &Entry) -> Option<Notify> {
-    entry.extensions.as_ref()?.recipient(entry.recipient_index).notify
+    entry
+        .extensions
+        .as_ref()?
+        .recipient(entry.recipient_index)
+        .notify
 }
 
 /// The recipient's `ORCPT`, when the sender gave one.
 fn orcpt(entry: &Entry) -> Option<String> {
-    entry.extensions.as_ref()?.recipient(entry.recipient_index).orcpt
+    entry
+        .extensions
+        .as_ref()?
+        .recipient(entry.recipient_index)
+        .orcpt
 }
 
 /// Whether the sender asked for the whole message in reports (`RET=FULL`).
@@ -376,9 +384,11 @@ async fn report_success(
 ) {
     let local = leg.relay == Some("local");
     let remote = match verdict {
-        Verdict::Delivered { relay, .. } if !local => {
-            Some(relay.split_once('[').map_or(relay.as_str(), |(host, _)| host))
-        }
+        Verdict::Delivered { relay, .. } if !local => Some(
+            relay
+                .split_once('[')
+                .map_or(relay.as_str(), |(host, _)| host),
+        ),
         _ => None,
     };
     let orcpt = orcpt(entry);

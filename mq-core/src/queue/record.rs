@@ -11,9 +11,9 @@ use std::time::SystemTime;
 
 use mq_plugin_api::Address;
 
+use super::id::{from_micros, micros};
 use super::{Extensions, QueueId};
 use crate::smtp::{Notify, RcptParams, Ret};
-use super::id::{from_micros, micros};
 
 const MESSAGE: u8 = 1;
 const DONE: u8 = 2;

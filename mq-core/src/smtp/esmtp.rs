@@ -1,6 +1,8 @@
 //! The MAIL and RCPT parameters of SMTPUTF8 (RFC 6531) and DSN (RFC 3461): what the server
 //! takes, each checked as Postfix checks it, and the reply for each one it refuses.
 
+use std::fmt::Write as _;
+
 use mq_plugin_api::{Address, Reply};
 
 /// ENVID and ORCPT are at most 100 characters (RFC 3461 §4.2, §4.4).
@@ -9,6 +11,10 @@ const MAX_XTEXT: usize = 100;
 /// When the sender wants a report (RFC 3461 §4.1): `NOTIFY=NEVER` or a list of the other three.
 /// No NOTIFY is the default, which is `FAILURE` (and `DELAY` at the server's choice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "one flag per NOTIFY keyword, as RFC 3461 lists them"
+)]
 pub struct Notify {
     /// `NOTIFY=NEVER`: no report at all.
     pub never: bool,
@@ -28,10 +34,10 @@ impl Notify {
 
     /// The flags as one byte, as the journal keeps them.
     pub fn to_bits(self) -> u8 {
-        u8::from(self.never) * Self::NEVER
-            | u8::from(self.success) * Self::SUCCESS
-            | u8::from(self.failure) * Self::FAILURE
-            | u8::from(self.delay) * Self::DELAY
+        (u8::from(self.never) * Self::NEVER)
+            | (u8::from(self.success) * Self::SUCCESS)
+            | (u8::from(self.failure) * Self::FAILURE)
+            | (u8::from(self.delay) * Self::DELAY)
     }
 
     /// The flags back from [`Notify::to_bits`].
@@ -54,7 +60,11 @@ impl Notify {
             (self.failure, "FAILURE"),
             (self.delay, "DELAY"),
         ];
-        let kept: Vec<&str> = words.iter().filter(|(on, _)| *on).map(|(_, w)| *w).collect();
+        let kept: Vec<&str> = words
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, w)| *w)
+            .collect();
         kept.join(",")
     }
 }
@@ -89,11 +99,7 @@ pub struct RcptParams {
 }
 
 fn bad(name: &str) -> Reply {
-    Reply::new(
-        501,
-        "5.5.4",
-        format!("Error: Bad {name} parameter syntax"),
-    )
+    Reply::new(501, "5.5.4", format!("Error: Bad {name} parameter syntax"))
 }
 
 fn duplicate(name: &str) -> Reply {
@@ -184,7 +190,9 @@ pub fn xtext_decode(text: &str) -> Option<String> {
         let decoded = match byte {
             b'+' => {
                 let hex = [bytes.next()?, bytes.next()?];
-                let upper = hex.iter().all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(h));
+                let upper = hex
+                    .iter()
+                    .all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(h));
                 if !upper {
                     return None;
                 }
@@ -208,7 +216,7 @@ pub fn xtext_encode(text: &str) -> String {
         if (b'!'..=b'~').contains(&byte) && byte != b'+' && byte != b'=' {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("+{byte:02X}"));
+            let _ = write!(out, "+{byte:02X}");
         }
     }
     out
@@ -237,7 +245,15 @@ mod tests {
     fn xtext_round_trips_and_refuses_what_is_not_xtext() {
         assert_eq!(xtext_decode("a+2Bb+3Dc").as_deref(), Some("a+b=c"));
         assert_eq!(xtext_encode("a+b=c d"), "a+2Bb+3Dc+20d");
-        for bad in ["a+2b", "a+2", "a=b", "a b", "+00", "\u{e9}", "x".repeat(101).as_str()] {
+        for bad in [
+            "a+2b",
+            "a+2",
+            "a=b",
+            "a b",
+            "+00",
+            "\u{e9}",
+            "x".repeat(101).as_str(),
+        ] {
             assert_eq!(xtext_decode(bad), None, "{bad:?}");
         }
     }
@@ -256,7 +272,13 @@ mod tests {
     #[test]
     fn orcpt_needs_a_type_and_an_xtext_address() {
         assert!(orcpt("rfc822;a+2Bb@example.org").is_some());
-        for bad in ["a@example.org", ";a@example.org", "rfc822;", "rfc 822;a@b", "rfc822;a=b"] {
+        for bad in [
+            "a@example.org",
+            ";a@example.org",
+            "rfc822;",
+            "rfc 822;a@b",
+            "rfc822;a=b",
+        ] {
             assert_eq!(orcpt(bad), None, "{bad:?}");
         }
     }
