@@ -617,6 +617,6 @@ mod tests {
         let at = 1 + 8 + 8 + 4 + "client.example[192.0.2.1]".len() + 4;
         huge_count[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode(&huge_count).is_err());
-        assert_eq!(decode(&[9]), Err("unknown record kind"));
+        assert_eq!(decode(&[11]), Err("unknown record kind"));
     }
 }
