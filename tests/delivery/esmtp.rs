@@ -245,3 +245,16 @@ fn ret_full_returns_the_whole_message_in_a_bounce() {
     );
     assert!(has_line(&bounces[0], "The body text."), "{}", bounces[0]);
 }
+
+#[test]
+fn an_smtputf8_message_to_a_utf8_local_mailbox_is_delivered_into_its_maildir() {
+    let sink = Sink::start(Script::new());
+    let harness = harness_for(&sink);
+    send(&harness, "SMTPUTF8", &[("j\u{f6}s@local.test", "")]);
+
+    harness.wait_for("delivery", || harness.entries().is_empty());
+    let delivered = harness.mailbox("j\u{f6}s@local.test");
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].ends_with(BODY), "{}", delivered[0]);
+    assert!(harness.mailbox(SENDER).is_empty(), "no bounce");
+}

@@ -1,6 +1,7 @@
 //! Delivery status notifications: the bounce (RFC 3464 `multipart/report`) sent to the envelope
-//! sender when a delivery fails for good (a 5xx reply, or the entry expired), or the warning
-//! sent while it is still being retried.
+//! sender when a delivery fails for good (a 5xx reply, or the entry expired), the warning
+//! sent while it is still being retried, or the success report a sender asked for with
+//! `NOTIFY=SUCCESS` (RFC 3461).
 //!
 //! The message reads as Postfix's bounce(8) writes it: a human explanation, the
 //! machine-readable `message/delivery-status`, and the original message's header block (not its
