@@ -258,3 +258,19 @@ fn an_smtputf8_message_to_a_utf8_local_mailbox_is_delivered_into_its_maildir() {
     assert!(delivered[0].ends_with(BODY), "{}", delivered[0]);
     assert!(harness.mailbox(SENDER).is_empty(), "no bounce");
 }
+
+/// As Postfix does: SMTPUTF8 was declared, but nothing in the envelope or the header needs it.
+#[test]
+fn an_smtputf8_message_that_is_ascii_after_all_goes_to_a_server_without_smtputf8() {
+    let sink = Sink::start(Script::new().ehlo(&["PIPELINING"]));
+    let harness = harness_for(&sink);
+    send(&harness, "SMTPUTF8", &[("bob@remote.test", "")]);
+
+    harness.wait_for("delivery", || harness.entries().is_empty());
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(
+        envelope_commands(&sink),
+        ["MAIL FROM:<alice@local.test>", "RCPT TO:<bob@remote.test>"]
+    );
+    assert!(harness.mailbox(SENDER).is_empty(), "no bounce");
+}

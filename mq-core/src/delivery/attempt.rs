@@ -336,14 +336,17 @@ impl Job<'_> {
         let (smtputf8, dsn) = (offered.smtputf8, offered.dsn);
         let extensions = items[0].entry.extensions.clone();
         let extensions = extensions.as_deref();
-        if extensions.is_some_and(|e| e.smtputf8) && !smtputf8 {
+        // As Postfix does, a message sent with SMTPUTF8 whose envelope and header are ASCII
+        // after all goes to a server without it, as plain mail.
+        let utf8 = extensions.is_some_and(|e| e.smtputf8) && has_utf8(&items, body);
+        if utf8 && !smtputf8 {
             let text = format!("SMTPUTF8 is required, but was not offered by host {relay}");
             let verdict = Verdict::failed("5.6.7", text, Some(&relay));
             return self.settle_all(body, items, &verdict).await;
         }
         let mut mail = OutMailFrom::new(items[0].sender.clone());
         if let Some(extensions) = extensions {
-            mail.params.extend(mail_params(extensions, dsn));
+            mail.params.extend(mail_params(extensions, smtputf8, dsn));
         }
         if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut mail).await, &relay) {
             return self.settle_all(body, items, &verdict).await;
@@ -469,11 +472,21 @@ impl Job<'_> {
     }
 }
 
-/// The MAIL parameters a message's own take on to the next server: SMTPUTF8, and RET and
-/// ENVID when it offers DSN.
-fn mail_params(extensions: &Extensions, dsn: bool) -> Params {
+/// Whether the envelope or the header block of a message has UTF-8 in it.
+fn has_utf8(items: &[Item], body: &[u8]) -> bool {
+    let header = match memchr::memmem::find(body, b"\r\n\r\n") {
+        Some(end) => &body[..end],
+        None => body,
+    };
+    let envelope = items.iter().flat_map(|i| [&i.sender, &i.recipient]);
+    !header.is_ascii() || envelope.map(Address::as_str).any(|a| !a.is_ascii())
+}
+
+/// The MAIL parameters a message's own take on to the next server: SMTPUTF8 when it offers
+/// it, and RET and ENVID when it offers DSN.
+fn mail_params(extensions: &Extensions, smtputf8: bool, dsn: bool) -> Params {
     let mut params = Params::new();
-    if extensions.smtputf8 {
+    if extensions.smtputf8 && smtputf8 {
         params.push(("SMTPUTF8".into(), None));
     }
     if dsn {
