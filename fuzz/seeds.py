@@ -370,6 +370,20 @@ def message_record(queue_id, client, sender, recipients, body):
     return out + field(body)
 
 
+EXTENDED_MESSAGE_KIND = 9
+
+
+def extended_record(queue_id, sender, recipients, smtputf8, ret, envid, params, body):
+    """A message record with SMTPUTF8 and DSN parameters after its recipients."""
+    plain = message_record(queue_id, "client.example[192.0.2.1]", sender, recipients, b"")
+    head = bytes([EXTENDED_MESSAGE_KIND]) + plain[1:-4]
+    optional = lambda text: b"\x00" if text is None else b"\x01" + field(text)
+    head += bytes([smtputf8, ret]) + optional(envid) + struct.pack("<I", len(params))
+    for notify, orcpt in params:
+        head += bytes([notify]) + optional(orcpt)
+    return head + field(body)
+
+
 RECORDS = [
     message_record(
         0x0000018C2A3B4C5D,
@@ -575,6 +589,21 @@ DNS += [
     response("example.org", MX, [rr(b"\xc0\x1c", MX, 60, b"\x00\x01\xc0\x1c")]),  # a pointer loop
 ]
 DNS += [DNS[0][:n] for n in (11, 12, 20, 40)]
+
+# Messages with SMTPUTF8 and DSN parameters (the record kind of 9 and 10).
+RECORDS += [
+    extended_record(
+        11,
+        "j\u00f6s@example.org",
+        [("b@example.net", 0, 0, None), ("r\u00e9ka@example.net", 0, 0, None)],
+        1,
+        2,
+        "QQ314159",
+        [(6, "rfc822;b@example.net"), (0, None)],
+        "Subject: hi\r\n\r\nbody\r\n",
+    ),
+    extended_record(12, "a@example.org", [("b@example.net", 0, 0, None)], 0, 0, None, [], "x"),
+]
 
 write("command", COMMANDS)
 write("data", DATA)

@@ -160,6 +160,7 @@ fn submit(
                 recipients,
                 body,
                 client: "localhost[local submission]".into(),
+                extensions: None,
             };
             let id = smol::block_on(queue.enqueue(message)).context("cannot queue the message")?;
             tracing::info!(queue_id = %id, "queued on disk: no server holds the queue");

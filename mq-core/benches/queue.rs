@@ -22,6 +22,7 @@ fn message() -> NewMessage {
         recipients: vec!["rcpt@example.net".parse().unwrap()],
         body: vec![b'x'; BODY],
         client: "client.example[192.0.2.1]".into(),
+        extensions: None,
     }
 }
 

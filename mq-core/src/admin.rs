@@ -509,6 +509,7 @@ mod tests {
             ],
             body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
             client: "test".into(),
+            extensions: None,
         };
         let id = smol::block_on(queue.enqueue(message)).unwrap();
         (queue, id)

@@ -30,6 +30,7 @@ fn failed<'a>(recipient: &'a Address, remote: Option<&'a str>, diag: &str) -> Fa
         remote_mta: remote,
         diagnostic: Some(diag.into()),
         last_attempt: at(1_795_877_485),
+        original_recipient: None,
     }
 }
 
@@ -41,6 +42,8 @@ fn bounce<'a>(sender: &'a Address, failures: Vec<FailedRecipient<'a>>) -> Bounce
         arrival: at(1_795_877_425),
         failures,
         original: ORIGINAL,
+        envid: None,
+        return_full: false,
     }
 }
 

@@ -6,12 +6,15 @@ use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use mq_core::queue::Extensions;
 use mq_core::queue::{
     AckResult, EmbeddedOptions, EmbeddedQueue, Entry, EntryState, NewMessage, Queue, QueueError,
     QueueId, Surgery, all_messages,
 };
+use mq_core::smtp::{Notify, RcptParams, Ret};
 use mq_plugin_api::Address;
 use smol::block_on;
 use tempfile::TempDir;
@@ -26,6 +29,7 @@ fn message(recipients: &[&str], body: &[u8]) -> NewMessage {
         recipients: recipients.iter().map(|r| address(r)).collect(),
         body: body.to_vec(),
         client: "client.example[192.0.2.1]".into(),
+        extensions: None,
     }
 }
 
@@ -416,6 +420,61 @@ fn held_messages_stay_held_when_compaction_copies_them_forward() {
         block_on(queue.take_due(later(86_400), 10))
             .unwrap()
             .is_empty()
+    );
+}
+
+/// SMTPUTF8 and DSN parameters stay with a held message across compaction and a restart.
+#[test]
+fn a_messages_smtputf8_and_dsn_parameters_survive_compaction_and_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let queue = open_small(dir.path());
+    let extensions = Arc::new(Extensions {
+        smtputf8: true,
+        ret: Some(Ret::Full),
+        envid: Some("QQ314159".into()),
+        recipients: vec![
+            RcptParams::default(),
+            RcptParams {
+                notify: Some(Notify {
+                    never: true,
+                    ..Notify::default()
+                }),
+                orcpt: Some("rfc822;b@example.net".into()),
+            },
+        ],
+    });
+    let with = NewMessage {
+        extensions: Some(Arc::clone(&extensions)),
+        ..message(&["a@example.net", "b@example.net"], &[7; 1000])
+    };
+    let kept = block_on(queue.enqueue(with)).unwrap();
+    block_on(queue.hold(&kept)).unwrap();
+    let first_segment = segments(dir.path()).remove(0);
+    for n in 0..40 {
+        block_on(queue.enqueue(message(&["c@example.net"], &[n; 1000]))).unwrap();
+        for entry in block_on(queue.take_due(SystemTime::now(), 10)).unwrap() {
+            assert_eq!(entry.extensions, None);
+            block_on(queue.ack(&entry, AckResult::Delivered)).unwrap();
+        }
+    }
+    block_on(queue.maintain()).unwrap();
+    assert!(!segments(dir.path()).contains(&first_segment));
+    drop(queue);
+    let queue = open_small(dir.path());
+    let entries = queue.list();
+    assert_eq!(entries.len(), 2);
+    for entry in &entries {
+        assert_eq!(entry.extensions.as_deref(), Some(&*extensions));
+    }
+    assert_eq!(
+        entries[1]
+            .extensions
+            .as_ref()
+            .unwrap()
+            .recipient(1)
+            .notify
+            .map(|n| n.never),
+        Some(true)
     );
 }
 

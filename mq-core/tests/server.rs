@@ -63,7 +63,7 @@ fn a_message_goes_from_a_socket_into_the_queue() {
     let server = Server::start(&runtime, config, Arc::clone(&queue)).expect("server");
     let mut client = Client::connect(server.local_addr());
     assert!(client.reply().starts_with("220 localhost ESMTP"));
-    assert_eq!(client.send("EHLO client.example"), "250 8BITMIME");
+    assert_eq!(client.send("EHLO client.example"), "250 SMTPUTF8");
     assert_eq!(
         client.send("MAIL FROM:<a@example.org> SIZE=20"),
         "250 2.1.0 Ok"

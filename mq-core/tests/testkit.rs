@@ -269,7 +269,9 @@ S 250-PIPELINING\\r\\n
 S 250-SIZE 10240000\\r\\n
 S 250-VRFY\\r\\n
 S 250-ENHANCEDSTATUSCODES\\r\\n
-S 250 8BITMIME\\r\\n
+S 250-8BITMIME\\r\\n
+S 250-DSN\\r\\n
+S 250 SMTPUTF8\\r\\n
 C MAIL FROM:<a@example.org>\\r\\n
 S 250 2.1.0 Ok\\r\\n
 C RCPT TO:<b@example.net>\\r\\n

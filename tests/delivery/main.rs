@@ -9,6 +9,8 @@
 //!
 //! - `smtp`: 2xx, 4xx then 2xx, 5xx on one recipient, a mid-DATA disconnect, a silent server.
 //! - `bounce`: the DSN of a refused recipient (an insta snapshot) and of an expired entry.
+//! - `esmtp`: SMTPUTF8 only to servers that offer it; DSN parameters passed on and honoured in
+//!   mq's own reports.
 //! - `maildir`: local recipients land in their Maildir.
 //! - `mx`: routes from the test DNS server: preference, A fallback, null MX, TCP after TC.
 //! - `loops`: mail for a domain whose MX host is mq itself bounces (5.4.6) instead of looping.
@@ -26,6 +28,7 @@
 mod bounce;
 mod connections;
 mod credentials;
+mod esmtp;
 mod fanout;
 mod loops;
 mod maildir;

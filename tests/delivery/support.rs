@@ -284,6 +284,7 @@ pub(crate) fn enqueue(queue: &dyn Queue, sender: &str, recipients: &[&str], body
             .collect(),
         body: body.as_bytes().to_vec(),
         client: "test.example[127.0.0.1]".into(),
+        extensions: None,
     };
     smol::block_on(queue.enqueue(message)).expect("the queue takes the message")
 }

@@ -5,6 +5,7 @@
 //! - `python`: an independent client, python3's smtplib, through the whole dialogue, STARTTLS
 //!   and AUTH.
 //! - `pipelining`: many commands in one write, and plaintext pipelined behind STARTTLS.
+//! - `esmtp`: SMTPUTF8 and DSN: advertised, their parameters checked and kept.
 //! - `auth`: the AUTH exchanges byte by byte.
 //! - `recipients`: bare local parts, mailbox names and the local recipient map at RCPT.
 //! - `relay`: who may relay, and what authenticated submissions get.
@@ -24,6 +25,7 @@
 mod auth;
 mod concurrency;
 mod crash;
+mod esmtp;
 mod full_disk;
 mod hostile;
 mod limits;

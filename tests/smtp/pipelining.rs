@@ -23,7 +23,9 @@ fn commands_pipelined_in_one_write_get_their_replies_in_order() {
             "250-SIZE 10240000",
             "250-VRFY",
             "250-ENHANCEDSTATUSCODES",
-            "250 8BITMIME"
+            "250-8BITMIME",
+            "250-DSN",
+            "250 SMTPUTF8"
         ]
     );
     assert_eq!(client.reply(), "250 2.1.0 Ok");

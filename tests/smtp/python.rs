@@ -90,8 +90,8 @@ fn python_smtplib_walks_through_the_whole_plain_dialogue() {
         .expect("a data line");
     let id = queued_id(data);
     let expected = [
-        "ehlo 250 localhost | PIPELINING | SIZE 10240000 | VRFY | ENHANCEDSTATUSCODES | 8BITMIME",
-        "features 8bitmime enhancedstatuscodes pipelining size vrfy",
+        "ehlo 250 localhost | PIPELINING | SIZE 10240000 | VRFY | ENHANCEDSTATUSCODES | 8BITMIME | DSN | SMTPUTF8",
+        "features 8bitmime dsn enhancedstatuscodes pipelining size smtputf8 vrfy",
         "sendmail {}",
         "mail 250 2.1.0 Ok",
         "rcpt 250 2.1.5 Ok",

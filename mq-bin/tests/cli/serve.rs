@@ -257,6 +257,7 @@ fn a_damaged_journal_is_moved_aside_and_counted_on_the_metrics_page() {
             recipients: vec!["b@example.net".parse().expect("an address")],
             body: format!("Subject: {n}\r\n\r\nbody {n}\r\n").into_bytes(),
             client: "client.example[192.0.2.1]".into(),
+            extensions: None,
         };
         smol::block_on(queue.enqueue(message)).expect("the message is queued");
     }

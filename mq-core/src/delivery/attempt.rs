@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use mq_plugin_api::{
-    Address, Context, Message, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Pickup,
-    PickupAction, Reply,
+    Address, Context, Message, OutConnect, OutData, OutMailFrom, OutRcptTo, OutSent, Params,
+    Pickup, PickupAction, Reply,
 };
 
 use super::Delivery;
@@ -14,9 +14,10 @@ use super::outcome::{Leg, Notice, Verdict, notify, settle};
 use super::route::{Route, Target, route, targets};
 use super::stats::Class;
 use crate::chain::Outcome;
-use crate::queue::{Entry, QueueId};
+use crate::queue::{Entry, Extensions, QueueId};
 use crate::runtime::Worker;
 use crate::smtp::client::{ClientError, Connection, Sent, Stage};
+use crate::smtp::{RcptParams, Ret, xtext_encode};
 
 /// The entries of one message for one domain: one transaction.
 #[derive(Debug)]
@@ -62,12 +63,15 @@ pub(crate) async fn deliver(
         sending: None,
         route: Some(route.clone()),
         notices: Vec::new(),
+        next_hop_dsn: false,
+        body: None,
     };
     let mut targets_result = None;
     for batch in batches {
         let Some((body, items)) = job.pickup(batch).await else {
             continue;
         };
+        job.body = Some(std::sync::Arc::clone(&body));
         if route == Route::Local {
             job.local(&body, items).await;
         } else {
@@ -115,6 +119,10 @@ struct Job<'a> {
     /// What the batch under way has to tell its sender: one notice per message, sent when the
     /// batch is done.
     notices: Vec<Notice>,
+    /// The server of the transaction under way offers DSN: success reports are its to send.
+    next_hop_dsn: bool,
+    /// The message of the batch under way, quoted by a success report.
+    body: Option<std::sync::Arc<[u8]>>,
 }
 
 impl Job<'_> {
@@ -175,12 +183,18 @@ impl Job<'_> {
             taken: self.taken,
             setup: self.setup,
             sending: self.sending,
+            next_hop_dsn: self.next_hop_dsn,
         };
+        let body = self
+            .body
+            .clone()
+            .unwrap_or_else(|| std::sync::Arc::from(&[][..]));
         let notice = settle(
             self.worker,
             &mut self.ctx,
             self.delivery,
             entry,
+            &body,
             verdict,
             &leg,
         )
@@ -348,7 +362,22 @@ impl Job<'_> {
         let engine = self.worker.engine();
         let connection = self.connection.as_ref().expect("connected");
         let relay = crate::logline::relay(connection.host(), connection.peer());
+        let offered = connection.extensions();
+        let (smtputf8, dsn) = (offered.smtputf8, offered.dsn);
+        let extensions = items[0].entry.extensions.clone();
+        let extensions = extensions.as_deref();
+        // As Postfix does, a message sent with SMTPUTF8 whose envelope and header are ASCII
+        // after all goes to a server without it, as plain mail.
+        let utf8 = extensions.is_some_and(|e| e.smtputf8) && has_utf8(&items, body);
+        if utf8 && !smtputf8 {
+            let text = format!("SMTPUTF8 is required, but was not offered by host {relay}");
+            let verdict = Verdict::failed("5.6.7", text, Some(&relay));
+            return self.settle_all(items, &verdict).await;
+        }
         let mut mail = OutMailFrom::new(items[0].sender.clone());
+        if let Some(extensions) = extensions {
+            mail.params.extend(mail_params(extensions, smtputf8, dsn));
+        }
         if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut mail).await, &relay) {
             return self.settle_all(items, &verdict).await;
         }
@@ -356,6 +385,10 @@ impl Job<'_> {
         let mut recipients = Vec::new();
         for item in items {
             let mut rcpt = OutRcptTo::new(item.recipient.clone());
+            if let Some(extensions) = extensions.filter(|_| dsn) {
+                let given = extensions.recipient(item.entry.recipient_index);
+                rcpt.params.extend(rcpt_params(&given));
+            }
             if let Some(verdict) = refused(engine.run(&mut self.ctx, &mut rcpt).await, &relay) {
                 self.settle(item.entry, verdict, None).await;
                 continue;
@@ -374,9 +407,11 @@ impl Job<'_> {
         self.sending = Some(Instant::now());
         let message: &[u8] = replaced.as_deref().unwrap_or(body);
         let verdicts = self.exchange(&mail, &recipients, message, &relay).await;
+        self.next_hop_dsn = dsn;
         for (item, verdict) in sending.into_iter().zip(verdicts) {
             self.settle(item.entry, verdict, Some(&relay)).await;
         }
+        self.next_hop_dsn = false;
     }
 
     /// The message as `smtp_out_data` leaves it for this attempt, or `None` to send the queued
@@ -465,6 +500,47 @@ impl Job<'_> {
             })
             .collect()
     }
+}
+
+/// Whether the envelope or the header block of a message has UTF-8 in it.
+fn has_utf8(items: &[Item], body: &[u8]) -> bool {
+    let header = match memchr::memmem::find(body, b"\r\n\r\n") {
+        Some(end) => &body[..end],
+        None => body,
+    };
+    let envelope = items.iter().flat_map(|i| [&i.sender, &i.recipient]);
+    !header.is_ascii() || envelope.map(Address::as_str).any(|a| !a.is_ascii())
+}
+
+/// The MAIL parameters a message's own take on to the next server: SMTPUTF8 when it offers
+/// it, and RET and ENVID when it offers DSN.
+fn mail_params(extensions: &Extensions, smtputf8: bool, dsn: bool) -> Params {
+    let mut params = Params::new();
+    if extensions.smtputf8 && smtputf8 {
+        params.push(("SMTPUTF8".into(), None));
+    }
+    if dsn {
+        if let Some(ret) = extensions.ret {
+            let ret = if ret == Ret::Full { "FULL" } else { "HDRS" };
+            params.push(("RET".into(), Some(ret.into())));
+        }
+        if let Some(envid) = &extensions.envid {
+            params.push(("ENVID".into(), Some(xtext_encode(envid))));
+        }
+    }
+    params
+}
+
+/// The RCPT parameters for a server that offers DSN: the recipient's NOTIFY and ORCPT.
+fn rcpt_params(given: &RcptParams) -> Params {
+    let mut params = Params::new();
+    if let Some(notify) = given.notify {
+        params.push(("NOTIFY".into(), Some(notify.to_param())));
+    }
+    if let Some(orcpt) = &given.orcpt {
+        params.push(("ORCPT".into(), Some(orcpt.clone())));
+    }
+    params
 }
 
 /// The verdict on what the lookups found: the targets, or why there are none.

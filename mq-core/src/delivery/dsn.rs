@@ -1,6 +1,7 @@
 //! Delivery status notifications: the bounce (RFC 3464 `multipart/report`) sent to the envelope
-//! sender when a delivery fails for good (a 5xx reply, or the entry expired), or the warning
-//! sent while it is still being retried.
+//! sender when a delivery fails for good (a 5xx reply, or the entry expired), the warning
+//! sent while it is still being retried, or the success report a sender asked for with
+//! `NOTIFY=SUCCESS` (RFC 3461).
 //!
 //! The message reads as Postfix's bounce(8) writes it: a human explanation, the
 //! machine-readable `message/delivery-status`, and the original message's header block (not its
@@ -58,8 +59,13 @@ pub struct Bounce<'a> {
     pub arrival: SystemTime,
     /// One entry per recipient reported; a notice without any is not built.
     pub failures: Vec<FailedRecipient<'a>>,
-    /// The queued message; only its header block is quoted.
+    /// The queued message; its header block is quoted, or all of it with `return_full`.
     pub original: &'a [u8],
+    /// The sender's `ENVID` (RFC 3461), reported as `Original-Envelope-Id`.
+    pub envid: Option<&'a str>,
+    /// The sender asked for the whole message back (`RET=FULL`): it is returned as
+    /// `message/rfc822` when it fits in [`MAX_NOTICE`], else its header block is.
+    pub return_full: bool,
 }
 
 /// One recipient of a [`Bounce`] and what happened to it.
@@ -79,6 +85,9 @@ pub struct FailedRecipient<'a> {
     pub diagnostic: Option<String>,
     /// When delivery was last tried.
     pub last_attempt: SystemTime,
+    /// The recipient's `ORCPT` (RFC 3461), `type;address` as given, reported as
+    /// `Original-Recipient`.
+    pub original_recipient: Option<&'a str>,
 }
 
 /// The `Action` field of a recipient in the notice (RFC 3464 §2.3.3).
@@ -89,6 +98,11 @@ pub enum Action {
     Failed,
     /// Delivery has not succeeded yet and is still being retried.
     Delayed,
+    /// Delivered to the mailbox: a success report the sender asked for (`NOTIFY=SUCCESS`).
+    Delivered,
+    /// Handed to a server that does not offer DSN, so that no later report can be asked of
+    /// it: a success report the sender asked for.
+    Relayed,
 }
 
 impl Action {
@@ -97,6 +111,8 @@ impl Action {
         match self {
             Action::Failed => "failed",
             Action::Delayed => "delayed",
+            Action::Delivered => "delivered",
+            Action::Relayed => "relayed",
         }
     }
 }
@@ -133,8 +149,11 @@ impl Action {
 ///         remote_mta: Some("mx.example.net"),
 ///         diagnostic: Some("smtp; 550 5.1.1 no such user".into()),
 ///         last_attempt: at,
+///         original_recipient: None,
 ///     }],
 ///     original: b"Subject: hi\r\n\r\nhello\r\n",
+///     envid: None,
+///     return_full: false,
 /// };
 /// let (to, message) = dsn::build(&bounce, at, 7).unwrap();
 /// assert_eq!(to, sender);
@@ -157,11 +176,12 @@ pub fn build(
     let status = delivery_status(bounce, &host).into_bytes();
     // The notice's own header block and boundaries take well under 1 KiB.
     let left = MAX_NOTICE.saturating_sub(notification.len() + status.len() + 1024);
-    let parts = [
-        notification,
-        status,
-        original_headers(bounce.original, left.min(MAX_RETURNED_HEADERS)),
-    ];
+    let returned = if bounce.return_full && bounce.original.len() + 128 <= left {
+        returned_message(bounce)
+    } else {
+        original_headers(bounce, left.min(MAX_RETURNED_HEADERS))
+    };
+    let parts = [notification, status, returned];
     let boundary = boundary(bounce.queue_id, boundary_seed, &parts);
     let mut out = top_headers(bounce, &host, now, &boundary).into_bytes();
     out.extend_from_slice(b"This is a MIME-encapsulated message.\r\n");
@@ -177,6 +197,8 @@ pub fn build(
 fn top_headers(bounce: &Bounce<'_>, host: &str, now: SystemTime, boundary: &str) -> String {
     let subject = if all_delayed(bounce) {
         "Delayed Mail (still being retried)"
+    } else if all_successful(bounce) {
+        "Successful Mail Delivery Report"
     } else {
         "Undelivered Mail Returned to Sender"
     };
@@ -215,6 +237,13 @@ fn notification(bounce: &Bounce<'_>, host: &str, now: SystemTime) -> String {
              It will be retried until it is delivered or expires.\r\n\r\n",
             tenths / 10,
             tenths % 10
+        );
+    } else if all_successful(bounce) {
+        text.push_str(
+            "Your message was successfully delivered to the destination(s)\r\n\
+             listed below. If the message was delivered to mailbox you will\r\n\
+             receive no further notifications. Otherwise you may still receive\r\n\
+             notifications of mail delivery errors from other systems.\r\n\r\n",
         );
     } else {
         text.push_str(
@@ -264,10 +293,23 @@ fn delivery_status(bounce: &Bounce<'_>, host: &str) -> String {
         token(bounce.queue_id, 64),
         rfc5322_date(bounce.arrival)
     );
+    if let Some(envid) = bounce.envid {
+        let _ = write!(fields, "Original-Envelope-Id: {}\r\n", token(envid, 100));
+    }
     for failure in &bounce.failures {
+        fields.push_str("\r\n");
+        if let Some(original) = failure.original_recipient {
+            let (kind, address) = original.split_once(';').unwrap_or(("rfc822", original));
+            let _ = write!(
+                fields,
+                "Original-Recipient: {}; {}\r\n",
+                token(kind, 32),
+                token(address.trim(), 200)
+            );
+        }
         let _ = write!(
             fields,
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: {}\r\nStatus: {}\r\n",
+            "Final-Recipient: rfc822; {}\r\nAction: {}\r\nStatus: {}\r\n",
             failure.recipient.as_str(),
             failure.action.as_str(),
             status(failure)
@@ -290,12 +332,19 @@ fn delivery_status(bounce: &Bounce<'_>, host: &str) -> String {
 
 /// Part 3: the original header block, lines ending in CRLF and cut at 998 octets, whole fields
 /// only while they fit in `limit` octets.
-fn original_headers(original: &[u8], limit: usize) -> Vec<u8> {
-    let message = Message::parse(original);
-    let mut out = b"Content-Description: Undelivered Message Headers\r\n\
-                    Content-Type: text/rfc822-headers\r\n\
-                    Content-Transfer-Encoding: 8bit\r\n\r\n"
-        .to_vec();
+fn original_headers(bounce: &Bounce<'_>, limit: usize) -> Vec<u8> {
+    let message = Message::parse(bounce.original);
+    let what = if all_successful(bounce) {
+        "Delivered"
+    } else {
+        "Undelivered"
+    };
+    let mut out = format!(
+        "Content-Description: {what} Message Headers\r\n\
+         Content-Type: text/rfc822-headers\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    .into_bytes();
     let start = out.len();
     let mut field = Vec::new();
     for header in message.headers() {
@@ -323,6 +372,29 @@ fn original_headers(original: &[u8], limit: usize) -> Vec<u8> {
     out
 }
 
+/// Part 3 for `RET=FULL`: the whole original message, which the caller checked fits.
+fn returned_message(bounce: &Bounce<'_>) -> Vec<u8> {
+    let what = if all_successful(bounce) {
+        "Delivered"
+    } else {
+        "Undelivered"
+    };
+    let mut out = format!(
+        "Content-Description: {what} Message\r\n\
+         Content-Type: message/rfc822\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    .into_bytes();
+    out.extend_from_slice(bounce.original);
+    out
+}
+
+/// Whether every recipient was delivered or relayed, which makes the notice a success report.
+fn all_successful(bounce: &Bounce<'_>) -> bool {
+    let success = |f: &FailedRecipient<'_>| matches!(f.action, Action::Delivered | Action::Relayed);
+    bounce.failures.iter().all(success)
+}
+
 /// Whether every recipient is delayed, which makes the notice a warning.
 fn all_delayed(bounce: &Bounce<'_>) -> bool {
     bounce.failures.iter().all(|f| f.action == Action::Delayed)
@@ -341,6 +413,7 @@ fn status<'f>(failure: &'f FailedRecipient<'_>) -> &'f str {
         (true, _) => &failure.status,
         (false, Action::Failed) => "5.0.0",
         (false, Action::Delayed) => "4.0.0",
+        (false, Action::Delivered | Action::Relayed) => "2.0.0",
     }
 }
 
@@ -520,8 +593,11 @@ mod tests {
                 remote_mta: Some("mx.example.net"),
                 diagnostic: Some("smtp; 550 5.1.1 no such user".into()),
                 last_attempt: at,
+                original_recipient: None,
             }],
             original,
+            envid: None,
+            return_full: false,
         };
         build(&bounce, at, 7).unwrap().1
     }

@@ -11,6 +11,7 @@ use super::stats::{AttemptResult, Class};
 use crate::logline;
 use crate::queue::{AckResult, AttemptReport, Entry, NewMessage};
 use crate::runtime::Worker;
+use crate::smtp::{Notify, Ret};
 
 /// How an attempt went for one entry, before `delivery_result` has its say.
 #[derive(Debug, Clone)]
@@ -112,6 +113,8 @@ pub(crate) struct Leg<'a> {
     pub(crate) setup: Duration,
     /// When the transaction began (MAIL FROM), if it did.
     pub(crate) sending: Option<Instant>,
+    /// The server offered DSN (and was passed NOTIFY): reports past it are its to send.
+    pub(crate) next_hop_dsn: bool,
 }
 
 /// What an attempt leaves for the sender to hear of. The job gathers the notices of one
@@ -144,6 +147,7 @@ pub(crate) async fn settle(
     ctx: &mut Context,
     delivery: &Delivery,
     entry: Entry,
+    body: &[u8],
     verdict: Verdict,
     leg: &Leg<'_>,
 ) -> Option<Notice> {
@@ -193,6 +197,10 @@ pub(crate) async fn settle(
             log(&entry, leg, &verdict, "sent", now);
             let stats = &delivery.stats;
             stats.record(leg.class, AttemptResult::Delivered, latency);
+            if requested(&entry).is_some_and(|n| n.success) && !leg.next_hop_dsn {
+                // As with a bounce, the report first: a crash repeats it rather than loses it.
+                report_success(delivery, &entry, body, &verdict, leg, now).await;
+            }
             ack(delivery, &entry, AckResult::Delivered).await;
             None
         }
@@ -321,9 +329,17 @@ pub(crate) async fn notify(delivery: &Delivery, body: &[u8], notices: Vec<Notice
         let (failed, delayed): (Vec<Notice>, Vec<Notice>) = message
             .into_iter()
             .partition(|notice| notice.action == Action::Failed);
+        // A recipient's NOTIFY decides which reports it gets; without one, failures and delays.
+        let delayed: Vec<Notice> = delayed
+            .into_iter()
+            .filter(|notice| requested(&notice.entry).is_none_or(|n| n.delay))
+            .collect();
+        let (reported, unreported): (Vec<Notice>, Vec<Notice>) = failed
+            .into_iter()
+            .partition(|notice| requested(&notice.entry).is_none_or(|n| n.failure));
         send(delivery, body, &delayed).await;
-        send(delivery, body, &failed).await;
-        for notice in failed {
+        send(delivery, body, &reported).await;
+        for notice in reported.into_iter().chain(unreported) {
             let reason = notice.reason;
             ack(delivery, &notice.entry, AckResult::Failed { reason }).await;
         }
@@ -388,15 +404,19 @@ async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) {
     };
     let entry = &first.entry;
     let queue_id = entry.queue_id.to_string();
+    // Each recipient's ORCPT, borrowed by its report block.
+    let orcpts: Vec<Option<String>> = notices.iter().map(|notice| orcpt(&notice.entry)).collect();
     let failures = notices
         .iter()
-        .map(|notice| FailedRecipient {
+        .zip(&orcpts)
+        .map(|(notice, orcpt)| FailedRecipient {
             recipient: &notice.entry.recipient,
             status: notice.status.clone(),
             action: notice.action,
             remote_mta: notice.remote.as_deref(),
             diagnostic: Some(notice.diagnostic.clone()),
             last_attempt: notice.at,
+            original_recipient: orcpt.as_deref(),
         })
         .collect();
     let report = Bounce {
@@ -406,6 +426,8 @@ async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) {
         arrival: entry.arrived,
         failures,
         original: body,
+        envid: entry.extensions.as_ref().and_then(|e| e.envid.as_deref()),
+        return_full: return_full(entry),
     };
     let now = SystemTime::now();
     let seed = now
@@ -419,6 +441,7 @@ async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) {
         recipients: vec![to],
         body: message,
         client: "mq[bounce]".into(),
+        extensions: None,
     };
     let what = match first.action {
         Action::Delayed => "sender delay notification",
@@ -434,6 +457,95 @@ async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) {
         }
         Err(error) => {
             tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the {what}");
+        }
+    }
+}
+
+/// The recipient's `NOTIFY`, when the sender gave one.
+fn requested(entry: &Entry) -> Option<Notify> {
+    entry
+        .extensions
+        .as_ref()?
+        .recipient(entry.recipient_index)
+        .notify
+}
+
+/// The recipient's `ORCPT`, when the sender gave one.
+fn orcpt(entry: &Entry) -> Option<String> {
+    entry
+        .extensions
+        .as_ref()?
+        .recipient(entry.recipient_index)
+        .orcpt
+}
+
+/// Whether the sender asked for the whole message in reports (`RET=FULL`).
+fn return_full(entry: &Entry) -> bool {
+    entry.extensions.as_ref().and_then(|e| e.ret) == Some(Ret::Full)
+}
+
+/// Queues the success report a `NOTIFY=SUCCESS` recipient asked for (RFC 3461 §5.2.2):
+/// `delivered` at the mailbox, `relayed` to a server that does not offer DSN.
+async fn report_success(
+    delivery: &Delivery,
+    entry: &Entry,
+    body: &[u8],
+    verdict: &Verdict,
+    leg: &Leg<'_>,
+    now: SystemTime,
+) {
+    let local = leg.relay == Some("local");
+    let remote = match verdict {
+        Verdict::Delivered { relay, .. } if !local => Some(
+            relay
+                .split_once('[')
+                .map_or(relay.as_str(), |(host, _)| host),
+        ),
+        _ => None,
+    };
+    let orcpt = orcpt(entry);
+    let queue_id = entry.queue_id.to_string();
+    let report = Bounce {
+        reporting_mta: &delivery.hostname,
+        queue_id: &queue_id,
+        sender: &entry.sender,
+        arrival: entry.arrived,
+        failures: vec![FailedRecipient {
+            recipient: &entry.recipient,
+            status: "2.0.0".into(),
+            action: if local {
+                Action::Delivered
+            } else {
+                Action::Relayed
+            },
+            remote_mta: remote,
+            diagnostic: verdict.reply().map(|reply| format!("smtp; {reply}")),
+            last_attempt: now,
+            original_recipient: orcpt.as_deref(),
+        }],
+        original: body,
+        envid: entry.extensions.as_ref().and_then(|e| e.envid.as_deref()),
+        return_full: return_full(entry),
+    };
+    let seed = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let Some((to, message)) = dsn::build(&report, now, seed) else {
+        return;
+    };
+    let notice = NewMessage {
+        sender: Address::null(),
+        recipients: vec![to],
+        body: message,
+        client: "mq[report]".into(),
+        extensions: None,
+    };
+    match delivery.queue.enqueue(notice).await {
+        Ok(id) => {
+            tracing::info!(queue_id = %entry.queue_id, report = %id, "sender delivery status notification");
+        }
+        Err(error) => {
+            tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the success report");
         }
     }
 }

@@ -76,6 +76,7 @@ impl Default for EmbeddedOptions {
 ///     recipients: vec!["b@example.net".parse()?, "c@example.net".parse()?],
 ///     body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
 ///     client: "client.example[192.0.2.1]".into(),
+///     extensions: None,
 /// };
 /// let queue = EmbeddedQueue::open(dir.path(), EmbeddedOptions::default())?;
 /// let id = smol::block_on(queue.enqueue(message))?;
@@ -219,6 +220,7 @@ impl Queue for EmbeddedQueue {
                 .collect(),
             body_len: message.body.len() as u64,
             held: false,
+            extensions: message.extensions,
         };
         self.append(Record::Message(record), message.body).await?;
         Ok(id)

@@ -74,6 +74,7 @@ struct Stored {
     body_len: u64,
     /// On hold: no entry is due (none is in `due`) until it is released.
     held: bool,
+    extensions: Option<Arc<super::Extensions>>,
 }
 
 #[derive(Debug)]
@@ -177,6 +178,7 @@ impl Index {
             record: at,
             body_len: message.body_len,
             held: message.held,
+            extensions: message.extensions,
         };
         self.messages.insert(message.id, stored);
         self.live += live;
@@ -485,6 +487,7 @@ impl Stored {
             state,
             relay: None,
             retry: None,
+            extensions: self.extensions.clone(),
         }
     }
 
@@ -497,6 +500,7 @@ impl Stored {
             recipients: self.slots.iter().map(|s| s.state.clone()).collect(),
             body_len: self.body_len,
             held: self.held,
+            extensions: self.extensions.clone(),
         }
     }
 }

@@ -249,6 +249,7 @@ mod tests {
             }],
             body_len: body.len() as u64,
             held: false,
+            extensions: None,
         });
         let mut payload = Vec::new();
         record::encode(&record, &body, &mut payload);

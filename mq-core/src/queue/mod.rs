@@ -54,6 +54,7 @@
 //!             recipients: vec!["b@example.net".parse().unwrap()],
 //!             body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
 //!             client: "client.example[192.0.2.1]".into(),
+//!             extensions: None,
 //!         })
 //!         .await?;
 //!     let due = queue.take_due(SystemTime::now(), 10).await?;
@@ -106,6 +107,34 @@ pub struct NewMessage {
     pub body: Vec<u8>,
     /// Who handed it over, for logs, e.g. `client.example[192.0.2.1]`.
     pub client: String,
+    /// The SMTPUTF8 and DSN parameters it came with; `None` when it came with none.
+    pub extensions: Option<Arc<Extensions>>,
+}
+
+/// The SMTPUTF8 (RFC 6531) and DSN (RFC 3461) parameters of a message, kept with it in the
+/// queue: delivery passes them on to a server that offers the extension, and mq's own reports
+/// follow them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extensions {
+    /// MAIL came with `SMTPUTF8`: only a server that offers it may take the message.
+    pub smtputf8: bool,
+    /// MAIL's `RET`.
+    pub ret: Option<crate::smtp::Ret>,
+    /// MAIL's `ENVID`, decoded.
+    pub envid: Option<String>,
+    /// Each recipient's `NOTIFY` and `ORCPT`, in the order of [`NewMessage::recipients`];
+    /// empty when no RCPT had any.
+    pub recipients: Vec<crate::smtp::RcptParams>,
+}
+
+impl Extensions {
+    /// The NOTIFY and ORCPT of recipient `index`; the defaults when it had none.
+    pub fn recipient(&self, index: u32) -> crate::smtp::RcptParams {
+        self.recipients
+            .get(index as usize)
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// One recipient of a queued message, and where its delivery stands.
@@ -138,6 +167,8 @@ pub struct Entry {
     /// Retry rules the entry itself carries (a MailerQ document's `retries`, `maxattempts`,
     /// `maxdelivertime`), before `[delivery.retry]`'s; `None` for the embedded queue.
     pub retry: Option<RetryRules>,
+    /// The message's SMTPUTF8 and DSN parameters, when it came with any.
+    pub extensions: Option<Arc<Extensions>>,
 }
 
 /// Retry rules of one entry.
@@ -282,6 +313,7 @@ pub enum AckResult {
 ///     recipients: vec!["b@example.net".parse()?],
 ///     body: b"Subject: s\r\n\r\nhi\r\n".to_vec(),
 ///     client: "client.example[192.0.2.1]".into(),
+///     extensions: None,
 /// }))?;
 /// let age = queue.age();
 /// assert_eq!(age.deferred, 0);
@@ -401,6 +433,7 @@ pub struct QueueMetric {
 ///         recipients: vec!["b@example.net".parse().unwrap()],
 ///         body: b"\r\n".to_vec(),
 ///         client: "localhost".into(),
+///         extensions: None,
 ///     }).await?;
 ///     retry_later(&queue).await
 /// })?;

@@ -6,12 +6,14 @@
 //! without decoding anything. Decoding checks every length against what is left: damaged input
 //! is an error, never a panic or a huge allocation.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use mq_plugin_api::Address;
 
-use super::QueueId;
 use super::id::{from_micros, micros};
+use super::{Extensions, QueueId};
+use crate::smtp::{Notify, RcptParams, Ret};
 
 const MESSAGE: u8 = 1;
 const DONE: u8 = 2;
@@ -22,6 +24,10 @@ const RELEASE: u8 = 6;
 const REQUEUE: u8 = 7;
 /// A `Message` record whose message is on hold: compaction's copy of a held message.
 const HELD_MESSAGE: u8 = 8;
+/// `MESSAGE` and `HELD_MESSAGE` for a message with SMTPUTF8 or DSN parameters, which follow
+/// its recipients (before the body); a message without them is written as before.
+const EXTENDED_MESSAGE: u8 = 9;
+const HELD_EXTENDED_MESSAGE: u8 = 10;
 
 /// One recipient of a message and where its delivery stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +52,8 @@ pub(crate) struct MessageRecord {
     pub(crate) body_len: u64,
     /// On hold: none of its entries is due until it is released.
     pub(crate) held: bool,
+    /// SMTPUTF8 and DSN parameters, when it came with any.
+    pub(crate) extensions: Option<Arc<Extensions>>,
 }
 
 /// One journal record. A later `Message` record with a known id replaces the earlier one: that
@@ -185,7 +193,13 @@ impl Encoder<'_> {
     }
 
     fn message(&mut self, message: &MessageRecord) {
-        self.u8(if message.held { HELD_MESSAGE } else { MESSAGE });
+        let kind = match (message.held, message.extensions.is_some()) {
+            (false, false) => MESSAGE,
+            (true, false) => HELD_MESSAGE,
+            (false, true) => EXTENDED_MESSAGE,
+            (true, true) => HELD_EXTENDED_MESSAGE,
+        };
+        self.u8(kind);
         self.u64(message.id.as_u64());
         self.time(message.arrived);
         self.bytes(message.client.as_bytes());
@@ -204,9 +218,39 @@ impl Encoder<'_> {
                 None => self.u8(0),
             }
         }
+        if let Some(extensions) = &message.extensions {
+            self.extensions(extensions);
+        }
         // The body is last, so that its place is the record's end minus its length; only its
         // length is written here, as `bytes` would write it.
         self.u32(message.body_len as u32);
+    }
+
+    fn optional(&mut self, text: Option<&str>) {
+        match text {
+            Some(text) => {
+                self.u8(1);
+                self.bytes(text.as_bytes());
+            }
+            None => self.u8(0),
+        }
+    }
+
+    /// SMTPUTF8 as a byte, RET (0 none, 1 FULL, 2 HDRS), ENVID, then each recipient's NOTIFY
+    /// (0 none, else its flags) and ORCPT.
+    fn extensions(&mut self, extensions: &Extensions) {
+        self.u8(u8::from(extensions.smtputf8));
+        self.u8(match extensions.ret {
+            None => 0,
+            Some(Ret::Full) => 1,
+            Some(Ret::Hdrs) => 2,
+        });
+        self.optional(extensions.envid.as_deref());
+        self.u32(extensions.recipients.len() as u32);
+        for recipient in &extensions.recipients {
+            self.u8(recipient.notify.map_or(0, Notify::to_bits));
+            self.optional(recipient.orcpt.as_deref());
+        }
     }
 }
 
@@ -214,7 +258,16 @@ impl Encoder<'_> {
 pub(crate) fn is_kind(kind: u8) -> bool {
     matches!(
         kind,
-        MESSAGE | DONE | DEFER | DELETE | HOLD | RELEASE | REQUEUE | HELD_MESSAGE
+        MESSAGE
+            | DONE
+            | DEFER
+            | DELETE
+            | HOLD
+            | RELEASE
+            | REQUEUE
+            | HELD_MESSAGE
+            | EXTENDED_MESSAGE
+            | HELD_EXTENDED_MESSAGE
     )
 }
 
@@ -222,8 +275,10 @@ pub(crate) fn is_kind(kind: u8) -> bool {
 pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
     let mut input = Decoder(payload);
     let record = match input.u8()? {
-        MESSAGE => Record::Message(input.message(false)?),
-        HELD_MESSAGE => Record::Message(input.message(true)?),
+        MESSAGE => Record::Message(input.message(false, false)?),
+        HELD_MESSAGE => Record::Message(input.message(true, false)?),
+        EXTENDED_MESSAGE => Record::Message(input.message(false, true)?),
+        HELD_EXTENDED_MESSAGE => Record::Message(input.message(true, true)?),
         DONE => Record::Done {
             id: input.id()?,
             recipient: input.u32()?,
@@ -298,7 +353,7 @@ impl<'a> Decoder<'a> {
         self.string()?.parse().map_err(|_| "invalid address")
     }
 
-    fn message(&mut self, held: bool) -> Result<MessageRecord, &'static str> {
+    fn message(&mut self, held: bool, extended: bool) -> Result<MessageRecord, &'static str> {
         let id = self.id()?;
         let arrived = from_micros(self.u64()?);
         let client = self.string()?;
@@ -310,6 +365,11 @@ impl<'a> Decoder<'a> {
         for _ in 0..count {
             recipients.push(self.recipient()?);
         }
+        let extensions = if extended {
+            Some(Arc::new(self.extensions()?))
+        } else {
+            None
+        };
         let body_len = self.bytes()?.len() as u64;
         Ok(MessageRecord {
             id,
@@ -319,6 +379,48 @@ impl<'a> Decoder<'a> {
             recipients,
             body_len,
             held,
+            extensions,
+        })
+    }
+
+    fn optional(&mut self) -> Result<Option<String>, &'static str> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => self.string().map(Some),
+            _ => Err("invalid option flag"),
+        }
+    }
+
+    fn extensions(&mut self) -> Result<Extensions, &'static str> {
+        let smtputf8 = match self.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err("invalid SMTPUTF8 flag"),
+        };
+        let ret = match self.u8()? {
+            0 => None,
+            1 => Some(Ret::Full),
+            2 => Some(Ret::Hdrs),
+            _ => return Err("invalid RET"),
+        };
+        let envid = self.optional()?;
+        let count = self.u32()? as usize;
+        // Each takes at least 2 bytes: a damaged count allocates no more than the payload holds.
+        let mut recipients = Vec::with_capacity(count.min(self.0.len() / 2));
+        for _ in 0..count {
+            let notify = match self.u8()? {
+                0 => None,
+                bits if bits < 16 => Some(Notify::from_bits(bits)),
+                _ => return Err("invalid NOTIFY"),
+            };
+            let orcpt = self.optional()?;
+            recipients.push(RcptParams { notify, orcpt });
+        }
+        Ok(Extensions {
+            smtputf8,
+            ret,
+            envid,
+            recipients,
         })
     }
 
@@ -377,6 +479,7 @@ mod tests {
             ],
             body_len: body.len() as u64,
             held: false,
+            extensions: None,
         }
     }
 
@@ -401,6 +504,15 @@ mod tests {
             Record::Requeue { id, at },
             Record::Message(MessageRecord {
                 held: true,
+                ..message(body)
+            }),
+            Record::Message(MessageRecord {
+                extensions: Some(Arc::new(extensions())),
+                ..message(body)
+            }),
+            Record::Message(MessageRecord {
+                held: true,
+                extensions: Some(Arc::new(Extensions::default())),
                 ..message(body)
             }),
         ];
@@ -439,6 +551,51 @@ mod tests {
         }
     }
 
+    fn extensions() -> Extensions {
+        Extensions {
+            smtputf8: true,
+            ret: Some(Ret::Hdrs),
+            envid: Some("QQ314159".into()),
+            recipients: vec![
+                RcptParams {
+                    notify: Some(Notify {
+                        success: true,
+                        failure: true,
+                        ..Notify::default()
+                    }),
+                    orcpt: Some("rfc822;a@example.net".into()),
+                },
+                RcptParams::default(),
+            ],
+        }
+    }
+
+    /// A record written before messages kept their parameters still reads, as one without.
+    #[test]
+    fn a_message_record_of_the_first_format_reads_without_extensions() {
+        let mut payload = vec![MESSAGE];
+        payload.extend(0x1234_u64.to_le_bytes());
+        payload.extend(1_700_000_000_123_456_u64.to_le_bytes());
+        for text in ["client.example[192.0.2.1]", ""] {
+            payload.extend((text.len() as u32).to_le_bytes());
+            payload.extend(text.as_bytes());
+        }
+        payload.extend(1_u32.to_le_bytes());
+        payload.extend(13_u32.to_le_bytes());
+        payload.extend(b"a@example.net");
+        payload.extend([0, 0, 0, 0, 0]);
+        payload.extend(1_700_000_000_123_456_u64.to_le_bytes());
+        payload.push(0);
+        payload.extend(1_u32.to_le_bytes());
+        payload.push(b'x');
+        let Ok(Record::Message(record)) = decode(&payload) else {
+            panic!("the old record did not decode");
+        };
+        assert_eq!(record.extensions, None);
+        assert_eq!(record.recipients[0].address.as_str(), "a@example.net");
+        assert_eq!(record.body_len, 1);
+    }
+
     #[test]
     fn damaged_payloads_are_errors_not_panics() {
         let mut payload = Vec::new();
@@ -446,11 +603,20 @@ mod tests {
         for cut in 0..payload.len() {
             assert!(decode(&payload[..cut]).is_err(), "cut at {cut}");
         }
+        let extended = MessageRecord {
+            extensions: Some(Arc::new(extensions())),
+            ..message(b"xyz")
+        };
+        let mut long = Vec::new();
+        encode(&Record::Message(extended), b"xyz", &mut long);
+        for cut in 0..long.len() {
+            assert!(decode(&long[..cut]).is_err(), "cut at {cut}");
+        }
         let mut huge_count = payload.clone();
         // The recipient count follows kind, id, time, client and sender.
         let at = 1 + 8 + 8 + 4 + "client.example[192.0.2.1]".len() + 4;
         huge_count[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode(&huge_count).is_err());
-        assert_eq!(decode(&[9]), Err("unknown record kind"));
+        assert_eq!(decode(&[11]), Err("unknown record kind"));
     }
 }

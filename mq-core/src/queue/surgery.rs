@@ -97,6 +97,7 @@ impl Surgery {
     ///         recipients: vec!["b@example.net".parse().unwrap()],
     ///         body: b"\r\n".to_vec(),
     ///         client: "localhost".into(),
+    ///         extensions: None,
     ///     }).await?;
     ///     let outcomes = Surgery::Hold.apply_all(&queue, &[id]).await;
     ///     assert_eq!(outcomes[0].1.as_ref().ok(), Some(&1));

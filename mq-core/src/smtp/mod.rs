@@ -12,6 +12,7 @@
 //!   `recipient_map` ([`RecipientMap`]), the file that lists them.
 //! - `config`, `relay`, `received`, `tls`, `auth`: settings, relay networks, the Received
 //!   field, certificates, and AUTH.
+//! - `esmtp`: the SMTPUTF8 and DSN parameters of MAIL and RCPT ([`MailParams`], [`RcptParams`]).
 //! - `auth_guard`: the bound on password checks at once and the failed-login count per address.
 
 pub mod auth;
@@ -22,6 +23,7 @@ mod codec;
 mod config;
 mod conn;
 mod data;
+mod esmtp;
 mod helo;
 mod received;
 mod recipient_map;
@@ -37,6 +39,7 @@ pub use auth_guard::AuthStats;
 pub use codec::{Command, parse_command};
 pub use config::{AuthConfig, SmtpConfig, TlsFiles};
 pub use data::{DataError, DataReader, read_data};
+pub use esmtp::{MailParams, Notify, RcptParams, Ret, needs_smtputf8, xtext_decode, xtext_encode};
 pub use recipient_map::{RecipientMap, RecipientMapError};
 pub use record::{Recording, RecordingError, Side};
 pub use relay::{Cidr, CidrError};

@@ -14,13 +14,14 @@ use super::auth_guard;
 use super::codec::{Command, parse_command};
 use super::conn::{Conn, ConnError, Line, SessionStream};
 use super::data::DataError;
+use super::esmtp::{self, MailParams, RcptParams};
 use super::received::{self, Trace};
 use super::recipient_set::RecipientSet;
 use super::recipients;
 use super::server::Shared;
 use crate::chain::Outcome;
 use crate::logline::{self, Client};
-use crate::queue::{NewMessage, Origin};
+use crate::queue::{Extensions, NewMessage, Origin};
 use crate::runtime::Worker;
 
 /// Runs a session on an accepted connection until the client quits or is disconnected. The
@@ -84,6 +85,11 @@ struct State {
     tls: bool,
     user: Option<String>,
     sender: Option<Address>,
+    /// MAIL's SMTPUTF8 and DSN parameters.
+    mail: MailParams,
+    /// RCPT's DSN parameters, for each recipient that was given any (an alias's expansion
+    /// takes those of the RCPT that named it).
+    rcpt_params: Vec<(Address, RcptParams)>,
     /// Each once: a repeated RCPT (or an alias met twice) is answered 250 and adds nothing.
     recipients: RecipientSet,
     /// RCPT commands accepted in this transaction: the recipient limit counts these, as
@@ -303,6 +309,8 @@ impl<S: SessionStream> Session<S> {
     /// Ends the mail transaction (RSET, a new EHLO, a queued message).
     fn reset(&mut self) {
         self.state.sender = None;
+        self.state.mail = MailParams::default();
+        self.state.rcpt_params.clear();
         self.state.recipients.clear();
         self.state.accepted_rcpts = 0;
         self.ctx.end_message();
@@ -333,7 +341,12 @@ impl<S: SessionStream> Session<S> {
         if self.auth_offered() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
-        lines.extend(["ENHANCEDSTATUSCODES".into(), "8BITMIME".into()]);
+        lines.extend([
+            "ENHANCEDSTATUSCODES".into(),
+            "8BITMIME".into(),
+            "DSN".into(),
+            "SMTPUTF8".into(),
+        ]);
         self.shared.stats.reply(250);
         self.conn().reply_lines(250, &lines);
     }
@@ -529,8 +542,12 @@ impl<S: SessionStream> Session<S> {
         if self.state.sender.is_some() {
             return self.error(&Reply::new(503, "5.5.1", "Error: nested MAIL command"));
         }
-        if let Err(reply) = self.check_mail_params(&params) {
-            return self.error(&reply);
+        let mail = match self.check_mail_params(&params) {
+            Ok(mail) => mail,
+            Err(reply) => return self.error(&reply),
+        };
+        if !mail.smtputf8 && esmtp::needs_smtputf8(&sender) {
+            return self.error(&esmtp::smtputf8_required());
         }
         let mut event = MailFrom::new(sender);
         event.params = params;
@@ -539,13 +556,19 @@ impl<S: SessionStream> Session<S> {
             return Flow::Continue;
         }
         self.state.sender = Some(event.sender);
+        self.state.mail = mail;
         self.ok(250, "2.1.0", "Ok");
         Flow::Continue
     }
 
-    /// SIZE (RFC 1870), BODY (RFC 6152) and AUTH (RFC 4954) are known; others are refused.
-    fn check_mail_params(&self, params: &Params) -> Result<(), Reply> {
+    /// SIZE (RFC 1870), BODY (RFC 6152), AUTH (RFC 4954), SMTPUTF8 (RFC 6531), and RET and
+    /// ENVID (RFC 3461) are known; others are refused.
+    fn check_mail_params(&self, params: &Params) -> Result<MailParams, Reply> {
+        let mut mail = MailParams::default();
         for (key, value) in params {
+            if esmtp::mail_param(&mut mail, key, value.as_deref())? {
+                continue;
+            }
             match (key.as_str(), value.as_deref()) {
                 ("SIZE", Some(size)) => {
                     let size: usize = size
@@ -568,7 +591,7 @@ impl<S: SessionStream> Session<S> {
                 }
             }
         }
-        Ok(())
+        Ok(mail)
     }
 
     /// RCPT, its steps in order and kept in one place (each may refuse): the recipient limit,
@@ -578,12 +601,19 @@ impl<S: SessionStream> Session<S> {
         let Some(sender) = self.state.sender.clone() else {
             return self.error(&Reply::new(503, "5.5.1", "Error: need MAIL command"));
         };
-        if let Some((key, _)) = params.first() {
-            return self.error(&Reply::new(
-                555,
-                "5.5.4",
-                format!("Unsupported option: {key}"),
-            ));
+        let mut dsn = RcptParams::default();
+        for (key, value) in &params {
+            match esmtp::rcpt_param(&mut dsn, key, value.as_deref()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let text = format!("Unsupported option: {key}");
+                    return self.error(&Reply::new(555, "5.5.4", text));
+                }
+                Err(reply) => return self.error(&reply),
+            }
+        }
+        if !self.state.mail.smtputf8 && esmtp::needs_smtputf8(&recipient) {
+            return self.error(&esmtp::smtputf8_required());
         }
         if self.state.accepted_rcpts >= self.shared.config.max_recipients {
             self.send(&Reply::new(452, "4.5.3", "Error: too many recipients"));
@@ -618,6 +648,12 @@ impl<S: SessionStream> Session<S> {
             event.recipients = vec![known];
         }
         self.state.accepted_rcpts += 1;
+        if dsn != RcptParams::default() {
+            let named = event.recipients.iter().cloned();
+            self.state
+                .rcpt_params
+                .extend(named.map(|recipient| (recipient, dsn.clone())));
+        }
         self.state
             .recipients
             .extend(std::mem::take(&mut event.recipients));
@@ -777,6 +813,27 @@ impl<S: SessionStream> Session<S> {
         }
     }
 
+    /// The transaction's SMTPUTF8 and DSN parameters for a message to `recipients`; `None`
+    /// when it had none.
+    fn extensions(&self, recipients: &[Address]) -> Option<Arc<Extensions>> {
+        let params = &self.state.rcpt_params;
+        let of = |recipient: &Address| {
+            let given = params.iter().find(|(address, _)| address == recipient);
+            given.map(|(_, dsn)| dsn.clone()).unwrap_or_default()
+        };
+        let extensions = Extensions {
+            smtputf8: self.state.mail.smtputf8,
+            ret: self.state.mail.ret,
+            envid: self.state.mail.envid.clone(),
+            recipients: if params.is_empty() {
+                Vec::new()
+            } else {
+                recipients.iter().map(of).collect()
+            },
+        };
+        (extensions != Extensions::default()).then(|| Arc::new(extensions))
+    }
+
     async fn enqueue(
         &mut self,
         sender: Address,
@@ -788,11 +845,13 @@ impl<S: SessionStream> Session<S> {
         for (body, recipients) in groups {
             let (size, count) = (body.len(), recipients.len());
             let message_id = logline::message_id(&body);
+            let extensions = self.extensions(&recipients);
             let message = NewMessage {
                 sender: sender.clone(),
                 recipients,
                 body,
                 client: client.clone(),
+                extensions,
             };
             let origin = Origin {
                 remote: self.client,

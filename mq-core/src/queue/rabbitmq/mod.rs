@@ -310,6 +310,8 @@ impl Queue for RabbitQueue {
                 state: EntryState::InFlight,
                 relay: document.relay.clone(),
                 retry: document.retry_rules(),
+                // MailerQ's format has no place for them: a document carries none.
+                extensions: None,
             };
             self.taken().insert(
                 id,

@@ -37,6 +37,10 @@ pub struct Extensions {
     pub auth: Vec<String>,
     /// `ENHANCEDSTATUSCODES` (RFC 2034).
     pub enhanced_status_codes: bool,
+    /// `SMTPUTF8` (RFC 6531): a message whose sender declared SMTPUTF8 may go to it.
+    pub smtputf8: bool,
+    /// `DSN` (RFC 3461): NOTIFY, ORCPT, RET and ENVID go on to it.
+    pub dsn: bool,
 }
 
 impl Extensions {
@@ -59,6 +63,8 @@ impl Extensions {
                 "STARTTLS" => extensions.starttls = true,
                 "8BITMIME" => extensions.eight_bit_mime = true,
                 "ENHANCEDSTATUSCODES" => extensions.enhanced_status_codes = true,
+                "SMTPUTF8" => extensions.smtputf8 = true,
+                "DSN" => extensions.dsn = true,
                 "AUTH" => {
                     for mechanism in words.map(str::to_ascii_uppercase) {
                         if !extensions.auth.contains(&mechanism) {
@@ -89,6 +95,8 @@ mod tests {
             "SIZE 1000000",
             "STARTTLS",
             "8BITMIME",
+            "SMTPUTF8",
+            "DSN",
             "AUTH PLAIN login",
             "AUTH=PLAIN",
             "ENHANCEDSTATUSCODES",
@@ -96,7 +104,7 @@ mod tests {
             "",
         ]);
         assert!(extensions.pipelining && extensions.starttls && extensions.eight_bit_mime);
-        assert!(extensions.enhanced_status_codes);
+        assert!(extensions.enhanced_status_codes && extensions.smtputf8 && extensions.dsn);
         assert_eq!(extensions.size, Some(1_000_000));
         assert_eq!(extensions.auth, ["PLAIN", "LOGIN"]);
     }
