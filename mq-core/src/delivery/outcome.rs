@@ -429,19 +429,8 @@ async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) {
         envid: entry.extensions.as_ref().and_then(|e| e.envid.as_deref()),
         return_full: return_full(entry),
     };
-    let now = SystemTime::now();
-    let seed = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let Some((to, message)) = dsn::build(&report, now, seed) else {
+    let Some(notice) = report_message(&report, SystemTime::now(), "mq[bounce]") else {
         return;
-    };
-    let notice = NewMessage {
-        sender: Address::null(),
-        recipients: vec![to],
-        body: message,
-        client: "mq[bounce]".into(),
-        extensions: None,
     };
     let what = match first.action {
         Action::Delayed => "sender delay notification",
@@ -527,18 +516,8 @@ async fn report_success(
         envid: entry.extensions.as_ref().and_then(|e| e.envid.as_deref()),
         return_full: return_full(entry),
     };
-    let seed = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let Some((to, message)) = dsn::build(&report, now, seed) else {
+    let Some(notice) = report_message(&report, now, "mq[report]") else {
         return;
-    };
-    let notice = NewMessage {
-        sender: Address::null(),
-        recipients: vec![to],
-        body: message,
-        client: "mq[report]".into(),
-        extensions: None,
     };
     match delivery.queue.enqueue(notice).await {
         Ok(id) => {
@@ -548,6 +527,22 @@ async fn report_success(
             tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the success report");
         }
     }
+}
+
+/// The delivery status notification `report` as a message from `<>` to its sender, queued
+/// as from `client`; none when there is no one to send it to (a bounce's own failure).
+fn report_message(report: &Bounce<'_>, now: SystemTime, client: &str) -> Option<NewMessage> {
+    let seed = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let (to, message) = dsn::build(report, now, seed)?;
+    Some(NewMessage {
+        sender: Address::null(),
+        recipients: vec![to],
+        body: message,
+        client: client.into(),
+        extensions: None,
+    })
 }
 
 /// One line per attempt, the fields of Postfix's smtp(8) line: `to=<rcpt>`,
