@@ -40,6 +40,8 @@ fn written(extensions: &Extensions) -> Vec<String> {
         (extensions.starttls, "STARTTLS"),
         (extensions.eight_bit_mime, "8BITMIME"),
         (extensions.enhanced_status_codes, "ENHANCEDSTATUSCODES"),
+        (extensions.smtputf8, "SMTPUTF8"),
+        (extensions.dsn, "DSN"),
     ];
     lines.extend(flags.iter().filter(|f| f.0).map(|f| f.1.to_owned()));
     if let Some(size) = extensions.size {
