@@ -185,16 +185,12 @@ impl Job<'_> {
             sending: self.sending,
             next_hop_dsn: self.next_hop_dsn,
         };
-        let body = self
-            .body
-            .clone()
-            .unwrap_or_else(|| std::sync::Arc::from(&[][..]));
         let notice = settle(
             self.worker,
             &mut self.ctx,
             self.delivery,
             entry,
-            &body,
+            self.body.as_deref().unwrap_or_default(),
             verdict,
             &leg,
         )
