@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mq_core::testkit::sink::{Script, Sink};
 
-use crate::support::{PATIENCE, Scratch, Server, http_get, smtp};
+use crate::support::{PATIENCE, Scratch, Server, append, http_get, smtp};
 
 /// A scratch whose server delivers everything to `smarthost`.
 fn relaying_to(smarthost: SocketAddr, extra: &str) -> Scratch {
@@ -332,11 +332,4 @@ fn delivery_shows_on_the_metrics_page() {
         "{started} vs {now}"
     );
     assert!(server.terminate().status.success());
-}
-
-/// Appends `text` to the file at `path`.
-fn append(path: &Path, text: &str) {
-    let mut content = std::fs::read_to_string(path).expect("the config");
-    content.push_str(text);
-    std::fs::write(path, content).expect("the config is written");
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::support::{Scratch, Server, http_get, one_error_line, smtp, success};
+use crate::support::{Scratch, Server, append, http_get, one_error_line, smtp, success};
 
 /// What the server logs when a reload went through.
 const RELOADED: &str = "configuration reloaded from ";
@@ -41,13 +41,6 @@ fn edit(config: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(config).expect("the config");
     assert!(text.contains(from), "{from:?} in\n{text}");
     std::fs::write(config, text.replacen(from, to, 1)).expect("the config is written");
-}
-
-/// Adds `text` at the end of the config file.
-fn append(config: &Path, text: &str) {
-    let mut whole = std::fs::read_to_string(config).expect("the config");
-    whole.push_str(text);
-    std::fs::write(config, whole).expect("the config is written");
 }
 
 #[test]

@@ -2,16 +2,10 @@
 //! after binding (`[server] user`).
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
 
-use crate::support::{Scratch, one_error_line, smtp, success};
+use crate::support::{Scratch, append, one_error_line, smtp, success};
 
 /// Appends `text` to the file at `path`.
-fn append(path: &Path, text: &str) {
-    let mut content = std::fs::read_to_string(path).expect("the config");
-    content.push_str(text);
-    std::fs::write(path, content).expect("the config is written");
-}
 
 #[test]
 fn status_tells_whether_the_server_runs_with_its_sessions_and_queue() {

@@ -74,6 +74,13 @@ pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
 }
 
+/// Adds `text` at the end of the config file at `path`.
+pub(crate) fn append(path: &Path, text: &str) {
+    let mut content = std::fs::read_to_string(path).expect("the config");
+    content.push_str(text);
+    std::fs::write(path, content).expect("the config is written");
+}
+
 /// Asserts that `output` is a failure with one line `mq: …` on stderr, and returns that line.
 pub(crate) fn one_error_line(output: &Output) -> String {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
