@@ -294,8 +294,9 @@ impl Plan {
         let mut loaded = Vec::with_capacity(self.plugins.len());
         for planned in self.plugins.iter() {
             let registration = planned.registration;
-            let config = PluginConfig::new(registration.name(), core, planned.table.clone())
-                .with_shared(planned.shared.clone());
+            let config = planned
+                .shared
+                .config(registration.name(), core, planned.table.clone());
             let plugin = build_guarded(registration, &config)?;
             loaded.push(Loaded {
                 name: registration.name(),

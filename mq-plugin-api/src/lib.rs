@@ -14,7 +14,9 @@
 //! - The events (`event`): one type per hook ([`Connect`], [`Data`], ...), the [`Event`] trait
 //!   that ties each to its [`HookId`] (`hook`).
 //! - [`Context`] (`context`): timers, spawning, sockets, the deadline, data passed between hooks,
-//!   logging, and [`Dns`] lookups (`dns`).
+//!   logging, the read-only [`Session`] facts, and [`Dns`] lookups (`dns`).
+//! - [`Host`] (`host`): the engine's side of a context, the only writer of its session facts;
+//!   tests make one to call a hook directly.
 //! - Mail types: [`Address`] (`address`), [`Message`] and [`Headers`] (`message`), [`Reply`]
 //!   (`reply`); [`normalize_domain`] (`domain`), the one spelling of a domain.
 //! - [`Registration`] (`registration`): what [`#[plugin]`](plugin) submits through inventory,
@@ -69,6 +71,7 @@ mod domain;
 pub mod duration;
 mod event;
 mod hook;
+mod host;
 mod message;
 mod plugin;
 mod registration;
@@ -85,6 +88,7 @@ pub use event::{
     OutSent, Params, Pickup, PickupAction, RcptTo, Secret, Secure,
 };
 pub use hook::{HookId, HookSet};
+pub use host::Host;
 pub use message::{FoldError, Header, Headers, Message};
 pub use mq_plugin_api_macros::{hooks, plugin};
 pub use plugin::{Named, Plugin, PluginHooks};

@@ -52,7 +52,7 @@
 //!     toml::from_str("[[limit]]\nkey = \"sender_domain\"\nrate = 2\nper = \"1m\"").unwrap();
 //! let config = PluginConfig::new("ratelimit", 0, toml::Table::new());
 //! let plugin = RateLimit::new(&section, &config).unwrap();
-//! let mut ctx = Context::new(0, Rc::new(smol::LocalExecutor::new()));
+//! let mut ctx = mq_plugin_api::Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
 //! let replies: Vec<_> = (0..3)
 //!     .map(|_| {
 //!         let mut event = MailFrom::new("a@example.org".parse::<Address>().unwrap());
