@@ -91,7 +91,7 @@ pub use hook::{HookId, HookSet};
 pub use host::Host;
 pub use message::{FoldError, Header, Headers, Message};
 pub use mq_plugin_api_macros::{hooks, plugin};
-pub use plugin::{Named, Plugin, PluginHooks};
+pub use plugin::{Hooked, Named, Plugin, PluginHooks};
 pub use registration::{ConfigError, Factory, PluginConfig, Registration, SharedState};
 pub use reply::Reply;
 pub use smol::{Async, Task, Timer};

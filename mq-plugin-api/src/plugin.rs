@@ -99,7 +99,7 @@ use crate::{Context, Control, HookSet};
 /// ```
 #[async_trait(?Send)]
 #[allow(unused_variables)]
-pub trait Plugin: 'static {
+pub trait Plugin: Hooked + 'static {
     /// `smtp_in_connect`: a client connected. May reject the connection.
     async fn smtp_in_connect(&self, ctx: &mut Context, event: &mut Connect) -> Control {
         Control::Continue
@@ -184,8 +184,24 @@ pub trait Plugin: 'static {
     }
 }
 
+/// The mark [`#[hooks]`](crate::hooks) leaves on a plugin type whose `impl Plugin` block it
+/// wrote. Not to be implemented by hand: [`Plugin`] requires it so that an `impl Plugin` block
+/// without `#[hooks]` is reported as that, not as the mismatch of async-trait's boxed futures
+/// with plain `async fn`s that follows from it.
+#[diagnostic::on_unimplemented(
+    message = "`impl Plugin for {Self}` needs the `#[hooks]` attribute",
+    label = "add `#[hooks]` on the line above `impl Plugin for {Self}`",
+    note = "`#[hooks]` turns the block's `async fn`s into the trait's methods and records which hooks `{Self}` has"
+)]
+pub trait Hooked {}
+
 /// The hooks a plugin type implements, written by [`#[hooks]`](crate::hooks) from its
 /// `impl Plugin` block. Not to be implemented by hand.
+#[diagnostic::on_unimplemented(
+    message = "`impl Plugin for {Self}` needs the `#[hooks]` attribute",
+    label = "`#[plugin]` registers the hooks that `#[hooks]` records for `{Self}`",
+    note = "add `#[hooks]` on the line above `impl Plugin for {Self}`"
+)]
 pub trait PluginHooks: Plugin {
     /// The hooks whose methods the `impl Plugin` block defines.
     const HOOKS: HookSet;

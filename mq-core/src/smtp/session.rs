@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mq_plugin_api::{
-    Address, AuthVerdict, Authenticate, Close, Connect, Data, Envelope, Event, Helo,
-    HookId, Host, MailFrom, Message, MessageCopy, Params, RcptTo, Reply, Secret, Secure,
+    Address, AuthVerdict, Authenticate, Close, Connect, Data, Envelope, Event, Helo, HookId, Host,
+    MailFrom, Message, MessageCopy, Params, RcptTo, Reply, Secret, Secure,
 };
 
 use super::auth::{self, AuthError};

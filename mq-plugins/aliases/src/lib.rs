@@ -326,7 +326,8 @@ mod tests {
             .unwrap();
         std::thread::sleep(Duration::from_millis(5));
 
-        let ctx = mq_plugin_api::Host::new(0, std::rc::Rc::new(smol::LocalExecutor::new())).into_context();
+        let ctx = mq_plugin_api::Host::new(0, std::rc::Rc::new(smol::LocalExecutor::new()))
+            .into_context();
         smol::block_on(first.refresh(&ctx));
         let a: Address = "a@x".parse().unwrap();
         let expansion = second.store.map().expand(&[a], Limits::default()).unwrap();
