@@ -54,6 +54,35 @@
 //! }
 //! ```
 //!
+//! # The hooks
+//!
+//! Every hook, in the order a message meets them. A hook changes its event through the event's
+//! public fields; what it may only read has accessors. "Reject" is `return event.reject(reply);`:
+//! the chain ends there whatever the hook returns, and the last column says what the engine then
+//! does. A step with no `reject` cannot be refused.
+//!
+//! | Hook | Runs | Event | May change | A reject |
+//! |------|------|-------|------------|----------|
+//! | `smtp_in_connect` | a client connected, before the greeting | [`Connect`] | nothing | greets with the reply and closes the connection |
+//! | `smtp_in_helo` | EHLO or HELO | [`Helo`] | `name`, the name the session records | refuses the command; the client may say it again |
+//! | `smtp_in_secure` | STARTTLS completed | [`Secure`] | nothing | — |
+//! | `smtp_in_authenticate` | AUTH gave credentials | [`Authenticate`] | `verdict` (accept or deny the login) | refuses the login with the reply |
+//! | `smtp_in_mail_from` | MAIL FROM | [`MailFrom`] | `sender`, `params` | refuses the sender |
+//! | `smtp_in_rcpt_to` | each RCPT TO | [`RcptTo`] | `recipients` (rewrite, expand), `params`, `local` | refuses this recipient; the others stand |
+//! | `smtp_in_data` | the message received, before it is queued | [`Data`] | `message` (headers and body) | refuses the message: nothing is queued |
+//! | `smtp_in_message` | once per recipient, before its copy is queued | [`MessageCopy`] | `recipient`, `message` (this copy only) | refuses this recipient's copy; the others are queued |
+//! | `smtp_in_close` | the connection closed | [`Close`] | nothing | — |
+//! | `queue_pickup` | an entry taken from the queue for delivery | [`Pickup`] | `sender`, `recipient`, `action` (deliver, delay, drop) | ends the entry as the reply's code says: 4xx tries it again later, 5xx bounces it |
+//! | `smtp_out_connect` | connected to a remote server | [`OutConnect`] | nothing | gives the server up; the entries are settled by the reply's code |
+//! | `smtp_out_mail_from` | before MAIL FROM is sent | [`OutMailFrom`] | `sender`, `params` (what goes on the wire) | settles every entry of the transaction by the reply's code |
+//! | `smtp_out_rcpt_to` | before each RCPT TO is sent | [`OutRcptTo`] | `recipient`, `params` | settles this entry by the reply's code |
+//! | `smtp_out_data` | before the message is sent | [`OutData`] | `message`, for this attempt (the queued copy stays) | settles the transaction's entries by the reply's code |
+//! | `smtp_out_sent` | the message went out, the final reply not read yet | [`OutSent`] | nothing | — |
+//! | `delivery_result` | an attempt ended | [`DeliveryResult`] | `state` (delivered, deferred for how long, failed) | — |
+//!
+//! The session facts (client address, EHLO name, TLS, authenticated user) are the engine's:
+//! every hook reads them through [`Context::session`], none can set them.
+//!
 //! # Why async-trait and one box per call
 //!
 //! - Chains hold plugins as `dyn Plugin`, and a trait with native `async fn` is not dyn

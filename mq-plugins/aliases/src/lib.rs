@@ -196,7 +196,7 @@ impl Plugin for Aliases {
             Err(error) => {
                 let recipients = list(&event.recipients);
                 ctx.warn(format_args!("{recipients}: {error}"));
-                event.reject(error.reply());
+                return event.reject(error.reply());
             }
         }
         Control::Continue

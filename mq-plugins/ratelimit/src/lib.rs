@@ -211,8 +211,7 @@ impl Plugin for RateLimit {
         }
         let ip = client_key(event.client_ip(), self.ipv6_prefix);
         if self.exceeded(ctx, LimitKey::ClientIp, &ip).await {
-            event.reject(too_many(421, "connections from", &ip));
-            return Control::Complete;
+            return event.reject(too_many(421, "connections from", &ip));
         }
         Control::Continue
     }
@@ -222,16 +221,14 @@ impl Plugin for RateLimit {
             && let Some(user) = ctx.session().user.clone()
             && self.exceeded(ctx, LimitKey::User, &user).await
         {
-            event.reject(too_many(451, "messages from", &user));
-            return Control::Complete;
+            return event.reject(too_many(451, "messages from", &user));
         }
         if !self.has(LimitKey::SenderDomain) {
             return Control::Continue;
         }
         let domain = event.sender.domain().to_ascii_lowercase();
         if !domain.is_empty() && self.exceeded(ctx, LimitKey::SenderDomain, &domain).await {
-            event.reject(too_many(451, "messages from", &domain));
-            return Control::Complete;
+            return event.reject(too_many(451, "messages from", &domain));
         }
         Control::Continue
     }
@@ -249,8 +246,7 @@ impl Plugin for RateLimit {
             .collect();
         for domain in domains {
             if self.exceeded(ctx, LimitKey::RecipientDomain, &domain).await {
-                event.reject(too_many(451, "messages to", &domain));
-                return Control::Complete;
+                return event.reject(too_many(451, "messages to", &domain));
             }
         }
         Control::Continue
