@@ -367,8 +367,7 @@ mod tests {
         let error = Registry::from_registrations(std::iter::empty())
             .expect("no plugins, no duplicates")
             .plan(&Config::from_toml(&format!("[plugins.{name}]\n")).expect("valid TOML"))
-            .err()
-            .expect("no plugin is compiled in");
+            .expect_err("no plugin is compiled in");
         error.to_string()
     }
 

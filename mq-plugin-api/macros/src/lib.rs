@@ -40,24 +40,24 @@ pub fn hooks(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut item = parse_macro_input!(item as ItemImpl);
     let tokens = match expand_hooks(&mut item, &mut errors) {
         Ok(tokens) => tokens,
-        Err(error) => refused(error, &item),
+        Err(error) => refused(&error, &item),
     };
-    with_errors(errors, tokens).into()
+    with_errors(&errors, &tokens).into()
 }
 
 /// The item as it was written, after `error`: a refused item still compiles as far as it can,
 /// so the author reads the attribute's error and not the errors its absence would cause.
-fn refused(error: syn::Error, item: &impl quote::ToTokens) -> proc_macro2::TokenStream {
+fn refused(error: &syn::Error, item: &impl quote::ToTokens) -> proc_macro2::TokenStream {
     let error = error.to_compile_error();
     quote!(#error #item)
 }
 
 /// `tokens` preceded by each error in `errors`.
 fn with_errors(
-    errors: Vec<syn::Error>,
-    tokens: proc_macro2::TokenStream,
+    errors: &[syn::Error],
+    tokens: &proc_macro2::TokenStream,
 ) -> proc_macro2::TokenStream {
-    let errors = errors.into_iter().map(|error| error.to_compile_error());
+    let errors = errors.iter().map(syn::Error::to_compile_error);
     quote!(#(#errors)* #tokens)
 }
 
@@ -152,7 +152,7 @@ pub fn plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
     let expanded = plugin_name(attr).and_then(|name| expand_plugin(&name, &item));
     match expanded {
         Ok(tokens) => tokens.into(),
-        Err(error) => refused(error, &item).into(),
+        Err(error) => refused(&error, &item).into(),
     }
 }
 
