@@ -9,7 +9,7 @@
 //! # Layout
 //!
 //! - [`Plugin`] (`plugin`): the trait, one async method per hook, and its lifecycle and chain
-//!   rules; [`PluginHooks`] and [`Named`], which the attributes write.
+//!   rules; [`Hooked`], [`PluginHooks`] and [`Named`], which the attributes write.
 //! - [`Control`] (`control`): what a hook hands back.
 //! - The events (`event`): one type per hook ([`Connect`], [`Data`], ...), the [`Event`] trait
 //!   that ties each to its [`HookId`] (`hook`).
