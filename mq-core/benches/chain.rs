@@ -80,7 +80,7 @@ fn engine(ready: usize, waiting: usize, watchdog: &Watchdog) -> Engine {
 /// Times `iters` chain runs in one loop on one executor.
 fn time_chains(engine: &Engine, iters: u64) -> Duration {
     let executor = Rc::new(LocalExecutor::new());
-    let mut ctx = Context::new(0, Rc::clone(&executor));
+    let mut ctx = mq_plugin_api::Host::new(0, Rc::clone(&executor)).into_context();
     let mut event = MailFrom::new("a@example.org".parse::<Address>().expect("an address"));
     smol::block_on(executor.run(async {
         let start = Instant::now();
@@ -96,7 +96,7 @@ fn time_chains(engine: &Engine, iters: u64) -> Duration {
 /// Times `iters` rounds of calling each plugin through `dyn Plugin`, with no engine at all.
 fn time_bare(plugins: &[Box<dyn Plugin>], iters: u64) -> Duration {
     let executor = Rc::new(LocalExecutor::new());
-    let mut ctx = Context::new(0, Rc::clone(&executor));
+    let mut ctx = mq_plugin_api::Host::new(0, Rc::clone(&executor)).into_context();
     let mut event = MailFrom::new("a@example.org".parse::<Address>().expect("an address"));
     smol::block_on(async {
         let start = Instant::now();

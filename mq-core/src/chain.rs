@@ -123,7 +123,7 @@ impl Engine {
     /// use std::rc::Rc;
     ///
     /// let engine = Engine::new(0, &EngineConfig::default(), Vec::new(), Beat::unwatched()).unwrap();
-    /// let mut ctx = Context::new(0, Rc::new(smol::LocalExecutor::new()));
+    /// let mut ctx = mq_plugin_api::Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
     /// let mut event = MailFrom::new("a@example.org".parse().unwrap());
     /// assert_eq!(smol::block_on(engine.run(&mut ctx, &mut event)), Outcome::Proceed);
     /// ```

@@ -73,5 +73,5 @@ pub use chain::{Failure, FailureKind, Outcome};
 pub use config::{Config, ConfigError, EngineConfig, FailurePolicy, parse_duration};
 pub use engine::{Engine, Loaded};
 pub use metrics::{HookMetrics, LATENCY_BOUNDS_MICROS, Metrics};
-pub use registry::{Plan, Registry, RegistryError};
+pub use registry::{BUNDLED_PLUGINS, Plan, Registry, RegistryError};
 pub use runtime::{JobHandle, Runtime, Spawner, Worker};

@@ -68,13 +68,15 @@ impl fmt::Display for RegistryError {
             RegistryError::NotCompiledIn { name, compiled_in } if compiled_in.is_empty() => {
                 write!(
                     f,
-                    "config section [plugins.{name}] names a plugin that is not compiled in; no plugin is"
+                    "config section [plugins.{name}] names a plugin that is not compiled in; no plugin is; {}",
+                    how_to_link(name)
                 )
             }
             RegistryError::NotCompiledIn { name, compiled_in } => write!(
                 f,
-                "config section [plugins.{name}] names a plugin that is not compiled in; compiled in: {}",
-                compiled_in.join(", ")
+                "config section [plugins.{name}] names a plugin that is not compiled in; compiled in: {}; {}",
+                compiled_in.join(", "),
+                how_to_link(name)
             ),
             RegistryError::Setting { plugin, message } => {
                 write!(f, "[plugins.{plugin}]: {message}")
@@ -86,6 +88,38 @@ impl fmt::Display for RegistryError {
 }
 
 impl std::error::Error for RegistryError {}
+
+/// The plugins that ship with mq, each with the cargo feature of `mq-bin` that compiles it in
+/// (the `noop` feature's eight are for benchmarks, and named `noop-1` to `noop-8`).
+pub const BUNDLED_PLUGINS: &[(&str, &str)] = &[
+    ("aliases", "aliases"),
+    ("dkim", "dkim"),
+    ("dnsbl", "dnsbl"),
+    ("headers", "headers"),
+    ("ratelimit", "ratelimit"),
+    ("webhook", "webhook"),
+];
+
+/// What an operator does to get plugin `name` into the binary: the cargo feature of a bundled
+/// plugin, or the line that links a plugin crate of one's own (a `[dependencies]` line alone
+/// does not link it).
+fn how_to_link(name: &str) -> String {
+    let feature = match BUNDLED_PLUGINS.iter().find(|(plugin, _)| *plugin == name) {
+        Some((_, feature)) => Some(*feature),
+        None if name.starts_with("noop-") => Some("noop"),
+        None => None,
+    };
+    match feature {
+        Some(feature) => format!(
+            "{name} is bundled with mq: build mq with its cargo feature (cargo build -p mq-bin --features {feature})"
+        ),
+        None => format!(
+            "to link a plugin crate, depend on it in the binary's Cargo.toml and mention it in the binary's code, \
+             e.g. `use mq_plugin_{} as _;` (a [dependencies] line alone does not link it)",
+            name.replace('-', "_")
+        ),
+    }
+}
 
 impl Registry {
     /// The plugins registered through inventory in this binary.
@@ -294,8 +328,9 @@ impl Plan {
         let mut loaded = Vec::with_capacity(self.plugins.len());
         for planned in self.plugins.iter() {
             let registration = planned.registration;
-            let config = PluginConfig::new(registration.name(), core, planned.table.clone())
-                .with_shared(planned.shared.clone());
+            let config = planned
+                .shared
+                .config(registration.name(), core, planned.table.clone());
             let plugin = build_guarded(registration, &config)?;
             loaded.push(Loaded {
                 name: registration.name(),
@@ -326,6 +361,30 @@ mod tests {
         assert!(!settings.enabled);
         assert_eq!(settings.timeout, Duration::from_secs(2));
         assert_eq!(table.keys().collect::<Vec<_>>(), ["mine"]);
+    }
+
+    fn not_compiled_in(name: &str) -> String {
+        let error = Registry::from_registrations(std::iter::empty())
+            .expect("no plugins, no duplicates")
+            .plan(&Config::from_toml(&format!("[plugins.{name}]\n")).expect("valid TOML"))
+            .expect_err("no plugin is compiled in");
+        error.to_string()
+    }
+
+    #[test]
+    fn a_section_for_an_unlinked_plugin_says_how_to_link_its_crate() {
+        let text = not_compiled_in("spam-filter");
+        assert!(text.contains("no plugin is"), "{text}");
+        assert!(text.contains("`use mq_plugin_spam_filter as _;`"), "{text}");
+        assert!(text.contains("a [dependencies] line alone"), "{text}");
+    }
+
+    #[test]
+    fn a_section_for_a_bundled_plugin_left_out_names_its_cargo_feature() {
+        let text = not_compiled_in("dkim");
+        assert!(text.contains("--features dkim"), "{text}");
+        let text = not_compiled_in("noop-3");
+        assert!(text.contains("--features noop"), "{text}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use mq_plugin_api::Context;
+use mq_plugin_api::{Context, Host};
 use smol::LocalExecutor;
 use smol::channel::{self, Receiver, Sender};
 
@@ -508,16 +508,22 @@ impl Worker {
         &self.inner.deadlines
     }
 
-    /// A fresh context on this core, for one connection or one delivery attempt.
-    pub fn context(&self) -> Context {
-        let mut ctx = Context::new(self.inner.core, Rc::clone(&self.inner.executor));
+    /// A fresh host on this core, for one connection: the context its hooks are lent and the
+    /// session facts only the server sets.
+    pub fn host(&self) -> Host {
+        let mut host = Host::new(self.inner.core, Rc::clone(&self.inner.executor));
         if let Some(dns) = &self.inner.dns {
-            ctx.set_dns(Rc::clone(dns));
+            host.set_dns(Rc::clone(dns));
         }
         if let Some(clock) = &self.inner.clock {
-            ctx.set_clock(Rc::clone(clock));
+            host.set_clock(Rc::clone(clock));
         }
-        ctx
+        host
+    }
+
+    /// A fresh context on this core with no session facts, for one delivery attempt.
+    pub fn context(&self) -> Context {
+        self.host().into_context()
     }
 
     /// A worker that no runtime runs, for the testkit: core 0, on `executor`, with `engine`,

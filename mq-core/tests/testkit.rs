@@ -29,8 +29,9 @@ struct Gate;
 impl Plugin for Gate {
     async fn smtp_in_rcpt_to(&self, _ctx: &mut Context, rcpt: &mut RcptTo) -> Control {
         if rcpt.recipients[0].domain_is("blocked.example") {
-            rcpt.reject(Reply::new(550, "5.7.1", "Recipient refused by policy"));
-        } else if rcpt.recipients[0].local_part() == "alias" {
+            return rcpt.reject(Reply::new(550, "5.7.1", "Recipient refused by policy"));
+        }
+        if rcpt.recipients[0].local_part() == "alias" {
             rcpt.recipients = vec!["jane@example.net".parse().expect("an address")];
         }
         Control::Continue

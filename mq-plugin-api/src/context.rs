@@ -49,12 +49,27 @@ pub struct Context {
     call: Rc<CallState>,
     executor: Rc<LocalExecutor<'static>>,
     connection: Extensions,
-    message: Extensions,
-    dns: Option<Rc<dyn Dns>>,
-    session: Session,
+    pub(crate) message: Extensions,
+    pub(crate) dns: Option<Rc<dyn Dns>>,
+    /// The session facts, as the engine's [`Host`](crate::Host) last published them; `None`
+    /// while the host is changing them (they read as empty then, which no hook sees).
+    pub(crate) session: Option<Rc<Session>>,
 }
 
+/// What [`Context::session`] reads when the context has no facts.
+static NO_SESSION: Session = Session {
+    client: None,
+    local: None,
+    helo: None,
+    tls: None,
+    user: None,
+    relay_network: false,
+};
+
 /// What the server knows of the SMTP session so far; all empty outside one (deliveries).
+///
+/// A hook reads it through [`Context::session`], which lends it shared: only the engine's
+/// [`Host`](crate::Host) changes the facts of a session it serves.
 ///
 /// # Examples
 ///
@@ -161,9 +176,9 @@ impl CallState {
 }
 
 impl Context {
-    /// A context for work on worker `core`, whose executor is `executor`. Engines and test
-    /// harnesses call this; plugins are handed one.
-    pub fn new(core: usize, executor: Rc<LocalExecutor<'static>>) -> Context {
+    /// A context for work on worker `core`, whose executor is `executor`, with no session facts.
+    /// Only [`Host::new`](crate::Host::new) calls this: a context always has a host.
+    pub(crate) fn new(core: usize, executor: Rc<LocalExecutor<'static>>) -> Context {
         let call = CallState {
             plugin: Cell::new(""),
             hook: Cell::new(HookId::SmtpInConnect),
@@ -178,7 +193,7 @@ impl Context {
             connection: Extensions::default(),
             message: Extensions::default(),
             dns: None,
-            session: Session::default(),
+            session: None,
         }
     }
 
@@ -188,14 +203,9 @@ impl Context {
         &self.call
     }
 
-    /// Gives the context a resolver for [`dns`](Context::dns). Engines call this.
-    pub fn set_dns(&mut self, dns: Rc<dyn Dns>) {
-        self.dns = Some(dns);
-    }
-
-    /// Not public API: replaces the system clock with a test's (the testkit's virtual time).
-    #[doc(hidden)]
-    pub fn set_clock(&mut self, clock: Rc<dyn Clock>) {
+    /// Replaces the system clock with `clock`; [`Host::set_clock`](crate::Host::set_clock)
+    /// calls this.
+    pub(crate) fn set_clock(&mut self, clock: Rc<dyn Clock>) {
         *self.call.clock.borrow_mut() = Some(clock);
     }
 
@@ -208,14 +218,16 @@ impl Context {
         }
     }
 
-    /// What the server knows of the SMTP session so far.
+    /// What the server knows of the SMTP session so far. Read-only: the engine sets these
+    /// facts as the session goes (a client's address, EHLO, STARTTLS, AUTH), and no hook can.
+    ///
+    /// ```compile_fail
+    /// # fn hook(ctx: &mut mq_plugin_api::Context) {
+    /// ctx.session_mut().user = Some("postmaster".into()); // not a plugin's to set
+    /// # }
+    /// ```
     pub fn session(&self) -> &Session {
-        &self.session
-    }
-
-    /// The session facts, to update them. Engines call this.
-    pub fn session_mut(&mut self) -> &mut Session {
-        &mut self.session
+        self.session.as_deref().unwrap_or(&NO_SESSION)
     }
 
     /// The worker core this context belongs to, from 0.
@@ -254,7 +266,7 @@ impl Context {
     /// use std::rc::Rc;
     /// use std::time::SystemTime;
     ///
-    /// let ctx = mq_plugin_api::Context::new(0, Rc::new(smol::LocalExecutor::new()));
+    /// let ctx = mq_plugin_api::Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
     /// assert!(ctx.now() <= SystemTime::now());
     /// ```
     pub fn now(&self) -> SystemTime {
@@ -288,12 +300,6 @@ impl Context {
     /// Data that lives as long as the current message (transaction), shared by all plugins.
     pub fn message_data(&mut self) -> &mut Extensions {
         &mut self.message
-    }
-
-    /// Forgets the message data: the transaction ended (RSET, or the message was queued).
-    /// Engines call this.
-    pub fn end_message(&mut self) {
-        self.message.clear();
     }
 
     /// Logs `message` at INFO, tagged with the plugin's name and hook.

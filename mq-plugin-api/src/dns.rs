@@ -48,7 +48,7 @@ impl std::error::Error for DnsFailure {}
 ///         let name = format!("{}.zen.example", conn.client_ip());
 ///         if let Ok(Ok(listed)) = ctx.dns().lookup_a(&name).timeout(budget).await {
 ///             if !listed.is_empty() {
-///                 conn.reject(Reply::new(554, "5.7.1", "blocked"));
+///                 return conn.reject(Reply::new(554, "5.7.1", "blocked"));
 ///             }
 ///         }
 ///         Control::Continue

@@ -53,9 +53,14 @@ macro_rules! event {
         event!(@impl $event, $hook, $method, |s| s.reply.as_ref(), |s| s.reply.take(), |$this, $out| $describe);
 
         impl $event {
-            /// Rejects the step with `reply`: the chain ends and the client gets the reply.
-            pub fn reject(&mut self, reply: Reply) {
+            /// Rejects the step with `reply`: the chain ends here and the client gets the
+            /// reply, whatever the hook then returns. The `Control` handed back is what the
+            /// engine treats a reject as, [`Control::Complete`]: return it
+            /// (`return event.reject(reply);`) so that the hook reads as what happens.
+            #[must_use = "a reject ends the chain whatever the hook returns: `return event.reject(reply);`"]
+            pub fn reject(&mut self, reply: Reply) -> Control {
                 self.reply = Some(reply);
+                Control::Complete
             }
         }
     };
@@ -417,7 +422,8 @@ event!(Data, SmtpInData, smtp_in_data, reply, |this, out| {
 });
 
 /// `smtp_in_message`: once per recipient before it is queued; a plugin may change this
-/// recipient's copy, route it, or refuse this recipient.
+/// recipient's copy or refuse this recipient. Where the copy goes is delivery's choice, by its
+/// domain (`[delivery.routes]`).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct MessageCopy {
@@ -426,8 +432,6 @@ pub struct MessageCopy {
     pub recipient: Address,
     /// This recipient's copy of the message.
     pub message: Message,
-    /// A named route that overrides routing by domain, such as a smarthost's name.
-    pub route: Option<String>,
     reply: Option<Reply>,
 }
 
@@ -438,7 +442,6 @@ impl MessageCopy {
             sender,
             recipient,
             message,
-            route: None,
             reply: None,
         }
     }
@@ -456,9 +459,6 @@ event!(
     reply,
     |this, out| {
         out.push(format!("recipient {}", this.recipient));
-        if let Some(route) = &this.route {
-            out.push(format!("route {route}"));
-        }
         describe_message(&this.message, out);
     }
 );

@@ -33,7 +33,9 @@ use crate::{Context, Control, HookSet};
 /// - [`Control::Retry`] restarts the chain from its first plugin, which sees the event as later
 ///   plugins left it. A chain restarts at most its retry budget (default 10) times; then the step
 ///   fails temporarily and the log names the plugin.
-/// - A plugin that sets a reply on its event (`event.reject(..)`) ends the chain with that reply.
+/// - A plugin that rejects the step (`return event.reject(reply);`) ends the chain with that
+///   reply, whatever the hook returns: `reject` hands back [`Control::Complete`], the control
+///   the engine treats a reject as, so the hook says what happens.
 /// - Later plugins see earlier plugins' changes.
 /// - A call that does not resolve before its deadline (default 30 s) is dropped, and one that
 ///   panics is caught; either fails the step under the plugin's policy (default: temporarily).
@@ -85,6 +87,24 @@ use crate::{Context, Control, HookSet};
 /// }
 /// ```
 ///
+/// A reject ends the chain whatever the hook returns, so `reject` hands back the `Control` the
+/// engine treats it as; dropping it unused is a warning (an error where warnings are denied):
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// use mq_plugin_api::{hooks, Context, Control, MailFrom, Plugin, Reply};
+///
+/// struct Undecided;
+///
+/// #[hooks]
+/// impl Plugin for Undecided {
+///     async fn smtp_in_mail_from(&self, _ctx: &mut Context, mail: &mut MailFrom) -> Control {
+///         mail.reject(Reply::new(550, "5.7.1", "refused"));
+///         Control::Continue // reads as "go on", but the chain ends here
+///     }
+/// }
+/// ```
+///
 /// A hook must resolve to a `Control`; anything else does not compile:
 ///
 /// ```compile_fail
@@ -99,7 +119,7 @@ use crate::{Context, Control, HookSet};
 /// ```
 #[async_trait(?Send)]
 #[allow(unused_variables)]
-pub trait Plugin: 'static {
+pub trait Plugin: Hooked + 'static {
     /// `smtp_in_connect`: a client connected. May reject the connection.
     async fn smtp_in_connect(&self, ctx: &mut Context, event: &mut Connect) -> Control {
         Control::Continue
@@ -136,8 +156,8 @@ pub trait Plugin: 'static {
         Control::Continue
     }
 
-    /// `smtp_in_message`: once per recipient, before it is queued. May change that copy, route
-    /// it, or reject that recipient.
+    /// `smtp_in_message`: once per recipient, before it is queued. May change that copy, or
+    /// reject that recipient.
     async fn smtp_in_message(&self, ctx: &mut Context, event: &mut MessageCopy) -> Control {
         Control::Continue
     }
@@ -184,8 +204,24 @@ pub trait Plugin: 'static {
     }
 }
 
+/// The mark [`#[hooks]`](crate::hooks) leaves on a plugin type whose `impl Plugin` block it
+/// wrote. Not to be implemented by hand: [`Plugin`] requires it so that an `impl Plugin` block
+/// without `#[hooks]` is reported as that, not as the mismatch of async-trait's boxed futures
+/// with plain `async fn`s that follows from it.
+#[diagnostic::on_unimplemented(
+    message = "`impl Plugin for {Self}` needs the `#[hooks]` attribute",
+    label = "add `#[hooks]` on the line above `impl Plugin for {Self}`",
+    note = "`#[hooks]` turns the block's `async fn`s into the trait's methods and records which hooks `{Self}` has"
+)]
+pub trait Hooked {}
+
 /// The hooks a plugin type implements, written by [`#[hooks]`](crate::hooks) from its
 /// `impl Plugin` block. Not to be implemented by hand.
+#[diagnostic::on_unimplemented(
+    message = "`impl Plugin for {Self}` needs the `#[hooks]` attribute",
+    label = "`#[plugin]` registers the hooks that `#[hooks]` records for `{Self}`",
+    note = "add `#[hooks]` on the line above `impl Plugin for {Self}`"
+)]
 pub trait PluginHooks: Plugin {
     /// The hooks whose methods the `impl Plugin` block defines.
     const HOOKS: HookSet;

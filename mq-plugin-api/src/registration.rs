@@ -106,11 +106,37 @@ pub struct PluginConfig {
     shared: SharedState,
 }
 
-/// State one plugin shares across its instances on every core: [`PluginConfig::shared`]. Not
-/// public API beyond `default()`: engines make one per plugin and hand it to each core's
-/// config.
+/// State one plugin shares across its instances on every core: [`PluginConfig::shared`].
+/// The engine makes one per plugin and builds each core's config from it with
+/// [`SharedState::config`]; a config's state is fixed when it is built.
 #[derive(Clone, Default)]
 pub struct SharedState(Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>);
+
+impl SharedState {
+    /// The config of plugin `name`'s instance on worker `core`, with section `table`, sharing
+    /// this state with every other config built from it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use mq_plugin_api::SharedState;
+    ///
+    /// let shared = SharedState::default();
+    /// let core0 = shared.config("limits", 0, toml::Table::new());
+    /// let core1 = shared.config("limits", 1, toml::Table::new());
+    /// core0.shared(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
+    /// assert_eq!(core1.shared(|| AtomicU64::new(0)).load(Ordering::Relaxed), 1);
+    /// ```
+    pub fn config(&self, name: impl Into<String>, core: usize, table: toml::Table) -> PluginConfig {
+        PluginConfig {
+            name: name.into(),
+            core,
+            table,
+            shared: self.clone(),
+        }
+    }
+}
 
 impl fmt::Debug for SharedState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -119,22 +145,10 @@ impl fmt::Debug for SharedState {
 }
 
 impl PluginConfig {
-    /// The section `table` of plugin `name`, for the instance on worker `core`.
+    /// The section `table` of plugin `name`, for the instance on worker `core`, sharing state
+    /// with no other instance (see [`SharedState::config`]).
     pub fn new(name: impl Into<String>, core: usize, table: toml::Table) -> PluginConfig {
-        PluginConfig {
-            name: name.into(),
-            core,
-            table,
-            shared: SharedState::default(),
-        }
-    }
-
-    /// This config with `shared` as the state shared with the plugin's other instances.
-    /// Engines call this.
-    #[must_use]
-    pub fn with_shared(mut self, shared: SharedState) -> PluginConfig {
-        self.shared = shared;
-        self
+        SharedState::default().config(name, core, table)
     }
 
     /// A value of type `T` shared by the plugin's instances on every core: the first factory
@@ -146,11 +160,11 @@ impl PluginConfig {
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};
-    /// use mq_plugin_api::{PluginConfig, SharedState};
+    /// use mq_plugin_api::SharedState;
     ///
     /// let shared = SharedState::default();
-    /// let core0 = PluginConfig::new("limits", 0, toml::Table::new()).with_shared(shared.clone());
-    /// let core1 = PluginConfig::new("limits", 1, toml::Table::new()).with_shared(shared);
+    /// let core0 = shared.config("limits", 0, toml::Table::new());
+    /// let core1 = shared.config("limits", 1, toml::Table::new());
     /// core0.shared(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
     /// assert_eq!(core1.shared(|| AtomicU64::new(0)).load(Ordering::Relaxed), 1);
     /// ```

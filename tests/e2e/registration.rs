@@ -102,6 +102,10 @@ fn a_config_section_for_a_plugin_not_compiled_in_stops_start_up_naming_it_and_th
     assert!(text.contains("[plugins.spamassassin]"), "{text}");
     assert!(text.contains("not compiled in"), "{text}");
     assert!(text.contains(&compiled_in.join(", ")), "{text}");
+    assert!(
+        text.contains("`use mq_plugin_spamassassin as _;`"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -24,7 +24,7 @@ impl Plugin for BlockDomain {
     async fn smtp_in_rcpt_to(&self, _ctx: &mut Context, event: &mut RcptTo) -> Control {
         if let Some(blocked) = event.recipients.iter().find(|r| r.domain_is(BLOCKED)) {
             let text = format!("<{blocked}>: Recipient address rejected: {BLOCKED} is blocked");
-            event.reject(Reply::new(550, "5.7.1", text));
+            return event.reject(Reply::new(550, "5.7.1", text));
         }
         Control::Continue
     }
@@ -86,7 +86,7 @@ impl Plugin for ReceivedFirst {
             data.message.headers_mut().append("X-Received-First", "yes");
         } else {
             let text = "Error: Received is not the first header field";
-            data.reject(Reply::new(554, "5.6.0", text));
+            return data.reject(Reply::new(554, "5.6.0", text));
         }
         Control::Continue
     }

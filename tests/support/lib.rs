@@ -93,7 +93,7 @@ pub fn executor() -> Rc<LocalExecutor<'static>> {
 /// this thread until it ends.
 pub fn run_chain<E: Event>(engine: &Engine, event: &mut E) -> Outcome {
     let executor = executor();
-    let mut ctx = Context::new(engine.core(), Rc::clone(&executor));
+    let mut ctx = mq_plugin_api::Host::new(engine.core(), Rc::clone(&executor)).into_context();
     smol::block_on(executor.run(engine.run(&mut ctx, event)))
 }
 
@@ -105,7 +105,7 @@ pub fn spawn_chain<E: Event>(
     mut event: E,
 ) -> Task<(Outcome, E)> {
     let engine = Rc::clone(engine);
-    let mut ctx = Context::new(engine.core(), Rc::clone(executor));
+    let mut ctx = mq_plugin_api::Host::new(engine.core(), Rc::clone(executor)).into_context();
     executor.spawn(async move {
         let outcome = engine.run(&mut ctx, &mut event).await;
         (outcome, event)
@@ -123,7 +123,7 @@ pub fn spawn_logged_chain<E: Event>(
 ) -> Task<(Outcome, E)> {
     let engine = Rc::clone(engine);
     let log = Rc::clone(log);
-    let mut ctx = Context::new(engine.core(), Rc::clone(executor));
+    let mut ctx = mq_plugin_api::Host::new(engine.core(), Rc::clone(executor)).into_context();
     executor.spawn(async move {
         let outcome = engine.run(&mut ctx, &mut event).await;
         log.borrow_mut().push(label);
@@ -260,7 +260,8 @@ impl Plugin for Recorder {
             data.message.headers_mut().append(name, value);
         }
         if let Some(reply) = &self.reply {
-            data.reject(reply.clone());
+            // Ignored on purpose: the test's own Control is returned, and the reject still wins.
+            let _complete = data.reject(reply.clone());
         }
         self.control
     }

@@ -88,6 +88,49 @@ fn a_section_for_a_plugin_not_compiled_in_names_it_and_the_plugins_that_are() {
     assert!(line.contains("nosuch"), "{line}");
     #[cfg(feature = "headers")]
     assert!(line.contains("headers"), "{line}");
+    assert!(line.contains("`use mq_plugin_nosuch as _;`"), "{line}");
+}
+
+/// A build without the `dkim` feature, given a `[plugins.dkim]` section, names the feature.
+#[cfg(not(feature = "dkim"))]
+#[test]
+fn a_section_for_a_bundled_plugin_left_out_of_the_build_names_its_feature() {
+    let output = plugins_with("dkim.toml", "[plugins.dkim]\n");
+    let line = one_error_line(&output);
+    assert!(line.contains("--features dkim"), "{line}");
+}
+
+/// Every plugin the registry calls bundled is compiled in by the feature it names.
+#[cfg(all(
+    feature = "aliases",
+    feature = "dkim",
+    feature = "dnsbl",
+    feature = "headers",
+    feature = "ratelimit",
+    feature = "webhook"
+))]
+#[test]
+fn each_bundled_plugin_is_linked_by_the_feature_the_registry_names() {
+    use mq_bin as _;
+    let linked = mq_core::Registry::linked()
+        .expect("no duplicate names")
+        .names();
+    let features = [
+        "aliases",
+        "dkim",
+        "dnsbl",
+        "headers",
+        "ratelimit",
+        "webhook",
+    ];
+    for (plugin, feature) in mq_core::BUNDLED_PLUGINS {
+        assert!(
+            linked.contains(plugin),
+            "{plugin} is not linked: {linked:?}"
+        );
+        assert!(features.contains(feature), "{plugin}: no feature {feature}");
+    }
+    assert_eq!(mq_core::BUNDLED_PLUGINS.len(), features.len());
 }
 
 /// Needs the bundled `headers` plugin.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mq_plugin_api::{
-    Address, AuthVerdict, Authenticate, Close, Connect, Context, Data, Envelope, Event, Helo,
-    HookId, MailFrom, Message, MessageCopy, Params, RcptTo, Reply, Secret, Secure,
+    Address, AuthVerdict, Authenticate, Close, Connect, Data, Envelope, Event, Helo, HookId, Host,
+    MailFrom, Message, MessageCopy, Params, RcptTo, Reply, Secret, Secure,
 };
 
 use super::auth::{self, AuthError};
@@ -46,8 +46,8 @@ pub(crate) async fn run<S: SessionStream>(
             return conn.close().await;
         }
     };
-    let mut ctx = worker.context();
-    let facts = ctx.session_mut();
+    let mut host = worker.host();
+    let facts = host.session_mut();
     facts.client = Some(client);
     facts.local = Some(local);
     facts.relay_network = shared.may_relay(client.ip());
@@ -55,7 +55,7 @@ pub(crate) async fn run<S: SessionStream>(
     let mut session = Session {
         worker,
         shared,
-        ctx,
+        host,
         conn: Some(conn),
         client,
         state: State::default(),
@@ -102,7 +102,7 @@ struct State {
 struct Session<S: SessionStream> {
     worker: Worker,
     shared: Arc<Shared>,
-    ctx: Context,
+    host: Host,
     /// Taken only to close it at the end.
     conn: Option<Conn<S>>,
     client: SocketAddr,
@@ -152,9 +152,9 @@ impl<S: SessionStream> Session<S> {
         let engine = self.worker.engine();
         #[cfg(feature = "testkit")]
         if let Some(transcript) = self.worker.transcript() {
-            return transcript.run(&engine, &mut self.ctx, event).await;
+            return transcript.run(&engine, self.host.context(), event).await;
         }
-        engine.run(&mut self.ctx, event).await
+        engine.run(self.host.context(), event).await
     }
 
     /// The reply for a refused step: the plugin's, or the failure policy's. A plugin reply that
@@ -313,7 +313,7 @@ impl<S: SessionStream> Session<S> {
         self.state.rcpt_params.clear();
         self.state.recipients.clear();
         self.state.accepted_rcpts = 0;
-        self.ctx.end_message();
+        self.host.end_message();
     }
 
     async fn hello(&mut self, name: String, extended: bool) {
@@ -324,7 +324,7 @@ impl<S: SessionStream> Session<S> {
         self.reset();
         self.state.extended = extended;
         let hostname = self.hostname().to_owned();
-        self.ctx.session_mut().helo = Some(event.name.clone());
+        self.host.session_mut().helo = Some(event.name.clone());
         self.state.helo = Some(event.name);
         if !extended {
             return self.ok(250, "", &hostname);
@@ -387,7 +387,7 @@ impl<S: SessionStream> Session<S> {
             queued: self.state.queued,
             ..State::default()
         };
-        let facts = self.ctx.session_mut();
+        let facts = self.host.session_mut();
         facts.tls = Some(protocol.clone());
         facts.helo = None;
         facts.user = None;
@@ -529,7 +529,7 @@ impl<S: SessionStream> Session<S> {
             return self.error(&auth::failed_reply());
         }
         tracing::info!(client = %Client(self.client), user = event.username, "authenticated");
-        self.ctx.session_mut().user = Some(event.username.clone());
+        self.host.session_mut().user = Some(event.username.clone());
         self.state.user = Some(event.username);
         self.ok(235, "2.7.0", "Authentication successful");
         Flow::Continue
@@ -729,7 +729,7 @@ impl<S: SessionStream> Session<S> {
 
     /// Stamps the message, runs the data chain, and queues it.
     async fn accept(&mut self, sender: Address, bytes: Vec<u8>) -> Reply {
-        let now = self.ctx.now();
+        let now = self.host.context().now();
         // The body stays in the buffer it was read into, up to the queue's write.
         let mut message = Message::from_vec(bytes);
         let hop_limit = self.shared.config.hopcount_limit;
@@ -855,7 +855,7 @@ impl<S: SessionStream> Session<S> {
             };
             let origin = Origin {
                 remote: self.client,
-                local: self.ctx.session().local.unwrap_or(self.client),
+                local: self.host.session().local.unwrap_or(self.client),
                 secure: self.state.tls,
                 user: self.state.user.clone(),
             };

@@ -63,7 +63,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use mq_plugin_api::{Context, Event, Named, Plugin, PluginConfig, PluginHooks, Registration};
+use mq_plugin_api::{Event, Host, Named, Plugin, PluginConfig, PluginHooks, Registration};
 use smol::LocalExecutor;
 
 use crate::chain::Outcome;
@@ -487,13 +487,13 @@ impl Harness {
     ) -> (Transcript, Outcome) {
         let engine = self.engine();
         let clock = VirtualClock::new();
-        let mut ctx = Context::new(0, Rc::clone(executor));
+        let mut host = Host::new(0, Rc::clone(executor));
         if let Some(dns) = self.dns {
-            ctx.set_dns(dns);
+            host.set_dns(dns);
         }
-        ctx.set_clock(Rc::new(clock.clone()));
+        host.set_clock(Rc::new(clock.clone()));
         let live = Live::new(clock.clone());
-        let outcome = drive(executor, &clock, live.run(&engine, &mut ctx, event));
+        let outcome = drive(executor, &clock, live.run(&engine, host.context(), event));
         let mut transcript = live.take();
         transcript.outcome(&outcome);
         (transcript, outcome)

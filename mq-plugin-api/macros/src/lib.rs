@@ -32,59 +32,113 @@ const HOOKS: &[(&str, &str)] = &[
 /// hand-kept list.
 #[proc_macro_attribute]
 pub fn hooks(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Vec::new();
     if !attr.is_empty() {
         let attr = proc_macro2::TokenStream::from(attr);
-        return syn::Error::new(attr.span(), "#[hooks] takes no arguments")
-            .to_compile_error()
-            .into();
+        errors.push(syn::Error::new(attr.span(), "#[hooks] takes no arguments"));
     }
-    let item = parse_macro_input!(item as ItemImpl);
-    match expand_hooks(&item) {
-        Ok(tokens) => tokens.into(),
-        Err(error) => error.to_compile_error().into(),
-    }
+    let mut item = parse_macro_input!(item as ItemImpl);
+    let tokens = match expand_hooks(&mut item, &mut errors) {
+        Ok(tokens) => tokens,
+        Err(error) => refused(&error, &item),
+    };
+    with_errors(&errors, &tokens).into()
 }
 
-fn expand_hooks(item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
+/// The item as it was written, after `error`: a refused item still compiles as far as it can,
+/// so the author reads the attribute's error and not the errors its absence would cause.
+fn refused(error: &syn::Error, item: &impl quote::ToTokens) -> proc_macro2::TokenStream {
+    let error = error.to_compile_error();
+    quote!(#error #item)
+}
+
+/// `tokens` preceded by each error in `errors`.
+fn with_errors(
+    errors: &[syn::Error],
+    tokens: &proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    let errors = errors.iter().map(syn::Error::to_compile_error);
+    quote!(#(#errors)* #tokens)
+}
+
+/// The hook a method of a `#[hooks]` block defines: its `HookId` variant, or why the method is
+/// not a hook.
+fn hook_of(method: &syn::ImplItemFn) -> syn::Result<&'static str> {
+    let name = method.sig.ident.to_string();
+    let Some((_, variant)) = HOOKS.iter().find(|(hook, _)| *hook == name) else {
+        let known: Vec<&str> = HOOKS.iter().map(|(hook, _)| *hook).collect();
+        let message = format!(
+            "`{name}` is not an mq hook; the hooks are: {}",
+            known.join(", ")
+        );
+        return Err(syn::Error::new(method.sig.ident.span(), message));
+    };
+    if method.sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            method.sig.fn_token.span,
+            "a hook is an `async fn`",
+        ));
+    }
+    Ok(variant)
+}
+
+/// Expands a `#[hooks]` block. A method that is not a hook is reported in `errors` and moved to
+/// an inherent `impl` of its own, where it still compiles (and uses what it imports); the rest
+/// of the block expands as usual, so the plugin still implements `Plugin` and the one error
+/// shown is the method's.
+fn expand_hooks(
+    item: &mut ItemImpl,
+    errors: &mut Vec<syn::Error>,
+) -> syn::Result<proc_macro2::TokenStream> {
     let Some((_, trait_path, _)) = &item.trait_ else {
         return Err(syn::Error::new(
             item.self_ty.span(),
             "#[hooks] goes on an `impl Plugin for T` block",
         ));
     };
+    let trait_path = trait_path.clone();
     let mut variants = Vec::new();
-    for member in &item.items {
+    let mut refused = Vec::new();
+    for member in std::mem::take(&mut item.items) {
         let ImplItem::Fn(method) = member else {
+            item.items.push(member);
             continue;
         };
-        let name = method.sig.ident.to_string();
-        let Some((_, variant)) = HOOKS.iter().find(|(hook, _)| *hook == name) else {
-            let known: Vec<&str> = HOOKS.iter().map(|(hook, _)| *hook).collect();
-            let message = format!(
-                "`{name}` is not an mq hook; the hooks are: {}",
-                known.join(", ")
-            );
-            return Err(syn::Error::new(method.sig.ident.span(), message));
-        };
-        if method.sig.asyncness.is_none() {
-            return Err(syn::Error::new(
-                method.sig.fn_token.span,
-                "a hook is an `async fn`",
-            ));
+        match hook_of(&method) {
+            Ok(variant) => {
+                let variant = syn::Ident::new(variant, method.sig.ident.span());
+                variants.push(quote!(.with(::mq_plugin_api::HookId::#variant)));
+                item.items.push(ImplItem::Fn(method));
+            }
+            Err(error) => {
+                errors.push(error);
+                refused.push(method);
+            }
         }
-        let variant = syn::Ident::new(variant, method.sig.ident.span());
-        variants.push(quote!(.with(::mq_plugin_api::HookId::#variant)));
     }
+    let item = &*item;
     let self_ty = &item.self_ty;
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let span = trait_path.span();
+    let refused = (!refused.is_empty()).then(|| {
+        quote! {
+            #[allow(dead_code)]
+            impl #impl_generics #self_ty #where_clause {
+                #(#refused)*
+            }
+        }
+    });
     Ok(quote_spanned! {span=>
         #[::mq_plugin_api::__private::async_trait(?Send)]
         #item
 
+        #refused
+
         impl #impl_generics ::mq_plugin_api::PluginHooks for #self_ty #where_clause {
             const HOOKS: ::mq_plugin_api::HookSet = ::mq_plugin_api::HookSet::EMPTY #(#variants)*;
         }
+
+        impl #impl_generics ::mq_plugin_api::Hooked for #self_ty #where_clause {}
     })
 }
 
@@ -94,6 +148,16 @@ fn expand_hooks(item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
 /// `PluginConfig::shared` state), or its config type and then `&PluginConfig`.
 #[proc_macro_attribute]
 pub fn plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(item as ItemImpl);
+    let expanded = plugin_name(attr).and_then(|name| expand_plugin(&name, &item));
+    match expanded {
+        Ok(tokens) => tokens.into(),
+        Err(error) => refused(&error, &item).into(),
+    }
+}
+
+/// The `name = "..."` argument of `#[plugin]`.
+fn plugin_name(attr: TokenStream) -> syn::Result<LitStr> {
     let mut name: Option<LitStr> = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("name") {
@@ -103,20 +167,13 @@ pub fn plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
             Err(meta.error("unknown argument; #[plugin] takes `name = \"...\"`"))
         }
     });
-    parse_macro_input!(attr with parser);
-    let item = parse_macro_input!(item as ItemImpl);
-    let Some(name) = name else {
-        return syn::Error::new(
+    syn::parse::Parser::parse(parser, attr)?;
+    name.ok_or_else(|| {
+        syn::Error::new(
             Span::call_site(),
             "#[plugin] needs a name: #[plugin(name = \"my-plugin\")]",
         )
-        .to_compile_error()
-        .into();
-    };
-    match expand_plugin(&name, &item) {
-        Ok(tokens) => tokens.into(),
-        Err(error) => error.to_compile_error().into(),
-    }
+    })
 }
 
 fn expand_plugin(name: &LitStr, item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {

@@ -45,7 +45,7 @@
 //!
 //! let rcpt: Address = "Sales@example.org".parse().unwrap();
 //! let mut event = RcptTo::new("a@example.net".parse().unwrap(), rcpt, false);
-//! let mut ctx = Context::new(0, Rc::new(smol::LocalExecutor::new()));
+//! let mut ctx = mq_plugin_api::Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
 //! let _ = smol::block_on(plugin.smtp_in_rcpt_to(&mut ctx, &mut event));
 //! let recipients: Vec<String> = event.recipients.iter().map(|r| r.to_string()).collect();
 //! assert_eq!(recipients, ["jane@example.org", "bob@example.net"]);
@@ -196,7 +196,7 @@ impl Plugin for Aliases {
             Err(error) => {
                 let recipients = list(&event.recipients);
                 ctx.warn(format_args!("{recipients}: {error}"));
-                event.reject(error.reply());
+                return event.reject(error.reply());
             }
         }
         Control::Continue
@@ -287,7 +287,7 @@ mod tests {
             .build(&PluginConfig::new("aliases", 0, toml::Table::new()))
             .expect("an absent section is accepted");
         let executor = std::rc::Rc::new(smol::LocalExecutor::new());
-        let mut ctx = Context::new(0, std::rc::Rc::clone(&executor));
+        let mut ctx = mq_plugin_api::Host::new(0, std::rc::Rc::clone(&executor)).into_context();
         let recipient: Address = "a@x.example".parse().expect("an address");
         let mut rcpt = mq_plugin_api::RcptTo::new(Address::null(), recipient.clone(), false);
         let control = smol::block_on(executor.run(plugin.smtp_in_rcpt_to(&mut ctx, &mut rcpt)));
@@ -299,8 +299,8 @@ mod tests {
     fn two_cores(config: &AliasesConfig) -> (Aliases, Aliases) {
         let shared = SharedState::default();
         let core = |n| {
-            let plugin = PluginConfig::new("aliases", n, toml::Table::new());
-            Aliases::new(config, &plugin.with_shared(shared.clone())).unwrap()
+            let plugin = shared.config("aliases", n, toml::Table::new());
+            Aliases::new(config, &plugin).unwrap()
         };
         (core(0), core(1))
     }
@@ -326,7 +326,8 @@ mod tests {
             .unwrap();
         std::thread::sleep(Duration::from_millis(5));
 
-        let ctx = Context::new(0, std::rc::Rc::new(smol::LocalExecutor::new()));
+        let ctx = mq_plugin_api::Host::new(0, std::rc::Rc::new(smol::LocalExecutor::new()))
+            .into_context();
         smol::block_on(first.refresh(&ctx));
         let a: Address = "a@x".parse().unwrap();
         let expansion = second.store.map().expand(&[a], Limits::default()).unwrap();

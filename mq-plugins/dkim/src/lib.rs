@@ -37,7 +37,7 @@
 //! use std::rc::Rc;
 //!
 //! use base64::Engine as _;
-//! use mq_plugin_api::{Context, Data, Envelope, Message, Plugin};
+//! use mq_plugin_api::{Data, Envelope, Host, Message, Plugin};
 //! use mq_plugin_dkim::{Dkim, DkimConfig};
 //!
 //! // An Ed25519 key in a PEM file, as `openssl genpkey -algorithm ed25519` writes it.
@@ -63,9 +63,9 @@
 //!
 //! let message = Message::parse(b"From: Jane <jane@example.org>\r\nSubject: hi\r\n\r\nbody\r\n");
 //! let mut data = Data::new(Envelope::default(), message);
-//! let mut ctx = Context::new(0, Rc::new(smol::LocalExecutor::new()));
-//! ctx.session_mut().relay_network = true; // a trusted client
-//! let _ = smol::block_on(plugin.smtp_in_data(&mut ctx, &mut data));
+//! let mut host = Host::new(0, Rc::new(smol::LocalExecutor::new()));
+//! host.session_mut().relay_network = true; // a trusted client, as the server would mark it
+//! let _ = smol::block_on(plugin.smtp_in_data(host.context(), &mut data));
 //!
 //! let signature = data.message.headers().iter().next().unwrap();
 //! assert_eq!(signature.name(), "DKIM-Signature");

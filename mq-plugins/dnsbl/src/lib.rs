@@ -135,7 +135,7 @@ impl Plugin for Dnsbl {
                 listing.answer
             ));
             let text = format!("Service unavailable; client [{ip}] blocked using {zone}");
-            conn.reject(Reply::new(554, "5.7.1", text));
+            return conn.reject(Reply::new(554, "5.7.1", text));
         }
         Control::Continue
     }

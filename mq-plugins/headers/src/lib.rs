@@ -37,7 +37,7 @@
 //!
 //! let message = Message::parse(b"X-Originating-IP: [10.0.0.1]\r\nSubject: hi\r\n\r\nbody\r\n");
 //! let mut data = Data::new(Envelope::default(), message);
-//! let mut ctx = Context::new(0, Rc::new(smol::LocalExecutor::new()));
+//! let mut ctx = mq_plugin_api::Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
 //! let _ = smol::block_on(plugin.smtp_in_data(&mut ctx, &mut data));
 //! assert_eq!(
 //!     data.message.to_bytes(),

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use mq_plugin_api::{Context, Control, Data, Envelope, Message, Plugin};
+use mq_plugin_api::{Control, Data, Envelope, Message, Plugin};
 use mq_plugin_headers::{Headers, HeadersConfig};
 
 const MESSAGE: &[u8] = b"Received: from a by b\r\n\
@@ -20,7 +20,7 @@ fn run(config: &str, message: &[u8]) -> (Control, Vec<u8>) {
     let config: HeadersConfig = toml::from_str(config).expect("the test config is TOML");
     let plugin = Headers::new(&config).expect("the test config is valid");
     let mut data = Data::new(Envelope::default(), Message::parse(message));
-    let mut ctx = Context::new(0, Rc::new(smol::LocalExecutor::new()));
+    let mut ctx = mq_plugin_api::Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
     let control = smol::block_on(plugin.smtp_in_data(&mut ctx, &mut data));
     (control, data.message.to_bytes())
 }

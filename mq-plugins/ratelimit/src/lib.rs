@@ -52,7 +52,7 @@
 //!     toml::from_str("[[limit]]\nkey = \"sender_domain\"\nrate = 2\nper = \"1m\"").unwrap();
 //! let config = PluginConfig::new("ratelimit", 0, toml::Table::new());
 //! let plugin = RateLimit::new(&section, &config).unwrap();
-//! let mut ctx = Context::new(0, Rc::new(smol::LocalExecutor::new()));
+//! let mut ctx = mq_plugin_api::Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
 //! let replies: Vec<_> = (0..3)
 //!     .map(|_| {
 //!         let mut event = MailFrom::new("a@example.org".parse::<Address>().unwrap());
@@ -211,8 +211,7 @@ impl Plugin for RateLimit {
         }
         let ip = client_key(event.client_ip(), self.ipv6_prefix);
         if self.exceeded(ctx, LimitKey::ClientIp, &ip).await {
-            event.reject(too_many(421, "connections from", &ip));
-            return Control::Complete;
+            return event.reject(too_many(421, "connections from", &ip));
         }
         Control::Continue
     }
@@ -222,16 +221,14 @@ impl Plugin for RateLimit {
             && let Some(user) = ctx.session().user.clone()
             && self.exceeded(ctx, LimitKey::User, &user).await
         {
-            event.reject(too_many(451, "messages from", &user));
-            return Control::Complete;
+            return event.reject(too_many(451, "messages from", &user));
         }
         if !self.has(LimitKey::SenderDomain) {
             return Control::Continue;
         }
         let domain = event.sender.domain().to_ascii_lowercase();
         if !domain.is_empty() && self.exceeded(ctx, LimitKey::SenderDomain, &domain).await {
-            event.reject(too_many(451, "messages from", &domain));
-            return Control::Complete;
+            return event.reject(too_many(451, "messages from", &domain));
         }
         Control::Continue
     }
@@ -249,8 +246,7 @@ impl Plugin for RateLimit {
             .collect();
         for domain in domains {
             if self.exceeded(ctx, LimitKey::RecipientDomain, &domain).await {
-                event.reject(too_many(451, "messages to", &domain));
-                return Control::Complete;
+                return event.reject(too_many(451, "messages to", &domain));
             }
         }
         Control::Continue

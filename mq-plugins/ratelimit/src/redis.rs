@@ -281,7 +281,7 @@ mod tests {
             burst: None,
         });
         let executor = Rc::new(LocalExecutor::new());
-        let ctx = Context::new(0, Rc::clone(&executor));
+        let ctx = mq_plugin_api::Host::new(0, Rc::clone(&executor)).into_context();
         smol::block_on(executor.run(async {
             assert_eq!(store.take(&ctx, &limit, "jane").await, Ok(true));
             // The driver notices the close on its own (bounded wait, far above what it takes).

@@ -39,7 +39,7 @@
 //!
 //! let envelope = ("a@example.org".parse().unwrap(), "b@example.net".parse().unwrap());
 //! let mut event = DeliveryResult::new("Q1", 1, envelope, None, DeliveryState::Delivered);
-//! let mut ctx = Context::new(0, Rc::new(smol::LocalExecutor::new()));
+//! let mut ctx = mq_plugin_api::Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
 //! // Queued for the core's sender task (which runs when the worker's executor does).
 //! let control = smol::block_on(plugin.delivery_result(&mut ctx, &mut event));
 //! assert_eq!(control, Control::Continue);
@@ -206,7 +206,7 @@ mod tests {
 
     fn config(core: usize, section: &str, shared: &SharedState) -> PluginConfig {
         let table = toml::from_str(section).unwrap();
-        PluginConfig::new("webhook", core, table).with_shared(shared.clone())
+        shared.config("webhook", core, table)
     }
 
     #[test]

@@ -124,7 +124,7 @@ impl Plugin for Greylist {
         let waited = now.duration_since(first).unwrap_or_default();
         if waited < self.delay {
             let left = self.delay.saturating_sub(waited).as_secs();
-            rcpt.reject(Reply::new(
+            return rcpt.reject(Reply::new(
                 450,
                 "4.7.1",
                 format!("Greylisted: try again in {left} seconds"),

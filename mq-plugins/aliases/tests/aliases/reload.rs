@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mq_core::testkit::{self, Transcript};
 use mq_plugin_aliases::{Aliases, AliasesConfig};
-use mq_plugin_api::{PluginConfig, SharedState};
+use mq_plugin_api::SharedState;
 
 use crate::support::{MapFile, dialogue, queued};
 
@@ -33,8 +33,8 @@ impl Server {
 
     /// The instance for `core`, made now: its first check is due `reload` after this.
     fn instance(&self, core: usize) -> Aliases {
-        let plugin = PluginConfig::new("aliases", core, toml::Table::new());
-        Aliases::new(&self.config, &plugin.with_shared(self.shared.clone())).expect("the map loads")
+        let plugin = self.shared.config("aliases", core, toml::Table::new());
+        Aliases::new(&self.config, &plugin).expect("the map loads")
     }
 
     /// A session on a fresh instance, once the 1 ms reload interval has surely passed.

@@ -20,7 +20,7 @@ pub(crate) fn limit(key: &str, rate: u32, per: &str) -> String {
 /// The plugin's config on `core`, sharing `shared` with the other cores of its process.
 pub(crate) fn config(section: &str, core: usize, shared: &SharedState) -> PluginConfig {
     let table = toml::from_str(section).expect("the test section is TOML");
-    PluginConfig::new("ratelimit", core, table).with_shared(shared.clone())
+    shared.config("ratelimit", core, table)
 }
 
 /// An instance for `core` of a process whose cores share `shared`.
@@ -57,7 +57,7 @@ impl Core {
     }
 
     pub(crate) fn context(&self) -> Context {
-        Context::new(0, Rc::clone(&self.executor))
+        mq_plugin_api::Host::new(0, Rc::clone(&self.executor)).into_context()
     }
 
     /// Runs `future` on this core until it resolves.

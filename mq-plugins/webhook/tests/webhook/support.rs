@@ -173,7 +173,7 @@ pub(crate) struct Core {
 impl Core {
     pub(crate) fn new() -> Core {
         let executor = Rc::new(LocalExecutor::new());
-        let ctx = Context::new(0, Rc::clone(&executor));
+        let ctx = mq_plugin_api::Host::new(0, Rc::clone(&executor)).into_context();
         Core { executor, ctx }
     }
 
