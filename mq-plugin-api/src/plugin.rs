@@ -47,8 +47,8 @@ use crate::{Defaults, Order};
 ///
 /// | key        | what                                                        | default                        |
 /// |------------|-------------------------------------------------------------|--------------------------------|
-/// | `enabled`  | `false` leaves the plugin out of every chain                 | `true`                         |
-/// | `timeout`  | the deadline of one call (`"5s"`, `"250ms"`, seconds)        | `[engine] timeout` (30 s)      |
+/// | `enabled`  | `false` leaves the plugin out of every chain                | `true`                         |
+/// | `timeout`  | the deadline of one call (`"5s"`, `"250ms"`, seconds)       | `[engine] timeout` (30 s)      |
 /// | `on_error` | a timed-out or panicking call: `tempfail`, `reject`, `skip` | `[engine] on_error` (tempfail) |
 /// | `order`    | place in chains: `"first"`, `"last"` or an integer          | `0`                            |
 ///

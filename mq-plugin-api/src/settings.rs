@@ -138,6 +138,30 @@ impl<'de> Deserialize<'de> for Order {
 /// assert_eq!(DEFAULTS.order_default(), Order::Last);
 /// assert_eq!(DEFAULTS.enabled_default(), true);
 /// ```
+///
+/// `#[plugin]` writes them into the registration, where the engine reads them:
+///
+/// ```
+/// use std::time::Duration;
+/// use mq_plugin_api::{FailurePolicy, Order, Plugin, Registration, hooks, plugin};
+///
+/// struct Signer;
+///
+/// #[plugin(name = "signer", on_error = "skip", order = "last", timeout = "10s")]
+/// impl Signer {
+///     fn new() -> Self {
+///         Signer
+///     }
+/// }
+///
+/// #[hooks]
+/// impl Plugin for Signer {}
+///
+/// let signer = Registration::all().find(|r| r.name() == "signer").unwrap();
+/// assert_eq!(signer.defaults().order_default(), Order::Last);
+/// assert_eq!(signer.defaults().on_error_default(), Some(FailurePolicy::Skip));
+/// assert_eq!(signer.defaults().timeout_default(), Some(Duration::from_secs(10)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Defaults {
     enabled: bool,
