@@ -10,7 +10,7 @@ use mq_tests::{MESSAGE, config_enabling, data, header_values, result_of};
 const TRAIL: &str = "X-Order-Trail";
 
 /// Appends `name` to [`TRAIL`] at `smtp_in_data`.
-async fn append_to_trail(data: &mut Data, name: &str) -> Control {
+fn append_to_trail(data: &mut Data, name: &str) -> Control {
     data.message.headers_mut().append(TRAIL, name);
     Control::Continue
 }
@@ -28,7 +28,7 @@ impl Aardvark {
 #[hooks]
 impl Plugin for Aardvark {
     async fn smtp_in_data(&self, _ctx: &mut Context, data: &mut Data) -> Control {
-        append_to_trail(data, "order-aardvark").await
+        append_to_trail(data, "order-aardvark")
     }
 }
 
@@ -45,7 +45,7 @@ impl Beta {
 #[hooks]
 impl Plugin for Beta {
     async fn smtp_in_data(&self, _ctx: &mut Context, data: &mut Data) -> Control {
-        append_to_trail(data, "order-beta").await
+        append_to_trail(data, "order-beta")
     }
 }
 
@@ -62,7 +62,7 @@ impl Gamma {
 #[hooks]
 impl Plugin for Gamma {
     async fn smtp_in_data(&self, _ctx: &mut Context, data: &mut Data) -> Control {
-        append_to_trail(data, "order-gamma").await
+        append_to_trail(data, "order-gamma")
     }
 }
 

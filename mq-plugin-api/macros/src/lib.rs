@@ -231,7 +231,7 @@ fn timeout_default(value: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(scale))
-        .filter(|&millis| millis > 0 && millis <= u64::from(u32::MAX))
+        .filter(|&millis| millis > 0 && u32::try_from(millis).is_ok())
         .ok_or_else(|| {
             syn::Error::new(
                 value.span(),

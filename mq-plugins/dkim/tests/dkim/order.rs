@@ -37,7 +37,7 @@ impl Plugin for SubjectTag {
         let subject = headers
             .iter()
             .find(|h| h.is("Subject"))
-            .map(|h| h.unfolded());
+            .map(mq_plugin_api::Header::unfolded);
         let tagged = format!("{TAG} {}", subject.unwrap_or_default().trim());
         data.message.headers_mut().replace("Subject", tagged);
         Control::Continue
