@@ -155,7 +155,8 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Adds a plugin instance under its registered name.
+    /// Adds a plugin instance under its registered name, with its registration's defaults for
+    /// the engine's settings (its order, its `on_error`) over the harness's.
     ///
     /// # Examples
     ///
@@ -185,8 +186,20 @@ impl Harness {
     /// let (transcript, _) = mq_core::testkit::chain().plugin(Pass).run(&mut event);
     /// assert_eq!(transcript.lines()[0], "   smtp_in_mail_from  pass → Continue");
     /// ```
-    pub fn plugin<P: Plugin + PluginHooks + Named>(self, plugin: P) -> Harness {
-        self.plugin_named(P::NAME, plugin)
+    pub fn plugin<P: Plugin + PluginHooks + Named>(mut self, plugin: P) -> Harness {
+        let defaults = Registration::all()
+            .find(|r| r.name() == P::NAME)
+            .map_or(mq_plugin_api::Defaults::NONE, Registration::defaults);
+        let settings = Settings::resolve(defaults, None, &self.config);
+        self.plugins.push(Loaded {
+            name: P::NAME,
+            hooks: P::HOOKS,
+            timeout: settings.timeout,
+            policy: settings.policy,
+            order: settings.order,
+            plugin: Box::new(plugin),
+        });
+        self
     }
 
     /// Adds a plugin instance under `name`, for plugins that are not registered.
