@@ -161,6 +161,23 @@ impl<'de> Deserialize<'de> for Order {
 /// assert_eq!(signer.defaults().order_default(), Order::Last);
 /// assert_eq!(signer.defaults().on_error_default(), Some(FailurePolicy::Skip));
 /// assert_eq!(signer.defaults().timeout_default(), Some(Duration::from_secs(10)));
+///
+/// struct Gate;
+///
+/// #[plugin(name = "gate", order = -10, enabled = false)]
+/// impl Gate {
+///     fn new() -> Self {
+///         Gate
+///     }
+/// }
+///
+/// #[hooks]
+/// impl Plugin for Gate {}
+///
+/// let gate = Registration::all().find(|r| r.name() == "gate").unwrap();
+/// assert_eq!(gate.defaults().order_default(), Order::At(-10));
+/// assert!(!gate.defaults().enabled_default());
+/// assert_eq!(gate.defaults().on_error_default(), None);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Defaults {
