@@ -1,4 +1,5 @@
-//! What `mq plugins` prints: every compiled-in plugin, then every hook's chain in call order.
+//! What `mq plugins` prints: every compiled-in plugin with its state, its order and its hooks,
+//! then every hook's chain in call order (by order, then by name).
 //!
 //! The text is plain, aligned and stable (no colour, no terminal width), so that operators can
 //! diff it between builds and scripts can read it.
@@ -6,12 +7,12 @@
 use std::fmt;
 
 use mq_core::{Plan, Registry};
-use mq_plugin_api::{HookId, HookSet};
+use mq_plugin_api::{HookId, HookSet, Order};
 
 /// Marks an empty cell: a plugin without hooks, a hook without a chain.
 const NONE: &str = "-";
 
-/// The rows of `mq plugins`, in name order (the order chains run in).
+/// The rows of `mq plugins`, in name order.
 #[derive(Debug)]
 pub(crate) struct Listing {
     plugins: Vec<Row>,
@@ -21,6 +22,7 @@ pub(crate) struct Listing {
 struct Row {
     name: &'static str,
     enabled: bool,
+    order: Order,
     hooks: HookSet,
 }
 
@@ -32,20 +34,23 @@ impl Listing {
             .map(|r| Row {
                 name: r.name(),
                 enabled: plan.plugins().any(|(name, _)| name == r.name()),
+                order: plan.order(r.name()).unwrap_or_default(),
                 hooks: r.hooks(),
             })
             .collect();
         Listing { plugins }
     }
 
-    /// The enabled plugins that implement `hook`, in call order. Rows are in name order, as
-    /// the registry sorts them, so this is the order the engine runs them in.
+    /// The enabled plugins that implement `hook`, in call order: by order, then by name, as
+    /// the engine sorts them.
     fn chain(&self, hook: HookId) -> Vec<&'static str> {
-        self.plugins
+        let mut chain: Vec<&Row> = self
+            .plugins
             .iter()
             .filter(|row| row.enabled && row.hooks.contains(hook))
-            .map(|row| row.name)
-            .collect()
+            .collect();
+        chain.sort_by_key(|row| (row.order, row.name));
+        chain.into_iter().map(|row| row.name).collect()
     }
 
     fn write_plugins(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,10 +60,20 @@ impl Listing {
         }
         let width = self.plugins.iter().map(|row| row.name.len()).max();
         let width = width.unwrap_or(0);
-        for row in &self.plugins {
+        let orders: Vec<String> = self
+            .plugins
+            .iter()
+            .map(|row| format!("order {}", row.order))
+            .collect();
+        let order_width = orders.iter().map(String::len).max().unwrap_or(0);
+        for (row, order) in self.plugins.iter().zip(&orders) {
             let state = if row.enabled { "enabled" } else { "disabled" };
             let hooks = joined(row.hooks.iter().map(HookId::name));
-            writeln!(f, "  {:width$}   {state:8}  {hooks}", row.name)?;
+            writeln!(
+                f,
+                "  {:width$}   {state:8}  {order:order_width$}  {hooks}",
+                row.name
+            )?;
         }
         Ok(())
     }
@@ -98,10 +113,15 @@ mod tests {
     use super::*;
 
     fn row(name: &'static str, enabled: bool, hooks: &[HookId]) -> Row {
+        ordered(name, enabled, Order::default(), hooks)
+    }
+
+    fn ordered(name: &'static str, enabled: bool, order: Order, hooks: &[HookId]) -> Row {
         let hooks = hooks.iter().copied().collect();
         Row {
             name,
             enabled,
+            order,
             hooks,
         }
     }
@@ -119,9 +139,9 @@ mod tests {
         ]);
         let expected = "\
 plugins (3 compiled in)
-  audit    enabled   smtp_in_data
-  banner   enabled   smtp_in_connect, smtp_in_data
-  zz       disabled  smtp_in_data
+  audit    enabled   order 0  smtp_in_data
+  banner   enabled   order 0  smtp_in_connect, smtp_in_data
+  zz       disabled  order 0  smtp_in_data
 
 chains
   smtp_in_connect        banner
@@ -154,6 +174,25 @@ chains
     #[test]
     fn a_plugin_without_hooks_shows_a_dash() {
         let text = render(vec![row("idle", true, &[])]);
-        assert!(text.contains("  idle   enabled   -\n"), "{text}");
+        assert!(text.contains("  idle   enabled   order 0  -\n"), "{text}");
+    }
+
+    #[test]
+    fn chains_run_by_order_then_by_name() {
+        let data = [HookId::SmtpInData];
+        let text = render(vec![
+            ordered("dkim", true, Order::Last, &data),
+            ordered("subject-tag", true, Order::default(), &data),
+            ordered("zz-audit", true, Order::First, &data),
+            ordered("archive", true, Order::At(10), &data),
+        ]);
+        assert!(
+            text.contains("  dkim          enabled   order last   smtp_in_data\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  smtp_in_data           zz-audit, subject-tag, archive, dkim\n"),
+            "{text}"
+        );
     }
 }

@@ -49,6 +49,7 @@ fn loaded(name: &'static str, plugin: Box<dyn Plugin>, hooks: mq_plugin_api::Hoo
         hooks,
         timeout: Duration::from_secs(30),
         policy: FailurePolicy::Tempfail,
+        order: mq_plugin_api::Order::default(),
         plugin,
     }
 }

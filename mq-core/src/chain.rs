@@ -113,7 +113,8 @@ impl<E> Observer<E> for () {
 
 impl Engine {
     /// Runs the chain of `E`'s hook over `event`: each enabled plugin that implements the hook,
-    /// in name order, as the chain rules of [`Plugin`](mq_plugin_api::Plugin) say.
+    /// by order and then in name order, as the chain rules of [`Plugin`](mq_plugin_api::Plugin)
+    /// say.
     ///
     /// # Examples
     ///

@@ -1,4 +1,5 @@
-//! The engine's configuration: `[engine]` and the engine's keys in each `[plugins.NAME]`.
+//! The engine's configuration: `[engine]`, with the engine's settings for each plugin in
+//! `[engine.plugins.NAME]`, and each plugin's own `[plugins.NAME]`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,10 +16,14 @@ use serde::{Deserialize, Deserializer};
 ///     [engine]
 ///     timeout = "5s"
 ///
-///     [plugins.headers]
+///     [engine.plugins.headers]
 ///     enabled = false
+///
+///     [plugins.headers]
+///     remove = ["X-Originating-IP"]
 /// "#).unwrap();
 /// assert_eq!(config.engine.timeout, std::time::Duration::from_secs(5));
+/// assert_eq!(config.engine.plugins["headers"].enabled, Some(false));
 /// assert!(config.plugins.contains_key("headers"));
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -28,8 +33,8 @@ pub struct Config {
     /// Engine-wide settings.
     #[serde(default)]
     pub engine: EngineConfig,
-    /// One table per plugin: the engine's keys (`enabled`, `timeout`, `on_error`) and the
-    /// plugin's own.
+    /// One table per plugin, the plugin's own: the engine's settings for it are in
+    /// `[engine.plugins.NAME]`.
     #[serde(default)]
     pub plugins: BTreeMap<String, toml::Table>,
     /// The SMTP server.
@@ -256,6 +261,9 @@ pub struct EngineConfig {
         serialize_with = "crate::config::duration_text"
     )]
     pub shutdown_timeout: Duration,
+    /// `[engine.plugins.NAME]`: the engine's settings for each plugin (`enabled`, `timeout`,
+    /// `on_error`, `order`), over the plugin's own defaults.
+    pub plugins: BTreeMap<String, crate::plugin_settings::PluginSettings>,
 }
 
 impl Default for EngineConfig {
@@ -267,6 +275,7 @@ impl Default for EngineConfig {
             on_error: FailurePolicy::Tempfail,
             workers: None,
             shutdown_timeout: Duration::from_secs(30),
+            plugins: BTreeMap::new(),
         }
     }
 }
@@ -280,18 +289,9 @@ impl EngineConfig {
     }
 }
 
-/// What a plugin call that timed out or panicked does to its step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum FailurePolicy {
-    /// The step fails temporarily (`451 4.3.0`): the client or the queue tries again later.
-    Tempfail,
-    /// The step fails permanently (`554 5.3.0`).
-    Reject,
-    /// The plugin is skipped and the chain goes on, as if it had returned `Continue`.
-    Skip,
-}
+/// What a plugin call that timed out or panicked does to its step; plugins name it in their
+/// defaults, so the contract crate holds it.
+pub use mq_plugin_api::FailurePolicy;
 
 pub(crate) use mq_plugin_api::duration::deserialize as duration;
 

@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mq_plugin_api::{HookId, HookSet, Plugin};
+use mq_plugin_api::{HookId, HookSet, Order, Plugin};
 
 use crate::config::{EngineConfig, FailurePolicy};
 use crate::metrics::{HookCounters, Metrics};
@@ -13,7 +13,7 @@ use crate::watchdog::{self, Beat};
 
 /// A plugin instance ready to run, with the engine's settings for it.
 pub struct Loaded {
-    /// Its name; chains are in name order.
+    /// Its name; chains are by order, then in name order.
     pub name: &'static str,
     /// The hooks it implements.
     pub hooks: HookSet,
@@ -21,6 +21,8 @@ pub struct Loaded {
     pub timeout: Duration,
     /// What a call that times out or panics does to the step.
     pub policy: FailurePolicy,
+    /// Its place in its chains: they sort by order, then by name.
+    pub order: Order,
     /// The instance.
     pub plugin: Box<dyn Plugin>,
 }
@@ -30,6 +32,7 @@ impl std::fmt::Debug for Loaded {
         f.debug_struct("Loaded")
             .field("name", &self.name)
             .field("hooks", &self.hooks)
+            .field("order", &self.order)
             .finish_non_exhaustive()
     }
 }
@@ -41,7 +44,8 @@ impl std::fmt::Debug for Loaded {
 pub struct Engine {
     pub(crate) core: usize,
     pub(crate) slots: Box<[Loaded]>,
-    /// For each hook, the indices into `slots` of the plugins that implement it, by name.
+    /// For each hook, the indices into `slots` of the plugins that implement it, by order and
+    /// then by name.
     pub(crate) chains: [Box<[u16]>; HookId::COUNT],
     /// `slots.len() × HookId::COUNT`, indexed by `plugin * COUNT + hook`.
     counters: Box<[HookCounters]>,
@@ -76,13 +80,15 @@ impl Engine {
         mut plugins: Vec<Loaded>,
         beat: Arc<Beat>,
     ) -> Result<Engine, RegistryError> {
-        plugins.sort_by_key(|p| p.name);
-        if let Some(pair) = plugins.windows(2).find(|pair| pair[0].name == pair[1].name) {
+        let mut names: Vec<&'static str> = plugins.iter().map(|p| p.name).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(RegistryError::Duplicate {
-                name: pair[0].name,
+                name: pair[0],
                 modules: ["engine", "engine"],
             });
         }
+        plugins.sort_by_key(|p| (p.order, p.name));
         assert!(
             plugins.len() < usize::from(u16::MAX),
             "fewer than 65535 plugins"
@@ -112,7 +118,7 @@ impl Engine {
         self.core
     }
 
-    /// The plugins, by name.
+    /// The plugins, in run order: by order, then by name.
     pub fn plugin_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.slots.iter().map(|s| s.name)
     }

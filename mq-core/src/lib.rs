@@ -2,10 +2,11 @@
 //!
 //! # Layout
 //!
-//! - `config`: [`Config`], `[engine]` and the engine's keys in each plugin's section;
-//!   `domains`, the configured domains read into their one spelling.
+//! - `config`: [`Config`], `[engine]` and each plugin's own section; `domains`, the configured
+//!   domains read into their one spelling.
 //! - `registry`: [`Registry`], the plugins compiled in (collected through inventory), and
-//!   [`Plan`], which of them a config enables.
+//!   [`Plan`], which of them a config enables; `plugin_settings`, [`PluginSettings`]
+//!   (`[engine.plugins.NAME]`) over each plugin's own defaults.
 //! - `engine`: [`Engine`], one core's plugin instances and the chain of each hook.
 //! - `chain`: [`Engine::run`], the chain rules and the guarantees around each call (deadline,
 //!   retry budget, caught panics), and the [`Outcome`] of a step.
@@ -60,6 +61,7 @@ mod engine;
 pub mod fuzzing;
 mod logline;
 mod metrics;
+mod plugin_settings;
 pub mod queue;
 mod registry;
 mod runtime;
@@ -73,5 +75,6 @@ pub use chain::{Failure, FailureKind, Outcome};
 pub use config::{Config, ConfigError, EngineConfig, FailurePolicy, parse_duration};
 pub use engine::{Engine, Loaded};
 pub use metrics::{HookMetrics, LATENCY_BOUNDS_MICROS, Metrics};
+pub use plugin_settings::PluginSettings;
 pub use registry::{BUNDLED_PLUGINS, Plan, Registry, RegistryError};
 pub use runtime::{JobHandle, Runtime, Spawner, Worker};

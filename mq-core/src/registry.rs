@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mq_plugin_api::{ConfigError, HookSet, Plugin, PluginConfig, Registration};
+use mq_plugin_api::{ConfigError, HookSet, Order, Plugin, PluginConfig, Registration};
 
 use crate::config::{Config, EngineConfig, FailurePolicy};
 use crate::engine::{Engine, Loaded};
+use crate::plugin_settings::{Settings, refuse_moved_keys};
 use crate::watchdog::Beat;
 
 /// Every plugin compiled in, sorted by name.
@@ -42,12 +43,20 @@ pub enum RegistryError {
         /// The plugins that are compiled in.
         compiled_in: Vec<&'static str>,
     },
-    /// An engine key in a plugin's section is wrong.
-    Setting {
+    /// `[engine.plugins.NAME]` names a plugin that is not compiled in.
+    SettingsNotCompiledIn {
+        /// The plugin's name.
+        name: String,
+        /// The plugins that are compiled in.
+        compiled_in: Vec<&'static str>,
+    },
+    /// A plugin's own section holds one of the engine's settings, which now live in
+    /// `[engine.plugins.NAME]`.
+    Moved {
         /// The plugin.
         plugin: String,
-        /// What is wrong.
-        message: String,
+        /// The key: `enabled`, `timeout`, `on_error` or `order`.
+        key: &'static str,
     },
     /// A plugin's factory refused its section.
     Plugin(mq_plugin_api::ConfigError),
@@ -78,9 +87,20 @@ impl fmt::Display for RegistryError {
                 compiled_in.join(", "),
                 how_to_link(name)
             ),
-            RegistryError::Setting { plugin, message } => {
-                write!(f, "[plugins.{plugin}]: {message}")
-            }
+            RegistryError::SettingsNotCompiledIn { name, compiled_in } => write!(
+                f,
+                "config section [engine.plugins.{name}] names a plugin that is not compiled in; compiled in: {}; {}",
+                if compiled_in.is_empty() {
+                    "none".to_owned()
+                } else {
+                    compiled_in.join(", ")
+                },
+                how_to_link(name)
+            ),
+            RegistryError::Moved { plugin, key } => write!(
+                f,
+                "[plugins.{plugin}] {key}: engine settings moved to [engine.plugins.{plugin}]"
+            ),
             RegistryError::Plugin(error) => error.fmt(f),
             RegistryError::Stopping => f.write_str("the workers are shutting down"),
         }
@@ -163,44 +183,58 @@ impl Registry {
         self.entries.iter().map(|r| r.name()).collect()
     }
 
-    /// Checks `config` against the compiled-in plugins and settles which run, with what settings.
+    /// Checks `config` against the compiled-in plugins and settles which run, with what settings,
+    /// in what order.
     ///
     /// # Errors
     ///
-    /// A section names a plugin that is not compiled in, or an engine key in a section is wrong.
+    /// A section (`[plugins.NAME]` or `[engine.plugins.NAME]`) names a plugin that is not
+    /// compiled in, or a plugin's section holds one of the engine's settings.
     pub fn plan(&self, config: &Config) -> Result<Plan, RegistryError> {
-        if let Some(name) = config
-            .plugins
-            .keys()
-            .find(|name| !self.entries.iter().any(|r| r.name() == *name))
-        {
+        let unknown = |name: &String| !self.entries.iter().any(|r| r.name() == *name);
+        if let Some(name) = config.plugins.keys().find(|name| unknown(name)) {
             return Err(RegistryError::NotCompiledIn {
                 name: name.clone(),
                 compiled_in: self.names(),
             });
         }
+        if let Some(name) = config.engine.plugins.keys().find(|name| unknown(name)) {
+            return Err(RegistryError::SettingsNotCompiledIn {
+                name: name.clone(),
+                compiled_in: self.names(),
+            });
+        }
         let mut plugins = Vec::new();
+        let mut orders = Vec::with_capacity(self.entries.len());
         for &registration in &self.entries {
-            let mut table = config
-                .plugins
-                .get(registration.name())
-                .cloned()
-                .unwrap_or_default();
-            let settings = Settings::take(registration.name(), &mut table, &config.engine)?;
+            let name = registration.name();
+            let table = config.plugins.get(name).cloned().unwrap_or_default();
+            refuse_moved_keys(name, &table)?;
+            let settings = Settings::resolve(
+                registration.defaults(),
+                config.engine.plugins.get(name),
+                &config.engine,
+            );
+            orders.push((name, settings.order));
             if settings.enabled {
                 plugins.push(Planned {
                     registration,
                     timeout: settings.timeout,
                     policy: settings.policy,
+                    order: settings.order,
                     table,
                     shared: mq_plugin_api::SharedState::default(),
                 });
             }
         }
+        // The engine sorts its plugins the same way, so that an index in this plan is the
+        // plugin's index in every engine built from it.
+        plugins.sort_by_key(|p| (p.order, p.registration.name()));
         Ok(Plan {
             engine: config.engine.clone(),
             dns: config.dns.clone(),
             plugins: Arc::from(plugins),
+            orders: Arc::from(orders),
         })
     }
 }
@@ -220,62 +254,6 @@ fn build_guarded(
     }
 }
 
-/// The engine's keys in one `[plugins.NAME]` section.
-pub(crate) struct Settings {
-    pub(crate) enabled: bool,
-    pub(crate) timeout: Duration,
-    pub(crate) policy: FailurePolicy,
-}
-
-impl Settings {
-    /// Removes the engine's keys from `table`, leaving the plugin's own.
-    pub(crate) fn take(
-        plugin: &str,
-        table: &mut toml::Table,
-        engine: &EngineConfig,
-    ) -> Result<Settings, RegistryError> {
-        let wrong = |message: String| RegistryError::Setting {
-            plugin: plugin.to_owned(),
-            message,
-        };
-        let enabled = match table.remove("enabled") {
-            None => true,
-            Some(toml::Value::Boolean(enabled)) => enabled,
-            Some(other) => {
-                return Err(wrong(format!("enabled must be true or false, not {other}")));
-            }
-        };
-        let timeout = match table.remove("timeout") {
-            None => engine.timeout,
-            Some(toml::Value::Integer(seconds)) if seconds > 0 => {
-                Duration::from_secs(seconds.unsigned_abs())
-            }
-            Some(toml::Value::String(text)) => {
-                crate::config::parse_duration(&text).map_err(wrong)?
-            }
-            Some(other) => {
-                return Err(wrong(format!(
-                    "timeout must be a duration such as \"5s\", not {other}"
-                )));
-            }
-        };
-        if timeout.is_zero() {
-            return Err(wrong("timeout must be longer than zero".into()));
-        }
-        let policy = match table.remove("on_error") {
-            None => engine.on_error,
-            Some(value) => value
-                .try_into()
-                .map_err(|_| wrong("on_error is one of tempfail, reject, skip".into()))?,
-        };
-        Ok(Settings {
-            enabled,
-            timeout,
-            policy,
-        })
-    }
-}
-
 /// The plugins a configuration enables, with their settings: enough to build an [`Engine`] on
 /// each worker core.
 #[derive(Debug, Clone)]
@@ -283,6 +261,8 @@ pub struct Plan {
     engine: EngineConfig,
     dns: crate::dns::DnsConfig,
     plugins: Arc<[Planned]>,
+    /// Every compiled-in plugin's order, enabled or not, by name.
+    orders: Arc<[(&'static str, Order)]>,
 }
 
 #[derive(Debug)]
@@ -290,6 +270,7 @@ struct Planned {
     registration: &'static Registration,
     timeout: Duration,
     policy: FailurePolicy,
+    order: Order,
     table: toml::Table,
     /// What the plugin's instances on all cores share.
     shared: mq_plugin_api::SharedState,
@@ -306,15 +287,23 @@ impl Plan {
         &self.dns
     }
 
-    /// The enabled plugins, by name, with their hooks.
+    /// The enabled plugins, in run order (by order, then name), with their hooks.
     pub fn plugins(&self) -> impl Iterator<Item = (&'static str, HookSet)> + '_ {
         self.plugins
             .iter()
             .map(|p| (p.registration.name(), p.registration.hooks()))
     }
 
-    /// The enabled plugins' names, in order: the index of a name is its plugin's index in every
-    /// engine built from this plan.
+    /// The order of compiled-in plugin `name` in its chains, whether it is enabled or not.
+    pub fn order(&self, name: &str) -> Option<Order> {
+        self.orders
+            .iter()
+            .find(|(plugin, _)| *plugin == name)
+            .map(|&(_, order)| order)
+    }
+
+    /// The enabled plugins' names, in run order (by order, then name): the index of a name is
+    /// its plugin's index in every engine built from this plan.
     pub fn names(&self) -> Arc<[&'static str]> {
         self.plugins.iter().map(|p| p.registration.name()).collect()
     }
@@ -337,6 +326,7 @@ impl Plan {
                 hooks: registration.hooks(),
                 timeout: planned.timeout,
                 policy: planned.policy,
+                order: planned.order,
                 plugin,
             });
         }
@@ -347,21 +337,6 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn take(section: &str) -> Result<Settings, RegistryError> {
-        let mut table: toml::Table = toml::from_str(section).expect("TOML");
-        Settings::take("p", &mut table, &EngineConfig::default())
-    }
-
-    #[test]
-    fn engine_keys_leave_the_plugins_own_keys() {
-        let mut table: toml::Table =
-            toml::from_str("enabled = false\ntimeout = \"2s\"\nmine = 1").expect("TOML");
-        let settings = Settings::take("p", &mut table, &EngineConfig::default()).expect("valid");
-        assert!(!settings.enabled);
-        assert_eq!(settings.timeout, Duration::from_secs(2));
-        assert_eq!(table.keys().collect::<Vec<_>>(), ["mine"]);
-    }
 
     fn not_compiled_in(name: &str) -> String {
         let error = Registry::from_registrations(std::iter::empty())
@@ -388,17 +363,13 @@ mod tests {
     }
 
     #[test]
-    fn a_timeout_of_zero_or_less_is_refused() {
-        for section in [
-            "timeout = 0",
-            "timeout = -5",
-            "timeout = \"0s\"",
-            "timeout = true",
-        ] {
-            let error = take(section).err().expect("refused");
-            assert!(error.to_string().contains("timeout"), "{section}: {error}");
-        }
-        assert!(take("on_error = \"sometimes\"").is_err());
-        assert!(take("enabled = \"yes\"").is_err());
+    fn engine_settings_for_an_unlinked_plugin_say_how_to_link_it() {
+        let error = Registry::from_registrations(std::iter::empty())
+            .expect("no plugins, no duplicates")
+            .plan(&Config::from_toml("[engine.plugins.dkim]\norder = 1\n").expect("valid TOML"))
+            .expect_err("no plugin is compiled in");
+        let text = error.to_string();
+        assert!(text.contains("[engine.plugins.dkim]"), "{text}");
+        assert!(text.contains("--features dkim"), "{text}");
     }
 }

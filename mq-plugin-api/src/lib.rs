@@ -2,9 +2,10 @@
 //!
 //! mq runs MailerQ's plugin model natively: at every step of receiving or delivering a message
 //! the engine runs that step's *chain*, the enabled plugins that implement the step's hook, in
-//! name order. Each hook is an `async fn` that resolves to a [`Control`]: go on, skip the rest,
-//! or restart the chain. A hook that waits (DNS, HTTP, a timer) awaits on its worker's event loop
-//! through the [`Context`]; the message waits and the worker does other work.
+//! name order unless a plugin or the operator sets an [`Order`]. Each hook is an `async fn` that
+//! resolves to a [`Control`]: go on, skip the rest, or restart the chain. A hook that waits (DNS,
+//! HTTP, a timer) awaits on its worker's event loop through the [`Context`]; the message waits
+//! and the worker does other work.
 //!
 //! # Layout
 //!
@@ -21,6 +22,8 @@
 //!   (`reply`); [`normalize_domain`] (`domain`), the one spelling of a domain.
 //! - [`Registration`] (`registration`): what [`#[plugin]`](plugin) submits through inventory,
 //!   and each plugin's [`PluginConfig`].
+//! - [`Defaults`] (`settings`): a plugin's own defaults for the engine's settings, its
+//!   [`Order`] in chains and its [`FailurePolicy`].
 //!
 //! # Example
 //!
@@ -105,6 +108,7 @@ mod message;
 mod plugin;
 mod registration;
 mod reply;
+mod settings;
 
 pub use address::{Address, AddressError};
 pub use context::{CallState, Clock, Context, Elapsed, Extensions, Session, Sleep, TimeoutExt};
@@ -123,6 +127,7 @@ pub use mq_plugin_api_macros::{hooks, plugin};
 pub use plugin::{Hooked, Named, Plugin, PluginHooks};
 pub use registration::{ConfigError, Factory, PluginConfig, Registration, SharedState};
 pub use reply::Reply;
+pub use settings::{Defaults, FailurePolicy, Order};
 pub use smol::{Async, Task, Timer};
 
 /// Not public API: what the attribute macros expand to.

@@ -7,6 +7,8 @@ use crate::event::{
     OutData, OutMailFrom, OutRcptTo, OutSent, Pickup, RcptTo, Secure,
 };
 use crate::{Context, Control, HookSet};
+#[cfg(doc)]
+use crate::{Defaults, Order};
 
 /// A plugin: one async method per hook, each resolving to a [`Control`].
 ///
@@ -16,13 +18,14 @@ use crate::{Context, Control, HookSet};
 ///
 /// # Lifecycle of a plugin
 ///
-/// 1. At start-up the engine collects every registered plugin, sorts them by name and refuses two
-///    with one name. The configuration may disable a plugin and gives each its own table.
+/// 1. At start-up the engine collects every registered plugin, sorts them by [`Order`] and then
+///    by name, and refuses two with one name. `[plugins.NAME]` is the plugin's own table, all of
+///    it; the engine's settings for the plugin are in `[engine.plugins.NAME]` (below).
 /// 2. On each worker core the plugin's factory (its `new`) runs once, so an instance is per-core
 ///    state: use `Cell`/`RefCell` for what changes, and an `Arc` of your own for what must be
 ///    shared across cores.
 /// 3. At each step the engine runs that hook's chain: the enabled plugins that implement the hook,
-///    **in name order**. A hook may await on the worker's event loop (timers, sockets, DNS) through
+///    **by order, then in name order**. A hook may await on the worker's event loop (timers, sockets, DNS) through
 ///    its [`Context`]; the message waits, the worker serves other work.
 /// 4. At shutdown the engine waits for chains in flight, then drops the instances.
 ///
@@ -41,6 +44,24 @@ use crate::{Context, Control, HookSet};
 ///   panics is caught; either fails the step under the plugin's policy (default: temporarily).
 /// - A single poll that holds the worker longer than the slow-poll threshold (default 10 ms) is
 ///   logged and counted: block on nothing, await instead.
+///
+/// # Engine settings: `[engine.plugins.NAME]`
+///
+/// | key        | what                                                        | default                        |
+/// |------------|-------------------------------------------------------------|--------------------------------|
+/// | `enabled`  | `false` leaves the plugin out of every chain                | `true`                         |
+/// | `timeout`  | the deadline of one call (`"5s"`, `"250ms"`, seconds)       | `[engine] timeout` (30 s)      |
+/// | `on_error` | a timed-out or panicking call: `tempfail`, `reject`, `skip` | `[engine] on_error` (tempfail) |
+/// | `order`    | place in chains: `"first"`, `"last"` or an integer          | `0`                            |
+///
+/// A plugin may give its own defaults in its registration, which the operator's settings
+/// override: `#[plugin(name = "dkim", on_error = "skip", order = "last")]` (also `timeout =
+/// "10s"`, `enabled = false`; see [`Defaults`]). One of these keys left in `[plugins.NAME]` is
+/// refused at start-up with its new place, so a plugin's own table never has them.
+///
+/// Order exists for plugins whose work later plugins must not undo: a signer that must see the
+/// message as it is queued runs last, so that a plugin named after it cannot change what it
+/// signed.
 ///
 /// # Examples
 ///

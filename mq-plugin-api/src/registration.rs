@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::de::DeserializeOwned;
 
-use crate::{HookSet, Plugin};
+use crate::{Defaults, HookSet, Plugin};
 
-/// A plugin compiled into this binary: its name, its hooks and its factory.
+/// A plugin compiled into this binary: its name, its hooks, its defaults for the engine's
+/// settings and its factory.
 ///
 /// [`#[plugin]`](crate::plugin) submits one through `inventory`; the engine reads them all with
 /// [`Registration::all`]. A plugin crate is only linked into a binary that mentions it (`use
@@ -19,6 +20,7 @@ pub struct Registration {
     hooks: HookSet,
     module: &'static str,
     factory: Factory,
+    defaults: Defaults,
 }
 
 /// Builds a plugin instance from its config section; called once per worker core.
@@ -40,7 +42,16 @@ impl Registration {
             hooks,
             module,
             factory,
+            defaults: Defaults::NONE,
         }
+    }
+
+    /// Not public API: [`#[plugin]`](crate::plugin) writes this when it is given defaults.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn __with_defaults(mut self, defaults: Defaults) -> Self {
+        self.defaults = defaults;
+        self
     }
 
     /// Every plugin registered in this binary, in no particular order.
@@ -56,6 +67,12 @@ impl Registration {
     /// The hooks the plugin implements.
     pub fn hooks(&self) -> HookSet {
         self.hooks
+    }
+
+    /// The plugin's own defaults for the engine's settings (`#[plugin(on_error = .., order =
+    /// ..)]`); `[engine.plugins.NAME]` overrides them.
+    pub fn defaults(&self) -> Defaults {
+        self.defaults
     }
 
     /// The module that registered it, to tell two plugins of one name apart.
@@ -79,12 +96,13 @@ impl fmt::Debug for Registration {
             .field("name", &self.name)
             .field("hooks", &self.hooks)
             .field("module", &self.module)
+            .field("defaults", &self.defaults)
             .finish_non_exhaustive()
     }
 }
 
-/// A plugin's own config section (`[plugins.NAME]` less the engine's keys) and the core its
-/// instance is for.
+/// A plugin's own config section (`[plugins.NAME]`, the plugin's alone: the engine's settings
+/// for it are in `[engine.plugins.NAME]`) and the core its instance is for.
 ///
 /// # Examples
 ///

@@ -7,6 +7,8 @@
 //! - `guards`: deadlines, caught panics, failure policies and the watchdog.
 //! - `concurrency`: many chains waiting side by side on one worker core.
 //! - `registration`: plugins found through inventory, from a separate crate, and the config.
+//! - `settings`: `[engine.plugins.NAME]` over a plugin's own defaults: the order of chains,
+//!   the failure policy, and engine keys left in a plugin's section.
 //! - `runtime`: worker threads, their cores and graceful shutdown.
 //! - `reload`: new plugin instances at a chain boundary, and a refused reload that changes
 //!   nothing.
@@ -24,3 +26,4 @@ mod guards;
 mod registration;
 mod reload;
 mod runtime;
+mod settings;

@@ -61,6 +61,7 @@ pub fn guarded<P: PluginHooks>(
         hooks: P::HOOKS,
         timeout,
         policy,
+        order: mq_plugin_api::Order::default(),
         plugin: Box::new(plugin),
     }
 }
@@ -159,7 +160,7 @@ pub fn header_values(data: &Data, name: &str) -> Vec<String> {
 }
 
 /// A config for the linked registry in which only the plugins named in `enabled` run: every
-/// other compiled-in plugin gets `enabled = false`. `toml` is the rest of the config (an
+/// other compiled-in plugin gets `[engine.plugins.NAME] enabled = false`. `toml` is the rest of the config (an
 /// `[engine]` table, the enabled plugins' own sections), and may be empty.
 ///
 /// # Panics
@@ -171,10 +172,11 @@ pub fn config_enabling(enabled: &[&str], toml: &str) -> Config {
     for name in registry.names() {
         if !enabled.contains(&name) {
             config
+                .engine
                 .plugins
                 .entry(name.to_owned())
                 .or_default()
-                .insert("enabled".to_owned(), ::toml::Value::Boolean(false));
+                .enabled = Some(false);
         }
     }
     config

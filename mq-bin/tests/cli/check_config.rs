@@ -22,6 +22,33 @@ fn the_example_config_checks_out() {
     );
 }
 
+#[cfg(feature = "headers")]
+#[test]
+fn an_engine_key_left_in_a_plugin_section_names_its_new_place() {
+    let line = one_error_line(&check(
+        "check-moved.toml",
+        "[plugins.headers]\non_error = \"skip\"\n",
+    ));
+    assert!(line.contains("check-moved.toml"), "{line}");
+    assert!(
+        line.contains(
+            "[plugins.headers] on_error: engine settings moved to [engine.plugins.headers]"
+        ),
+        "{line}"
+    );
+}
+
+#[cfg(feature = "headers")]
+#[test]
+fn engine_settings_for_a_plugin_check_out() {
+    let text = "[engine.plugins.headers]\nenabled = true\ntimeout = \"5s\"\non_error = \"skip\"\n\
+                order = \"first\"\n";
+    assert_eq!(
+        success(&check("check-engine-plugins.toml", text)),
+        "config OK\n"
+    );
+}
+
 #[test]
 fn no_config_file_means_the_defaults_which_check_out() {
     assert_eq!(success(&mq(&["check-config"])), "config OK\n");

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{config_file, mq, one_error_line, stderr, stdout};
+use crate::support::{config_file, mq, one_error_line, stderr, stdout, success};
 
 /// `mq --config <text as a file> plugins`.
 fn plugins_with(name: &str, text: &str) -> Output {
@@ -155,7 +155,7 @@ mod headers {
         let text = stdout(&output);
         assert_eq!(
             row(&text, "headers"),
-            ["headers", "enabled", "smtp_in_data"],
+            ["headers", "enabled", "order", "0", "smtp_in_data"],
             "{text}"
         );
         assert!(chain(&text, "smtp_in_data").contains(&"headers".to_owned()));
@@ -163,18 +163,67 @@ mod headers {
 
     #[test]
     fn a_disabled_plugin_is_listed_but_in_no_chain() {
-        let output = plugins_with("disabled.toml", "[plugins.headers]\nenabled = false\n");
+        let output = plugins_with(
+            "disabled.toml",
+            "[engine.plugins.headers]\nenabled = false\n",
+        );
         assert!(output.status.success(), "{}", stderr(&output));
         let text = stdout(&output);
         assert_eq!(
             row(&text, "headers"),
-            ["headers", "disabled", "smtp_in_data"],
+            ["headers", "disabled", "order", "0", "smtp_in_data"],
             "{text}"
         );
         assert!(
             !chain(&text, "smtp_in_data").contains(&"headers".to_owned()),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_engine_key_left_in_the_plugins_section_names_its_new_place() {
+        let output = plugins_with("moved.toml", "[plugins.headers]\ntimeout = \"5s\"\n");
+        let line = one_error_line(&output);
+        assert!(
+            line.contains(
+                "[plugins.headers] timeout: engine settings moved to [engine.plugins.headers]"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn engine_settings_for_a_plugin_not_compiled_in_name_it() {
+        let output = plugins_with("nosuch-engine.toml", "[engine.plugins.nosuch]\n");
+        let line = one_error_line(&output);
+        assert!(line.contains("[engine.plugins.nosuch]"), "{line}");
+        assert!(line.contains("headers"), "{line}");
+    }
+
+    /// dkim places itself last; the operator can move it.
+    #[cfg(feature = "dkim")]
+    #[test]
+    fn dkim_runs_after_headers_until_the_operator_puts_it_first() {
+        let output = mq(&["plugins"]);
+        let text = success(&output);
+        assert_eq!(
+            row(&text, "dkim"),
+            ["dkim", "enabled", "order", "last", "smtp_in_data"],
+            "{text}"
+        );
+        let chain_of = |text: &str| chain(text, "smtp_in_data");
+        assert_eq!(chain_of(&text).last().map(String::as_str), Some("dkim"));
+
+        let first = "[engine.plugins.dkim]\norder = \"first\"\n";
+        let text = success(&plugins_with("dkim-first.toml", first));
+        assert_eq!(
+            row(&text, "dkim"),
+            ["dkim", "enabled", "order", "first", "smtp_in_data"],
+            "{text}"
+        );
+        let chain = chain_of(&text);
+        assert_eq!(chain.first().map(String::as_str), Some("dkim"), "{text}");
+        assert!(chain.contains(&"headers".to_owned()), "{text}");
     }
 
     #[test]

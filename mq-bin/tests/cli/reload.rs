@@ -66,6 +66,27 @@ fn sighup_puts_a_changed_plugin_section_in_force_for_the_next_session() {
 }
 
 #[test]
+#[cfg(feature = "headers")]
+fn sighup_puts_changed_engine_settings_of_a_plugin_in_force_for_the_next_session() {
+    let scratch = Scratch::new();
+    append(
+        &scratch.config,
+        "\n[engine.plugins.headers]\nenabled = true\n",
+    );
+    let mut server = scratch.serve();
+    assert!(send_and_read(&server, scratch.admin).contains("X-Test: stamped\r\n"));
+
+    edit(&scratch.config, "enabled = true", "enabled = false");
+    server.signal("HUP");
+    server.wait_for_log(&format!("{RELOADED}{}", scratch.config.display()));
+    let body = send_and_read(&server, scratch.admin);
+    assert!(!body.contains("X-Test:"), "{body}");
+
+    let stopped = server.terminate();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}
+
+#[test]
 fn sighup_no_longer_stops_the_server_and_names_what_waits_for_a_restart() {
     let scratch = Scratch::new();
     let mut server = scratch.serve();

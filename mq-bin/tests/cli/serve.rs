@@ -317,6 +317,27 @@ fn a_taken_admin_port_stops_serve_before_smtp_listens_and_names_the_cause_once()
     assert!(!log.contains("mq serving"), "{log}");
 }
 
+#[cfg(feature = "headers")]
+#[test]
+fn serve_refuses_an_engine_key_left_in_a_plugin_section_naming_its_new_place() {
+    let scratch = Scratch::new();
+    let config = scratch.path().join("moved.toml");
+    let text = "[smtp]\nlisten = \"127.0.0.1:0\"\n\n[plugins.headers]\nenabled = false\n";
+    std::fs::write(&config, text).expect("the config is written");
+    let mut serve = command(&["--config", config.to_str().expect("UTF-8"), "serve"]);
+    let output = bounded(serve.current_dir(scratch.path()), None);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let log = stderr(&output);
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(
+            "[plugins.headers] enabled: engine settings moved to [engine.plugins.headers]"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("smtp server listening"), "{log}");
+}
+
 #[test]
 fn serve_refuses_a_non_loopback_admin_port_without_a_token() {
     let scratch = Scratch::new();

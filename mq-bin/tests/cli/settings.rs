@@ -152,3 +152,19 @@ fn users_in_a_separate_file_are_read_again_when_it_changes() {
     assert!(login(&server, "bob", "two").starts_with("235 "));
     assert!(server.terminate().status.success());
 }
+
+#[test]
+fn config_prints_the_engine_settings_of_each_plugin_as_set() {
+    let path = config_file(
+        "settings-engine-plugins.toml",
+        "[engine.plugins.headers]\norder = \"first\"\ntimeout = 5\non_error = \"skip\"\n",
+    );
+    let path = path.to_str().unwrap();
+    let non_default = success(&mq(&["config", "-n", "--config", path]));
+    assert_eq!(
+        non_default,
+        "engine.plugins.headers.on_error = \"skip\"\n\
+         engine.plugins.headers.order = \"first\"\n\
+         engine.plugins.headers.timeout = \"5s\"\n"
+    );
+}

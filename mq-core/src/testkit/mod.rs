@@ -69,7 +69,7 @@ use smol::LocalExecutor;
 use crate::chain::Outcome;
 use crate::config::{EngineConfig, FailurePolicy};
 use crate::engine::{Engine, Loaded};
-use crate::registry::Settings;
+use crate::plugin_settings::{PluginSettings, Settings, refuse_moved_keys};
 use crate::watchdog::Beat;
 
 pub(crate) use clock::VirtualClock;
@@ -139,7 +139,7 @@ pub fn server() -> Harness {
     Harness::default()
 }
 
-/// Plugins and engine settings for a test. Plugins run on core 0, in name order.
+/// Plugins and engine settings for a test. Plugins run on core 0, by order, then in name order.
 #[derive(Default)]
 pub struct Harness {
     plugins: Vec<Loaded>,
@@ -155,7 +155,8 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Adds a plugin instance under its registered name.
+    /// Adds a plugin instance under its registered name, with its registration's defaults for
+    /// the engine's settings (its order, its `on_error`) over the harness's.
     ///
     /// # Examples
     ///
@@ -185,8 +186,20 @@ impl Harness {
     /// let (transcript, _) = mq_core::testkit::chain().plugin(Pass).run(&mut event);
     /// assert_eq!(transcript.lines()[0], "   smtp_in_mail_from  pass → Continue");
     /// ```
-    pub fn plugin<P: Plugin + PluginHooks + Named>(self, plugin: P) -> Harness {
-        self.plugin_named(P::NAME, plugin)
+    pub fn plugin<P: Plugin + PluginHooks + Named>(mut self, plugin: P) -> Harness {
+        let defaults = Registration::all()
+            .find(|r| r.name() == P::NAME)
+            .map_or(mq_plugin_api::Defaults::NONE, Registration::defaults);
+        let settings = Settings::resolve(defaults, None, &self.config);
+        self.plugins.push(Loaded {
+            name: P::NAME,
+            hooks: P::HOOKS,
+            timeout: settings.timeout,
+            policy: settings.policy,
+            order: settings.order,
+            plugin: Box::new(plugin),
+        });
+        self
     }
 
     /// Adds a plugin instance under `name`, for plugins that are not registered.
@@ -220,19 +233,21 @@ impl Harness {
             hooks: P::HOOKS,
             timeout,
             policy,
+            order: mq_plugin_api::Order::default(),
             plugin: Box::new(plugin),
         });
         self
     }
 
     /// Adds the registered plugin `name`, built by its factory from `config`, the TOML of its
-    /// `[plugins.NAME]` section (engine keys such as `timeout` included), as `mq serve` builds
-    /// it. A section with `enabled = false` adds nothing, as the registry does.
+    /// `[plugins.NAME]` section, as `mq serve` builds it, under the plugin's own defaults for
+    /// the engine's settings (its order, its `on_error`).
     ///
     /// # Panics
     ///
-    /// If no plugin of that name is linked into the test binary, or the config is refused: a
-    /// test harness reports a broken test by panicking.
+    /// If no plugin of that name is linked into the test binary, or the config is refused (an
+    /// engine setting such as `timeout` in it is): a test harness reports a broken test by
+    /// panicking.
     ///
     /// # Examples
     ///
@@ -267,15 +282,58 @@ impl Harness {
     ///     .run(&mut event);
     /// assert_eq!(event.params, [("X-TAG".to_owned(), None)]);
     /// ```
-    pub fn registered(mut self, name: &str, config: &str) -> Harness {
+    pub fn registered(self, name: &str, config: &str) -> Harness {
+        self.registered_with(name, "", config)
+    }
+
+    /// Adds the registered plugin `name` as [`Harness::registered`] does, with `settings`, the
+    /// TOML of its `[engine.plugins.NAME]` table (`enabled`, `timeout`, `on_error`, `order`),
+    /// over the plugin's defaults. `enabled = false` adds nothing, as the registry does.
+    ///
+    /// # Panics
+    ///
+    /// As [`Harness::registered`], and when `settings` is refused.
+    ///
+    /// # Examples
+    ///
+    /// ```standalone_crate
+    /// use mq_plugin_api::{Context, Control, MailFrom, Plugin, hooks, plugin};
+    ///
+    /// struct Pass;
+    ///
+    /// #[plugin(name = "pass")]
+    /// impl Pass {
+    ///     fn new() -> Self {
+    ///         Pass
+    ///     }
+    /// }
+    ///
+    /// #[hooks]
+    /// impl Plugin for Pass {
+    ///     async fn smtp_in_mail_from(&self, _ctx: &mut Context, _mail: &mut MailFrom) -> Control {
+    ///         Control::Continue
+    ///     }
+    /// }
+    ///
+    /// let mut event = MailFrom::new("a@example.org".parse().unwrap());
+    /// let (transcript, _) = mq_core::testkit::chain()
+    ///     .registered_with("pass", "enabled = false", "")
+    ///     .run(&mut event);
+    /// assert!(transcript.lines().iter().all(|line| !line.contains("pass")));
+    /// ```
+    pub fn registered_with(mut self, name: &str, settings: &str, config: &str) -> Harness {
         let registration = Registration::all()
             .find(|r| r.name() == name)
             .unwrap_or_else(|| {
                 panic!("no plugin {name:?} is linked into this test binary; mention its crate")
             });
-        let mut table: toml::Table = toml::from_str(config).expect("the plugin's config is TOML");
-        let settings =
-            Settings::take(name, &mut table, &self.config).expect("the engine keys are valid");
+        let table: toml::Table = toml::from_str(config).expect("the plugin's config is TOML");
+        if let Err(error) = refuse_moved_keys(name, &table) {
+            panic!("{error}");
+        }
+        let settings: PluginSettings =
+            toml::from_str(settings).expect("the engine settings are valid");
+        let settings = Settings::resolve(registration.defaults(), Some(&settings), &self.config);
         if !settings.enabled {
             return self;
         }
@@ -288,6 +346,7 @@ impl Harness {
             hooks,
             timeout: settings.timeout,
             policy: settings.policy,
+            order: settings.order,
             plugin,
         });
         self

@@ -188,15 +188,25 @@ impl Session {
     ///     }
     /// }
     ///
-    /// // `enabled = false` leaves the plugin out, as in mq.toml.
+    /// // `enabled = false` in its engine settings leaves the plugin out, as in mq.toml.
     /// let transcript = mq_core::testkit::session()
-    ///     .registered("quiet", "enabled = false")
+    ///     .registered_with("quiet", "enabled = false", "")
     ///     .helo("client.example")
     ///     .run();
     /// assert_eq!(transcript.lines(), ["C: HELO client.example", "S: 250 mq.test"]);
     /// ```
     pub fn registered(mut self, name: &str, config: &str) -> Session {
         self.harness(|harness| harness.registered(name, config));
+        self
+    }
+
+    /// Adds a registered plugin with its engine settings; see [`Harness::registered_with`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Harness::registered_with`], and on a session of a [`Server`].
+    pub fn registered_with(mut self, name: &str, settings: &str, config: &str) -> Session {
+        self.harness(|harness| harness.registered_with(name, settings, config));
         self
     }
 

@@ -146,37 +146,166 @@ fn expand_hooks(
 /// `name` through inventory, with a factory that parses the plugin's config section into the
 /// type `new` takes. `new` takes nothing, its config type, `&PluginConfig` (the raw table and
 /// `PluginConfig::shared` state), or its config type and then `&PluginConfig`.
+///
+/// The plugin's own defaults for the engine's settings follow the name: `on_error = "skip"`,
+/// `order = "last"` (or `"first"`, or an integer), `timeout = "10s"`, `enabled = false`.
 #[proc_macro_attribute]
 pub fn plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = parse_macro_input!(item as ItemImpl);
-    let expanded = plugin_name(attr).and_then(|name| expand_plugin(&name, &item));
+    let expanded =
+        plugin_args(attr).and_then(|(name, defaults)| expand_plugin(&name, &item, &defaults));
     match expanded {
         Ok(tokens) => tokens.into(),
         Err(error) => refused(&error, &item).into(),
     }
 }
 
-/// The `name = "..."` argument of `#[plugin]`.
-fn plugin_name(attr: TokenStream) -> syn::Result<LitStr> {
-    let mut name: Option<LitStr> = None;
-    let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("name") {
-            name = Some(meta.value()?.parse()?);
-            Ok(())
-        } else {
-            Err(meta.error("unknown argument; #[plugin] takes `name = \"...\"`"))
-        }
-    });
+/// The arguments of `#[plugin(..)]`: the name, and the `__with_defaults(..)` call of the
+/// plugin's defaults for the engine's settings.
+fn plugin_args(attr: TokenStream) -> syn::Result<(LitStr, proc_macro2::TokenStream)> {
+    let mut args = PluginArgs::default();
+    let parser = syn::meta::parser(|meta| args.parse(&meta));
     syn::parse::Parser::parse(parser, attr)?;
-    name.ok_or_else(|| {
-        syn::Error::new(
+    let Some(name) = args.name.clone() else {
+        return Err(syn::Error::new(
             Span::call_site(),
             "#[plugin] needs a name: #[plugin(name = \"my-plugin\")]",
-        )
-    })
+        ));
+    };
+    Ok((name, args.defaults()))
 }
 
-fn expand_plugin(name: &LitStr, item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
+/// The arguments of `#[plugin(..)]`: the name, and the plugin's defaults for the engine's
+/// settings as the `Defaults` builder calls they become.
+#[derive(Default)]
+struct PluginArgs {
+    name: Option<LitStr>,
+    defaults: Vec<proc_macro2::TokenStream>,
+}
+
+impl PluginArgs {
+    fn parse(&mut self, meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+        let key = meta.path.get_ident().map(ToString::to_string);
+        let call = match key.as_deref() {
+            Some("name") => {
+                self.name = Some(meta.value()?.parse()?);
+                return Ok(());
+            }
+            Some("on_error") => on_error_default(&meta.value()?.parse()?)?,
+            Some("order") => order_default(&meta.value()?.parse()?)?,
+            Some("timeout") => timeout_default(&meta.value()?.parse()?)?,
+            Some("enabled") => {
+                let enabled: syn::LitBool = meta.value()?.parse()?;
+                quote!(.enabled(#enabled))
+            }
+            _ => {
+                return Err(meta.error(
+                    "unknown argument; #[plugin] takes `name = \"...\"` and the defaults \
+                     `on_error`, `order`, `timeout`, `enabled`",
+                ));
+            }
+        };
+        self.defaults.push(call);
+        Ok(())
+    }
+
+    /// The registration's `__with_defaults(..)` call, or nothing when there are none.
+    fn defaults(&self) -> proc_macro2::TokenStream {
+        if self.defaults.is_empty() {
+            return quote!();
+        }
+        let calls = &self.defaults;
+        quote!(.__with_defaults(::mq_plugin_api::Defaults::NONE #(#calls)*))
+    }
+}
+
+/// `on_error = "tempfail" | "reject" | "skip"`.
+fn on_error_default(value: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
+    let variant = match value.value().as_str() {
+        "tempfail" => "Tempfail",
+        "reject" => "Reject",
+        "skip" => "Skip",
+        _ => {
+            return Err(syn::Error::new(
+                value.span(),
+                "on_error is \"tempfail\", \"reject\" or \"skip\"",
+            ));
+        }
+    };
+    let variant = syn::Ident::new(variant, value.span());
+    Ok(quote!(.on_error(::mq_plugin_api::FailurePolicy::#variant)))
+}
+
+/// `order = "first" | "last" | INTEGER` (a negative one too).
+fn order_default(value: &syn::Expr) -> syn::Result<proc_macro2::TokenStream> {
+    let wrong = || {
+        syn::Error::new(
+            value.span(),
+            "order is \"first\", \"last\" or an integer such as 10 or -10",
+        )
+    };
+    let (negative, literal) = match value {
+        syn::Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            expr,
+            ..
+        }) => (true, &**expr),
+        other => (false, other),
+    };
+    let syn::Expr::Lit(syn::ExprLit { lit, .. }) = literal else {
+        return Err(wrong());
+    };
+    match lit {
+        syn::Lit::Str(text) if !negative && text.value() == "first" => {
+            Ok(quote!(.order(::mq_plugin_api::Order::First)))
+        }
+        syn::Lit::Str(text) if !negative && text.value() == "last" => {
+            Ok(quote!(.order(::mq_plugin_api::Order::Last)))
+        }
+        syn::Lit::Int(number) => {
+            let magnitude: i64 = number.base10_parse()?;
+            let at = i32::try_from(if negative { -magnitude } else { magnitude })
+                .map_err(|_| syn::Error::new(number.span(), "order is a 32-bit integer"))?;
+            Ok(quote!(.order(::mq_plugin_api::Order::At(#at))))
+        }
+        _ => Err(wrong()),
+    }
+}
+
+/// `timeout = "250ms" | "10s" | "2m" | "1h"`, turned into milliseconds here so that the
+/// registration stays a constant.
+fn timeout_default(value: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
+    let text = value.value();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => 0,
+    };
+    let millis = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&millis| millis > 0 && u32::try_from(millis).is_ok())
+        .ok_or_else(|| {
+            syn::Error::new(
+                value.span(),
+                "timeout is a duration above zero such as \"250ms\", \"10s\", \"2m\" or \"1h\"",
+            )
+        })?;
+    Ok(quote!(.timeout(::core::time::Duration::from_millis(#millis))))
+}
+
+fn expand_plugin(
+    name: &LitStr,
+    item: &ItemImpl,
+    defaults: &proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
     let value = name.value();
     let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
     if value.is_empty() || !value.chars().all(valid) {
@@ -234,6 +363,7 @@ fn expand_plugin(name: &LitStr, item: &ItemImpl) -> syn::Result<proc_macro2::Tok
                     ::core::module_path!(),
                     __mq_factory,
                 )
+                #defaults
             }
         };
     })

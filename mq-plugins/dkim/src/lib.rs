@@ -8,6 +8,11 @@
 //! so it is stored and delivered with the message. The plugin never rejects mail: a message it
 //! cannot sign goes on unsigned, with a warning in the log.
 //!
+//! Its registration places it last in its chain (`order = "last"`), so that a plugin that
+//! changes the message at `smtp_in_data` runs before the signature whatever its name, and makes
+//! a call that fails or times out skip the plugin (`on_error = "skip"`): the message goes on
+//! unsigned. `[engine.plugins.dkim]` overrides either.
+//!
 //! # Layout
 //!
 //! - `lib.rs`: [`Dkim`], the plugin, its hook and its registration under the name `dkim`.
@@ -125,7 +130,10 @@ struct Signed {
     failures: Vec<String>,
 }
 
-#[plugin(name = "dkim")]
+// Last in every chain, so that no plugin changes a message after it is signed (a plugin named
+// after `dkim` that rewrote the Subject would break every signature); a call that fails or times
+// out lets the message go on unsigned, as any other signing failure does.
+#[plugin(name = "dkim", on_error = "skip", order = "last")]
 impl Dkim {
     /// The plugin for `config`, with every key file read and parsed.
     ///

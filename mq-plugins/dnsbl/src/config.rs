@@ -15,7 +15,7 @@ const MAX_ZONE_LEN: usize = 253 - 64;
 /// The plugin's own keys in `[plugins.dnsbl]`. Every key is optional; without `zones` the
 /// plugin asks nothing and lets every client in.
 ///
-/// The engine's `timeout` key (the hook's deadline) is read by the engine, not here: the
+/// The hook's deadline is the engine's (`[engine.plugins.dnsbl] timeout`), not read here: the
 /// per-lookup wait is `lookup_timeout`, and each lookup is bounded by the shorter of the two.
 ///
 /// # Examples

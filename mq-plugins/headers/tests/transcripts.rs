@@ -75,7 +75,7 @@ fn an_empty_section_changes_nothing() {
 #[test]
 fn a_disabled_plugin_is_in_no_chain() {
     let transcript = testkit::session()
-        .registered("headers", "enabled = false\nremove = [\"Subject\"]")
+        .registered_with("headers", "enabled = false", "remove = [\"Subject\"]")
         .relay_network()
         .ehlo("client.example")
         .mail_from("a@example.org")

@@ -146,7 +146,7 @@ impl fmt::Display for InvalidConfig {
 impl std::error::Error for InvalidConfig {}
 
 impl WebhookConfig {
-    /// The section `table` (without the engine's keys) as a config.
+    /// The section `table` (`[plugins.webhook]`, the plugin's own keys) as a config.
     ///
     /// # Errors
     ///

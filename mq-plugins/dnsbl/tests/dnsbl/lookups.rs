@@ -119,8 +119,8 @@ fn a_lookup_never_outlives_the_hooks_deadline() {
         .server
         .delay(&format!("{CLIENT_NAME}.slow.example"), NEVER);
     // The engine's deadline (`timeout`) is shorter than the plugin's own lookup timeout.
-    let section = "timeout = \"300ms\"\nzones = [\"slow.example\"]\nlookup_timeout = \"10s\"";
-    let transcript = lists.connect(section);
+    let section = "zones = [\"slow.example\"]\nlookup_timeout = \"10s\"";
+    let transcript = lists.connect_with("timeout = \"300ms\"", section);
     assert!(greeted(&transcript), "{transcript}");
     assert!(
         transcript.contains("smtp_in_connect  dnsbl → Continue"),

@@ -43,16 +43,27 @@ impl Lists {
 
     /// A session through the registered plugin built from `section`, from `client`.
     pub(crate) fn session(&self, section: &str, client: &str) -> Session {
+        self.session_with("", section, client)
+    }
+
+    /// A session as [`Lists::session`], the engine's `settings` for the plugin
+    /// (`[engine.plugins.dnsbl]`) over its defaults.
+    pub(crate) fn session_with(&self, settings: &str, section: &str, client: &str) -> Session {
         let client: SocketAddr = client.parse().expect("a socket address");
         testkit::session()
             .dns(self.resolver.clone())
-            .registered("dnsbl", section)
+            .registered_with("dnsbl", settings, section)
             .client(client)
     }
 
     /// Connects from the default client, says EHLO and quits; the transcript as text.
     pub(crate) fn connect(&self, section: &str) -> String {
-        self.session(section, CLIENT)
+        self.connect_with("", section)
+    }
+
+    /// Connects as [`Lists::connect`] under the engine's `settings` for the plugin.
+    pub(crate) fn connect_with(&self, settings: &str, section: &str) -> String {
+        self.session_with(settings, section, CLIENT)
             .ehlo("client.example")
             .quit()
             .run()

@@ -48,9 +48,9 @@ fn the_chain_continues_and_the_event_is_unchanged_while_the_server_is_down() {
 
 #[test]
 fn a_disabled_plugin_is_in_no_chain() {
-    let section = format!("enabled = false\nurl = \"{}\"", url(closed_address()));
+    let section = format!("url = \"{}\"", url(closed_address()));
     let (transcript, _) = testkit::chain()
-        .registered("webhook", &section)
+        .registered_with("webhook", "enabled = false", &section)
         .run(&mut event(1));
     assert!(!transcript.to_string().contains("webhook"), "{transcript}");
 }
