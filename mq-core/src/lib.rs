@@ -58,6 +58,7 @@ mod engine;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod lifecycle;
 mod logline;
 mod metrics;
 pub mod queue;

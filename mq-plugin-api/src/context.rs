@@ -52,6 +52,36 @@ pub struct Context {
     message: Extensions,
     dns: Option<Rc<dyn Dns>>,
     session: Session,
+    /// Counts the tasks [`Context::spawn`] starts, so that shutdown can wait for them.
+    tasks: Option<TaskTracker>,
+    /// `start` or `stop` in a context made for a lifecycle call: what log lines name.
+    stage: Option<&'static str>,
+}
+
+/// The tasks plugins spawned on one core. Not public API: the engine makes one per core, gives
+/// it to the contexts it makes, and at shutdown [`close`](TaskTracker::close)s it and waits for
+/// the receiver [`TaskTracker::new`] handed back to close, which it does once every task
+/// spawned through a context has ended.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct TaskTracker(Rc<RefCell<Option<smol::channel::Sender<()>>>>);
+
+impl TaskTracker {
+    /// A tracker, and what closes once it is closed and its tasks have ended.
+    pub fn new() -> (TaskTracker, smol::channel::Receiver<()>) {
+        let (sender, receiver) = smol::channel::bounded(1);
+        (TaskTracker(Rc::new(RefCell::new(Some(sender)))), receiver)
+    }
+
+    /// Stops counting new tasks: the receiver closes when the running ones end.
+    pub fn close(&self) {
+        self.0.borrow_mut().take();
+    }
+
+    /// What a task holds while it runs.
+    fn guard(&self) -> Option<smol::channel::Sender<()>> {
+        self.0.borrow().clone()
+    }
 }
 
 /// What the server knows of the SMTP session so far; all empty outside one (deliveries).
@@ -179,7 +209,33 @@ impl Context {
             message: Extensions::default(),
             dns: None,
             session: Session::default(),
+            tasks: None,
+            stage: None,
         }
+    }
+
+    /// Not public API: makes the tasks spawned through this context count in `tasks`.
+    #[doc(hidden)]
+    pub fn set_tasks(&mut self, tasks: TaskTracker) {
+        self.tasks = Some(tasks);
+    }
+
+    /// Not public API: readies this context for plugin `plugin`'s lifecycle call `stage`
+    /// (`start` or `stop`) with `timeout` to run in.
+    #[doc(hidden)]
+    pub fn enter_lifecycle(
+        &mut self,
+        plugin: &'static str,
+        stage: &'static str,
+        timeout: Duration,
+    ) {
+        self.call.enter(plugin, HookId::SmtpInConnect, timeout);
+        self.stage = Some(stage);
+    }
+
+    /// What log lines name as the hook: the hook, or `start`/`stop`.
+    fn stage(&self) -> &'static str {
+        self.stage.unwrap_or_else(|| self.hook().name())
     }
 
     /// Not public API: the engine's handle on the current call.
@@ -275,8 +331,45 @@ impl Context {
 
     /// Runs `future` on this worker core, beside the chain. The task is cancelled when the
     /// returned handle is dropped; call `detach` on it to let it run on its own.
+    ///
+    /// The engine tracks the task: at shutdown, after every plugin's [`stop`](crate::Plugin::stop),
+    /// it waits (within `[engine] shutdown_timeout`) for the tasks plugins spawned to end before
+    /// it drops the plugins. A task that runs forever (a loop on a queue) must therefore end
+    /// when its plugin stops: close its queue in `stop`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// let executor = Rc::new(smol::LocalExecutor::new());
+    /// let ctx = mq_plugin_api::Context::new(0, Rc::clone(&executor));
+    /// let task = ctx.spawn(async { 6 * 7 });
+    /// assert_eq!(smol::block_on(executor.run(task)), 42);
+    /// ```
     pub fn spawn<T: 'static>(&self, future: impl Future<Output = T> + 'static) -> Task<T> {
-        self.executor.spawn(future)
+        let guard = self.tasks.as_ref().and_then(TaskTracker::guard);
+        self.executor.spawn(async move {
+            let output = future.await;
+            drop(guard);
+            output
+        })
+    }
+
+    /// Runs the blocking `work` (a file read, a CPU-heavy signature) on a thread pool made for
+    /// blocking work, so the worker serves other sessions meanwhile; await the task for its
+    /// result. Dropping the task before it finishes does not stop `work`, it only drops the
+    /// result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// let ctx = mq_plugin_api::Context::new(0, Rc::new(smol::LocalExecutor::new()));
+    /// let length = smol::block_on(ctx.unblock(|| std::fs::read("/nonexistent").map(|b| b.len())));
+    /// assert!(length.is_err());
+    /// ```
+    pub fn unblock<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Task<T> {
+        smol::unblock(work)
     }
 
     /// Data that lives as long as the connection, shared by all plugins: key it by a type of
@@ -300,7 +393,7 @@ impl Context {
     pub fn info(&self, message: impl fmt::Display) {
         tracing::info!(
             plugin = self.plugin(),
-            hook = self.hook().name(),
+            hook = self.stage(),
             core = self.core,
             "{message}"
         );
@@ -310,7 +403,7 @@ impl Context {
     pub fn warn(&self, message: impl fmt::Display) {
         tracing::warn!(
             plugin = self.plugin(),
-            hook = self.hook().name(),
+            hook = self.stage(),
             core = self.core,
             "{message}"
         );
@@ -320,7 +413,7 @@ impl Context {
     pub fn error(&self, message: impl fmt::Display) {
         tracing::error!(
             plugin = self.plugin(),
-            hook = self.hook().name(),
+            hook = self.stage(),
             core = self.core,
             "{message}"
         );
@@ -330,7 +423,7 @@ impl Context {
     pub fn debug(&self, message: impl fmt::Display) {
         tracing::debug!(
             plugin = self.plugin(),
-            hook = self.hook().name(),
+            hook = self.stage(),
             core = self.core,
             "{message}"
         );

@@ -19,6 +19,8 @@
 //!   (`reply`); [`normalize_domain`] (`domain`), the one spelling of a domain.
 //! - [`Registration`] (`registration`): what [`#[plugin]`](plugin) submits through inventory,
 //!   and each plugin's [`PluginConfig`].
+//! - [`metrics`]: the counters, gauges and histograms a plugin declares through its
+//!   [`PluginConfig`], shown on `/metrics` with a `plugin` label.
 //!
 //! # Example
 //!
@@ -70,12 +72,15 @@ pub mod duration;
 mod event;
 mod hook;
 mod message;
+pub mod metrics;
 mod plugin;
 mod registration;
 mod reply;
 
 pub use address::{Address, AddressError};
-pub use context::{CallState, Clock, Context, Elapsed, Extensions, Session, Sleep, TimeoutExt};
+pub use context::{
+    CallState, Clock, Context, Elapsed, Extensions, Session, Sleep, TaskTracker, TimeoutExt,
+};
 pub use control::Control;
 pub use dns::{Dns, DnsFailure};
 pub use domain::{InvalidDomain, normalize_domain};
@@ -86,6 +91,7 @@ pub use event::{
 };
 pub use hook::{HookId, HookSet};
 pub use message::{FoldError, Header, Headers, Message};
+pub use metrics::{Counter, Gauge, Histogram, MetricRegistry};
 pub use mq_plugin_api_macros::{hooks, plugin};
 pub use plugin::{Named, Plugin, PluginHooks};
 pub use registration::{ConfigError, Factory, PluginConfig, Registration, SharedState};

@@ -58,10 +58,13 @@ fn expand_hooks(item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
             continue;
         };
         let name = method.sig.ident.to_string();
+        if is_lifecycle(method)? {
+            continue;
+        }
         let Some((_, variant)) = HOOKS.iter().find(|(hook, _)| *hook == name) else {
             let known: Vec<&str> = HOOKS.iter().map(|(hook, _)| *hook).collect();
             let message = format!(
-                "`{name}` is not an mq hook; the hooks are: {}",
+                "`{name}` is not an mq hook; the hooks are: {}; and `start`, `stop`",
                 known.join(", ")
             );
             return Err(syn::Error::new(method.sig.ident.span(), message));
@@ -87,6 +90,25 @@ fn expand_hooks(item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
         }
     })
 }
+
+/// Whether `method` is a lifecycle method (`start`, `stop`): not a hook, so it joins no chain;
+/// the engine calls it once per core. It must be an `async fn` too.
+fn is_lifecycle(method: &syn::ImplItemFn) -> syn::Result<bool> {
+    let name = method.sig.ident.to_string();
+    if !LIFECYCLE.contains(&name.as_str()) {
+        return Ok(false);
+    }
+    if method.sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            method.sig.fn_token.span,
+            format!("`{name}` is an `async fn`"),
+        ));
+    }
+    Ok(true)
+}
+
+/// The lifecycle methods of `Plugin`: called once per core, not chained.
+const LIFECYCLE: &[&str] = &["start", "stop"];
 
 /// Put on the inherent `impl` block that holds a plugin's `fn new`: registers the plugin under
 /// `name` through inventory, with a factory that parses the plugin's config section into the
