@@ -334,6 +334,11 @@ impl MetricRegistry {
     /// The family `declaration` asks for: the one declared before under its name if it fits,
     /// a new one, or a detached one when the declaration is wrong.
     pub(crate) fn declare(&self, declaration: &Declaration<'_>) -> Arc<Family> {
+        // A metric without labels has its one series from the start: `/metrics` shows its 0.
+        let unlabelled = || match declaration.labels {
+            [] => vec![(Box::default(), Arc::default())],
+            _ => Vec::new(),
+        };
         let fresh = || {
             Arc::new(Family {
                 plugin: declaration.plugin.to_owned(),
@@ -342,7 +347,7 @@ impl MetricRegistry {
                 kind: declaration.kind,
                 labels: declaration.labels.iter().map(|&l| l.to_owned()).collect(),
                 buckets: declaration.buckets.to_vec(),
-                series: Mutex::default(),
+                series: Mutex::new(unlabelled()),
             })
         };
         if let Err(problem) = check(declaration) {

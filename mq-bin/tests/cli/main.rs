@@ -9,6 +9,7 @@ mod local;
 mod operations;
 #[cfg(feature = "webhook")]
 mod plugin_life;
+mod plugin_metrics;
 mod plugins;
 mod queue;
 mod reload;
