@@ -69,8 +69,11 @@ pub(crate) struct Family {
     /// Upper bounds of a histogram's buckets, ascending; a last bucket (`+Inf`) takes the rest.
     buckets: Vec<f64>,
     /// The series by label values, in the order they were first counted.
-    series: Mutex<Vec<(Box<[String]>, Arc<Series>)>>,
+    series: Mutex<Vec<Labelled>>,
 }
+
+/// One series and its label values.
+type Labelled = (Box<[String]>, Arc<Series>);
 
 /// One series: the value of one set of label values.
 #[derive(Default)]
