@@ -64,7 +64,7 @@ fn expand_hooks(item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
         let Some((_, variant)) = HOOKS.iter().find(|(hook, _)| *hook == name) else {
             let known: Vec<&str> = HOOKS.iter().map(|(hook, _)| *hook).collect();
             let message = format!(
-                "`{name}` is not an mq hook; the hooks are: {}; and `start`, `stop`",
+                "`{name}` is not an mq hook; the hooks are: {}",
                 known.join(", ")
             );
             return Err(syn::Error::new(method.sig.ident.span(), message));
