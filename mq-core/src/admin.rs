@@ -77,6 +77,7 @@
 pub(crate) mod guard;
 pub(crate) mod http;
 mod metrics;
+mod plugin_metrics;
 mod record;
 mod surgery;
 

@@ -255,7 +255,8 @@ pub struct EngineConfig {
     /// Worker threads, each with its own executor and plugin instances (default: one per core).
     pub workers: Option<usize>,
     /// How long a stop waits for sessions and deliveries in progress (default 30 s); then the
-    /// sessions still open are closed with `421 4.3.2`.
+    /// sessions still open are closed with `421 4.3.2`. The tasks plugins spawned get what is
+    /// left of it after the plugins' `stop` (at least 5 s, or the whole timeout if shorter).
     #[serde(
         deserialize_with = "duration",
         serialize_with = "crate::config::duration_text"

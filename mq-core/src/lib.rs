@@ -59,6 +59,7 @@ mod engine;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod lifecycle;
 mod logline;
 mod metrics;
 mod plugin_settings;

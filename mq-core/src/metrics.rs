@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
+use mq_plugin_api::metrics::MetricFamily;
 use mq_plugin_api::{Control, HookId};
 
 /// Upper bounds of the latency buckets for calls that had to wait, in microseconds; a last
@@ -135,15 +136,31 @@ impl HookMetrics {
     }
 }
 
-/// Counters for every plugin × hook that has a chain entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counters for every plugin × hook that has a chain entry, and the metrics the plugins
+/// declared themselves.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Metrics {
     entries: Vec<HookMetrics>,
+    /// The plugins' own metrics, summed over every core: [`Runtime::metrics`](crate::Runtime::metrics)
+    /// reads them.
+    families: Vec<MetricFamily>,
 }
 
 impl Metrics {
     pub(crate) fn new(entries: Vec<HookMetrics>) -> Metrics {
-        Metrics { entries }
+        Metrics {
+            entries,
+            families: Vec::new(),
+        }
+    }
+
+    /// The metrics the plugins declared, by plugin then name (see [`mq_plugin_api::metrics`]).
+    pub fn families(&self) -> &[MetricFamily] {
+        &self.families
+    }
+
+    pub(crate) fn set_families(&mut self, families: Vec<MetricFamily>) {
+        self.families = families;
     }
 
     /// Every entry, by plugin then hook.

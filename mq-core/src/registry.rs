@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mq_plugin_api::{ConfigError, HookSet, Order, Plugin, PluginConfig, Registration};
+use mq_plugin_api::{
+    ConfigError, HookSet, MetricRegistry, Order, Plugin, PluginConfig, Registration,
+};
 
 use crate::config::{Config, EngineConfig, FailurePolicy};
 use crate::engine::{Engine, Loaded};
@@ -314,12 +316,28 @@ impl Plan {
     ///
     /// A plugin's factory refused its config.
     pub fn build_engine(&self, core: usize, beat: Arc<Beat>) -> Result<Engine, RegistryError> {
+        self.build_engine_in(core, beat, &MetricRegistry::default())
+    }
+
+    /// Builds the engine for worker `core` as [`Plan::build_engine`] does, with the plugins
+    /// declaring their metrics in `metrics`: a runtime keeps one for every core and reload.
+    ///
+    /// # Errors
+    ///
+    /// A plugin's factory refused its config.
+    pub fn build_engine_in(
+        &self,
+        core: usize,
+        beat: Arc<Beat>,
+        metrics: &MetricRegistry,
+    ) -> Result<Engine, RegistryError> {
         let mut loaded = Vec::with_capacity(self.plugins.len());
         for planned in self.plugins.iter() {
             let registration = planned.registration;
             let config = planned
                 .shared
-                .config(registration.name(), core, planned.table.clone());
+                .config(registration.name(), core, planned.table.clone())
+                .with_metrics(metrics.clone());
             let plugin = build_guarded(registration, &config)?;
             loaded.push(Loaded {
                 name: registration.name(),

@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use mq_plugin_api::{Context, Host};
+use mq_plugin_api::{Context, Host, MetricRegistry, TaskTracker};
 use smol::LocalExecutor;
 use smol::channel::{self, Receiver, Sender};
 
@@ -40,6 +40,8 @@ pub struct Runtime {
     watchdog: Watchdog,
     /// Held through a reload, whose two steps must not interleave with another's.
     reloading: Mutex<()>,
+    /// The metrics plugins declare, on every core and across reloads.
+    plugin_metrics: MetricRegistry,
 }
 
 struct WorkerThread {
@@ -116,6 +118,11 @@ struct WorkerInner {
     retired: RefCell<Metrics>,
     /// Watches the engines this core builds on reloads (none for the testkit's worker).
     watchdog: Option<Watchdog>,
+    /// Where the plugins this core builds on reloads declare their metrics.
+    plugin_metrics: MetricRegistry,
+    /// Counts the tasks plugins spawn through their contexts; shutdown closes it after the
+    /// plugins' `stop` and waits for them (none for the testkit's worker).
+    plugin_tasks: Option<TaskTracker>,
     dns: Option<Rc<dyn mq_plugin_api::Dns>>,
     executor: Rc<LocalExecutor<'static>>,
     deadlines: Deadlines,
@@ -166,16 +173,23 @@ impl Runtime {
     /// If the operating system cannot start a thread.
     pub fn start(plan: &Plan, workers: usize) -> Result<Runtime, RegistryError> {
         let watchdog = Watchdog::start(plan.engine_config().slow_poll);
+        let plugin_metrics = MetricRegistry::default();
         let (ready_tx, ready_rx) = channel::unbounded();
         let mut threads = Vec::new();
         for core in 0..workers.max(1) {
             let (jobs, job_rx) = channel::unbounded::<Job>();
             let (done, finished) = channel::bounded::<()>(1);
             let (plan, watchdog, ready) = (plan.clone(), watchdog.clone(), ready_tx.clone());
+            let metrics = plugin_metrics.clone();
             let thread = thread::Builder::new()
                 .name(format!("mq-core-{core}"))
                 .spawn(move || {
-                    run_worker(core, &plan, &watchdog, &ready, &job_rx);
+                    let shared = Shared {
+                        watchdog,
+                        metrics,
+                        ready,
+                    };
+                    run_worker(core, &plan, &shared, &job_rx);
                     drop(done);
                 })
                 .expect("a worker thread starts");
@@ -189,6 +203,7 @@ impl Runtime {
             workers: threads,
             watchdog,
             reloading: Mutex::new(()),
+            plugin_metrics,
         };
         for _ in 0..runtime.workers.len() {
             // Each worker sends once; a worker that died without sending closes nothing while
@@ -274,7 +289,7 @@ impl Runtime {
         let installed: Vec<_> = (0..self.workers())
             .map(|core| {
                 self.spawn_on(core, move |worker| async move {
-                    worker.install_staged(install);
+                    worker.install_staged(install).await;
                 })
             })
             .collect();
@@ -300,6 +315,7 @@ impl Runtime {
         for ((plugin, hook), slow) in self.watchdog.slow_polls() {
             total.add_slow_polls(plugin, hook, slow.count);
         }
+        total.set_families(self.plugin_metrics.snapshot());
         total
     }
 
@@ -363,18 +379,26 @@ impl fmt::Debug for Runtime {
 
 type Ready = Sender<Result<(), Box<RegistryError>>>;
 
-fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs: &Receiver<Job>) {
-    let beat = watchdog.watch(core, plan.names());
-    let engine = match plan.build_engine(core, beat) {
+/// What every worker thread is handed besides the plan.
+struct Shared {
+    watchdog: Watchdog,
+    metrics: MetricRegistry,
+    /// Where the worker says whether its plugins are built and started.
+    ready: Ready,
+}
+
+fn run_worker(core: usize, plan: &Plan, shared: &Shared, jobs: &Receiver<Job>) {
+    let beat = shared.watchdog.watch(core, plan.names());
+    let engine = match plan.build_engine_in(core, beat, &shared.metrics) {
         Ok(engine) => engine,
         Err(error) => {
-            let _ = ready.send_blocking(Err(Box::new(error)));
+            let _ = shared.ready.send_blocking(Err(Box::new(error)));
             return;
         }
     };
-    let _ = ready.send_blocking(Ok(()));
     let executor = Rc::new(LocalExecutor::new());
     let (in_flight, all_done) = channel::bounded::<()>(1);
+    let (plugin_tasks, plugin_tasks_done) = TaskTracker::new();
     let (stop, stopping) = channel::bounded::<()>(1);
     let (abort, aborting) = channel::bounded::<()>(1);
     // One resolver per core, its cache included; lookups fail temporarily without one.
@@ -393,7 +417,9 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
             staged: RefCell::new(None),
             draining: RefCell::new(Vec::new()),
             retired: RefCell::new(Metrics::default()),
-            watchdog: Some(watchdog.clone()),
+            watchdog: Some(shared.watchdog.clone()),
+            plugin_metrics: shared.metrics.clone(),
+            plugin_tasks: Some(plugin_tasks.clone()),
             dns,
             deadlines: Deadlines::new(&executor),
             executor: Rc::clone(&executor),
@@ -407,10 +433,13 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
         }),
     };
     smol::block_on(executor.run(async {
+        crate::lifecycle::start(&worker.engine(), &mut worker.host()).await;
+        let _ = shared.ready.send(Ok(())).await;
         while let Ok(job) = jobs.recv().await {
             worker.spawn(job(worker.clone())).detach();
         }
         drop(stop);
+        let begun = Instant::now();
         worker.inner.in_flight.borrow_mut().take();
         // Closes once every tracked task has dropped its sender.
         let shutdown_timeout = plan.engine_config().shutdown_timeout;
@@ -428,6 +457,12 @@ fn run_worker(core: usize, plan: &Plan, watchdog: &Watchdog, ready: &Ready, jobs
                 );
             }
         }
+        worker.stop_plugins().await;
+        plugin_tasks.close();
+        // What is left of the shutdown timeout, or the grace sessions got if none is.
+        let until =
+            (begun + shutdown_timeout).max(Instant::now() + ABORT_GRACE.min(shutdown_timeout));
+        crate::lifecycle::drain_tasks(core, &plugin_tasks_done, until).await;
     }));
     tracing::debug!(core, "worker stopped");
 }
@@ -467,16 +502,32 @@ impl Worker {
         metrics
     }
 
-    /// Drops the replaced engines no chain runs on any more, keeping their counters.
+    /// Stops and drops the replaced engines no chain runs on any more, keeping their counters.
     fn retire_drained(&self) {
         let mut retired = self.inner.retired.borrow_mut();
+        let mut done = Vec::new();
         self.inner.draining.borrow_mut().retain(|engine| {
             let running = Rc::strong_count(engine) > 1;
             if !running {
                 retired.merge(&engine.metrics());
+                done.push(Rc::clone(engine));
             }
             running
         });
+        for engine in done {
+            let mut host = self.host();
+            self.spawn(async move { crate::lifecycle::stop(&engine, &mut host).await })
+                .detach();
+        }
+    }
+
+    /// Calls `stop` on the plugins of this core's engine and of the engines reloads replaced.
+    async fn stop_plugins(&self) {
+        let mut engines = vec![Rc::clone(&self.inner.engine.borrow())];
+        engines.extend(self.inner.draining.borrow_mut().drain(..));
+        for engine in engines {
+            crate::lifecycle::stop(&engine, &mut self.host()).await;
+        }
     }
 
     /// Builds this core's engine from `plan` and keeps it aside for [`Worker::install_staged`].
@@ -485,18 +536,19 @@ impl Worker {
             Some(watchdog) => watchdog.watch(self.inner.core, plan.names()),
             None => crate::watchdog::Beat::unwatched(),
         };
-        let engine = plan.build_engine(self.inner.core, beat)?;
+        let engine = plan.build_engine_in(self.inner.core, beat, &self.inner.plugin_metrics)?;
         *self.inner.staged.borrow_mut() = Some(engine);
         Ok(())
     }
 
-    /// Puts the staged engine in place if `install`, else drops it. The replaced engine drains:
-    /// the chains running on it finish there.
-    fn install_staged(&self, install: bool) {
+    /// Puts the staged engine in place if `install`, once its plugins have started, else drops
+    /// it. The replaced engine drains: the chains running on it finish there.
+    async fn install_staged(&self, install: bool) {
         let Some(engine) = self.inner.staged.borrow_mut().take() else {
             return;
         };
         if install {
+            crate::lifecycle::start(&engine, &mut self.host()).await;
             let old = self.inner.engine.replace(Rc::new(engine));
             self.inner.draining.borrow_mut().push(old);
             self.retire_drained();
@@ -517,6 +569,9 @@ impl Worker {
         }
         if let Some(clock) = &self.inner.clock {
             host.set_clock(Rc::clone(clock));
+        }
+        if let Some(tasks) = &self.inner.plugin_tasks {
+            host.set_tasks(tasks.clone());
         }
         host
     }
@@ -546,6 +601,8 @@ impl Worker {
                 draining: RefCell::new(Vec::new()),
                 retired: RefCell::new(Metrics::default()),
                 watchdog: None,
+                plugin_metrics: MetricRegistry::default(),
+                plugin_tasks: None,
                 dns,
                 deadlines: Deadlines::new(executor),
                 executor: Rc::clone(executor),

@@ -54,6 +54,36 @@ pub struct Context {
     /// The session facts, as the engine's [`Host`](crate::Host) last published them; `None`
     /// while the host is changing them (they read as empty then, which no hook sees).
     pub(crate) session: Option<Rc<Session>>,
+    /// Counts the tasks [`Context::spawn`] starts, so that shutdown can wait for them.
+    pub(crate) tasks: Option<TaskTracker>,
+    /// `start` or `stop` in a context made for a lifecycle call: what log lines name.
+    pub(crate) stage: Option<&'static str>,
+}
+
+/// The tasks plugins spawned on one core. Not public API: the engine makes one per core, gives
+/// it to the contexts it makes, and at shutdown [`close`](TaskTracker::close)s it and waits for
+/// the receiver [`TaskTracker::new`] handed back to close, which it does once every task
+/// spawned through a context has ended.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct TaskTracker(Rc<RefCell<Option<smol::channel::Sender<()>>>>);
+
+impl TaskTracker {
+    /// A tracker, and what closes once it is closed and its tasks have ended.
+    pub fn new() -> (TaskTracker, smol::channel::Receiver<()>) {
+        let (sender, receiver) = smol::channel::bounded(1);
+        (TaskTracker(Rc::new(RefCell::new(Some(sender)))), receiver)
+    }
+
+    /// Stops counting new tasks: the receiver closes when the running ones end.
+    pub fn close(&self) {
+        self.0.borrow_mut().take();
+    }
+
+    /// What a task holds while it runs.
+    fn guard(&self) -> Option<smol::channel::Sender<()>> {
+        self.0.borrow().clone()
+    }
 }
 
 /// What [`Context::session`] reads when the context has no facts.
@@ -194,7 +224,14 @@ impl Context {
             message: Extensions::default(),
             dns: None,
             session: None,
+            tasks: None,
+            stage: None,
         }
+    }
+
+    /// What log lines name as the hook: the hook, or `start`/`stop`.
+    fn stage(&self) -> &'static str {
+        self.stage.unwrap_or_else(|| self.hook().name())
     }
 
     /// Not public API: the engine's handle on the current call.
@@ -287,8 +324,45 @@ impl Context {
 
     /// Runs `future` on this worker core, beside the chain. The task is cancelled when the
     /// returned handle is dropped; call `detach` on it to let it run on its own.
+    ///
+    /// The engine tracks the task: at shutdown, after every plugin's [`stop`](crate::Plugin::stop),
+    /// it waits (within `[engine] shutdown_timeout`) for the tasks plugins spawned to end before
+    /// it drops the plugins. A task that runs forever (a loop on a queue) must therefore end
+    /// when its plugin stops: close its queue in `stop`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// let executor = Rc::new(smol::LocalExecutor::new());
+    /// let ctx = mq_plugin_api::Host::new(0, Rc::clone(&executor)).into_context();
+    /// let task = ctx.spawn(async { 6 * 7 });
+    /// assert_eq!(smol::block_on(executor.run(task)), 42);
+    /// ```
     pub fn spawn<T: 'static>(&self, future: impl Future<Output = T> + 'static) -> Task<T> {
-        self.executor.spawn(future)
+        let guard = self.tasks.as_ref().and_then(TaskTracker::guard);
+        self.executor.spawn(async move {
+            let output = future.await;
+            drop(guard);
+            output
+        })
+    }
+
+    /// Runs the blocking `work` (a file read, a CPU-heavy signature) on a thread pool made for
+    /// blocking work, so the worker serves other sessions meanwhile; await the task for its
+    /// result. Dropping the task before it finishes does not stop `work`, it only drops the
+    /// result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// let ctx = mq_plugin_api::Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
+    /// let length = smol::block_on(ctx.unblock(|| std::fs::read("/nonexistent").map(|b| b.len())));
+    /// assert!(length.is_err());
+    /// ```
+    pub fn unblock<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Task<T> {
+        smol::unblock(work)
     }
 
     /// Data that lives as long as the connection, shared by all plugins: key it by a type of
@@ -306,7 +380,7 @@ impl Context {
     pub fn info(&self, message: impl fmt::Display) {
         tracing::info!(
             plugin = self.plugin(),
-            hook = self.hook().name(),
+            hook = self.stage(),
             core = self.core,
             "{message}"
         );
@@ -316,7 +390,7 @@ impl Context {
     pub fn warn(&self, message: impl fmt::Display) {
         tracing::warn!(
             plugin = self.plugin(),
-            hook = self.hook().name(),
+            hook = self.stage(),
             core = self.core,
             "{message}"
         );
@@ -326,7 +400,7 @@ impl Context {
     pub fn error(&self, message: impl fmt::Display) {
         tracing::error!(
             plugin = self.plugin(),
-            hook = self.hook().name(),
+            hook = self.stage(),
             core = self.core,
             "{message}"
         );
@@ -336,7 +410,7 @@ impl Context {
     pub fn debug(&self, message: impl fmt::Display) {
         tracing::debug!(
             plugin = self.plugin(),
-            hook = self.hook().name(),
+            hook = self.stage(),
             core = self.core,
             "{message}"
         );

@@ -2,10 +2,12 @@
 
 use std::fmt;
 use std::rc::Rc;
+use std::time::Duration;
 
 use smol::LocalExecutor;
 
-use crate::context::{Clock, Context, Session};
+use crate::HookId;
+use crate::context::{Clock, Context, Session, TaskTracker};
 use crate::dns::Dns;
 
 /// The engine's handle on one [`Context`]: it owns the session facts the context reads, and the
@@ -97,6 +99,26 @@ impl Host {
     /// the message was queued).
     pub fn end_message(&mut self) {
         self.ctx.message.clear();
+    }
+
+    /// Makes the tasks spawned through the context (`Context::spawn`) count in `tasks`, which
+    /// shutdown waits for.
+    pub fn set_tasks(&mut self, tasks: TaskTracker) {
+        self.ctx.tasks = Some(tasks);
+    }
+
+    /// Readies the context for plugin `plugin`'s lifecycle call `stage` (`start` or `stop`)
+    /// with `timeout` to run in.
+    pub fn enter_lifecycle(
+        &mut self,
+        plugin: &'static str,
+        stage: &'static str,
+        timeout: Duration,
+    ) {
+        self.ctx
+            .call_state()
+            .enter(plugin, HookId::SmtpInConnect, timeout);
+        self.ctx.stage = Some(stage);
     }
 
     /// Points the context at the host's facts, if it does not already.

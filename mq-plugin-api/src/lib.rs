@@ -24,6 +24,8 @@
 //!   and each plugin's [`PluginConfig`].
 //! - [`Defaults`] (`settings`): a plugin's own defaults for the engine's settings, its
 //!   [`Order`] in chains and its [`FailurePolicy`].
+//! - [`metrics`]: the counters, gauges and histograms a plugin declares through its
+//!   [`PluginConfig`], shown on `/metrics` with a `plugin` label.
 //!
 //! # Example
 //!
@@ -105,13 +107,16 @@ mod event;
 mod hook;
 mod host;
 mod message;
+pub mod metrics;
 mod plugin;
 mod registration;
 mod reply;
 mod settings;
 
 pub use address::{Address, AddressError};
-pub use context::{CallState, Clock, Context, Elapsed, Extensions, Session, Sleep, TimeoutExt};
+pub use context::{
+    CallState, Clock, Context, Elapsed, Extensions, Session, Sleep, TaskTracker, TimeoutExt,
+};
 pub use control::Control;
 pub use dns::{Dns, DnsFailure};
 pub use domain::{InvalidDomain, normalize_domain};
@@ -123,6 +128,7 @@ pub use event::{
 pub use hook::{HookId, HookSet};
 pub use host::Host;
 pub use message::{FoldError, Header, Headers, Message};
+pub use metrics::{Counter, Gauge, Histogram, MetricRegistry};
 pub use mq_plugin_api_macros::{hooks, plugin};
 pub use plugin::{Hooked, Named, Plugin, PluginHooks};
 pub use registration::{ConfigError, Factory, PluginConfig, Registration, SharedState};

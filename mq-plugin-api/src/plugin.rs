@@ -24,10 +24,17 @@ use crate::{Defaults, Order};
 /// 2. On each worker core the plugin's factory (its `new`) runs once, so an instance is per-core
 ///    state: use `Cell`/`RefCell` for what changes, and an `Arc` of your own for what must be
 ///    shared across cores.
-/// 3. At each step the engine runs that hook's chain: the enabled plugins that implement the hook,
-///    **by order, then in name order**. A hook may await on the worker's event loop (timers, sockets, DNS) through
+/// 3. Then, on each core, the engine calls every instance's [`start`](Plugin::start) once,
+///    before any chain runs: the place to spawn a plugin's own tasks
+///    ([`Context::spawn`]), which the engine tracks.
+/// 4. At each step the engine runs that hook's chain: the enabled plugins that implement the hook,
+///    **by order, then in name order**. A hook may await on the worker's event loop (timers,
+///    sockets, DNS) through
 ///    its [`Context`]; the message waits, the worker serves other work.
-/// 4. At shutdown the engine waits for chains in flight, then drops the instances.
+/// 5. At shutdown the engine waits for chains in flight, calls every instance's
+///    [`stop`](Plugin::stop), waits for the tasks the plugin spawned to end (within `[engine]
+///    shutdown_timeout`), then drops the instances. A reload does the same for the instances
+///    it replaces, once their last chain has finished, and starts the new ones before they run.
 ///
 /// # Chain rules
 ///
@@ -141,6 +148,35 @@ use crate::{Defaults, Order};
 #[async_trait(?Send)]
 #[allow(unused_variables)]
 pub trait Plugin: Hooked + 'static {
+    /// Runs once on each worker core after the instance is built, before any of its chains:
+    /// spawn the plugin's long-lived tasks here with [`Context::spawn`] (the engine tracks them
+    /// and waits for them at shutdown). It may await; it runs under the plugin's deadline, and
+    /// one that times out or panics is logged and the plugin runs on without it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mq_plugin_api::{hooks, Context, Plugin, Timer};
+    ///
+    /// struct Ticker;
+    ///
+    /// #[hooks]
+    /// impl Plugin for Ticker {
+    ///     async fn start(&self, ctx: &mut Context) {
+    ///         // Tracked: shutdown waits for it (within `[engine] shutdown_timeout`).
+    ///         ctx.spawn(async { Timer::after(Duration::from_millis(1)).await }).detach();
+    ///     }
+    /// }
+    /// ```
+    async fn start(&self, ctx: &mut Context) {}
+
+    /// Runs once on each worker core when shutdown has begun and the chains in flight have
+    /// finished, before the instance is dropped: tell the plugin's tasks to finish (close their
+    /// queues) so that the engine's wait for them ends. It may await, under the plugin's
+    /// deadline.
+    async fn stop(&self, ctx: &mut Context) {}
+
     /// `smtp_in_connect`: a client connected. May reject the connection.
     async fn smtp_in_connect(&self, ctx: &mut Context, event: &mut Connect) -> Control {
         Control::Continue

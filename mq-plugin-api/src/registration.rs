@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::de::DeserializeOwned;
 
+use crate::metrics::{Counter, Declaration, Gauge, Histogram, MetricKind, MetricRegistry};
 use crate::{Defaults, HookSet, Plugin};
 
 /// A plugin compiled into this binary: its name, its hooks, its defaults for the engine's
@@ -122,6 +123,7 @@ pub struct PluginConfig {
     core: usize,
     table: toml::Table,
     shared: SharedState,
+    metrics: MetricRegistry,
 }
 
 /// State one plugin shares across its instances on every core: [`PluginConfig::shared`].
@@ -152,6 +154,7 @@ impl SharedState {
             core,
             table,
             shared: self.clone(),
+            metrics: MetricRegistry::default(),
         }
     }
 }
@@ -167,6 +170,75 @@ impl PluginConfig {
     /// with no other instance (see [`SharedState::config`]).
     pub fn new(name: impl Into<String>, core: usize, table: toml::Table) -> PluginConfig {
         SharedState::default().config(name, core, table)
+    }
+
+    /// This config with `metrics` as where the plugin's declared metrics live: one registry
+    /// for every plugin on every core, kept across reloads. Engines call this.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: MetricRegistry) -> PluginConfig {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Declares a counter of this plugin: `name`, a `help` line and its `labels` (names). Every
+    /// core's factory gets the same series; see [`metrics`](crate::metrics) for how it shows
+    /// on `/metrics` and the rules for names.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_plugin_api::{Counter, PluginConfig, hooks, plugin, Plugin, Registration};
+    ///
+    /// struct Refusals { refused: Counter }
+    ///
+    /// #[plugin(name = "refusals")]
+    /// impl Refusals {
+    ///     fn new(config: &PluginConfig) -> Self {
+    ///         Refusals { refused: config.counter("refused", "Commands refused.", &["limit"]) }
+    ///     }
+    /// }
+    ///
+    /// #[hooks]
+    /// impl Plugin for Refusals {}
+    ///
+    /// let config = PluginConfig::new("refusals", 0, toml::Table::new());
+    /// let counter = config.counter("refused", "Commands refused.", &["limit"]);
+    /// let registration = Registration::all().find(|r| r.name() == "refusals").unwrap();
+    /// registration.build(&config).unwrap();
+    /// counter.inc(&["per_ip"]);
+    /// assert_eq!(counter.get(&["per_ip"]), 1);
+    /// ```
+    pub fn counter(&self, name: &str, help: &str, labels: &[&str]) -> Counter {
+        Counter::new(self.declare(name, help, MetricKind::Counter, labels, &[]))
+    }
+
+    /// Declares a gauge of this plugin, as [`counter`](PluginConfig::counter) does a counter.
+    pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Gauge {
+        Gauge::new(self.declare(name, help, MetricKind::Gauge, labels, &[]))
+    }
+
+    /// Declares a histogram of this plugin with the upper `buckets` bounds (ascending; a last
+    /// bucket takes the rest), as [`counter`](PluginConfig::counter) does a counter.
+    pub fn histogram(&self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Histogram {
+        Histogram::new(self.declare(name, help, MetricKind::Histogram, labels, buckets))
+    }
+
+    fn declare(
+        &self,
+        name: &str,
+        help: &str,
+        kind: MetricKind,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> std::sync::Arc<crate::metrics::Family> {
+        self.metrics.declare(&Declaration {
+            plugin: &self.name,
+            name,
+            help,
+            kind,
+            labels,
+            buckets,
+        })
     }
 
     /// A value of type `T` shared by the plugin's instances on every core: the first factory

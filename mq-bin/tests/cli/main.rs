@@ -2,9 +2,14 @@
 //! server on loopback ports with its data in temporary directories.
 
 mod check_config;
+#[cfg(feature = "webhook")]
+mod event_sink;
 mod inject;
 mod local;
 mod operations;
+#[cfg(feature = "webhook")]
+mod plugin_life;
+mod plugin_metrics;
 mod plugins;
 mod queue;
 mod reload;

@@ -36,6 +36,7 @@ pub fn render_metrics(stats: &Stats, metrics: &Metrics, queue_entries: usize) ->
     // Writing to a String cannot fail; the Results only carry fmt's signature.
     let _ = page.server(stats, queue_entries);
     let _ = page.plugins(metrics);
+    let _ = super::plugin_metrics::render(&mut page.0, metrics.families());
     page.0
 }
 
@@ -436,7 +437,7 @@ fn labels(m: &HookMetrics) -> String {
 }
 
 /// A label value escaped as the exposition format asks (backslash, quote, newline).
-fn escape(value: &str) -> String {
+pub(super) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -534,7 +534,8 @@ impl Harness {
     /// Runs `event` through its hook's chain as [`run`](Harness::run) does, on `executor`
     /// instead of a fresh one: the caller keeps it, as a worker core keeps its executor between
     /// events, so the tasks the plugins spawned (a sender, a flush) outlive the run and go on
-    /// when the caller runs the executor again. The plugins themselves are dropped at the end.
+    /// when the caller runs the executor again. The plugins' `start` runs before the chain and
+    /// their `stop` after it; the plugins themselves are dropped at the end.
     ///
     /// # Panics
     ///
@@ -551,8 +552,16 @@ impl Harness {
             host.set_dns(dns);
         }
         host.set_clock(Rc::new(clock.clone()));
+        // The plugins' `start` and `stop` around the chain, as a worker core calls them.
+        let mut lifecycle = Host::new(0, Rc::clone(executor));
+        lifecycle.set_clock(Rc::new(clock.clone()));
         let live = Live::new(clock.clone());
-        let outcome = drive(executor, &clock, live.run(&engine, host.context(), event));
+        let outcome = drive(executor, &clock, async {
+            crate::lifecycle::start(&engine, &mut lifecycle).await;
+            let outcome = live.run(&engine, host.context(), event).await;
+            crate::lifecycle::stop(&engine, &mut lifecycle).await;
+            outcome
+        });
         let mut transcript = live.take();
         transcript.outcome(&outcome);
         (transcript, outcome)

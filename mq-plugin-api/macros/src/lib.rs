@@ -104,6 +104,18 @@ fn expand_hooks(
             item.items.push(member);
             continue;
         };
+        match is_lifecycle(&method) {
+            Ok(true) => {
+                item.items.push(ImplItem::Fn(method));
+                continue;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                errors.push(error);
+                refused.push(method);
+                continue;
+            }
+        }
         match hook_of(&method) {
             Ok(variant) => {
                 let variant = syn::Ident::new(variant, method.sig.ident.span());
@@ -141,6 +153,25 @@ fn expand_hooks(
         impl #impl_generics ::mq_plugin_api::Hooked for #self_ty #where_clause {}
     })
 }
+
+/// Whether `method` is a lifecycle method (`start`, `stop`): not a hook, so it joins no chain;
+/// the engine calls it once per core. It must be an `async fn` too.
+fn is_lifecycle(method: &syn::ImplItemFn) -> syn::Result<bool> {
+    let name = method.sig.ident.to_string();
+    if !LIFECYCLE.contains(&name.as_str()) {
+        return Ok(false);
+    }
+    if method.sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            method.sig.fn_token.span,
+            format!("`{name}` is an `async fn`"),
+        ));
+    }
+    Ok(true)
+}
+
+/// The lifecycle methods of `Plugin`: called once per core, not chained.
+const LIFECYCLE: &[&str] = &["start", "stop"];
 
 /// Put on the inherent `impl` block that holds a plugin's `fn new`: registers the plugin under
 /// `name` through inventory, with a factory that parses the plugin's config section into the

@@ -24,8 +24,8 @@
 //! - One parsed map for all cores (`PluginConfig::shared`): a large map costs its memory once,
 //!   and a reload on one core serves every core.
 //! - Readers clone an `Arc` under a read lock held for no longer than that; a reload parses the
-//!   new file off the worker (`smol::unblock`) and swaps the `Arc` whole, so an RCPT sees the old
-//!   map or the new one, never half of each.
+//!   new file off the worker (`Context::unblock`) and swaps the `Arc` whole, so an RCPT sees the
+//!   old map or the new one, never half of each.
 //! - The file is checked only when a recipient arrives and `reload` has passed on that core:
 //!   an idle server does no I/O, a busy one one `stat` per interval per core.
 //! - A file that breaks on reload keeps the map that worked and logs a warning; a file that is
@@ -159,7 +159,7 @@ impl Aliases {
         let Some(check) = Store::begin_check(&self.store) else {
             return;
         };
-        let mut task = smol::unblock(move || check.run());
+        let mut task = ctx.unblock(move || check.run());
         let path = self.store.path().display();
         match (&mut task).timeout(ctx.remaining().min(CHECK_WAIT)).await {
             Ok(Refresh::Unchanged) => {}

@@ -161,7 +161,7 @@ pub(crate) struct Check(Arc<Store>);
 
 impl Check {
     /// Stats the file and, if its time or size changed, reads it and swaps the map in.
-    /// Blocking: run it in `smol::unblock`.
+    /// Blocking: run it in `Context::unblock`.
     pub(crate) fn run(self) -> Refresh {
         let store = &self.0;
         let stamp = match fs::metadata(&store.path) {

@@ -34,7 +34,8 @@
 //! # Why the work runs off the worker
 //!
 //! An RSA signature and the hash of a large body take milliseconds of CPU: the hook hands them
-//! to `smol::unblock`'s thread pool and awaits, so the worker serves other sessions meanwhile.
+//! to the blocking thread pool of `Context::unblock` and awaits, so the worker serves other
+//! sessions meanwhile.
 //!
 //! # Example
 //!
@@ -271,7 +272,7 @@ impl Plugin for Dkim {
         let signer = Arc::clone(&self.signer);
         let message = data.message.clone();
         let time = signature::now();
-        let work = smol::unblock(move || signer.sign(message, &domain, time));
+        let work = ctx.unblock(move || signer.sign(message, &domain, time));
         let budget = ctx.remaining().saturating_sub(DEADLINE_MARGIN);
         match work.timeout(budget).await {
             Ok(signed) => {

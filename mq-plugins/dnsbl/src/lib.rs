@@ -65,7 +65,9 @@ mod query;
 
 use std::net::IpAddr;
 
-use mq_plugin_api::{Connect, Context, Control, Plugin, Reply, hooks, plugin};
+use mq_plugin_api::{
+    Connect, Context, Control, Counter, Plugin, PluginConfig, Reply, hooks, plugin,
+};
 
 pub use config::{DnsblConfig, InvalidConfig};
 pub use network::{InvalidNetwork, Network};
@@ -81,11 +83,15 @@ use lookup::Zones;
 pub struct Dnsbl {
     zones: Zones,
     allow: Vec<Network>,
+    /// Clients refused, by the zone that listed them:
+    /// `mq_plugin_dnsbl_listed_total{zone="..."}`.
+    listings: Counter,
 }
 
 #[plugin(name = "dnsbl")]
 impl Dnsbl {
-    /// The plugin for `config`, once its zones, answers and timeout are checked.
+    /// The plugin for `config`, once its zones, answers and timeout are checked, counting into
+    /// the metrics it declares through `plugin` (listings and lookup failures, by zone).
     ///
     /// # Errors
     ///
@@ -95,23 +101,35 @@ impl Dnsbl {
     /// # Examples
     ///
     /// ```
+    /// use mq_plugin_api::PluginConfig;
     /// use mq_plugin_dnsbl::{Dnsbl, DnsblConfig};
     ///
-    /// assert!(Dnsbl::new(&DnsblConfig::default()).is_ok());
+    /// let plugin = PluginConfig::new("dnsbl", 0, toml::Table::new());
+    /// assert!(Dnsbl::new(&DnsblConfig::default(), &plugin).is_ok());
     /// let bad: DnsblConfig = toml::from_str(r#"zones = ["zen example"]"#).unwrap();
-    /// assert!(Dnsbl::new(&bad).is_err());
+    /// assert!(Dnsbl::new(&bad, &plugin).is_err());
     /// ```
-    pub fn new(config: &DnsblConfig) -> Result<Dnsbl, InvalidConfig> {
+    pub fn new(config: &DnsblConfig, plugin: &PluginConfig) -> Result<Dnsbl, InvalidConfig> {
         config.validate()?;
         let names = config.zones.iter();
         let zones = Zones {
             names: names.map(|z| z.trim_end_matches('.').to_owned()).collect(),
             timeout: config.lookup_timeout,
             listed: config.listed.clone(),
+            failures: plugin.counter(
+                "lookup_failures",
+                "Lookups that gave no verdict (timeout, failure, error code), by zone.",
+                &["zone"],
+            ),
         };
         Ok(Dnsbl {
             zones,
             allow: config.allow.clone(),
+            listings: plugin.counter(
+                "listed",
+                "Clients refused, by the zone that listed them.",
+                &["zone"],
+            ),
         })
     }
 
@@ -130,6 +148,7 @@ impl Plugin for Dnsbl {
         }
         if let Some(listing) = self.zones.first_listing(ctx, ip).await {
             let zone = listing.zone;
+            self.listings.inc(&[zone]);
             ctx.info(format_args!(
                 "client [{ip}] listed in {zone} ({})",
                 listing.answer
@@ -183,7 +202,8 @@ mod tests {
     #[test]
     fn trailing_dots_are_dropped_from_zones() {
         let config: DnsblConfig = toml::from_str("zones = [\"zen.example.\"]").unwrap();
-        let plugin = Dnsbl::new(&config).unwrap();
+        let plugin =
+            Dnsbl::new(&config, &PluginConfig::new("dnsbl", 0, toml::Table::new())).unwrap();
         assert_eq!(plugin.zones.names, ["zen.example"]);
     }
 }

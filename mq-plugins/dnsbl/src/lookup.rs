@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use mq_plugin_api::{Context, Dns, DnsFailure, TimeoutExt};
+use mq_plugin_api::{Context, Counter, Dns, DnsFailure, TimeoutExt};
 
 use crate::{Network, query_name};
 
@@ -17,6 +17,9 @@ pub(crate) struct Zones {
     pub(crate) timeout: Duration,
     /// Empty: the RFC 5782 default (see [`Zones::lists`]).
     pub(crate) listed: Vec<Network>,
+    /// Lookups that gave no verdict, by zone:
+    /// `mq_plugin_dnsbl_lookup_failures_total{zone="..."}`.
+    pub(crate) failures: Counter,
 }
 
 /// The zone that listed a client, and the answer it gave.
@@ -61,6 +64,7 @@ impl Zones {
         let mut verdicts = vec![None; self.names.len()];
         while let Some((index, verdict)) = pending.next().await {
             if let Verdict::Unknown(why) = &verdict {
+                self.failures.inc(&[&self.names[index]]);
                 ctx.warn(format_args!(
                     "{}: no verdict on [{ip}]: {why}",
                     self.names[index]
@@ -144,6 +148,11 @@ mod tests {
             names: vec!["zen.example".into()],
             timeout: Duration::from_secs(1),
             listed: listed.iter().map(|n| n.parse().unwrap()).collect(),
+            failures: mq_plugin_api::PluginConfig::new("dnsbl", 0, toml::Table::new()).counter(
+                "lookup_failures",
+                "",
+                &["zone"],
+            ),
         }
     }
 

@@ -82,7 +82,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mq_plugin_api::{
-    Connect, Context, Control, MailFrom, Plugin, PluginConfig, RcptTo, Reply, hooks, plugin,
+    Connect, Context, Control, Counter, MailFrom, Plugin, PluginConfig, RcptTo, Reply, hooks,
+    plugin,
 };
 
 use crate::bucket::{Limit, MemoryStore};
@@ -99,6 +100,10 @@ pub use config::{Backend, InvalidConfig, LimitConfig, LimitKey, RateLimitConfig}
 #[derive(Debug)]
 pub struct RateLimit {
     limits: Vec<Limit>,
+    /// Each limit's number in the section, from 1, as errors and `/metrics` name it.
+    numbers: Vec<String>,
+    /// Steps refused, by limit: `mq_plugin_ratelimit_refused_total{limit="1",key="user"}`.
+    refused: Counter,
     store: Store,
     /// The bits of an IPv6 client's address that name its bucket.
     ipv6_prefix: u8,
@@ -150,8 +155,15 @@ impl RateLimit {
             }
         };
         let limits = section.limits.iter().map(Limit::new).collect();
+        let refused = config.counter(
+            "refused",
+            "Steps refused because a limit's bucket was empty, by limit (its number in the section) and key.",
+            &["limit", "key"],
+        );
         Ok(RateLimit {
             limits,
+            numbers: (1..=section.limits.len()).map(|n| n.to_string()).collect(),
+            refused,
             store,
             ipv6_prefix: section.ipv6_prefix,
         })
@@ -161,13 +173,18 @@ impl RateLimit {
     /// A backend that cannot answer lets the step through (see the crate docs).
     async fn exceeded(&self, ctx: &Context, key: LimitKey, value: &str) -> bool {
         let mut exceeded = false;
-        for limit in self.limits.iter().filter(|limit| limit.key == key) {
+        let numbered = self.limits.iter().zip(&self.numbers);
+        for (limit, number) in numbered.filter(|(limit, _)| limit.key == key) {
             let allowed = match &self.store {
                 Store::Memory(store) => Ok(store.take(limit, value, Instant::now())),
                 Store::Redis(store) => store.take(ctx, limit, value).await,
             };
             match allowed {
-                Ok(allowed) => exceeded |= !allowed,
+                Ok(true) => {}
+                Ok(false) => {
+                    self.refused.inc(&[number, key.name()]);
+                    exceeded = true;
+                }
                 Err(RedisError::Waiting) => ctx.debug("redis is down; not limiting"),
                 Err(error) => ctx.warn(format_args!("{error}; not limiting")),
             }

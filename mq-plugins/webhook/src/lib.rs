@@ -3,9 +3,11 @@
 //! At `delivery_result` the hook turns the event into a JSON body (queue id, attempt, state,
 //! retry delay, sender, recipient, remote reply, time) and puts it on its core's bounded
 //! queue; it never waits and always returns [`Control::Continue`]. A sender task on the same
-//! core takes the bodies in order and POSTs each until the endpoint answers 2xx, backing off
-//! between attempts, and gives an event up after `max_attempts`. A full queue drops the new
-//! event. What became of the events is counted in [`Counters`], shared by all cores.
+//! core, spawned by the plugin's `start`, takes the bodies in order and POSTs each until the
+//! endpoint answers 2xx, backing off between attempts, and gives an event up after
+//! `max_attempts`. A full queue drops the new event. What became of the events is counted in
+//! [`Counters`], shared by all cores, and on `/metrics` as `mq_plugin_webhook_sent_total`,
+//! `_retried_total`, `_dropped_total` and `_failed_total`.
 //!
 //! # Layout
 //!
@@ -24,7 +26,9 @@
 //!   worker or a message. So the hook only `try_send`s, and a full queue costs one counted
 //!   event, not a stalled delivery.
 //! - Delivery is at least once within `max_attempts`: a POST whose answer was lost is sent
-//!   again. Events still queued at shutdown are lost; the queue lives in memory.
+//!   again. At shutdown the plugin's `stop` closes the queue and the engine waits for the
+//!   sender task to send what is queued, within `[engine] shutdown_timeout`; what is still
+//!   queued after that is lost (the queue lives in memory).
 //!
 //! # Example
 //!
@@ -39,8 +43,10 @@
 //!
 //! let envelope = ("a@example.org".parse().unwrap(), "b@example.net".parse().unwrap());
 //! let mut event = DeliveryResult::new("Q1", 1, envelope, None, DeliveryState::Delivered);
-//! let mut ctx = mq_plugin_api::Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
-//! // Queued for the core's sender task (which runs when the worker's executor does).
+//! let executor = Rc::new(smol::LocalExecutor::new());
+//! let mut ctx = mq_plugin_api::Host::new(0, Rc::clone(&executor)).into_context();
+//! smol::block_on(plugin.start(&mut ctx)); // spawns the core's sender task
+//! // Queued for the sender task (which runs when the worker's executor does).
 //! let control = smol::block_on(plugin.delivery_result(&mut ctx, &mut event));
 //! assert_eq!(control, Control::Continue);
 //! assert_eq!(plugin.counters().dropped(), 0);
@@ -57,13 +63,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use mq_plugin_api::{Context, Control, DeliveryResult, Plugin, PluginConfig, hooks, plugin};
-use smol::channel::Sender;
+use smol::channel::{Receiver, Sender};
 
 pub use config::{InvalidConfig, WebhookConfig};
 pub use outbox::Counters;
 
 use crate::http::Client;
-use crate::outbox::Outbox;
+use crate::outbox::{Meters, Outbox};
 
 /// The `webhook` plugin: queues each delivery result for its core's sender task.
 ///
@@ -74,10 +80,13 @@ pub struct Webhook {
     /// How this core's events are sent; `None` without a URL, when the plugin sends nothing.
     outbox: Option<Rc<Outbox>>,
     queue_size: usize,
-    /// The queue's sending end, made (with the task) at the first event, and again if the
-    /// task is gone because its executor was dropped.
+    /// The queue's sending end; `stop` drops it, which ends the sender task once the queue is
+    /// empty.
     queue: RefCell<Option<Sender<Vec<u8>>>>,
+    /// The queue's receiving end until `start` hands it to the sender task.
+    pending: RefCell<Option<Receiver<Vec<u8>>>>,
     counters: Arc<Counters>,
+    meters: Meters,
     /// Whether the last event was dropped: only the first drop of a run is logged.
     full: Cell<bool>,
 }
@@ -106,20 +115,32 @@ impl Webhook {
     pub fn new(config: &PluginConfig) -> Result<Webhook, InvalidConfig> {
         let options = WebhookConfig::from_table(config.table())?;
         let counters = crate::counters(config);
+        let meters = Meters::declare(config);
         let outbox = options.endpoint()?.map(|endpoint| {
             Rc::new(Outbox {
                 client: Client::new(endpoint, &options.headers, options.request_timeout),
                 retry: options.retry.clone(),
                 max_attempts: options.max_attempts,
                 counters: Arc::clone(&counters),
+                meters: meters.clone(),
                 core: config.core(),
             })
         });
+        // Events that come before `start` wait in the queue; without a URL there is none.
+        let (queue, pending) = match outbox {
+            Some(_) => {
+                let (sender, receiver) = smol::channel::bounded(options.queue_size);
+                (Some(sender), Some(receiver))
+            }
+            None => (None, None),
+        };
         Ok(Webhook {
             outbox,
             queue_size: options.queue_size,
-            queue: RefCell::new(None),
+            queue: RefCell::new(queue),
+            pending: RefCell::new(pending),
             counters,
+            meters,
             full: Cell::new(false),
         })
     }
@@ -129,34 +150,36 @@ impl Webhook {
         &self.counters
     }
 
-    /// Puts the event's JSON on this core's queue, starting the sender task if there is none;
-    /// drops it when the queue is full.
+    /// Puts the event's JSON on this core's queue; drops it when the queue is full, or closed
+    /// because the plugin stopped.
     fn enqueue(&self, ctx: &Context, event: &DeliveryResult) {
-        let Some(outbox) = &self.outbox else {
+        let queue = self.queue.borrow();
+        let Some(sender) = queue.as_ref() else {
+            if self.outbox.is_some() {
+                self.count_drop(ctx);
+            }
             return;
         };
-        let body = payload::to_json(event, SystemTime::now());
-        let mut queue = self.queue.borrow_mut();
-        let sender = match queue.take() {
-            Some(sender) if !sender.is_closed() => queue.insert(sender),
-            _ => queue.insert(self.start(ctx, outbox)),
-        };
-        match sender.try_send(body) {
+        match sender.try_send(payload::to_json(event, SystemTime::now())) {
             Ok(()) => self.full.set(false),
             Err(_) => self.count_drop(ctx),
         }
     }
 
-    /// A fresh queue, and the task that empties it on this core's executor.
-    fn start(&self, ctx: &Context, outbox: &Rc<Outbox>) -> Sender<Vec<u8>> {
-        let (sender, receiver) = smol::channel::bounded(self.queue_size);
+    /// Spawns the task that empties this core's queue, tracked by the engine, so that shutdown
+    /// waits for the queue to be sent.
+    fn spawn_sender(&self, ctx: &Context) {
+        let (Some(outbox), Some(receiver)) = (&self.outbox, self.pending.borrow_mut().take())
+        else {
+            return;
+        };
         let outbox = Rc::clone(outbox);
         ctx.spawn(async move { outbox.run(receiver).await })
             .detach();
-        sender
     }
 
     fn count_drop(&self, ctx: &Context) {
+        self.meters.dropped.inc(&[]);
         let dropped = self.counters.count_drop();
         if !self.full.replace(true) {
             ctx.warn(format_args!(
@@ -186,6 +209,15 @@ pub fn counters(config: &PluginConfig) -> Arc<Counters> {
 
 #[hooks]
 impl Plugin for Webhook {
+    async fn start(&self, ctx: &mut Context) {
+        self.spawn_sender(ctx);
+    }
+
+    /// Closes the queue: the sender task sends what is in it, then ends.
+    async fn stop(&self, _ctx: &mut Context) {
+        self.queue.borrow_mut().take();
+    }
+
     async fn delivery_result(&self, ctx: &mut Context, event: &mut DeliveryResult) -> Control {
         self.enqueue(ctx, event);
         Control::Continue

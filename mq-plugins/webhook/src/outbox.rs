@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use mq_plugin_api::{Counter, PluginConfig};
 use smol::Timer;
 use smol::channel::Receiver;
 
@@ -53,6 +54,35 @@ impl Counters {
     }
 }
 
+/// The plugin's counters on `/metrics`, shared by every core: what became of the events.
+#[derive(Debug, Clone)]
+pub(crate) struct Meters {
+    pub(crate) sent: Counter,
+    pub(crate) retried: Counter,
+    pub(crate) dropped: Counter,
+    pub(crate) failed: Counter,
+}
+
+impl Meters {
+    /// Declares the plugin's metrics (`mq_plugin_webhook_sent_total`, ...).
+    pub(crate) fn declare(config: &PluginConfig) -> Meters {
+        Meters {
+            sent: config.counter("sent", "Events the endpoint took (answered 2xx).", &[]),
+            retried: config.counter(
+                "retried",
+                "Failed POSTs that were followed by another attempt.",
+                &[],
+            ),
+            dropped: config.counter(
+                "dropped",
+                "Events dropped because their core's queue was full or closed.",
+                &[],
+            ),
+            failed: config.counter("failed", "Events given up after max_attempts.", &[]),
+        }
+    }
+}
+
 /// How one core's events are sent; shared by the core's plugin instance and its sender task.
 #[derive(Debug)]
 pub(crate) struct Outbox {
@@ -61,6 +91,7 @@ pub(crate) struct Outbox {
     pub(crate) retry: Vec<Duration>,
     pub(crate) max_attempts: u32,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) meters: Meters,
     /// The core, for log lines: the task has no `Context` to tag them.
     pub(crate) core: usize,
 }
@@ -81,6 +112,7 @@ impl Outbox {
             let error = match self.client.post(body).await {
                 Ok(status) if (200..300).contains(&status) => {
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    self.meters.sent.inc(&[]);
                     return;
                 }
                 Ok(status) => format!("answered {status}"),
@@ -94,6 +126,7 @@ impl Outbox {
             );
             if attempt < self.max_attempts {
                 self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                self.meters.retried.inc(&[]);
                 Timer::after(self.delay_after(attempt)).await;
             } else {
                 self.give_up(&error);
@@ -103,6 +136,7 @@ impl Outbox {
 
     fn give_up(&self, error: &str) {
         let failed = self.counters.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        self.meters.failed.inc(&[]);
         tracing::warn!(
             plugin = "webhook",
             core = self.core,
@@ -134,6 +168,7 @@ mod tests {
             retry: [1, 5].map(Duration::from_secs).to_vec(),
             max_attempts: 5,
             counters: Arc::default(),
+            meters: Meters::declare(&PluginConfig::new("webhook", 0, toml::Table::new())),
             core: 0,
         };
         let delays: Vec<u64> = (1..=4).map(|n| outbox.delay_after(n).as_secs()).collect();

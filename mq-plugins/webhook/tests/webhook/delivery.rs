@@ -15,7 +15,7 @@ fn posts_each_result_as_json_with_the_configured_headers() {
     let server = Server::start();
     let headers = "headers = { Authorization = \"Bearer x\" }";
     let plugin = webhook(&section(&server.url(), headers));
-    let mut core = Core::new();
+    let mut core = Core::started(&plugin);
     core.report(&plugin, event(1));
     core.run_until("the POST", || plugin.counters().sent() == 1);
 
@@ -39,7 +39,7 @@ fn posts_each_result_as_json_with_the_configured_headers() {
 #[test]
 fn the_hook_returns_at_once_while_the_server_is_down() {
     let plugin = webhook(&section(&url(closed_address()), ""));
-    let mut core = Core::new();
+    let mut core = Core::started(&plugin);
     for n in 1..=3 {
         // `report` fails the test unless the call finished on its first poll, with Continue.
         core.report(&plugin, event(n));
@@ -53,7 +53,7 @@ fn the_hook_returns_at_once_while_the_server_is_down() {
 fn events_sent_while_the_server_is_down_arrive_in_order_once_it_is_back() {
     let address = closed_address();
     let plugin = webhook(&section(&url(address), ""));
-    let mut core = Core::new();
+    let mut core = Core::started(&plugin);
     for n in 1..=3 {
         core.report(&plugin, event(n));
     }
@@ -74,7 +74,7 @@ fn a_500_answer_is_retried_until_the_server_takes_the_event() {
     let server = Server::start();
     server.answer_first(&[500, 503]);
     let plugin = webhook(&section(&server.url(), ""));
-    let mut core = Core::new();
+    let mut core = Core::started(&plugin);
     core.report(&plugin, event(1));
     core.report(&plugin, event(2));
     core.run_until("both events taken", || plugin.counters().sent() == 2);
@@ -91,7 +91,7 @@ fn an_event_is_given_up_after_max_attempts_and_counted() {
         "url = \"{}\"\nretry = [\"10ms\"]\nmax_attempts = 3",
         server.url()
     ));
-    let mut core = Core::new();
+    let mut core = Core::started(&plugin);
     core.report(&plugin, event(1));
     core.report(&plugin, event(2));
     core.run_until("Q1 given up and Q2 sent", || plugin.counters().sent() == 1);
@@ -112,7 +112,7 @@ fn a_server_that_never_answers_times_out_and_is_retried() {
         "url = \"{}\"\nrequest_timeout = \"50ms\"\nretry = [\"10ms\"]\nmax_attempts = 2",
         url(address)
     ));
-    let mut core = Core::new();
+    let mut core = Core::started(&plugin);
     core.report(&plugin, event(1));
     core.run_until("the event given up", || plugin.counters().failed() == 1);
     assert_eq!(
@@ -125,7 +125,7 @@ fn a_server_that_never_answers_times_out_and_is_retried() {
 fn a_full_queue_drops_new_events_and_counts_them() {
     let address = closed_address();
     let plugin = webhook(&section(&url(address), "queue_size = 2"));
-    let mut core = Core::new();
+    let mut core = Core::started(&plugin);
     // The sender task has not run yet: the first two fill the queue, the rest are dropped.
     for n in 1..=5 {
         core.report(&plugin, event(n));
@@ -138,16 +138,20 @@ fn a_full_queue_drops_new_events_and_counts_them() {
 }
 
 #[test]
-fn a_new_sender_task_starts_when_the_old_executor_is_gone() {
+fn events_before_start_wait_in_the_queue_and_stop_lets_the_task_send_them_then_end() {
     let server = Server::start();
     let plugin = webhook(&section(&server.url(), ""));
-    let mut gone = Core::new();
-    gone.report(&plugin, event(1));
-    drop(gone); // its executor drops the sender task, and with it Q1
     let mut core = Core::new();
+    core.report(&plugin, event(1));
+    core.start(&plugin);
     core.report(&plugin, event(2));
-    core.run_until("Q2", || plugin.counters().sent() == 1);
-    assert_eq!(server.queue_ids(), ["Q2"]);
+    core.stop(&plugin);
+    // Closed: an event after `stop` is dropped and counted.
+    core.report(&plugin, event(3));
+    assert_eq!(plugin.counters().dropped(), 1);
+    core.run_until("the queue sent and the task ended", || core.is_idle());
+    assert_eq!(server.queue_ids(), ["Q1", "Q2"]);
+    assert_eq!(plugin.counters().sent(), 2);
 }
 
 #[test]
@@ -155,11 +159,12 @@ fn a_section_without_url_sends_nothing() {
     let server = Server::start();
     let silent = webhook("");
     let configured = webhook(&section(&server.url(), ""));
-    let mut core = Core::new();
+    let mut core = Core::started(&silent);
     core.report(&silent, event(1));
-    // Sending takes a sender task on the core, which a section with a URL starts at its first
-    // event (below); without one, no task exists that could send Q1, now or later.
+    // Sending takes a sender task on the core, which a section with a URL starts in `start`
+    // (below); without one, no task exists that could send Q1, now or later.
     assert!(core.is_idle(), "the section without url started a task");
+    core.start(&configured);
     core.report(&configured, event(2));
     assert!(
         !core.is_idle(),

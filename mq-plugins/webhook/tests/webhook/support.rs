@@ -177,6 +177,23 @@ impl Core {
         Core { executor, ctx }
     }
 
+    /// A core on which `plugin` has started, as the engine starts it: its sender task spawned.
+    pub(crate) fn started(plugin: &Webhook) -> Core {
+        let mut core = Core::new();
+        core.start(plugin);
+        core
+    }
+
+    /// Runs the plugin's `start` on this core.
+    pub(crate) fn start(&mut self, plugin: &Webhook) {
+        smol::block_on(self.executor.run(plugin.start(&mut self.ctx)));
+    }
+
+    /// Runs the plugin's `stop` on this core.
+    pub(crate) fn stop(&mut self, plugin: &Webhook) {
+        smol::block_on(self.executor.run(plugin.stop(&mut self.ctx)));
+    }
+
     /// Runs the hook once and checks that it finished on its first poll, with `Continue`: it
     /// never waits, whatever the server does.
     pub(crate) fn report(&mut self, plugin: &Webhook, mut event: DeliveryResult) {
