@@ -4,6 +4,7 @@
 //! - `scheduler`: takes due entries and spreads them over the cores, one job per destination
 //!   domain, fair between domains.
 //! - `attempt`: one job: `queue_pickup`, the route, the SMTP client with the outbound hooks.
+//! - `cache`: idle connections kept between jobs for the next message to the same server.
 //! - `outcome`: `delivery_result`, ack / defer / bounce, and the log line of each attempt.
 //! - `myself`: mq among a route's servers (its addresses, loopback, its name in a greeting),
 //!   so that mail never loops back into mq.
@@ -17,6 +18,7 @@
 //!   delivery fails for good or is delayed.
 
 mod attempt;
+mod cache;
 pub mod config;
 pub mod dsn;
 pub mod maildir;
@@ -50,6 +52,7 @@ use crate::queue::{
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
 use crate::smtp::tls;
+use cache::ConnectionCache;
 use maildir::Maildir;
 use mq_plugin_api::Address;
 use myself::Myself;
@@ -64,6 +67,8 @@ pub struct Delivery {
     myself: Myself,
     queue: Arc<dyn Queue>,
     throttles: Throttles,
+    /// Idle connections, for the next job to the same server.
+    connections: ConnectionCache,
     maildir: Maildir,
     dns: DnsConfig,
     /// The client configuration of each relay's `ca_file`, loaded once.
@@ -106,6 +111,12 @@ impl Delivery {
         Arc::new(Delivery {
             trust: load_trust(&config),
             throttles: Throttles::new(config.throttle.clone()),
+            connections: ConnectionCache::new(
+                config.connection_cache_time,
+                config.connection_reuse_time,
+                config.messages_per_connection,
+                config.concurrency,
+            ),
             myself: Myself::new(hostname, config.allow_loopback_mx),
             config,
             hostname: hostname.to_owned(),
@@ -155,6 +166,11 @@ impl Delivery {
     /// The throttles, to see connection counts.
     pub fn throttles(&self) -> &Throttles {
         &self.throttles
+    }
+
+    /// How many connections wait idle for their next message now.
+    pub fn idle_connections(&self) -> usize {
+        self.connections.idle()
     }
 
     /// This core's resolver.

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use smol::Timer;
 
@@ -17,6 +17,7 @@ use super::Delivery;
 use super::attempt::{Batch, deliver};
 use crate::queue::{Entry, QueueId};
 use crate::runtime::{Spawner, Worker};
+use crate::smtp::client::Connection;
 
 /// The most entries the scheduler holds taken but not yet handed to a job.
 const MAX_WAITING: usize = 10_000;
@@ -93,8 +94,18 @@ pub(crate) async fn run(worker: Worker, spawner: Spawner, delivery: Arc<Delivery
             }
         }
         dispatch(&mut waiting, &delivery, &spawner, &mut next_core);
+        close(&worker, delivery.connections.expired(Instant::now(), false));
     }
+    close(&worker, delivery.connections.expired(Instant::now(), true));
     tracing::debug!(waiting = waiting.entries, "delivery scheduler stopped");
+}
+
+/// Says QUIT on idle connections taken out of the cache, each in a task of its own on
+/// `worker`.
+fn close(worker: &Worker, connections: Vec<Connection>) {
+    for connection in connections {
+        worker.spawn(connection.quit()).detach();
+    }
 }
 
 /// Waits for a wake-up (new mail, a finished job) or the next tick; false once shutdown began.

@@ -100,7 +100,10 @@ impl Connection {
             self.one_by_one(&mail, &rcpts, &data).await
         };
         match &result {
-            Ok(Sent::Pending { .. }) => self.state = State::AwaitingDot,
+            Ok(Sent::Pending { .. }) => {
+                self.state = State::AwaitingDot;
+                self.transactions += 1;
+            }
             Ok(Sent::NotSent { .. }) => {}
             Err(_) => self.state = State::Broken,
         }
