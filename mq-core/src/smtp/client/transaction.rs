@@ -6,7 +6,7 @@ use std::time::Duration;
 use mq_plugin_api::{Address, Params, Reply};
 
 use super::commands;
-use super::data::dot_stuff;
+use super::data::{Wire, dot_stuff};
 use super::error::{ClientError, Stage};
 use super::{Connection, State};
 
@@ -88,8 +88,9 @@ impl Connection {
         if self.state != State::Ready {
             return Err(ClientError::NotReady(Stage::Mail));
         }
-        let data = dot_stuff(message);
-        let mail = commands::mail_from(&self.extensions, sender, sender_params, message, &data)?;
+        let data = Wire::of(message);
+        let mail =
+            commands::mail_from(&self.extensions, sender, sender_params, message, data.len())?;
         let rcpts = recipients
             .iter()
             .map(|(recipient, params)| commands::rcpt_to(recipient, params))
@@ -115,7 +116,7 @@ impl Connection {
         &mut self,
         mail: &str,
         rcpts: &[String],
-        data: &[u8],
+        data: &Wire<'_>,
     ) -> Result<Sent, ClientError> {
         let timeouts = self.timeouts;
         let batch = [mail, &rcpts.concat(), "DATA\r\n"].concat();
@@ -130,7 +131,9 @@ impl Connection {
         let data_reply = self.reply(Stage::Data, timeouts.data_init).await?;
         let accepted = positive(&mail) && recipients.iter().any(positive);
         if accepted && data_reply.code() / 100 == 3 {
-            self.io.write_data(timeouts.data_block, data).await?;
+            self.io
+                .write_data(timeouts.data_block, &data.parts())
+                .await?;
             return Ok(Sent::Pending { mail, recipients });
         }
         if data_reply.code() / 100 == 3 {
@@ -148,7 +151,7 @@ impl Connection {
         &mut self,
         mail: &str,
         rcpts: &[String],
-        data: &[u8],
+        data: &Wire<'_>,
     ) -> Result<Sent, ClientError> {
         let timeouts = self.timeouts;
         let mail = self.command(Stage::Mail, timeouts.command, mail).await?;
@@ -168,7 +171,9 @@ impl Connection {
         if data_reply.code() / 100 != 3 {
             return Ok(self.abandon(mail, recipients, Some(data_reply)).await);
         }
-        self.io.write_data(timeouts.data_block, data).await?;
+        self.io
+            .write_data(timeouts.data_block, &data.parts())
+            .await?;
         Ok(Sent::Pending { mail, recipients })
     }
 
