@@ -6,7 +6,7 @@ use std::time::Duration;
 use mq_plugin_api::{Address, Params, Reply};
 
 use super::commands;
-use super::data::{Wire, dot_stuff};
+use super::data::Wire;
 use super::error::{ClientError, Stage};
 use super::{Connection, State};
 
@@ -43,7 +43,7 @@ impl Connection {
     /// Starts a transaction and writes the message: `MAIL FROM` (with `SIZE=` when the server
     /// offers SIZE, and `BODY=8BITMIME` when it offers 8BITMIME and the message has 8-bit bytes,
     /// unless `sender_params` has them), each `RCPT TO`, `DATA`, then the message
-    /// [dot-stuffed](dot_stuff) with CRLF line endings and the final dot.
+    /// [dot-stuffed](super::dot_stuff) with CRLF line endings and the final dot.
     ///
     /// With PIPELINING (RFC 2920) the commands go out in one write, their replies read after;
     /// without, one at a time. `send` returns once the final dot is written, without its reply:
