@@ -110,7 +110,7 @@ impl Delivery {
         }
         Arc::new(Delivery {
             trust: load_trust(&config),
-            throttles: Throttles::new(config.throttle.clone()),
+            throttles: Throttles::new(throttle_config(&config)),
             connections: ConnectionCache::new(
                 config.connection_cache_time,
                 config.connection_reuse_time,
@@ -166,6 +166,16 @@ impl Delivery {
     /// The throttles, to see connection counts.
     pub fn throttles(&self) -> &Throttles {
         &self.throttles
+    }
+
+    /// Where the scheduler files mail for `domain`: the smarthost's address when it goes
+    /// there (one destination for every such domain), else the domain.
+    fn destination(&self, domain: &str) -> String {
+        let domain = domain.to_ascii_lowercase();
+        match route::route(&self.config, &self.local_domains, &domain) {
+            Route::Relay(relay) if self.config.smarthost.as_ref() == Some(&relay) => relay.address,
+            _ => domain,
+        }
     }
 
     /// How many connections wait idle for their next message now.
@@ -230,6 +240,22 @@ impl Delivery {
             timeouts: self.config.timeouts,
         }
     }
+}
+
+/// The throttles as configured, and the smarthost's: a smarthost is one destination for every
+/// domain it takes, so that its connections default to `concurrency`, not to the limit of one
+/// destination domain.
+fn throttle_config(config: &DeliveryConfig) -> throttle::ThrottleConfig {
+    let mut throttle = config.throttle.clone();
+    if let Some(relay) = &config.smarthost {
+        let mut limits = throttle.default;
+        limits.connections = config.concurrency;
+        throttle
+            .domains
+            .entry(relay.address.clone())
+            .or_insert(limits);
+    }
+    throttle
 }
 
 /// The client configuration of every relay's `ca_file`. A file that cannot be loaded trusts
