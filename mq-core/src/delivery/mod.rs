@@ -173,7 +173,9 @@ impl Delivery {
     fn destination(&self, domain: &str) -> String {
         let domain = domain.to_ascii_lowercase();
         match route::route(&self.config, &self.local_domains, &domain) {
-            Route::Relay(relay) if self.config.smarthost.as_ref() == Some(&relay) => relay.address,
+            Route::Relay(relay) if self.config.smarthost.as_ref() == Some(&relay) => {
+                relay.address.to_ascii_lowercase()
+            }
             _ => domain,
         }
     }
@@ -250,10 +252,9 @@ fn throttle_config(config: &DeliveryConfig) -> throttle::ThrottleConfig {
     if let Some(relay) = &config.smarthost {
         let mut limits = throttle.default;
         limits.connections = config.concurrency;
-        throttle
-            .domains
-            .entry(relay.address.clone())
-            .or_insert(limits);
+        // Lowercase, as the keys of `[delivery.throttle.domains]` are read.
+        let key = relay.address.to_ascii_lowercase();
+        throttle.domains.entry(key).or_insert(limits);
     }
     throttle
 }
