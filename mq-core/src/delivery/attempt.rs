@@ -306,7 +306,13 @@ impl Job<'_> {
         body: &std::sync::Arc<[u8]>,
         items: Vec<Item>,
     ) {
-        if self.connection.as_ref().is_none_or(|c| !c.is_ready()) {
+        // A connection from the cache may have carried mail before this job: its count holds.
+        let most = self.delivery.config.messages_per_connection.max(1);
+        if self
+            .connection
+            .as_ref()
+            .is_none_or(|c| !c.is_ready() || c.transactions() >= most)
+        {
             if let Some(stale) = self.connection.take() {
                 stale.quit().await;
             }
