@@ -6,6 +6,7 @@
 #
 #   bench/relay.sh                     # 5 KB and 100 KB at concurrency 20 and 100
 #   SIZES="5120" CONCURRENCY="20" MESSAGES=20000 bench/relay.sh
+#   MQ_BIN=/tmp/mq-other bench/relay.sh   # a binary built beforehand
 #
 # Needs smtp-source and smtp-sink (shared/tools/install-smtp-tools.sh). Traffic stays on
 # 127.0.0.1; every run stops by itself after MESSAGES messages (or 120 s).
@@ -19,8 +20,13 @@ PORT=${PORT:-$(free_port)}
 SINK_PORT=${SINK_PORT:-$(free_port)}
 
 need smtp-source smtp-sink bc
-cargo build --release -q -p mq-bin
-mq=target/release/mq
+# MQ_BIN runs a binary built beforehand (to compare builds in one session) instead.
+if [ -n "${MQ_BIN:-}" ]; then
+    mq=$MQ_BIN
+else
+    cargo build --release -q -p mq-bin
+    mq=target/release/mq
+fi
 
 # The sink's count of messages received: the last "mesg=N" it printed.
 received() {

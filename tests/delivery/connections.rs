@@ -1,5 +1,6 @@
 //! Connections: a domain's throttle holds how many are open at once, while an unthrottled
-//! domain beside it opens several; and messages waiting for one domain share one connection.
+//! domain beside it opens several; messages waiting for one domain share one connection; a
+//! smarthost is one destination whose connections default to the delivery's concurrency.
 
 use std::time::Duration;
 
@@ -159,4 +160,39 @@ fn a_silent_domain_holds_only_its_own_connections_and_the_others_go_on() {
     );
     // Closes the silent sessions so that the harness can shut down.
     drop(silent);
+}
+
+#[test]
+fn a_smarthost_may_have_as_many_connections_as_delivery_has_slots() {
+    // The relay answers only once twelve sessions are open at once: more than the default
+    // throttle of one destination domain (10), which the smarthost does not have.
+    let relay = Paced::start(Pace::default().answer_once_open(12));
+    let harness = Harness::started(|o| {
+        o.smarthost(relay.address());
+        o.delivery.concurrency = 20;
+        o.delivery.messages_per_connection = 1;
+        o.delivery.connection_cache_time = Duration::ZERO;
+    });
+    assert_eq!(
+        harness
+            .delivery
+            .throttles()
+            .connection_limit(&relay.address().to_string()),
+        20
+    );
+    assert_eq!(
+        harness.delivery.throttles().connection_limit("remote.test"),
+        10
+    );
+    // One domain: its own default limit of 10 would hold the relay's replies forever.
+    for n in 0..20 {
+        harness.send(
+            "alice@local.test",
+            &["bob@remote.test"],
+            &message(&format!("smarthost {n}")),
+        );
+    }
+    harness.wait_for("every message", || harness.entries().is_empty());
+    assert_eq!(relay.accepted(), 20);
+    assert!(relay.max_open() >= 12, "{} open at most", relay.max_open());
 }

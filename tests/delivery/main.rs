@@ -18,6 +18,8 @@
 //!   queries and connections, and an attempt ends at its deadline.
 //! - `credentials`: a relay's password goes only to a certificate that verifies.
 //! - `connections`: throttles hold connection counts; one connection carries many messages.
+//! - `cache`: idle connections kept for the next job, closed when idle too long, replaced when
+//!   the server closed them.
 //! - `plugins`: a plugin of this binary rewrites the MIME at `smtp_out_data`.
 //! - `recipients`: over SMTP into delivery: duplicates once, one spelling of a domain, aliases.
 //! - `restart`: SIGKILL mid-delivery, then a restart delivers every message at least once.
@@ -26,6 +28,7 @@
 //! test names, and they act only on domains of their own.
 
 mod bounce;
+mod cache;
 mod connections;
 mod credentials;
 mod esmtp;

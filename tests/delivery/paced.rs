@@ -25,6 +25,7 @@ pub(crate) struct Pace {
     data_end_delay: Duration,
     answer_first: Option<usize>,
     until_open: usize,
+    idle_close: Option<Duration>,
 }
 
 impl Default for Pace {
@@ -34,6 +35,7 @@ impl Default for Pace {
             data_end_delay: Duration::ZERO,
             answer_first: None,
             until_open: 0,
+            idle_close: None,
         }
     }
 }
@@ -55,6 +57,13 @@ impl Pace {
     /// later one until the server stops: those stay in flight.
     pub(crate) fn answer_first(mut self, count: usize) -> Pace {
         self.answer_first = Some(count);
+        self
+    }
+
+    /// Closes a session that sent nothing for `idle` (`421`, then the connection), as servers
+    /// do to idle clients.
+    pub(crate) fn idle_close(mut self, idle: Duration) -> Pace {
+        self.idle_close = Some(idle);
         self
     }
 
@@ -129,6 +138,11 @@ impl Paced {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// Sessions open now.
+    pub(crate) fn open(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
     /// The most sessions that were open at once.
     pub(crate) fn max_open(&self) -> usize {
         self.shared.max_open.load(Ordering::SeqCst)
@@ -179,6 +193,7 @@ fn accept(listener: &TcpListener, pace: &Pace, shared: &Arc<Shared>) {
                     let mut session = Session {
                         shared: &shared,
                         open: true,
+                        idle_close: pace.idle_close,
                     };
                     let _ = session.serve(tcp, &pace);
                 });
@@ -193,6 +208,8 @@ fn accept(listener: &TcpListener, pace: &Pace, shared: &Arc<Shared>) {
 struct Session<'a> {
     shared: &'a Shared,
     open: bool,
+    /// How long the session waits for a command before it closes.
+    idle_close: Option<Duration>,
 }
 
 impl Drop for Session<'_> {
@@ -216,7 +233,13 @@ impl Session<'_> {
         reply(&mut writer, &pace.greeting)?;
         let greeted = pace.greeting.starts_with("220");
         loop {
-            let line = self.line(&mut reader)?;
+            let line = match self.line(&mut reader) {
+                Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+                    self.close();
+                    return reply(&mut writer, "421 4.4.2 paced.test Error: timeout exceeded");
+                }
+                line => line?,
+            };
             let verb = line
                 .split(' ')
                 .next()
@@ -285,12 +308,17 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// The next line without its CRLF; an error once the client went or the server stops.
+    /// The next line without its CRLF; an error once the client went or the server stops, and
+    /// `TimedOut` when the session's idle time passed before a line began.
     fn line(&self, reader: &mut BufReader<TcpStream>) -> io::Result<String> {
         let mut line = Vec::new();
+        let began = Instant::now();
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
                 return Err(io::ErrorKind::Interrupted.into());
+            }
+            if line.is_empty() && self.idle_close.is_some_and(|idle| began.elapsed() >= idle) {
+                return Err(io::ErrorKind::TimedOut.into());
             }
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),

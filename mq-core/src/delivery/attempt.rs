@@ -9,6 +9,7 @@ use mq_plugin_api::{
 };
 
 use super::Delivery;
+use super::cache::Key;
 use super::myself::loops_back;
 use super::outcome::{Leg, Notice, Verdict, notify, settle};
 use super::route::{Route, Target, route, targets};
@@ -55,6 +56,8 @@ pub(crate) async fn deliver(
         delivery,
         ctx: worker.context(),
         connection: None,
+        key: None,
+        reused: false,
         deadline: None,
         class: Class::of(&route),
         taken: SystemTime::now(),
@@ -65,6 +68,7 @@ pub(crate) async fn deliver(
         notices: Vec::new(),
         next_hop_dsn: false,
         body: None,
+        conn_use: None,
     };
     let mut targets_result = None;
     for batch in batches {
@@ -92,9 +96,7 @@ pub(crate) async fn deliver(
         }
         job.notify(&body).await;
     }
-    if let Some(connection) = job.connection.take() {
-        connection.quit().await;
-    }
+    job.release(domain).await;
 }
 
 struct Job<'a> {
@@ -102,6 +104,10 @@ struct Job<'a> {
     delivery: &'a Delivery,
     ctx: Context,
     connection: Option<Connection>,
+    /// What the connection in use matches in the connection cache.
+    key: Option<Key>,
+    /// The connection in use came from the cache: it may have died while it waited.
+    reused: bool,
     /// When the search for a server under way (lookups, then connections) gives up.
     deadline: Option<Instant>,
     /// Where the job's entries go, for the metrics.
@@ -123,9 +129,33 @@ struct Job<'a> {
     next_hop_dsn: bool,
     /// The message of the batch under way, quoted by a success report.
     body: Option<std::sync::Arc<[u8]>>,
+    /// The messages the connection in use has carried, this one included, while its
+    /// transaction's entries are settled.
+    conn_use: Option<usize>,
 }
 
 impl Job<'_> {
+    /// Leaves the job's connection in the cache for the next job to its server, after an RSET
+    /// shows it still works; or closes it.
+    async fn release(&mut self, domain: &str) {
+        let Some(mut connection) = self.connection.take() else {
+            return;
+        };
+        let cache = &self.delivery.connections;
+        // Once shutdown began, the scheduler closes no more idle connections: keep none.
+        let keep = !self.worker.is_stopping() && cache.wants(&connection);
+        if let Some(key) = self.key.take().filter(|_| keep)
+            && connection.reset().await.is_ok()
+        {
+            let per_key = self.delivery.throttles.connection_limit(domain);
+            match cache.put(key, connection, per_key) {
+                None => return,
+                Some(full) => connection = full,
+            }
+        }
+        connection.quit().await;
+    }
+
     /// Reads the message and runs `queue_pickup` for each entry; entries a plugin delayed,
     /// dropped or failed are settled here.
     async fn pickup(&mut self, batch: Batch) -> Option<(std::sync::Arc<[u8]>, Vec<Item>)> {
@@ -184,6 +214,7 @@ impl Job<'_> {
             setup: self.setup,
             sending: self.sending,
             next_hop_dsn: self.next_hop_dsn,
+            conn_use: self.conn_use,
         };
         let notice = settle(
             self.worker,
@@ -275,39 +306,76 @@ impl Job<'_> {
         body: &std::sync::Arc<[u8]>,
         items: Vec<Item>,
     ) {
-        if self.connection.as_ref().is_none_or(|c| !c.is_ready()) {
+        // A connection from the cache may have carried mail before this job: its count holds.
+        let most = self.delivery.config.messages_per_connection.max(1);
+        if self
+            .connection
+            .as_ref()
+            .is_none_or(|c| !c.is_ready() || c.transactions() >= most)
+        {
             if let Some(stale) = self.connection.take() {
                 stale.quit().await;
             }
             let began = *self.setup_from.get_or_insert_with(Instant::now);
             let deadline = self.deadline();
-            let found = within(deadline, self.connect(targets, domain)).await;
+            let found = match self.cached(targets) {
+                Some(found) => Some(Ok(found)),
+                None => within(deadline, self.connect(targets, domain)).await,
+            };
             self.deadline = None;
             self.setup_from = None;
             self.setup = began.elapsed();
             let timeout = self.delivery.config.attempt_timeout;
             match found.unwrap_or_else(|| Err(out_of_time(domain, timeout))) {
-                Ok(connection) => {
-                    if connection.is_tls() {
+                Ok((connection, key, reused)) => {
+                    if connection.is_tls() && !reused {
                         let tls = &self.delivery.stats().tls;
                         tls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     self.connection = Some(connection);
+                    self.key = Some(key);
+                    self.reused = reused;
                 }
                 Err(verdict) => return self.settle_all(items, &verdict).await,
             }
         }
-        self.transaction(domain, body, items).await;
+        self.transaction(targets, domain, body, items).await;
         // The next transaction on this connection sets nothing up.
         self.setup = Duration::ZERO;
         self.sending = None;
     }
 
+    /// The cache key of a connection to `target` on the job's route.
+    fn key(&self, target: &Target, config: &crate::smtp::client::ClientConfig) -> Key {
+        let trust = match &self.route {
+            Some(Route::Relay(relay)) => relay.ca_file.clone(),
+            _ => None,
+        };
+        Key::new(target.address, &target.host, config, trust)
+    }
+
+    /// An idle connection to one of the targets (in their order, no more than
+    /// `mx_address_limit`) from the cache, marked reused.
+    fn cached(&self, targets: &[Target]) -> Option<(Connection, Key, bool)> {
+        let route = self.route.clone().unwrap_or(Route::Mx);
+        let config = self.delivery.client_config(&route);
+        let limit = self.delivery.config.mx_address_limit;
+        targets.iter().take(limit).find_map(|target| {
+            let key = self.key(target, &config);
+            let connection = self.delivery.connections.take(&key)?;
+            Some((connection, key, true))
+        })
+    }
+
     /// Tries each target in turn, no more than `mx_address_limit` addresses and
     /// `mx_session_limit` sessions; runs `smtp_out_connect` on the one that answers. A server
     /// that names mq as its own is mq: mail for `domain` loops, unless more preferred hosts
-    /// were tried and may take it later.
-    async fn connect(&mut self, targets: &[Target], domain: &str) -> Result<Connection, Verdict> {
+    /// were tried and may take it later. The connection comes with its cache key.
+    async fn connect(
+        &mut self,
+        targets: &[Target],
+        domain: &str,
+    ) -> Result<(Connection, Key, bool), Verdict> {
         let route = self.route.clone().unwrap_or(Route::Mx);
         let config = self.delivery.client_config(&route);
         let limits = &self.delivery.config;
@@ -336,7 +404,8 @@ impl Job<'_> {
                         connection.quit().await;
                         return Err(verdict);
                     }
-                    return Ok(connection);
+                    let key = self.key(target, &config);
+                    return Ok((connection, key, false));
                 }
                 Err(error) => {
                     tracing::debug!(host = target.host, address = %target.address, %error, "connect failed");
@@ -354,7 +423,13 @@ impl Job<'_> {
     }
 
     /// MAIL, RCPTs and DATA for one batch, with the outbound hooks.
-    async fn transaction(&mut self, domain: &str, body: &std::sync::Arc<[u8]>, items: Vec<Item>) {
+    async fn transaction(
+        &mut self,
+        targets: &[Target],
+        domain: &str,
+        body: &std::sync::Arc<[u8]>,
+        items: Vec<Item>,
+    ) {
         let engine = self.worker.engine();
         let connection = self.connection.as_ref().expect("connected");
         let relay = crate::logline::relay(connection.host(), connection.peer());
@@ -402,12 +477,35 @@ impl Job<'_> {
         self.throttle(domain).await;
         self.sending = Some(Instant::now());
         let message: &[u8] = replaced.as_deref().unwrap_or(body);
-        let verdicts = self.exchange(&mail, &recipients, message, &relay).await;
+        let mut verdicts = self.exchange(&mail, &recipients, message, &relay).await;
+        if verdicts.is_none() {
+            // The cached connection died while it waited: the message goes on a new one, in
+            // the same attempt.
+            // Boxed: the rare path should not grow every job's future.
+            let verdict = Box::pin(self.reconnect(targets, domain)).await.err();
+            verdicts = match verdict {
+                None => {
+                    let relay = self
+                        .connection
+                        .as_ref()
+                        .map_or(relay.clone(), |c| crate::logline::relay(c.host(), c.peer()));
+                    self.exchange(&mail, &recipients, message, &relay).await
+                }
+                Some(verdict) => Some(sending.iter().map(|_| verdict.clone()).collect()),
+            };
+        }
+        let verdicts = verdicts.unwrap_or_default();
+        let relay = match &self.connection {
+            Some(connection) => crate::logline::relay(connection.host(), connection.peer()),
+            None => relay,
+        };
         self.next_hop_dsn = dsn;
+        self.conn_use = self.connection.as_ref().map(Connection::transactions);
         for (item, verdict) in sending.into_iter().zip(verdicts) {
             self.settle(item.entry, verdict, Some(&relay)).await;
         }
         self.next_hop_dsn = false;
+        self.conn_use = None;
     }
 
     /// The message as `smtp_out_data` leaves it for this attempt, or `None` to send the queued
@@ -442,14 +540,43 @@ impl Job<'_> {
         }
     }
 
-    /// Sends the transaction and reads its verdict: one per recipient, in order.
+    /// Drops the dead connection from the cache and opens a new one, within the attempt's
+    /// deadline.
+    async fn reconnect(&mut self, targets: &[Target], domain: &str) -> Result<(), Verdict> {
+        if let Some(dead) = self.connection.take() {
+            dead.quit().await;
+        }
+        self.reused = false;
+        self.key = None;
+        let began = Instant::now();
+        self.setup_from = Some(began);
+        let deadline = self.deadline();
+        let found = within(deadline, self.connect(targets, domain)).await;
+        self.deadline = None;
+        self.setup_from = None;
+        self.setup = began.elapsed();
+        let timeout = self.delivery.config.attempt_timeout;
+        let (connection, key, _) = found.unwrap_or_else(|| Err(out_of_time(domain, timeout)))?;
+        if connection.is_tls() {
+            let tls = &self.delivery.stats().tls;
+            tls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.connection = Some(connection);
+        self.key = Some(key);
+        Ok(())
+    }
+
+    /// Sends the transaction and reads its verdict: one per recipient, in order. `None` when a
+    /// connection taken from the cache turned out closed before the server took anything: the
+    /// caller sends again on a new one.
     async fn exchange(
         &mut self,
         mail: &OutMailFrom,
         recipients: &[(Address, mq_plugin_api::Params)],
         message: &[u8],
         relay: &str,
-    ) -> Vec<Verdict> {
+    ) -> Option<Vec<Verdict>> {
+        let reused = std::mem::take(&mut self.reused);
         let connection = self.connection.as_mut().expect("connected");
         let sent = connection
             .send(&mail.sender, &mail.params, recipients, message)
@@ -463,29 +590,37 @@ impl Job<'_> {
                 let _ = self.worker.engine().run(&mut self.ctx, &mut event).await;
                 let connection = self.connection.as_mut().expect("connected");
                 let last = connection.finish().await;
-                return replies
-                    .iter()
-                    .map(|rcpt| match (positive(rcpt), &last) {
-                        (false, _) => Verdict::from_reply(rcpt, Some(relay)),
-                        (true, Ok(reply)) => Verdict::from_reply(reply, Some(relay)),
-                        (true, Err(error)) => client_verdict(error, relay),
-                    })
-                    .collect();
+                return Some(
+                    replies
+                        .iter()
+                        .map(|rcpt| match (positive(rcpt), &last) {
+                            (false, _) => Verdict::from_reply(rcpt, Some(relay)),
+                            (true, Ok(reply)) => Verdict::from_reply(reply, Some(relay)),
+                            (true, Err(error)) => client_verdict(error, relay),
+                        })
+                        .collect(),
+                );
             }
             Ok(Sent::NotSent {
                 mail,
                 recipients: replies,
                 data,
             }) => (mail, replies, data),
+            Err(error) if reused && went_away(&error) => {
+                tracing::debug!(%relay, %error, "cached connection closed; connecting again");
+                return None;
+            }
             Err(error) => {
-                return recipients
-                    .iter()
-                    .map(|_| client_verdict(&error, relay))
-                    .collect();
+                return Some(
+                    recipients
+                        .iter()
+                        .map(|_| client_verdict(&error, relay))
+                        .collect(),
+                );
             }
         };
         let (mail, rcpts, data) = replies;
-        (0..recipients.len())
+        let verdicts = (0..recipients.len())
             .map(|i| match rcpts.get(i) {
                 _ if !positive(&mail) => Verdict::from_reply(&mail, Some(relay)),
                 Some(rcpt) if !positive(rcpt) => Verdict::from_reply(rcpt, Some(relay)),
@@ -494,7 +629,8 @@ impl Job<'_> {
                     None => Verdict::deferred("transaction reset before DATA".into(), Some(relay)),
                 },
             })
-            .collect()
+            .collect();
+        Some(verdicts)
     }
 }
 
@@ -583,6 +719,16 @@ fn out_of_time(domain: &str, timeout: Duration) -> Verdict {
         format!("no mail host for {domain} answered within {timeout:?} (attempt_timeout)"),
         None,
     )
+}
+
+/// Whether `error` says the server was gone before it took the transaction's first command:
+/// the connection was closed (or reset), or the server said `421` to MAIL.
+fn went_away(error: &ClientError) -> bool {
+    match error {
+        ClientError::Io(Stage::Mail, _) => true,
+        ClientError::Rejected(Stage::Mail, reply) => reply.code() == 421,
+        _ => false,
+    }
 }
 
 fn positive(reply: &Reply) -> bool {

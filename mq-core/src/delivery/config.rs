@@ -20,8 +20,24 @@ pub struct DeliveryConfig {
     pub enabled: bool,
     /// Deliveries (connections or local writes) under way at once over all cores (default 100).
     pub concurrency: usize,
-    /// Messages sent over one connection before it is closed (default 100).
+    /// Messages sent over one connection before it is closed (default 100), across the jobs
+    /// that reuse it from the connection cache.
     pub messages_per_connection: usize,
+    /// How long a connection whose last message went well stays open, idle, for the next
+    /// message to the same server (default 2 s, as Postfix's `smtp_connection_cache_time_limit`);
+    /// `0s` closes every connection when its job ends.
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
+    pub connection_cache_time: Duration,
+    /// How long after it was opened a connection may still be reused (default 300 s, as
+    /// Postfix's `smtp_connection_reuse_time_limit`).
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
+    pub connection_reuse_time: Duration,
     /// The name in EHLO (default: `[smtp] hostname`).
     pub helo_name: Option<String>,
     /// The port MX hosts are reached on (default 25; tests point it elsewhere).
@@ -77,6 +93,8 @@ impl Default for DeliveryConfig {
             enabled: true,
             concurrency: 100,
             messages_per_connection: 100,
+            connection_cache_time: Duration::from_secs(2),
+            connection_reuse_time: Duration::from_mins(5),
             helo_name: None,
             mx_port: 25,
             allow_loopback_mx: false,

@@ -4,6 +4,7 @@
 //! - `scheduler`: takes due entries and spreads them over the cores, one job per destination
 //!   domain, fair between domains.
 //! - `attempt`: one job: `queue_pickup`, the route, the SMTP client with the outbound hooks.
+//! - `cache`: idle connections kept between jobs for the next message to the same server.
 //! - `outcome`: `delivery_result`, ack / defer / bounce, and the log line of each attempt.
 //! - `myself`: mq among a route's servers (its addresses, loopback, its name in a greeting),
 //!   so that mail never loops back into mq.
@@ -17,6 +18,7 @@
 //!   delivery fails for good or is delayed.
 
 mod attempt;
+mod cache;
 pub mod config;
 pub mod dsn;
 pub mod maildir;
@@ -50,6 +52,7 @@ use crate::queue::{
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
 use crate::smtp::tls;
+use cache::ConnectionCache;
 use maildir::Maildir;
 use mq_plugin_api::Address;
 use myself::Myself;
@@ -64,6 +67,8 @@ pub struct Delivery {
     myself: Myself,
     queue: Arc<dyn Queue>,
     throttles: Throttles,
+    /// Idle connections, for the next job to the same server.
+    connections: ConnectionCache,
     maildir: Maildir,
     dns: DnsConfig,
     /// The client configuration of each relay's `ca_file`, loaded once.
@@ -105,7 +110,13 @@ impl Delivery {
         }
         Arc::new(Delivery {
             trust: load_trust(&config),
-            throttles: Throttles::new(config.throttle.clone()),
+            throttles: Throttles::new(throttle_config(&config)),
+            connections: ConnectionCache::new(
+                config.connection_cache_time,
+                config.connection_reuse_time,
+                config.messages_per_connection,
+                config.concurrency,
+            ),
             myself: Myself::new(hostname, config.allow_loopback_mx),
             config,
             hostname: hostname.to_owned(),
@@ -155,6 +166,23 @@ impl Delivery {
     /// The throttles, to see connection counts.
     pub fn throttles(&self) -> &Throttles {
         &self.throttles
+    }
+
+    /// Where the scheduler files mail for `domain`: the smarthost's address when it goes
+    /// there (one destination for every such domain), else the domain.
+    fn destination(&self, domain: &str) -> String {
+        let domain = domain.to_ascii_lowercase();
+        match route::route(&self.config, &self.local_domains, &domain) {
+            Route::Relay(relay) if self.config.smarthost.as_ref() == Some(&relay) => {
+                relay.address.to_ascii_lowercase()
+            }
+            _ => domain,
+        }
+    }
+
+    /// How many connections wait idle for their next message now.
+    pub fn idle_connections(&self) -> usize {
+        self.connections.idle()
     }
 
     /// This core's resolver.
@@ -214,6 +242,21 @@ impl Delivery {
             timeouts: self.config.timeouts,
         }
     }
+}
+
+/// The throttles as configured, and the smarthost's: a smarthost is one destination for every
+/// domain it takes, so that its connections default to `concurrency`, not to the limit of one
+/// destination domain.
+fn throttle_config(config: &DeliveryConfig) -> throttle::ThrottleConfig {
+    let mut throttle = config.throttle.clone();
+    if let Some(relay) = &config.smarthost {
+        let mut limits = throttle.default;
+        limits.connections = config.concurrency;
+        // Lowercase, as the keys of `[delivery.throttle.domains]` are read.
+        let key = relay.address.to_ascii_lowercase();
+        throttle.domains.entry(key).or_insert(limits);
+    }
+    throttle
 }
 
 /// The client configuration of every relay's `ca_file`. A file that cannot be loaded trusts

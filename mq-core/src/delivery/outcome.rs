@@ -115,6 +115,8 @@ pub(crate) struct Leg<'a> {
     pub(crate) sending: Option<Instant>,
     /// The server offered DSN (and was passed NOTIFY): reports past it are its to send.
     pub(crate) next_hop_dsn: bool,
+    /// The messages the connection has carried, this one included.
+    pub(crate) conn_use: Option<usize>,
 }
 
 /// What an attempt leaves for the sender to hear of. The job gathers the notices of one
@@ -547,7 +549,8 @@ fn report_message(report: &Bounce<'_>, now: SystemTime, client: &str) -> Option<
 
 /// One line per attempt, the fields of Postfix's smtp(8) line: `to=<rcpt>`,
 /// `relay=host[ip]:port` (also when the connection failed; `none` when no server was reached,
-/// `local` for a Maildir), `delay=` from arrival, `delays=a/b/c/d`, `dsn=`, `status=`.
+/// `local` for a Maildir), `conn_use=N` when the connection carried mail before (the Nth
+/// message on it), `delay=` from arrival, `delays=a/b/c/d`, `dsn=`, `status=`.
 ///
 /// `delays` splits `delay`: a, in the queue until this attempt took the entry; b, in mq
 /// before connecting or sending (hooks, waiting for the connection); c, connection setup
@@ -587,6 +590,8 @@ fn log(entry: &Entry, leg: &Leg<'_>, verdict: &Verdict, status: &str, now: Syste
         queue_id = %entry.queue_id,
         to = %logline::bracketed(&entry.recipient),
         relay = %relay.unwrap_or("none"),
+        // As Postfix, only for a connection that carried mail before.
+        conn_use = leg.conn_use.filter(|&uses| uses > 1),
         delay = %logline::seconds(delay),
         %delays,
         %dsn,

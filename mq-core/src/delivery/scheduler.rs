@@ -1,7 +1,9 @@
 //! The scheduler: takes due entries from the queue and spreads them over the worker cores, one
 //! job per destination domain, fair between domains and within the throttles.
 //!
-//! Entries of one message and one domain go in one transaction; a job sends up to
+//! Mail for the smarthost is one destination, whatever its recipients' domains: it shares the
+//! smarthost's connections and throttle. Entries of one message and one domain go in one
+//! transaction; a job sends up to
 //! `messages_per_connection` messages for its domain over one connection. A domain whose
 //! connections are all in use keeps its entries waiting here while other domains go on, so one
 //! slow or dead domain never starves the others.
@@ -9,7 +11,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use smol::Timer;
 
@@ -17,6 +19,7 @@ use super::Delivery;
 use super::attempt::{Batch, deliver};
 use crate::queue::{Entry, QueueId};
 use crate::runtime::{Spawner, Worker};
+use crate::smtp::client::Connection;
 
 /// The most entries the scheduler holds taken but not yet handed to a job.
 const MAX_WAITING: usize = 10_000;
@@ -33,15 +36,15 @@ struct Waiting {
 }
 
 impl Waiting {
-    /// Files entries by domain, the entries of one message and domain in one batch.
-    fn add(&mut self, entries: Vec<Entry>) {
+    /// Files entries by destination, the entries of one message and destination in one batch.
+    fn add(&mut self, entries: Vec<Entry>, delivery: &Delivery) {
         self.entries += entries.len();
         let mut batches: BTreeMap<(String, QueueId), Vec<Entry>> = BTreeMap::new();
         for entry in entries {
             // An entry naming its own relay goes there, with others for the same relay.
             let domain = match &entry.relay {
                 Some(relay) => format!("[{}]:{}", relay.host, relay.port),
-                None => entry.recipient.domain().to_ascii_lowercase(),
+                None => delivery.destination(entry.recipient.domain()),
             };
             batches
                 .entry((domain, entry.queue_id))
@@ -88,13 +91,23 @@ pub(crate) async fn run(worker: Worker, spawner: Spawner, delivery: Arc<Delivery
             let per_connection = delivery.config.messages_per_connection.max(1);
             let max = (free * per_connection).min(MAX_WAITING - waiting.entries);
             match delivery.queue.take_due(SystemTime::now(), max).await {
-                Ok(entries) => waiting.add(entries),
+                Ok(entries) => waiting.add(entries, &delivery),
                 Err(error) => tracing::error!(%error, "cannot take due entries from the queue"),
             }
         }
         dispatch(&mut waiting, &delivery, &spawner, &mut next_core);
+        close(&worker, delivery.connections.expired(Instant::now(), false));
     }
+    close(&worker, delivery.connections.expired(Instant::now(), true));
     tracing::debug!(waiting = waiting.entries, "delivery scheduler stopped");
+}
+
+/// Says QUIT on idle connections taken out of the cache, each in a task of its own on
+/// `worker`.
+fn close(worker: &Worker, connections: Vec<Connection>) {
+    for connection in connections {
+        worker.spawn(connection.quit()).detach();
+    }
 }
 
 /// Waits for a wake-up (new mail, a finished job) or the next tick; false once shutdown began.

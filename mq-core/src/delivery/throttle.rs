@@ -84,6 +84,11 @@ impl Throttles {
         }
     }
 
+    /// How many connections `domain` may have open at once.
+    pub fn connection_limit(&self, domain: &str) -> usize {
+        self.limits(domain).connections.max(1)
+    }
+
     fn limits(&self, domain: &str) -> Limits {
         self.config
             .domains

@@ -235,8 +235,7 @@ impl Queue for EmbeddedQueue {
             .body(*id)
             .ok_or(QueueError::NotFound(*id))?;
         // A disk read: off the worker's event loop.
-        let bytes = smol::unblock(move || body.read()).await?;
-        Ok(Arc::from(bytes))
+        smol::unblock(move || body.read_shared()).await
     }
 
     async fn ack(&self, entry: &Entry, result: AckResult) -> Result<(), QueueError> {

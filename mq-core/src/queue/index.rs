@@ -48,6 +48,19 @@ impl BodyRef {
             })?;
         Ok(body)
     }
+
+    /// [`read`](BodyRef::read) into a shared buffer, allocated once: delivery hands it to
+    /// every transaction of the message without copying it again.
+    pub(crate) fn read_shared(&self) -> Result<Arc<[u8]>, QueueError> {
+        // A `TrustedLen` iterator collects into one allocation of the right size.
+        let mut body: Arc<[u8]> = std::iter::repeat_n(0, self.len as usize).collect();
+        let buffer = Arc::get_mut(&mut body).unwrap_or_else(|| unreachable!("just made"));
+        self.file.read_exact_at(buffer, self.offset).map_err(|e| {
+            let action = format!("read a body from journal segment {}", self.segment);
+            QueueError::io(action, e)
+        })?;
+        Ok(body)
+    }
 }
 
 /// A journal segment and how much of it is still needed.

@@ -47,9 +47,99 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The wire form of a message, borrowed from it where it needs no change.
+#[derive(Debug)]
+pub(super) enum Wire<'a> {
+    /// The message as it is (CRLF line endings, no line starting with a dot), then `tail`: the
+    /// final dot line.
+    Borrowed {
+        message: &'a [u8],
+        tail: &'static [u8],
+    },
+    /// [`dot_stuff`]'s copy.
+    Stuffed(Vec<u8>),
+}
+
+impl<'a> Wire<'a> {
+    /// The wire form of `message`, as [`dot_stuff`] makes it; uncopied when it is already
+    /// CRLF-only with no line starting with a dot, as messages received over SMTP are.
+    pub(super) fn of(message: &'a [u8]) -> Wire<'a> {
+        if !sendable_as_is(message) {
+            return Wire::Stuffed(dot_stuff(message));
+        }
+        let tail: &'static [u8] = if message.is_empty() || message.ends_with(b"\r\n") {
+            b".\r\n"
+        } else {
+            b"\r\n.\r\n"
+        };
+        Wire::Borrowed { message, tail }
+    }
+
+    /// The pieces to write, in order.
+    pub(super) fn parts(&self) -> [&[u8]; 2] {
+        match self {
+            Wire::Borrowed { message, tail } => [message, tail],
+            Wire::Stuffed(data) => [data, &[]],
+        }
+    }
+
+    /// The length on the wire, the final dot line included.
+    pub(super) fn len(&self) -> usize {
+        self.parts().iter().map(|part| part.len()).sum()
+    }
+}
+
+/// Whether `message` goes out unchanged before its final dot line: every CR is followed by
+/// LF, every LF preceded by CR, and no line starts with a dot.
+fn sendable_as_is(message: &[u8]) -> bool {
+    if message.first() == Some(&b'.') {
+        return false;
+    }
+    memchr::memchr2_iter(b'\r', b'\n', message).all(|at| match message[at] {
+        b'\r' => message.get(at + 1) == Some(&b'\n'),
+        _ => at > 0 && message[at - 1] == b'\r' && message.get(at + 1) != Some(&b'.'),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The wire form, borrowed or not, as one buffer.
+    fn wire(message: &[u8]) -> (Vec<u8>, bool) {
+        let wire = Wire::of(message);
+        let borrowed = matches!(wire, Wire::Borrowed { .. });
+        assert_eq!(wire.len(), wire.parts().concat().len());
+        (wire.parts().concat(), borrowed)
+    }
+
+    #[test]
+    fn the_wire_form_is_dot_stuffs_whether_borrowed_or_copied() {
+        let cases: [(&[u8], bool); 12] = [
+            (b"", true),
+            (b"a\r\nb\r\n", true),
+            (b"a\r\nb", true),
+            (b"a\r\n\r\nbody ends. here.\r\n", true),
+            (b".hidden\r\n", false),
+            (b"a\r\n.b\r\n", false),
+            (b"a\nb\r\n", false),
+            (b"a\rb\r\n", false),
+            (b"a\r\n", true),
+            (b"a\r", false),
+            (b"\n", false),
+            (b"a\n.\nMAIL FROM:<x>\r\n", false),
+        ];
+        for (message, as_is) in cases {
+            let (sent, borrowed) = wire(message);
+            assert_eq!(
+                sent,
+                dot_stuff(message),
+                "{:?}",
+                String::from_utf8_lossy(message)
+            );
+            assert_eq!(borrowed, as_is, "{:?}", String::from_utf8_lossy(message));
+        }
+    }
 
     #[test]
     fn leading_dots_are_doubled_and_others_kept() {

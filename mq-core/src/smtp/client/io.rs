@@ -151,14 +151,16 @@ impl Io {
         .await
     }
 
-    /// Writes a message, `timeout` bounding each block of it.
+    /// Writes a message given in parts, `timeout` bounding each block of it.
     pub(super) async fn write_data(
         &mut self,
         timeout: Duration,
-        data: &[u8],
+        parts: &[&[u8]],
     ) -> Result<(), ClientError> {
-        for block in data.chunks(WRITE_CHUNK) {
-            self.write(Stage::Data, timeout, block).await?;
+        for part in parts {
+            for block in part.chunks(WRITE_CHUNK) {
+                self.write(Stage::Data, timeout, block).await?;
+            }
         }
         Ok(())
     }

@@ -51,7 +51,7 @@ mod transaction;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use data::dot_stuff;
 pub use error::{ClientError, Stage};
@@ -171,7 +171,7 @@ impl Default for Timeouts {
 }
 
 /// Whether the client uses STARTTLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TlsPolicy {
     /// Never, even when offered.
     Disabled,
@@ -216,6 +216,10 @@ pub struct Connection {
     names: Vec<String>,
     timeouts: Timeouts,
     state: State,
+    /// Messages written so far.
+    transactions: usize,
+    /// When the session was opened.
+    opened: Instant,
 }
 
 impl fmt::Debug for Connection {
@@ -262,5 +266,16 @@ impl Connection {
     /// waiting to be read.
     pub fn is_ready(&self) -> bool {
         self.state == State::Ready
+    }
+
+    /// How many messages the connection has carried: each [`send`](Connection::send) that
+    /// wrote one counts, whatever its verdict.
+    pub fn transactions(&self) -> usize {
+        self.transactions
+    }
+
+    /// How long ago the connection was opened.
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
     }
 }

@@ -69,6 +69,8 @@ impl Connection {
                 names,
                 timeouts,
                 state: State::Ready,
+                transactions: 0,
+                opened: std::time::Instant::now(),
             }),
             Err(error) => {
                 tracing::debug!(host, %address, %error, "session not opened");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mq_plugin_api::{Address, Params, Reply};
 
 use super::commands;
-use super::data::dot_stuff;
+use super::data::Wire;
 use super::error::{ClientError, Stage};
 use super::{Connection, State};
 
@@ -43,7 +43,7 @@ impl Connection {
     /// Starts a transaction and writes the message: `MAIL FROM` (with `SIZE=` when the server
     /// offers SIZE, and `BODY=8BITMIME` when it offers 8BITMIME and the message has 8-bit bytes,
     /// unless `sender_params` has them), each `RCPT TO`, `DATA`, then the message
-    /// [dot-stuffed](dot_stuff) with CRLF line endings and the final dot.
+    /// [dot-stuffed](super::dot_stuff) with CRLF line endings and the final dot.
     ///
     /// With PIPELINING (RFC 2920) the commands go out in one write, their replies read after;
     /// without, one at a time. `send` returns once the final dot is written, without its reply:
@@ -88,8 +88,9 @@ impl Connection {
         if self.state != State::Ready {
             return Err(ClientError::NotReady(Stage::Mail));
         }
-        let data = dot_stuff(message);
-        let mail = commands::mail_from(&self.extensions, sender, sender_params, message, &data)?;
+        let data = Wire::of(message);
+        let mail =
+            commands::mail_from(&self.extensions, sender, sender_params, message, data.len())?;
         let rcpts = recipients
             .iter()
             .map(|(recipient, params)| commands::rcpt_to(recipient, params))
@@ -100,7 +101,10 @@ impl Connection {
             self.one_by_one(&mail, &rcpts, &data).await
         };
         match &result {
-            Ok(Sent::Pending { .. }) => self.state = State::AwaitingDot,
+            Ok(Sent::Pending { .. }) => {
+                self.state = State::AwaitingDot;
+                self.transactions += 1;
+            }
             Ok(Sent::NotSent { .. }) => {}
             Err(_) => self.state = State::Broken,
         }
@@ -112,7 +116,7 @@ impl Connection {
         &mut self,
         mail: &str,
         rcpts: &[String],
-        data: &[u8],
+        data: &Wire<'_>,
     ) -> Result<Sent, ClientError> {
         let timeouts = self.timeouts;
         let batch = [mail, &rcpts.concat(), "DATA\r\n"].concat();
@@ -127,7 +131,9 @@ impl Connection {
         let data_reply = self.reply(Stage::Data, timeouts.data_init).await?;
         let accepted = positive(&mail) && recipients.iter().any(positive);
         if accepted && data_reply.code() / 100 == 3 {
-            self.io.write_data(timeouts.data_block, data).await?;
+            self.io
+                .write_data(timeouts.data_block, &data.parts())
+                .await?;
             return Ok(Sent::Pending { mail, recipients });
         }
         if data_reply.code() / 100 == 3 {
@@ -145,7 +151,7 @@ impl Connection {
         &mut self,
         mail: &str,
         rcpts: &[String],
-        data: &[u8],
+        data: &Wire<'_>,
     ) -> Result<Sent, ClientError> {
         let timeouts = self.timeouts;
         let mail = self.command(Stage::Mail, timeouts.command, mail).await?;
@@ -165,7 +171,9 @@ impl Connection {
         if data_reply.code() / 100 != 3 {
             return Ok(self.abandon(mail, recipients, Some(data_reply)).await);
         }
-        self.io.write_data(timeouts.data_block, data).await?;
+        self.io
+            .write_data(timeouts.data_block, &data.parts())
+            .await?;
         Ok(Sent::Pending { mail, recipients })
     }
 
