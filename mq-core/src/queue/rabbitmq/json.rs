@@ -5,8 +5,8 @@
 //! Every accepted message goes to the broker as JSON with its whole MIME in one string.
 //! serde_json looks at each byte of a string in turn; mail has a CRLF to escape every line, and
 //! escaping a 5 KB message that way was about a tenth of the instructions mq spent per message
-//! (callgrind). Here eight bytes are checked at once, and only a word that holds a byte to
-//! escape is looked at byte by byte. The output is the same as serde_json's.
+//! (callgrind). Here eight bytes are checked at once, and only the bytes a word flags are
+//! looked at one by one. The output is the same as serde_json's.
 
 /// Appends `text` to `out` as a JSON string, quotes included, escaped as serde_json escapes:
 /// `"`, `\` and the control characters below U+0020 (`\n`, `\r`, `\t`, `\b`, `\f` by name, the
