@@ -8,6 +8,12 @@
 #
 #   bench/rabbitmq.sh                       # 5 KB at concurrency 20
 #   MESSAGES=5000 bench/rabbitmq.sh
+#   MQ_BIN=/path/to/mq RUNS="rabbitmq:1" bench/rabbitmq.sh   # another build, one node only
+#
+# MQ_BIN: the mq binary to run (default: target/release/mq, built first). RUNS: which runs, as
+# BACKEND:NODES (default "embedded:1 rabbitmq:1 rabbitmq:2"). BROKER_PROFILE=1: after each run,
+# where the broker's work went, as Erlang reductions per kind of process (channel, queue,
+# message store, ...) during the run.
 #
 # Needs smtp-source and smtp-sink (shared/tools/install-smtp-tools.sh) and RabbitMQ on
 # 127.0.0.1:5672 (guest/guest). Queues get a prefix of their own and are deleted after.
@@ -19,8 +25,11 @@ SIZES=${SIZES:-"5120"}
 CONCURRENCY=${CONCURRENCY:-"20"}
 
 need smtp-source smtp-sink bc rabbitmqctl
-cargo build --release -q -p mq-bin
-mq=target/release/mq
+RUNS=${RUNS:-"embedded:1 rabbitmq:1 rabbitmq:2"}
+if [ -z "${MQ_BIN:-}" ]; then
+    cargo build --release -q -p mq-bin
+fi
+mq=${MQ_BIN:-target/release/mq}
 
 received() {
     tr '\r' '\n' < "$1" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2
@@ -63,6 +72,27 @@ nameservers = ["127.0.0.1:9"]
 CONF
 }
 
+# Reductions (the Erlang VM's unit of work) of the broker's processes so far, summed by kind
+# (registered name or module), one "kind count" per line.
+broker_reductions() {
+    rabbitmqctl -q eval 'Kind = fun(P) -> case process_info(P, registered_name) of
+            {registered_name, N} when is_atom(N) -> N;
+            _ -> case proc_lib:translate_initial_call(P) of {M, _, _} -> M; _ -> other end
+        end end,
+        lists:foldl(fun(P, Acc) -> case process_info(P, reductions) of
+            {reductions, R} -> orddict:update_counter(Kind(P), R, Acc); _ -> Acc end end,
+            orddict:new(), processes()).' |
+        tr -d '\n ' | grep -o '{[a-z_0-9]*,[0-9]*}' | tr -d '{}' | tr ',' ' '
+}
+
+# The kinds of broker process that did most of the work between two broker_reductions.
+broker_profile() {
+    awk 'NR == FNR { before[$1] = $2; next }
+         { d = $2 - before[$1]; if (d > 0) { delta[$1] = d; total += d } }
+         END { for (k in delta) if (delta[k] * 50 > total) printf "    %-32s %5.1f%%\n", k, 100 * delta[k] / total }' \
+        "$1" "$2" | sort -k2 -nr
+}
+
 delete_queues() {
     local prefix=$1 q
     for q in outbox results success failure retry; do
@@ -89,6 +119,7 @@ run() {
         wait_for_port "${ports[-1]}"
     done
     beam=$(broker_pid)
+    [ -n "${BROKER_PROFILE:-}" ] && broker_reductions > "$dir/reductions.before"
     cpu_broker_start=$(cpu_seconds "$beam")
     start=$(date +%s.%N)
     local sources=()
@@ -108,20 +139,25 @@ run() {
     for pid in "${pids[@]}"; do
         cpu_mq=$(echo "$cpu_mq + $(cpu_seconds "$pid")" | bc -l)
     done
+    [ -n "${BROKER_PROFILE:-}" ] && broker_reductions > "$dir/reductions.after"
     for pid in "${pids[@]}"; do stop_mq "$pid"; done
     kill "$sink"; wait "$sink" 2>/dev/null || true
     [ "$backend" = rabbitmq ] && delete_queues "$prefix"
-    printf '%-8s nodes=%d %6d B c=%-3d %6d msgs  %7.0f msg/s at the sink  CPU s: mq %6.1f broker %6.1f  (received %d, %.1f s)\n' \
+    printf '%-8s nodes=%d %6d B c=%-3d %6d msgs  %7.0f msg/s at the sink  CPU s per 10,000: mq %5.2f broker %5.2f  (received %d, %.1f s)\n' \
         "$backend" "$nodes" "$size" "$concurrency" "$messages" \
-        "$(echo "$got / ($end - $start)" | bc -l)" "$cpu_mq" \
-        "$(echo "$cpu_broker_end - $cpu_broker_start" | bc -l)" "$got" "$(echo "$end - $start" | bc -l)"
+        "$(echo "$got / ($end - $start)" | bc -l)" "$(echo "$cpu_mq * 10000 / $messages" | bc -l)" \
+        "$(echo "($cpu_broker_end - $cpu_broker_start) * 10000 / $messages" | bc -l)" "$got" "$(echo "$end - $start" | bc -l)"
+    if [ -n "${BROKER_PROFILE:-}" ]; then
+        echo "  broker reductions by process kind (over 2%):"
+        broker_profile "$dir/reductions.before" "$dir/reductions.after"
+    fi
     rm -rf "$dir"
 }
 
 for size in $SIZES; do
     for concurrency in $CONCURRENCY; do
-        run "$size" "$concurrency" embedded 1
-        run "$size" "$concurrency" rabbitmq 1
-        run "$size" "$concurrency" rabbitmq 2
+        for what in $RUNS; do
+            run "$size" "$concurrency" "${what%%:*}" "${what##*:}"
+        done
     done
 done

@@ -1,10 +1,12 @@
 //! MailerQ's JSON documents: the message (one recipient each), the fields mq honours, and the
 //! result with one entry per attempt.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mq_plugin_api::Address;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::super::{AttemptReport, Origin, Relay, RetryRules};
 
@@ -20,11 +22,13 @@ const UNSUPPORTED: [(&str, &str); 4] = [
 /// A message document taken from the outbox, with what mq reads from it.
 #[derive(Debug, Clone)]
 pub(crate) struct Document {
-    /// The whole document: what the results carry (every key, known or not).
+    /// The whole document but its `mime`: what the results carry (every key, known or not).
     pub(crate) fields: Map<String, Value>,
     pub(crate) sender: Address,
     pub(crate) recipient: Address,
-    pub(crate) mime: Vec<u8>,
+    /// The `mime`, kept once: delivery reads it, and [`Document::with_mime`] puts it back
+    /// where a copy of the document needs it.
+    pub(crate) mime: Arc<[u8]>,
     /// Attempts made so far: the entries of its `results`.
     pub(crate) attempts: u32,
     pub(crate) next_attempt: Option<SystemTime>,
@@ -42,7 +46,7 @@ pub(crate) struct Refusal {
 impl Document {
     /// Reads a document from a message body.
     pub(crate) fn parse(payload: &[u8]) -> Result<Document, Refusal> {
-        let fields = match serde_json::from_slice::<Value>(payload) {
+        let mut fields = match serde_json::from_slice::<Value>(payload) {
             Ok(Value::Object(fields)) => fields,
             Ok(_) => return Err(refusal(Map::new(), "the message is not a JSON object")),
             Err(error) => {
@@ -63,15 +67,21 @@ impl Document {
                 return Err(refusal(fields, &why));
             }
         }
-        let mime = match fields.get("mime") {
-            Some(Value::String(mime)) => mime.clone().into_bytes(),
-            Some(Value::Object(_)) => {
+        let mime: Arc<[u8]> = match fields.remove("mime") {
+            Some(Value::String(mime)) => Arc::from(mime.into_bytes()),
+            Some(mime @ Value::Object(_)) => {
+                fields.insert("mime".into(), mime);
                 return Err(refusal(
                     fields,
                     "mq does not support a `mime` object (responsive email)",
                 ));
             }
-            _ => return Err(refusal(fields, "the message has no `mime` string")),
+            other => {
+                if let Some(mime) = other {
+                    fields.insert("mime".into(), mime);
+                }
+                return Err(refusal(fields, "the message has no `mime` string"));
+            }
         };
         let recipient = match fields.get("recipient").and_then(Value::as_str) {
             Some(text) => match address(text) {
@@ -152,19 +162,29 @@ impl Document {
         self.fields.get("keepmime").is_some_and(truthy)
     }
 
-    /// The document with `report` added to its `results`.
+    /// The document (without its `mime`) with `report` added to its `results`.
     pub(crate) fn with_result(&self, report: &AttemptReport) -> Map<String, Value> {
         let mut fields = self.fields.clone();
         add_result(&mut fields, report);
         fields
     }
 
-    /// `fields` as a result is published: the MIME gone unless the document keeps it.
-    pub(crate) fn for_result(&self, mut fields: Map<String, Value>) -> Map<String, Value> {
-        if !self.keeps_mime() {
-            fields.remove("mime");
-        }
+    /// `fields` with the document's `mime` back in: the whole document, to deliver later.
+    pub(crate) fn with_mime(&self, mut fields: Map<String, Value>) -> Map<String, Value> {
+        // It was a JSON string: UTF-8, so nothing is replaced here.
+        let mime = String::from_utf8_lossy(&self.mime).into_owned();
+        fields.insert("mime".into(), mime.into());
         fields
+    }
+
+    /// `fields` (from [`Document::with_result`]) as a result is published: with the MIME
+    /// only when the document keeps it (`keepmime`).
+    pub(crate) fn for_result(&self, fields: Map<String, Value>) -> Map<String, Value> {
+        if self.keeps_mime() {
+            self.with_mime(fields)
+        } else {
+            fields
+        }
     }
 
     /// What the document's `queues` says of the queue for `kind` (`results`, `success`, …).
@@ -272,29 +292,69 @@ pub(crate) fn inbound(
     queue_id: &str,
     now: SystemTime,
 ) -> Vec<u8> {
-    let mut fields = Map::new();
-    fields.insert("envelope".into(), sender.as_str().into());
-    fields.insert("recipient".into(), recipient.as_str().into());
+    let document = Inbound {
+        envelope: sender.as_str(),
+        recipient: recipient.as_str(),
+        hostname,
+        received: format_time(now),
+        message_id: queue_id,
+        connection: origin.map(|origin| Connection {
+            remote_ip: origin.remote.ip().to_string(),
+            remote_port: origin.remote.port(),
+            local_ip: origin.local.ip().to_string(),
+            local_port: origin.local.port(),
+            secure: origin.secure,
+            user: origin.user.as_deref(),
+        }),
+    };
+    let mut json = to_json(&document, mime.len());
+    // The `mime` last, escaped by `json::write_str` (much faster on mail than serde_json): the
+    // closing brace makes room for it.
+    json.pop();
+    json.extend_from_slice(b",\"mime\":");
     // JSON holds text: a body that is not UTF-8 keeps what it can (8-bit mail is rare and
-    // usually UTF-8 today).
-    fields.insert("mime".into(), String::from_utf8_lossy(mime).into());
-    fields.insert("hostname".into(), hostname.into());
-    fields.insert("received".into(), format_time(now).into());
-    fields.insert("message-id".into(), queue_id.into());
-    if let Some(origin) = origin {
-        fields.insert(
-            "connection".into(),
-            json!({
-                "remote-ip": origin.remote.ip().to_string(),
-                "remote-port": origin.remote.port(),
-                "local-ip": origin.local.ip().to_string(),
-                "local-port": origin.local.port(),
-                "secure": origin.secure,
-                "user": origin.user,
-            }),
-        );
+    // usually UTF-8 today). UTF-8 is borrowed, not copied; `from_utf8` checks it much faster
+    // than `from_utf8_lossy` does.
+    match std::str::from_utf8(mime) {
+        Ok(text) => super::json::write_str(&mut json, text),
+        Err(_) => super::json::write_str(&mut json, &String::from_utf8_lossy(mime)),
     }
-    serde_json::to_vec(&Value::Object(fields)).unwrap_or_default()
+    json.push(b'}');
+    json
+}
+
+/// A document as JSON, written into one buffer with room for `size` bytes of content and the
+/// rest of the document.
+pub(crate) fn to_json(document: &impl Serialize, size: usize) -> Vec<u8> {
+    let mut json = Vec::with_capacity(size + size / 16 + 512);
+    // Serializing maps with string keys and plain values into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut json, document);
+    json
+}
+
+/// The document of accepted mail, as it is published, but its `mime` (see [`inbound`]).
+#[derive(Serialize)]
+struct Inbound<'a> {
+    envelope: &'a str,
+    recipient: &'a str,
+    hostname: &'a str,
+    received: String,
+    #[serde(rename = "message-id")]
+    message_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<Connection<'a>>,
+}
+
+/// Where accepted mail came from (`connection`).
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Connection<'a> {
+    remote_ip: String,
+    remote_port: u16,
+    local_ip: String,
+    local_port: u16,
+    secure: bool,
+    user: Option<&'a str>,
 }
 
 fn result_entry(report: &AttemptReport) -> Value {
@@ -413,6 +473,42 @@ mod tests {
         );
         assert_eq!(parse_time("2026-13-01 00:00:00"), None);
         assert_eq!(parse_time("soon"), None);
+    }
+
+    #[test]
+    fn an_inbound_document_reads_back_with_its_mime_and_fields() {
+        let sender: Address = "a@example.org".parse().unwrap();
+        let recipient: Address = "b@example.net".parse().unwrap();
+        let mime = "Subject: \"x\"\r\n\r\nhi\\there\tü\r\n".repeat(30);
+        let json = inbound(
+            &sender,
+            &recipient,
+            mime.as_bytes(),
+            "mx.test",
+            None,
+            "Q1",
+            UNIX_EPOCH,
+        );
+        let doc = Document::parse(&json).unwrap();
+        assert_eq!(&*doc.mime, mime.as_bytes());
+        assert_eq!(doc.sender.as_str(), "a@example.org");
+        assert_eq!(doc.recipient.as_str(), "b@example.net");
+        assert_eq!(doc.fields["hostname"], "mx.test");
+        assert_eq!(doc.fields["message-id"], "Q1");
+        assert_eq!(doc.fields["received"], "1970-01-01 00:00:00");
+        assert!(!doc.fields.contains_key("connection"));
+        // A body that is not UTF-8 keeps what it can.
+        let latin1 = inbound(
+            &sender,
+            &recipient,
+            b"caf\xe9\r\n",
+            "mx.test",
+            None,
+            "Q2",
+            UNIX_EPOCH,
+        );
+        let doc = Document::parse(&latin1).unwrap();
+        assert_eq!(&*doc.mime, "caf\u{fffd}\r\n".as_bytes());
     }
 
     #[test]

@@ -3,21 +3,25 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use lapin::message::Delivery as Message;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm,
+};
 use smol::Timer;
 use smol::channel::{Receiver, Sender};
 
+use super::clock::{Clock, TICK};
 use super::config::{DELAYS, RabbitConfig};
 use crate::queue::QueueError;
 
@@ -60,6 +64,18 @@ pub(crate) struct Link {
     live: Mutex<Option<Arc<Live>>>,
     pub(crate) stats: Arc<RabbitStats>,
     stop: AtomicBool,
+    /// Consumed messages whose replacement is published, waiting for its confirm to be acked.
+    settling: AtomicUsize,
+    /// Where [`Link::settle`] hands them to the link's thread.
+    settles: (Sender<Settle>, Receiver<Settle>),
+    /// The time limits of publishes and confirms.
+    clock: Clock,
+}
+
+/// A consumed message to ack once `sent`, what replaces it, is confirmed.
+pub(crate) struct Settle {
+    message: Message,
+    sent: Sent,
 }
 
 impl fmt::Debug for Link {
@@ -69,6 +85,11 @@ impl fmt::Debug for Link {
             .field("outbox", &self.config.outbox)
             .finish_non_exhaustive()
     }
+}
+
+/// Publishes written to the broker, their confirms still to come.
+pub(crate) struct Sent {
+    confirms: Vec<(String, PublisherConfirm)>,
 }
 
 /// A message to publish.
@@ -87,11 +108,15 @@ impl Link {
             live: Mutex::new(None),
             stats: Arc::default(),
             stop: AtomicBool::new(false),
+            settling: AtomicUsize::new(0),
+            settles: smol::channel::unbounded(),
+            clock: Clock::default(),
         })
     }
 
-    /// Starts the supervisor thread: it connects, consumes the outbox into `deliveries` when
-    /// given, and reconnects after a loss.
+    /// Starts the link's thread: it connects, consumes the outbox into `deliveries` when given,
+    /// reconnects after a loss, settles consumed messages ([`Link::settle`]) and keeps the time
+    /// limits ([`Clock`]).
     pub(crate) fn spawn(
         self: &Arc<Link>,
         deliveries: Option<(Sender<Message>, Receiver<Message>)>,
@@ -99,7 +124,12 @@ impl Link {
         let link = Arc::clone(self);
         std::thread::Builder::new()
             .name("mq-rabbitmq".into())
-            .spawn(move || smol::block_on(link.supervise(deliveries)))
+            .spawn(move || {
+                smol::block_on(smol::future::or(
+                    Arc::clone(&link).supervise(deliveries),
+                    smol::future::or(link.settler(), link.tick()),
+                ));
+            })
             .map(drop)
             .map_err(|e| QueueError::io("start the RabbitMQ thread", e))
     }
@@ -183,6 +213,8 @@ impl Link {
         mut consumer: Option<lapin::Consumer>,
         deliveries: Option<&(Sender<Message>, Receiver<Message>)>,
     ) -> String {
+        // One timer for the whole connection, not one per message.
+        let mut check = Timer::interval(CHECK);
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return "stopping".into();
@@ -195,7 +227,7 @@ impl Link {
                     }
                 },
                 async {
-                    Timer::after(CHECK).await;
+                    check.next().await;
                     None
                 },
             )
@@ -274,59 +306,171 @@ impl Link {
     /// [`QueueError::Unavailable`] if the broker is not connected, refuses or returns one of
     /// them (no such queue), or does not confirm within `confirm_timeout`.
     pub(crate) async fn publish(&self, messages: Vec<Outgoing>) -> Result<(), QueueError> {
+        let confirm = async { self.confirmed(self.write(messages).await?).await };
+        let limit = self.config.confirm_timeout;
+        self.clock
+            .within(limit, confirm, || {
+                QueueError::Unavailable("the broker did not confirm in time".into())
+            })
+            .await
+    }
+
+    /// Publishes every message (persistent, mandatory) and returns once they are written to
+    /// the connection (within `confirm_timeout`); [`Link::settle`] waits for the broker's
+    /// confirms.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Unavailable`] if the broker is not connected, the channel is closed, or
+    /// the broker does not take them in time.
+    pub(crate) async fn send(&self, messages: Vec<Outgoing>) -> Result<Sent, QueueError> {
+        let limit = self.config.confirm_timeout;
+        self.clock
+            .within(limit, self.write(messages), || {
+                QueueError::Unavailable("the broker did not take the messages in time".into())
+            })
+            .await
+    }
+
+    /// [`Link::send`] without a time limit.
+    async fn write(&self, messages: Vec<Outgoing>) -> Result<Sent, QueueError> {
         let live = self
             .current()
             .ok_or_else(|| QueueError::Unavailable("not connected".into()))?;
-        let confirm = async {
-            let mut confirms = Vec::with_capacity(messages.len());
-            for message in messages {
-                let mut properties = BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into());
-                if let Some(arrived) = message.arrived {
-                    properties = properties.with_timestamp(arrived);
+        let mut confirms = Vec::with_capacity(messages.len());
+        for message in messages {
+            let mut properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into());
+            if let Some(arrived) = message.arrived {
+                properties = properties.with_timestamp(arrived);
+            }
+            let options = BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            };
+            let pending = live
+                .publisher
+                .basic_publish(
+                    self.config.exchange.as_str().into(),
+                    message.queue.as_str().into(),
+                    options,
+                    &message.payload,
+                    properties,
+                )
+                .await
+                .map_err(unavailable)?;
+            self.stats.published.fetch_add(1, Ordering::Relaxed);
+            confirms.push((message.queue, pending));
+        }
+        Ok(Sent { confirms })
+    }
+
+    /// Waits until the broker confirmed every publish of `sent`.
+    async fn confirmed(&self, sent: Sent) -> Result<(), QueueError> {
+        for (queue, pending) in sent.confirms {
+            match pending.await.map_err(unavailable)? {
+                Confirmation::Ack(None) | Confirmation::NotRequested => {
+                    self.stats.confirmed.fetch_add(1, Ordering::Relaxed);
                 }
-                let options = BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
+                Confirmation::Ack(Some(_)) => {
+                    return Err(QueueError::Unavailable(format!(
+                        "no queue {queue:?} took the message"
+                    )));
+                }
+                Confirmation::Nack(_) => {
+                    return Err(QueueError::Unavailable(format!(
+                        "the broker refused a message for {queue:?}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles `message`, consumed from the outbox, once the broker confirmed `sent` (what
+    /// replaces it: its result or its delayed copy): acked then, or put back for another
+    /// consumer when the confirm failed or did not come within `confirm_timeout`.
+    ///
+    /// This runs in the background, so that delivery goes on with the next message meanwhile:
+    /// the outbox keeps the message until then, and a node that dies first leaves it to
+    /// another (at least once). `prefetch` bounds how many wait here.
+    pub(crate) fn settle(&self, message: Message, sent: Sent) {
+        self.settling.fetch_add(1, Ordering::Relaxed);
+        // Unbounded, and the receiver lives as long as the link: this cannot fail.
+        let _ = self.settles.0.try_send(Settle { message, sent });
+    }
+
+    /// Settles what [`Link::settle`] hands over, all on the link's thread: a confirm that
+    /// covers many publishes (the broker confirms in batches) wakes it once for all of them.
+    async fn settler(&self) {
+        let mut pending = FuturesUnordered::new();
+        loop {
+            let next = smol::future::or(async { Some(self.settles.1.recv().await) }, async {
+                if pending.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                pending.next().await;
+                None
+            })
+            .await;
+            match next {
+                Some(Ok(settle)) => pending.push(self.settle_one(settle)),
+                Some(Err(_)) => return,
+                None => {}
+            }
+        }
+    }
+
+    async fn settle_one(&self, settle: Settle) {
+        let limit = self.config.confirm_timeout;
+        let confirmed = self
+            .clock
+            .within(limit, self.confirmed(settle.sent), || {
+                QueueError::Unavailable("the broker did not confirm in time".into())
+            })
+            .await;
+        self.finish(&settle.message, confirmed).await;
+        self.settling.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Keeps the time limits: every [`TICK`], the waits past theirs end.
+    async fn tick(&self) {
+        let mut ticks = Timer::interval(TICK);
+        while ticks.next().await.is_some() {
+            self.clock.fire(std::time::Instant::now());
+        }
+    }
+
+    /// Acks `message` when what replaces it is `Ok`, or puts it back for another consumer.
+    pub(crate) async fn finish(&self, message: &Message, replacement: Result<(), QueueError>) {
+        match replacement {
+            Ok(()) => match message.acker.ack(BasicAckOptions::default()).await {
+                Ok(_) => {
+                    self.stats.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                // The channel is gone: the broker gives it to a consumer again (at least
+                // once).
+                Err(error) => tracing::warn!(%error, "cannot acknowledge a message to the broker"),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot publish what replaces a consumed message; it goes back to the outbox");
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
                 };
-                let pending = live
-                    .publisher
-                    .basic_publish(
-                        self.config.exchange.as_str().into(),
-                        message.queue.as_str().into(),
-                        options,
-                        &message.payload,
-                        properties,
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                self.stats.published.fetch_add(1, Ordering::Relaxed);
-                confirms.push((message.queue, pending));
+                let _ = message.acker.nack(requeue).await;
             }
-            for (queue, pending) in confirms {
-                match pending.await.map_err(unavailable)? {
-                    Confirmation::Ack(None) | Confirmation::NotRequested => {
-                        self.stats.confirmed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Confirmation::Ack(Some(_)) => {
-                        return Err(QueueError::Unavailable(format!(
-                            "no queue {queue:?} took the message"
-                        )));
-                    }
-                    Confirmation::Nack(_) => {
-                        return Err(QueueError::Unavailable(format!(
-                            "the broker refused a message for {queue:?}"
-                        )));
-                    }
-                }
-            }
-            Ok(())
-        };
-        within(self.config.confirm_timeout, confirm, || {
-            QueueError::Unavailable("the broker did not confirm in time".into())
-        })
-        .await
+        }
+    }
+
+    /// Waits up to `limit` for the messages being settled in the background to be acked, so
+    /// that a node stopping on purpose does not leave them to be delivered again.
+    pub(crate) fn drain(&self, limit: Duration) {
+        let start = std::time::Instant::now();
+        while self.settling.load(Ordering::Relaxed) > 0 && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Declares (once per connection) the delay queue of `secs` seconds: durable, its messages

@@ -7,17 +7,22 @@
 //! - Delivery consumes the outbox with a bounded prefetch. A document is acknowledged only
 //!   after the broker confirmed what replaces it: its result (`results` and `success` or
 //!   `failure`), or its delayed copy. A node that dies at any moment loses nothing; a message
-//!   may be delivered twice, never zero times.
+//!   may be delivered twice, never zero times. Delivery does not wait for those confirms:
+//!   `ack` and `defer` publish what replaces the message and return, and the link's thread
+//!   acks the outbox message once the broker confirmed; `prefetch` bounds how many wait so.
 //! - A deferred document is republished with `nextattempt` set to a durable delay queue
 //!   (`<outbox>.delay.<seconds>`, `x-message-ttl`) that dead-letters it back to the outbox, and a
 //!   copy goes to `retry`. Nothing waits in a node's memory: a document consumed before its
 //!   `nextattempt` goes back to wait the rest.
 //!
 //! - `config`: [`RabbitConfig`]; `document`: the JSON; `link`: the connection, reconnecting
-//!   with back-off.
+//!   with back-off, and the settling of consumed messages; `clock`: the time limits of
+//!   publishes and confirms, on one timer; `json`: the MIME as a JSON string, fast.
 
+mod clock;
 mod config;
 mod document;
+mod json;
 mod link;
 
 use std::collections::HashMap;
@@ -26,7 +31,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::message::Delivery as Message;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
 use serde_json::{Map, Value};
 use smol::channel::Receiver;
 
@@ -40,10 +44,13 @@ use super::{
 };
 use config::delay_for;
 use document::{Document, QueueChoice, Refusal, process_report};
-use link::{Link, Outgoing};
+use link::{Link, Outgoing, Sent};
 
 /// A wait shorter than this is no wait: the document is delivered now.
 const DUE_SLACK: Duration = Duration::from_millis(500);
+
+/// The longest a stopping node waits for the acks of messages it delivered.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// The queue on a RabbitMQ broker.
 ///
@@ -160,15 +167,16 @@ impl RabbitQueue {
         (!configured.is_empty()).then(|| configured.clone())
     }
 
-    /// Publishes a final result to `results` and to `success` or `failure`.
-    async fn publish_result(
+    /// Publishes a final result to `results` and to `success` or `failure`; the confirms are
+    /// still to come.
+    async fn send_result(
         &self,
         document: Option<&Document>,
         fields: Map<String, Value>,
         delivered: bool,
         arrived: Option<u64>,
-    ) -> Result<(), QueueError> {
-        let payload = serde_json::to_vec(&Value::Object(fields)).unwrap_or_default();
+    ) -> Result<Sent, QueueError> {
+        let payload = document::to_json(&fields, 0);
         let subset = if delivered { "success" } else { "failure" };
         let messages = ["results", subset]
             .into_iter()
@@ -179,62 +187,58 @@ impl RabbitQueue {
                 arrived,
             })
             .collect();
-        self.link.publish(messages).await
+        self.link.send(messages).await
     }
 
-    /// Settles a message consumed from the outbox: acked once `replacement` (its result or
-    /// delayed copy) is confirmed, or put back for another consumer when that failed.
-    async fn settle(&self, message: &Message, replacement: Result<(), QueueError>) {
-        match replacement {
-            Ok(()) => match message.acker.ack(BasicAckOptions::default()).await {
-                Ok(_) => {
-                    self.link
-                        .stats
-                        .acked
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                // The channel is gone: the broker gives it to a consumer again (at least
-                // once).
-                Err(error) => tracing::warn!(%error, "cannot acknowledge a message to the broker"),
-            },
+    /// Settles `message`, consumed from the outbox, now that what replaces it (its result or
+    /// delayed copy) is `sent`: acked once the broker confirmed that, in the background (see
+    /// [`Link::settle`]). When it could not be sent, the message goes back to the outbox now.
+    async fn replace(
+        &self,
+        message: Message,
+        sent: Result<Sent, QueueError>,
+    ) -> Result<(), QueueError> {
+        match sent {
+            Ok(sent) => {
+                self.link.settle(message, sent);
+                Ok(())
+            }
             Err(error) => {
-                tracing::warn!(%error, "cannot publish what replaces a consumed message; it goes back to the outbox");
-                let requeue = BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                };
-                let _ = message.acker.nack(requeue).await;
+                let failed = error.duplicate();
+                self.link.finish(&message, Err(error)).await;
+                Err(failed)
             }
         }
     }
 
     /// Sends a document that cannot be delivered to `failure`, with why.
-    async fn refuse(&self, message: &Message, refusal: Refusal) {
+    async fn refuse(&self, message: Message, refusal: Refusal) {
         tracing::warn!(why = refusal.why, "refused a message from the outbox");
         let mut fields = refusal.fields;
         let report = process_report("invalid", refusal.why);
         document::add_result(&mut fields, &report);
         fields.remove("mime");
-        let published = self
-            .publish_result(None, fields, false, arrived_secs(message))
+        let sent = self
+            .send_result(None, fields, false, arrived_secs(&message))
             .await;
-        self.settle(message, published).await;
+        // A failure is logged and the message back in the outbox: nothing more to do here.
+        let _ = self.replace(message, sent).await;
     }
 
-    /// Puts `document` back to wait until `when`: into the delay queue that fits, the rest of
-    /// its wait in later rounds.
+    /// Puts a document (`payload`) back to wait until `when`: into the delay queue that fits,
+    /// the rest of its wait in later rounds. The confirms are still to come.
     async fn wait_until(
         &self,
-        fields: Map<String, Value>,
+        payload: Vec<u8>,
         when: SystemTime,
         arrived: Option<u64>,
         retry_copy: Option<Vec<u8>>,
-    ) -> Result<(), QueueError> {
+    ) -> Result<Sent, QueueError> {
         let wait = when.duration_since(SystemTime::now()).unwrap_or_default();
         let delay = self.link.delay_queue(delay_for(wait)).await?;
         let mut messages = vec![Outgoing {
             queue: delay,
-            payload: serde_json::to_vec(&Value::Object(fields)).unwrap_or_default(),
+            payload,
             arrived,
         }];
         if let Some(copy) = retry_copy {
@@ -244,7 +248,7 @@ impl RabbitQueue {
                 arrived,
             }));
         }
-        self.link.publish(messages).await
+        self.link.send(messages).await
     }
 
     /// The report of the attempt that just ended, or one made from what the engine said.
@@ -279,7 +283,7 @@ impl Queue for RabbitQueue {
             let document = match Document::parse(&message.data) {
                 Ok(document) => document,
                 Err(refusal) => {
-                    self.refuse(&message, refusal).await;
+                    self.refuse(message, refusal).await;
                     continue;
                 }
             };
@@ -289,14 +293,15 @@ impl Queue for RabbitQueue {
             {
                 // Consumed early (a shorter delay queue, or published so): wait the rest.
                 let waiting = self
-                    .wait_until(document.fields.clone(), next, arrived, None)
+                    .wait_until(message.data.clone(), next, arrived, None)
                     .await;
-                self.settle(&message, waiting).await;
+                // A failure is logged and the message back in the outbox.
+                let _ = self.replace(message, waiting).await;
                 continue;
             }
             let id = self.ids.next();
             let arrived_at = arrived.map_or(now, |secs| UNIX_EPOCH + Duration::from_secs(secs));
-            let mime: Arc<[u8]> = Arc::from(document.mime.as_slice());
+            let mime = Arc::clone(&document.mime);
             let entry = Entry {
                 queue_id: id,
                 recipient_index: 0,
@@ -357,17 +362,15 @@ impl Queue for RabbitQueue {
         let fields = taken
             .document
             .for_result(taken.document.with_result(&report));
-        let published = self
-            .publish_result(
+        let sent = self
+            .send_result(
                 Some(&taken.document),
                 fields,
                 delivered,
                 Some(secs(taken.arrived)),
             )
             .await;
-        let failed = published.as_ref().err().map(QueueError::duplicate);
-        self.settle(&taken.message, published).await;
-        failed.map_or(Ok(()), Err)
+        self.replace(taken.message, sent).await
     }
 
     async fn defer(
@@ -387,12 +390,11 @@ impl Queue for RabbitQueue {
         let mut next_attempt = Map::new();
         next_attempt.insert("time".into(), document::format_time(until).into());
         fields.insert("nextattempt".into(), Value::Object(next_attempt));
-        let copy = taken.document.for_result(fields.clone());
-        let copy = serde_json::to_vec(&Value::Object(copy)).unwrap_or_default();
-        let replaced = self.wait_until(fields, until, arrived, Some(copy)).await;
-        let failed = replaced.as_ref().err().map(QueueError::duplicate);
-        self.settle(&taken.message, replaced).await;
-        failed.map_or(Ok(()), Err)
+        let copy = document::to_json(&taken.document.for_result(fields.clone()), 0);
+        let delayed = taken.document.with_mime(fields);
+        let delayed = document::to_json(&delayed, taken.mime.len());
+        let sent = self.wait_until(delayed, until, arrived, Some(copy)).await;
+        self.replace(taken.message, sent).await
     }
 
     fn list(&self) -> Vec<Entry> {
@@ -519,6 +521,10 @@ impl RabbitQueue {
 
 impl Drop for RabbitQueue {
     fn drop(&mut self) {
+        // Delivered messages whose results are on their way are acked first, rather than
+        // delivered again by the next consumer.
+        self.link
+            .drain(self.config.confirm_timeout.min(DRAIN_LIMIT));
         self.link.stop();
     }
 }
