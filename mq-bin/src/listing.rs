@@ -1,4 +1,5 @@
-//! What `mq plugins` prints: every compiled-in plugin, then every hook's chain in call order.
+//! What `mq plugins` prints: every compiled-in plugin, then every hook's chain in call order
+//! and, after `observers:`, the plugins that observe the hook side by side once it has decided.
 //!
 //! The text is plain, aligned and stable (no colour, no terminal width), so that operators can
 //! diff it between builds and scripts can read it.
@@ -22,6 +23,8 @@ struct Row {
     name: &'static str,
     enabled: bool,
     hooks: HookSet,
+    /// The hooks it observes rather than joins the chain of.
+    observes: HookSet,
 }
 
 impl Listing {
@@ -33,6 +36,7 @@ impl Listing {
                 name: r.name(),
                 enabled: plan.plugins().any(|(name, _)| name == r.name()),
                 hooks: r.hooks(),
+                observes: r.observers(),
             })
             .collect();
         Listing { plugins }
@@ -48,6 +52,15 @@ impl Listing {
             .collect()
     }
 
+    /// The enabled plugins that observe `hook`, by name: they run side by side, in no order.
+    fn observers(&self, hook: HookId) -> Vec<&'static str> {
+        self.plugins
+            .iter()
+            .filter(|row| row.enabled && row.observes.contains(hook))
+            .map(|row| row.name)
+            .collect()
+    }
+
     fn write_plugins(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "plugins ({} compiled in)", self.plugins.len())?;
         if self.plugins.is_empty() {
@@ -57,7 +70,9 @@ impl Listing {
         let width = width.unwrap_or(0);
         for row in &self.plugins {
             let state = if row.enabled { "enabled" } else { "disabled" };
-            let hooks = joined(row.hooks.iter().map(HookId::name));
+            let observed = row.observes.iter().map(|h| format!("{h} (observer)"));
+            let hooks = row.hooks.iter().map(|h| h.name().to_owned());
+            let hooks = joined(hooks.chain(observed).collect::<Vec<_>>().iter().map(String::as_str));
             writeln!(f, "  {:width$}   {state:8}  {hooks}", row.name)?;
         }
         Ok(())
@@ -69,7 +84,13 @@ impl Listing {
         let width = width.unwrap_or(0);
         for hook in HookId::ALL {
             let chain = joined(self.chain(hook).into_iter());
-            writeln!(f, "  {:width$}   {chain}", hook.name())?;
+            let observers = self.observers(hook);
+            if observers.is_empty() {
+                writeln!(f, "  {:width$}   {chain}", hook.name())?;
+            } else {
+                let observers = observers.join(", ");
+                writeln!(f, "  {:width$}   {chain}   observers: {observers}", hook.name())?;
+            }
         }
         Ok(())
     }
@@ -103,6 +124,14 @@ mod tests {
             name,
             enabled,
             hooks,
+            observes: HookSet::EMPTY,
+        }
+    }
+
+    fn observer(name: &'static str, enabled: bool, hooks: &[HookId], observes: &[HookId]) -> Row {
+        Row {
+            observes: observes.iter().copied().collect(),
+            ..row(name, enabled, hooks)
         }
     }
 
@@ -142,6 +171,31 @@ chains
   delivery_result        -
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn observers_are_listed_apart_from_the_chain_they_watch() {
+        let text = render(vec![
+            observer("audit", true, &[], &[HookId::SmtpInData]),
+            row("banner", true, &[HookId::SmtpInData]),
+            observer("hook", true, &[HookId::QueuePickup], &[HookId::DeliveryResult]),
+            observer("off", false, &[], &[HookId::DeliveryResult]),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "  audit    enabled   smtp_in_data (observer)");
+        assert_eq!(
+            lines[3],
+            "  hook     enabled   queue_pickup, delivery_result (observer)"
+        );
+        assert!(
+            text.contains("\n  smtp_in_data           banner   observers: audit\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  delivery_result        -   observers: hook\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n  queue_pickup           hook\n"), "{text}");
     }
 
     #[test]

@@ -47,6 +47,7 @@ fn loaded(name: &'static str, plugin: Box<dyn Plugin>, hooks: mq_plugin_api::Hoo
     Loaded {
         name,
         hooks,
+        observes: mq_plugin_api::HookSet::EMPTY,
         timeout: Duration::from_secs(30),
         policy: FailurePolicy::Tempfail,
         plugin,

@@ -102,6 +102,12 @@ pub(crate) enum Called {
 pub(crate) trait Observer<E> {
     fn before(&mut self, plugin: &'static str, event: &E);
     fn after(&mut self, plugin: &'static str, event: &E, called: &Called);
+    /// The step's observer plugins begin, side by side.
+    fn observers_begin(&mut self) {}
+    /// One observer plugin ended, failed or not.
+    fn observer_ended(&mut self, _plugin: &'static str, _failure: Option<&FailureKind>) {}
+    /// Every observer plugin of the step has ended.
+    fn observers_end(&mut self) {}
 }
 
 impl<E> Observer<E> for () {
@@ -128,17 +134,21 @@ impl Engine {
     /// assert_eq!(smol::block_on(engine.run(&mut ctx, &mut event)), Outcome::Proceed);
     /// ```
     pub async fn run<E: Event>(&self, ctx: &mut Context, event: &mut E) -> Outcome {
-        self.run_observed(ctx, event, &mut ()).await
+        self.run_observed(ctx, event, &mut (), true).await
     }
 
+    /// The chain, then, if `observers`, the hook's observer plugins (which see a rejected
+    /// step's reply on the event).
     pub(crate) async fn run_observed<E: Event, O: Observer<E>>(
         &self,
         ctx: &mut Context,
         event: &mut E,
         observer: &mut O,
+        observers: bool,
     ) -> Outcome {
         let chain = &self.chains[E::HOOK.index()];
-        if chain.is_empty() {
+        let observed = observers && self.has_observers(E::HOOK);
+        if chain.is_empty() && !observed {
             return Outcome::Proceed;
         }
         let call = Rc::clone(ctx.call_state());
@@ -171,7 +181,12 @@ impl Engine {
                     }
                 }
             };
-            if let Some(reply) = event.take_reply() {
+            let reply = if observed {
+                event.reply().cloned()
+            } else {
+                event.take_reply()
+            };
+            if let Some(reply) = reply {
                 self.counters(index, E::HOOK).reject();
                 break Outcome::Rejected {
                     plugin: slot.name,
@@ -199,6 +214,10 @@ impl Engine {
             }
         };
         self.beat.idle();
+        if observed {
+            self.observe(ctx, event, observer).await;
+            let _ = event.take_reply();
+        }
         outcome
     }
 
@@ -290,7 +309,7 @@ fn failure(slot: &Loaded, hook: HookId, kind: FailureKind, policy: FailurePolicy
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {

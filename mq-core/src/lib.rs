@@ -60,6 +60,7 @@ mod engine;
 pub mod fuzzing;
 mod logline;
 mod metrics;
+mod observe;
 pub mod queue;
 mod registry;
 mod runtime;

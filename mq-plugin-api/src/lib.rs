@@ -70,6 +70,7 @@ pub mod duration;
 mod event;
 mod hook;
 mod message;
+mod observe;
 mod plugin;
 mod registration;
 mod reply;
@@ -86,6 +87,9 @@ pub use event::{
 };
 pub use hook::{HookId, HookSet};
 pub use message::{FoldError, Header, Headers, Message};
+#[doc(hidden)]
+pub use observe::Observable;
+pub use observe::ObserverFuture;
 pub use mq_plugin_api_macros::{hooks, plugin};
 pub use plugin::{Named, Plugin, PluginHooks};
 pub use registration::{ConfigError, Factory, PluginConfig, Registration, SharedState};

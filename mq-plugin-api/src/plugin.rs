@@ -182,6 +182,70 @@ pub trait Plugin: 'static {
     async fn delivery_result(&self, ctx: &mut Context, event: &mut DeliveryResult) -> Control {
         Control::Continue
     }
+
+    /// Observer of `smtp_in_connect`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_connect` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_connect(&self, ctx: &Context, event: &Connect) {}
+
+    /// Observer of `smtp_in_helo`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_helo` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_helo(&self, ctx: &Context, event: &Helo) {}
+
+    /// Observer of `smtp_in_secure`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_secure` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_secure(&self, ctx: &Context, event: &Secure) {}
+
+    /// Observer of `smtp_in_authenticate`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_authenticate` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_authenticate(&self, ctx: &Context, event: &Authenticate) {}
+
+    /// Observer of `smtp_in_mail_from`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_mail_from` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_mail_from(&self, ctx: &Context, event: &MailFrom) {}
+
+    /// Observer of `smtp_in_rcpt_to`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_rcpt_to` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_rcpt_to(&self, ctx: &Context, event: &RcptTo) {}
+
+    /// Observer of `smtp_in_data`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_data` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_data(&self, ctx: &Context, event: &Data) {}
+
+    /// Observer of `smtp_in_message`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_message` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_message(&self, ctx: &Context, event: &MessageCopy) {}
+
+    /// Observer of `smtp_in_close`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_close` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_close(&self, ctx: &Context, event: &Close) {}
+
+    /// Observer of `queue_pickup`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn queue_pickup` inside [`#[hooks]`](crate::hooks).
+    async fn observe_queue_pickup(&self, ctx: &Context, event: &Pickup) {}
+
+    /// Observer of `smtp_out_connect`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_out_connect` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_out_connect(&self, ctx: &Context, event: &OutConnect) {}
+
+    /// Observer of `smtp_out_mail_from`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_out_mail_from` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_out_mail_from(&self, ctx: &Context, event: &OutMailFrom) {}
+
+    /// Observer of `smtp_out_rcpt_to`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_out_rcpt_to` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_out_rcpt_to(&self, ctx: &Context, event: &OutRcptTo) {}
+
+    /// Observer of `smtp_out_data`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_out_data` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_out_data(&self, ctx: &Context, event: &OutData) {}
+
+    /// Observer of `smtp_out_sent`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_out_sent` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_out_sent(&self, ctx: &Context, event: &OutSent) {}
+
+    /// Observer of `delivery_result`: sees the event read-only once the chain has decided. Runs on a task of its own: it never delays the next delivery. Written as
+    /// `#[observe] async fn delivery_result` inside [`#[hooks]`](crate::hooks).
+    async fn observe_delivery_result(&self, ctx: &Context, event: &DeliveryResult) {}
 }
 
 /// The hooks a plugin type implements, written by [`#[hooks]`](crate::hooks) from its
@@ -189,6 +253,8 @@ pub trait Plugin: 'static {
 pub trait PluginHooks: Plugin {
     /// The hooks whose methods the `impl Plugin` block defines.
     const HOOKS: HookSet;
+    /// The hooks the block observes: its `#[observe]` methods.
+    const OBSERVES: HookSet = HookSet::EMPTY;
 }
 
 /// A plugin type's registered name, written by [`#[plugin]`](crate::plugin).

@@ -17,6 +17,8 @@ use crate::{HookSet, Plugin};
 pub struct Registration {
     name: &'static str,
     hooks: HookSet,
+    /// The hooks it observes (its `#[observe]` methods).
+    observes: HookSet,
     module: &'static str,
     factory: Factory,
 }
@@ -38,9 +40,19 @@ impl Registration {
         Registration {
             name,
             hooks,
+            observes: HookSet::EMPTY,
             module,
             factory,
         }
+    }
+
+    /// Not public API: [`#[plugin]`](crate::plugin) writes this, with the hooks the plugin's
+    /// `#[observe]` methods observe.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn __with_observers(mut self, observes: HookSet) -> Self {
+        self.observes = observes;
+        self
     }
 
     /// Every plugin registered in this binary, in no particular order.
@@ -56,6 +68,12 @@ impl Registration {
     /// The hooks the plugin implements.
     pub fn hooks(&self) -> HookSet {
         self.hooks
+    }
+
+    /// The hooks the plugin observes: its `#[observe]` methods, which run beside each other
+    /// after the chain and cannot change the event.
+    pub fn observers(&self) -> HookSet {
+        self.observes
     }
 
     /// The module that registered it, to tell two plugins of one name apart.
@@ -78,6 +96,7 @@ impl fmt::Debug for Registration {
         f.debug_struct("Registration")
             .field("name", &self.name)
             .field("hooks", &self.hooks)
+            .field("observes", &self.observes)
             .field("module", &self.module)
             .finish_non_exhaustive()
     }

@@ -59,6 +59,7 @@ pub fn guarded<P: PluginHooks>(
     Loaded {
         name,
         hooks: P::HOOKS,
+        observes: P::OBSERVES,
         timeout,
         policy,
         plugin: Box::new(plugin),

@@ -218,6 +218,7 @@ impl Harness {
         self.plugins.push(Loaded {
             name,
             hooks: P::HOOKS,
+            observes: P::OBSERVES,
             timeout,
             policy,
             plugin: Box::new(plugin),
@@ -286,6 +287,7 @@ impl Harness {
         self.plugins.push(Loaded {
             name,
             hooks,
+            observes: registration.observers(),
             timeout: settings.timeout,
             policy: settings.policy,
             plugin,

@@ -52,11 +52,14 @@ fn expand_hooks(item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
             "#[hooks] goes on an `impl Plugin for T` block",
         ));
     };
+    let mut item = item.clone();
     let mut variants = Vec::new();
-    for member in &item.items {
+    let mut observed = Vec::new();
+    for member in &mut item.items {
         let ImplItem::Fn(method) = member else {
             continue;
         };
+        let observer = take_observe_marker(method)?;
         let name = method.sig.ident.to_string();
         let Some((_, variant)) = HOOKS.iter().find(|(hook, _)| *hook == name) else {
             let known: Vec<&str> = HOOKS.iter().map(|(hook, _)| *hook).collect();
@@ -73,7 +76,14 @@ fn expand_hooks(item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
             ));
         }
         let variant = syn::Ident::new(variant, method.sig.ident.span());
-        variants.push(quote!(.with(::mq_plugin_api::HookId::#variant)));
+        if observer {
+            check_observer(&method.sig)?;
+            let ident = &method.sig.ident;
+            method.sig.ident = syn::Ident::new(&format!("observe_{ident}"), ident.span());
+            observed.push(quote!(.with(::mq_plugin_api::HookId::#variant)));
+        } else {
+            variants.push(quote!(.with(::mq_plugin_api::HookId::#variant)));
+        }
     }
     let self_ty = &item.self_ty;
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
@@ -84,8 +94,55 @@ fn expand_hooks(item: &ItemImpl) -> syn::Result<proc_macro2::TokenStream> {
 
         impl #impl_generics ::mq_plugin_api::PluginHooks for #self_ty #where_clause {
             const HOOKS: ::mq_plugin_api::HookSet = ::mq_plugin_api::HookSet::EMPTY #(#variants)*;
+            const OBSERVES: ::mq_plugin_api::HookSet = ::mq_plugin_api::HookSet::EMPTY #(#observed)*;
         }
     })
+}
+
+/// Whether `method` carries `#[observe]`, which is taken off: it marks the method as an observer
+/// of its hook rather than a member of the hook's chain.
+fn take_observe_marker(method: &mut syn::ImplItemFn) -> syn::Result<bool> {
+    let before = method.attrs.len();
+    let mut marker = None;
+    method.attrs.retain(|attr| {
+        let is_marker = attr.path().is_ident("observe");
+        if is_marker {
+            marker = Some(attr.clone());
+        }
+        !is_marker
+    });
+    if let Some(attr) = marker {
+        if before - method.attrs.len() > 1 || !matches!(attr.meta, syn::Meta::Path(_)) {
+            return Err(syn::Error::new(
+                attr.span(),
+                "write `#[observe]` once, without arguments",
+            ));
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// An observer looks and nothing more: `&Context`, the event by shared reference, no result.
+fn check_observer(sig: &syn::Signature) -> syn::Result<()> {
+    if let ReturnType::Type(_, ty) = &sig.output {
+        return Err(syn::Error::new(
+            ty.span(),
+            "an observer returns nothing: it cannot change the step's outcome",
+        ));
+    }
+    for input in sig.inputs.iter().skip(1) {
+        if let FnArg::Typed(arg) = input
+            && let Type::Reference(reference) = &*arg.ty
+            && reference.mutability.is_some()
+        {
+            return Err(syn::Error::new(
+                reference.span(),
+                "an observer gets its context and event read-only: `&Context`, `&Event`",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Put on the inherent `impl` block that holds a plugin's `fn new`: registers the plugin under
@@ -177,6 +234,7 @@ fn expand_plugin(name: &LitStr, item: &ItemImpl) -> syn::Result<proc_macro2::Tok
                     ::core::module_path!(),
                     __mq_factory,
                 )
+                .__with_observers(<#self_ty as ::mq_plugin_api::PluginHooks>::OBSERVES)
             }
         };
     })
