@@ -3,7 +3,8 @@
 //! Each benchmark runs its chains in one loop inside one `block_on`, as a worker does, and
 //! reports the time of one chain; divide by the plugin count for the cost of one plugin call.
 //! `bare` calls the same plugins through `dyn Plugin` with no engine: the floor the engine's
-//! guards are measured against, in the same run.
+//! guards are measured against, in the same run. `observers` runs a step that only observers
+//! see (1 and 4 that complete at once): what an observer step costs.
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -34,6 +35,17 @@ impl Plugin for Awaits {
     async fn smtp_in_mail_from(&self, _ctx: &mut Context, _event: &mut MailFrom) -> Control {
         smol::future::yield_now().await;
         Control::Continue
+    }
+}
+
+/// Observes the step and is done at once.
+struct Looks;
+
+#[hooks]
+impl Plugin for Looks {
+    #[observe]
+    async fn smtp_in_mail_from(&self, _ctx: &Context, event: &MailFrom) {
+        black_box(&event.sender);
     }
 }
 
@@ -68,6 +80,25 @@ fn engine(ready: usize, waiting: usize, watchdog: &Watchdog) -> Engine {
             <Awaits as PluginHooks>::HOOKS,
         ));
     }
+    let names = plugins.iter().map(|p| p.name).collect();
+    Engine::new(
+        0,
+        &EngineConfig::default(),
+        plugins,
+        watchdog.watch(0, names),
+    )
+    .expect("unique names")
+}
+
+/// An engine of `count` observers of the step that are done at once, and no chain.
+fn observers(count: usize, watchdog: &Watchdog) -> Engine {
+    let plugins: Vec<Loaded> = NAMES[..count]
+        .iter()
+        .map(|&name| Loaded {
+            observes: <Looks as PluginHooks>::OBSERVES,
+            ..loaded(name, Box::new(Looks), <Looks as PluginHooks>::HOOKS)
+        })
+        .collect();
     let names = plugins.iter().map(|p| p.name).collect();
     Engine::new(
         0,
@@ -129,6 +160,12 @@ fn dispatch(c: &mut Criterion) {
     group.bench_function("one-awaits/8", |b| {
         b.iter_custom(|iters| time_chains(&engine, iters));
     });
+    for size in [1, 4] {
+        let engine = observers(size, &watchdog);
+        group.bench_with_input(BenchmarkId::new("observers", size), &engine, |b, engine| {
+            b.iter_custom(|iters| time_chains(engine, iters));
+        });
+    }
     group.finish();
 }
 

@@ -142,7 +142,7 @@ impl Engine {
         recorder.observers_begin();
         poll_fn(|cx| {
             let mut pending = false;
-            for call in &mut calls {
+            for call in calls.iter_mut().filter(|call| call.future.is_some()) {
                 match self.poll_observer::<E>(call, cx) {
                     Poll::Pending => pending = true,
                     Poll::Ready(failure) => {
@@ -151,14 +151,17 @@ impl Engine {
                     }
                 }
             }
-            if pending { Poll::Pending } else { Poll::Ready(()) }
+            if pending {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
         })
         .await;
         recorder.observers_end();
     }
 
-    /// Polls one observer if it still runs: `Ready` with its failure, if any, the one time it
-    /// ends; `Pending` while it runs; and `Pending` too, without polling, once it has ended.
+    /// Polls one observer that still runs: `Ready` with its failure, if any, when it ends.
     fn poll_observer<E: Event>(
         &self,
         call: &mut Call<'_>,
@@ -179,7 +182,10 @@ impl Engine {
                 let (timer, _) = call.timer.get_or_insert_with(|| {
                     let start = state.instant();
                     let deadline = state.deadline_from(start);
-                    (state.deadline_timer(deadline.saturating_duration_since(start)), start)
+                    (
+                        state.deadline_timer(deadline.saturating_duration_since(start)),
+                        start,
+                    )
                 });
                 match Pin::new(timer).poll(cx) {
                     Poll::Ready(()) => Some(FailureKind::Timeout(state.timeout())),
@@ -201,7 +207,11 @@ impl Engine {
             Some(_) => counters.panic(),
         }
         if let Some((_, start)) = call.timer.take() {
-            let waited = call.ctx.call_state().instant().saturating_duration_since(start);
+            let waited = call
+                .ctx
+                .call_state()
+                .instant()
+                .saturating_duration_since(start);
             counters.waited(waited);
         }
         if let Some(kind) = failure {

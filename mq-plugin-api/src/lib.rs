@@ -4,7 +4,10 @@
 //! the engine runs that step's *chain*, the enabled plugins that implement the step's hook, in
 //! name order. Each hook is an `async fn` that resolves to a [`Control`]: go on, skip the rest,
 //! or restart the chain. A hook that waits (DNS, HTTP, a timer) awaits on its worker's event loop
-//! through the [`Context`]; the message waits and the worker does other work.
+//! through the [`Context`]; the message waits and the worker does other work. A plugin that only
+//! looks (a webhook, an audit log) marks its method `#[observe]` instead: observers see the event
+//! read-only once the chain has decided, side by side, and cannot change the outcome (see
+//! [Observers](Plugin#observers) for when to choose one).
 //!
 //! # Layout
 //!
@@ -12,7 +15,7 @@
 //!   rules; [`PluginHooks`] and [`Named`], which the attributes write.
 //! - [`Control`] (`control`): what a hook hands back.
 //! - The events (`event`): one type per hook ([`Connect`], [`Data`], ...), the [`Event`] trait
-//!   that ties each to its [`HookId`] (`hook`).
+//!   that ties each to its [`HookId`] (`hook`), and to its observer method (`observe`).
 //! - [`Context`] (`context`): timers, spawning, sockets, the deadline, data passed between hooks,
 //!   logging, and [`Dns`] lookups (`dns`).
 //! - Mail types: [`Address`] (`address`), [`Message`] and [`Headers`] (`message`), [`Reply`]
@@ -87,10 +90,10 @@ pub use event::{
 };
 pub use hook::{HookId, HookSet};
 pub use message::{FoldError, Header, Headers, Message};
+pub use mq_plugin_api_macros::{hooks, plugin};
 #[doc(hidden)]
 pub use observe::Observable;
 pub use observe::ObserverFuture;
-pub use mq_plugin_api_macros::{hooks, plugin};
 pub use plugin::{Named, Plugin, PluginHooks};
 pub use registration::{ConfigError, Factory, PluginConfig, Registration, SharedState};
 pub use reply::Reply;

@@ -40,6 +40,68 @@ use crate::{Context, Control, HookSet};
 /// - A single poll that holds the worker longer than the slow-poll threshold (default 10 ms) is
 ///   logged and counted: block on nothing, await instead.
 ///
+/// # Observers
+///
+/// A hook method marked `#[observe]` inside [`#[hooks]`](crate::hooks) is an *observer*: it
+/// takes `&Context` and the event by shared reference, returns nothing, and is in no chain.
+/// Once the chain has decided, the engine runs every observer of the step side by side, each
+/// under its own deadline (its plugin's timeout). It sees the event as the chain left it, a
+/// rejected step's reply included; it cannot change the event or the outcome, and a timeout or
+/// a panic is logged and counted (`mq_plugin_observer_calls_total`) while the step goes on as
+/// decided. Observers of `delivery_result` run on a task of their own: the next delivery never
+/// waits for them, and shutdown does.
+///
+/// Choose an observer when the plugin only looks: a webhook, an audit log, an archive copy,
+/// metrics. Four observers that each wait 100 ms cost a step about 100 ms, where four chain
+/// hooks cost 400 ms, and an observer that fails never fails the step. Choose a chain hook when
+/// the plugin changes the event, refuses the step, or must run before or after another plugin.
+///
+/// ```
+/// use mq_plugin_api::{hooks, Context, DeliveryResult, Plugin};
+///
+/// struct Audit;
+///
+/// #[hooks]
+/// impl Plugin for Audit {
+///     #[observe]
+///     async fn delivery_result(&self, ctx: &Context, event: &DeliveryResult) {
+///         ctx.info(format_args!("{} attempt {}: {:?}", event.queue_id(), event.attempt(), event.state));
+///     }
+/// }
+/// ```
+///
+/// An observer gets its event read-only:
+///
+/// ```compile_fail
+/// use mq_plugin_api::{hooks, Context, Data, Plugin};
+///
+/// struct Meddler;
+///
+/// #[hooks]
+/// impl Plugin for Meddler {
+///     #[observe]
+///     async fn smtp_in_data(&self, _ctx: &Context, data: &mut Data) {
+///         data.message.headers_mut().append("X-Meddled", "yes");
+///     }
+/// }
+/// ```
+///
+/// and returns nothing, so it cannot steer the chain:
+///
+/// ```compile_fail
+/// use mq_plugin_api::{hooks, Context, Control, Data, Plugin};
+///
+/// struct Steerer;
+///
+/// #[hooks]
+/// impl Plugin for Steerer {
+///     #[observe]
+///     async fn smtp_in_data(&self, _ctx: &Context, _data: &Data) -> Control {
+///         Control::Complete
+///     }
+/// }
+/// ```
+///
 /// # Examples
 ///
 /// Two plugins at `smtp_in_data`: `"audit"` runs before `"banner"` because of their names, so

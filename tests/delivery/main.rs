@@ -19,6 +19,8 @@
 //! - `credentials`: a relay's password goes only to a certificate that verifies.
 //! - `connections`: throttles hold connection counts; one connection carries many messages.
 //! - `plugins`: a plugin of this binary rewrites the MIME at `smtp_out_data`.
+//! - `observers`: a `delivery_result` observer that waits delays no delivery; shutdown waits
+//!   for it.
 //! - `recipients`: over SMTP into delivery: duplicates once, one spelling of a domain, aliases.
 //! - `restart`: SIGKILL mid-delivery, then a restart delivers every message at least once.
 //!
@@ -33,6 +35,7 @@ mod fanout;
 mod loops;
 mod maildir;
 mod mx;
+mod observers;
 mod paced;
 mod plugins;
 mod recipients;

@@ -351,7 +351,11 @@ impl Page {
                 ("timeout", m.timeouts),
                 ("panic", m.panics),
             ] {
-                writeln!(self.0, "{name}{{{},result=\"{result}\"}} {count}", labels(m))?;
+                writeln!(
+                    self.0,
+                    "{name}{{{},result=\"{result}\"}} {count}",
+                    labels(m)
+                )?;
             }
         }
         Ok(())
@@ -637,7 +641,10 @@ mod tests {
             format!("mq_plugin_observer_calls_total{{{labels},result=\"timeout\"}} 1"),
             format!("mq_plugin_observer_calls_total{{{labels},result=\"panic\"}} 0"),
         ] {
-            assert!(samples.contains(&expected.as_str()), "{expected} in\n{page}");
+            assert!(
+                samples.contains(&expected.as_str()),
+                "{expected} in\n{page}"
+            );
         }
         assert!(!page.contains("mq_plugin_calls_total{"), "{page}");
     }

@@ -29,7 +29,8 @@ const HOOKS: &[(&str, &str)] = &[
 
 /// Put on a plugin's `impl Plugin for T` block: makes its `async fn`s the trait's methods and
 /// records which hooks the block defines, so the engine knows the plugin's chains without a
-/// hand-kept list.
+/// hand-kept list. A method marked `#[observe]` (taking `&Context` and `&Event`, returning
+/// nothing) observes its hook instead of joining the hook's chain.
 #[proc_macro_attribute]
 pub fn hooks(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
