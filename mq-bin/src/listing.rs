@@ -72,7 +72,13 @@ impl Listing {
             let state = if row.enabled { "enabled" } else { "disabled" };
             let observed = row.observes.iter().map(|h| format!("{h} (observer)"));
             let hooks = row.hooks.iter().map(|h| h.name().to_owned());
-            let hooks = joined(hooks.chain(observed).collect::<Vec<_>>().iter().map(String::as_str));
+            let hooks = joined(
+                hooks
+                    .chain(observed)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str),
+            );
             writeln!(f, "  {:width$}   {state:8}  {hooks}", row.name)?;
         }
         Ok(())
@@ -89,7 +95,11 @@ impl Listing {
                 writeln!(f, "  {:width$}   {chain}", hook.name())?;
             } else {
                 let observers = observers.join(", ");
-                writeln!(f, "  {:width$}   {chain}   observers: {observers}", hook.name())?;
+                writeln!(
+                    f,
+                    "  {:width$}   {chain}   observers: {observers}",
+                    hook.name()
+                )?;
             }
         }
         Ok(())
@@ -178,7 +188,12 @@ chains
         let text = render(vec![
             observer("audit", true, &[], &[HookId::SmtpInData]),
             row("banner", true, &[HookId::SmtpInData]),
-            observer("hook", true, &[HookId::QueuePickup], &[HookId::DeliveryResult]),
+            observer(
+                "hook",
+                true,
+                &[HookId::QueuePickup],
+                &[HookId::DeliveryResult],
+            ),
             observer("off", false, &[], &[HookId::DeliveryResult]),
         ]);
         let lines: Vec<&str> = text.lines().collect();
