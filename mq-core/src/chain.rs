@@ -138,7 +138,8 @@ impl Engine {
     }
 
     /// The chain, then, if `observers`, the hook's observer plugins (which see a rejected
-    /// step's reply on the event).
+    /// step's reply on the event). The observers' future is boxed, and only for a step that
+    /// has them, so that the chain's future stays as small as without them.
     pub(crate) async fn run_observed<E: Event, O: Observer<E>>(
         &self,
         ctx: &mut Context,
@@ -146,9 +147,26 @@ impl Engine {
         observer: &mut O,
         observers: bool,
     ) -> Outcome {
-        let chain = &self.chains[E::HOOK.index()];
         let observed = observers && self.has_observers(E::HOOK);
-        if chain.is_empty() && !observed {
+        let outcome = self.decide(ctx, event, observer, observed).await;
+        if observed {
+            Box::pin(self.observe(ctx, event, observer)).await;
+            let _ = event.take_reply();
+        }
+        outcome
+    }
+
+    /// Runs the chain until it decides. When `observed`, a reply stays on the event for the
+    /// observers.
+    async fn decide<E: Event, O: Observer<E>>(
+        &self,
+        ctx: &mut Context,
+        event: &mut E,
+        observer: &mut O,
+        observed: bool,
+    ) -> Outcome {
+        let chain = &self.chains[E::HOOK.index()];
+        if chain.is_empty() {
             return Outcome::Proceed;
         }
         let call = Rc::clone(ctx.call_state());
@@ -214,10 +232,6 @@ impl Engine {
             }
         };
         self.beat.idle();
-        if observed {
-            self.observe(ctx, event, observer).await;
-            let _ = event.take_reply();
-        }
         outcome
     }
 

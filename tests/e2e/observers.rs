@@ -21,7 +21,7 @@ struct Watch {
 impl Plugin for Watch {
     #[observe]
     async fn smtp_in_data(&self, _ctx: &Context, event: &Data) {
-        let reply = event.reply().map(|r| r.to_string());
+        let reply = event.reply().map(ToString::to_string);
         let seen = header_values(event, "X-Seen").join(",");
         let line = format!("{} saw [{seen}] reply {reply:?}", self.name);
         self.log.borrow_mut().push(line);
@@ -141,7 +141,7 @@ struct Stalls;
 impl Plugin for Stalls {
     #[observe]
     async fn smtp_in_data(&self, ctx: &Context, _event: &Data) {
-        ctx.sleep(Duration::from_secs(3600)).await;
+        ctx.sleep(Duration::from_hours(1)).await;
     }
 }
 
