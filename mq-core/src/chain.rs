@@ -119,7 +119,8 @@ impl<E> Observer<E> for () {
 
 impl Engine {
     /// Runs the chain of `E`'s hook over `event`: each enabled plugin that implements the hook,
-    /// in name order, as the chain rules of [`Plugin`](mq_plugin_api::Plugin) say.
+    /// in name order, as the chain rules of [`Plugin`](mq_plugin_api::Plugin) say; then, side
+    /// by side, the plugins that observe the hook, whose outcome is no part of the step's.
     ///
     /// # Examples
     ///
