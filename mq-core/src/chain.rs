@@ -135,10 +135,7 @@ impl Engine {
     /// assert_eq!(smol::block_on(engine.run(&mut ctx, &mut event)), Outcome::Proceed);
     /// ```
     pub async fn run<E: Event>(&self, ctx: &mut Context, event: &mut E) -> Outcome {
-        if self.has_observers(E::HOOK) {
-            return Box::pin(self.run_observed(ctx, event, &mut (), true)).await;
-        }
-        self.decide::<E, (), false>(ctx, event, &mut ()).await
+        self.run_observed(ctx, event, &mut (), true).await
     }
 
     /// The chain, then, if `observers`, the hook's observer plugins (which see a rejected
@@ -151,22 +148,23 @@ impl Engine {
         observer: &mut O,
         observers: bool,
     ) -> Outcome {
-        if !(observers && self.has_observers(E::HOOK)) {
-            return self.decide::<E, O, false>(ctx, event, observer).await;
+        let observed = observers && self.has_observers(E::HOOK);
+        let outcome = self.decide(ctx, event, observer, observed).await;
+        if observed {
+            Box::pin(self.observe(ctx, event, observer)).await;
+            let _ = event.take_reply();
         }
-        let outcome = self.decide::<E, O, true>(ctx, event, observer).await;
-        Box::pin(self.observe(ctx, event, observer)).await;
-        let _ = event.take_reply();
         outcome
     }
 
-    /// Runs the chain until it decides. When `OBSERVED`, a reply stays on the event for the
-    /// observers; without, the chain runs as if observers did not exist.
-    async fn decide<E: Event, O: Observer<E>, const OBSERVED: bool>(
+    /// Runs the chain until it decides. When `observed`, a reply stays on the event for the
+    /// observers.
+    async fn decide<E: Event, O: Observer<E>>(
         &self,
         ctx: &mut Context,
         event: &mut E,
         observer: &mut O,
+        observed: bool,
     ) -> Outcome {
         let chain = &self.chains[E::HOOK.index()];
         if chain.is_empty() {
@@ -202,7 +200,7 @@ impl Engine {
                     }
                 }
             };
-            let reply = if OBSERVED {
+            let reply = if observed {
                 event.reply().cloned()
             } else {
                 event.take_reply()
