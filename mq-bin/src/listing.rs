@@ -1,5 +1,6 @@
 //! What `mq plugins` prints: every compiled-in plugin with its state, its order and its hooks,
-//! then every hook's chain in call order (by order, then by name).
+//! then every hook's chain in call order (by order, then by name) and, after `observers:`, the
+//! plugins that observe the hook side by side once it has decided.
 //!
 //! The text is plain, aligned and stable (no colour, no terminal width), so that operators can
 //! diff it between builds and scripts can read it.
@@ -24,6 +25,8 @@ struct Row {
     enabled: bool,
     order: Order,
     hooks: HookSet,
+    /// The hooks it observes rather than joins the chain of.
+    observes: HookSet,
 }
 
 impl Listing {
@@ -36,6 +39,7 @@ impl Listing {
                 enabled: plan.plugins().any(|(name, _)| name == r.name()),
                 order: plan.order(r.name()).unwrap_or_default(),
                 hooks: r.hooks(),
+                observes: r.observers(),
             })
             .collect();
         Listing { plugins }
@@ -53,6 +57,15 @@ impl Listing {
         chain.into_iter().map(|row| row.name).collect()
     }
 
+    /// The enabled plugins that observe `hook`, by name: they run side by side, in no order.
+    fn observers(&self, hook: HookId) -> Vec<&'static str> {
+        self.plugins
+            .iter()
+            .filter(|row| row.enabled && row.observes.contains(hook))
+            .map(|row| row.name)
+            .collect()
+    }
+
     fn write_plugins(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "plugins ({} compiled in)", self.plugins.len())?;
         if self.plugins.is_empty() {
@@ -68,7 +81,15 @@ impl Listing {
         let order_width = orders.iter().map(String::len).max().unwrap_or(0);
         for (row, order) in self.plugins.iter().zip(&orders) {
             let state = if row.enabled { "enabled" } else { "disabled" };
-            let hooks = joined(row.hooks.iter().map(HookId::name));
+            let observed = row.observes.iter().map(|h| format!("{h} (observer)"));
+            let hooks = row.hooks.iter().map(|h| h.name().to_owned());
+            let hooks = joined(
+                hooks
+                    .chain(observed)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str),
+            );
             writeln!(
                 f,
                 "  {:width$}   {state:8}  {order:order_width$}  {hooks}",
@@ -84,7 +105,17 @@ impl Listing {
         let width = width.unwrap_or(0);
         for hook in HookId::ALL {
             let chain = joined(self.chain(hook).into_iter());
-            writeln!(f, "  {:width$}   {chain}", hook.name())?;
+            let observers = self.observers(hook);
+            if observers.is_empty() {
+                writeln!(f, "  {:width$}   {chain}", hook.name())?;
+            } else {
+                let observers = observers.join(", ");
+                writeln!(
+                    f,
+                    "  {:width$}   {chain}   observers: {observers}",
+                    hook.name()
+                )?;
+            }
         }
         Ok(())
     }
@@ -123,6 +154,14 @@ mod tests {
             enabled,
             order,
             hooks,
+            observes: HookSet::EMPTY,
+        }
+    }
+
+    fn observer(name: &'static str, enabled: bool, hooks: &[HookId], observes: &[HookId]) -> Row {
+        Row {
+            observes: observes.iter().copied().collect(),
+            ..row(name, enabled, hooks)
         }
     }
 
@@ -162,6 +201,36 @@ chains
   delivery_result        -
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn observers_are_listed_apart_from_the_chain_they_watch() {
+        let text = render(vec![
+            observer("audit", true, &[], &[HookId::SmtpInData]),
+            row("banner", true, &[HookId::SmtpInData]),
+            observer(
+                "hook",
+                true,
+                &[HookId::QueuePickup],
+                &[HookId::DeliveryResult],
+            ),
+            observer("off", false, &[], &[HookId::DeliveryResult]),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "  audit    enabled   smtp_in_data (observer)");
+        assert_eq!(
+            lines[3],
+            "  hook     enabled   queue_pickup, delivery_result (observer)"
+        );
+        assert!(
+            text.contains("\n  smtp_in_data           banner   observers: audit\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  delivery_result        -   observers: hook\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n  queue_pickup           hook\n"), "{text}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Each benchmark runs its chains in one loop inside one `block_on`, as a worker does, and
 //! reports the time of one chain; divide by the plugin count for the cost of one plugin call.
 //! `bare` calls the same plugins through `dyn Plugin` with no engine: the floor the engine's
-//! guards are measured against, in the same run.
+//! guards are measured against, in the same run. `observers` runs a step that only observers
+//! see (1 and 4 that complete at once): what an observer step costs.
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -37,6 +38,17 @@ impl Plugin for Awaits {
     }
 }
 
+/// Observes the step and is done at once.
+struct Looks;
+
+#[hooks]
+impl Plugin for Looks {
+    #[observe]
+    async fn smtp_in_mail_from(&self, _ctx: &Context, event: &MailFrom) {
+        black_box(&event.sender);
+    }
+}
+
 const NAMES: [&str; 32] = [
     "p00", "p01", "p02", "p03", "p04", "p05", "p06", "p07", "p08", "p09", "p10", "p11", "p12",
     "p13", "p14", "p15", "p16", "p17", "p18", "p19", "p20", "p21", "p22", "p23", "p24", "p25",
@@ -47,6 +59,7 @@ fn loaded(name: &'static str, plugin: Box<dyn Plugin>, hooks: mq_plugin_api::Hoo
     Loaded {
         name,
         hooks,
+        observes: mq_plugin_api::HookSet::EMPTY,
         timeout: Duration::from_secs(30),
         policy: FailurePolicy::Tempfail,
         order: mq_plugin_api::Order::default(),
@@ -68,6 +81,25 @@ fn engine(ready: usize, waiting: usize, watchdog: &Watchdog) -> Engine {
             <Awaits as PluginHooks>::HOOKS,
         ));
     }
+    let names = plugins.iter().map(|p| p.name).collect();
+    Engine::new(
+        0,
+        &EngineConfig::default(),
+        plugins,
+        watchdog.watch(0, names),
+    )
+    .expect("unique names")
+}
+
+/// An engine of `count` observers of the step that are done at once, and no chain.
+fn observers(count: usize, watchdog: &Watchdog) -> Engine {
+    let plugins: Vec<Loaded> = NAMES[..count]
+        .iter()
+        .map(|&name| Loaded {
+            observes: <Looks as PluginHooks>::OBSERVES,
+            ..loaded(name, Box::new(Looks), <Looks as PluginHooks>::HOOKS)
+        })
+        .collect();
     let names = plugins.iter().map(|p| p.name).collect();
     Engine::new(
         0,
@@ -129,6 +161,12 @@ fn dispatch(c: &mut Criterion) {
     group.bench_function("one-awaits/8", |b| {
         b.iter_custom(|iters| time_chains(&engine, iters));
     });
+    for size in [1, 4] {
+        let engine = observers(size, &watchdog);
+        group.bench_with_input(BenchmarkId::new("observers", size), &engine, |b, engine| {
+            b.iter_custom(|iters| time_chains(engine, iters));
+        });
+    }
     group.finish();
 }
 

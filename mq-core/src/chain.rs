@@ -102,6 +102,12 @@ pub(crate) enum Called {
 pub(crate) trait Observer<E> {
     fn before(&mut self, plugin: &'static str, event: &E);
     fn after(&mut self, plugin: &'static str, event: &E, called: &Called);
+    /// The step's observer plugins begin, side by side.
+    fn observers_begin(&mut self) {}
+    /// One observer plugin ended, failed or not.
+    fn observer_ended(&mut self, _plugin: &'static str, _failure: Option<&FailureKind>) {}
+    /// Every observer plugin of the step has ended.
+    fn observers_end(&mut self) {}
 }
 
 impl<E> Observer<E> for () {
@@ -114,7 +120,8 @@ impl<E> Observer<E> for () {
 impl Engine {
     /// Runs the chain of `E`'s hook over `event`: each enabled plugin that implements the hook,
     /// by order and then in name order, as the chain rules of [`Plugin`](mq_plugin_api::Plugin)
-    /// say.
+    /// say; then, side by side, the plugins that observe the hook, whose outcome is no part of
+    /// the step's.
     ///
     /// # Examples
     ///
@@ -129,14 +136,36 @@ impl Engine {
     /// assert_eq!(smol::block_on(engine.run(&mut ctx, &mut event)), Outcome::Proceed);
     /// ```
     pub async fn run<E: Event>(&self, ctx: &mut Context, event: &mut E) -> Outcome {
-        self.run_observed(ctx, event, &mut ()).await
+        self.run_observed(ctx, event, &mut (), true).await
     }
 
+    /// The chain, then, if `observers`, the hook's observer plugins (which see a rejected
+    /// step's reply on the event). The observers' future is boxed, and only for a step that
+    /// has them, so that the chain's future stays as small as without them.
     pub(crate) async fn run_observed<E: Event, O: Observer<E>>(
         &self,
         ctx: &mut Context,
         event: &mut E,
         observer: &mut O,
+        observers: bool,
+    ) -> Outcome {
+        let observed = observers && self.has_observers(E::HOOK);
+        let outcome = self.decide(ctx, event, observer, observed).await;
+        if observed {
+            Box::pin(self.observe(ctx, event, observer)).await;
+            let _ = event.take_reply();
+        }
+        outcome
+    }
+
+    /// Runs the chain until it decides. When `observed`, a reply stays on the event for the
+    /// observers.
+    async fn decide<E: Event, O: Observer<E>>(
+        &self,
+        ctx: &mut Context,
+        event: &mut E,
+        observer: &mut O,
+        observed: bool,
     ) -> Outcome {
         let chain = &self.chains[E::HOOK.index()];
         if chain.is_empty() {
@@ -172,7 +201,12 @@ impl Engine {
                     }
                 }
             };
-            if let Some(reply) = event.take_reply() {
+            let reply = if observed {
+                event.reply().cloned()
+            } else {
+                event.take_reply()
+            };
+            if let Some(reply) = reply {
                 self.counters(index, E::HOOK).reject();
                 break Outcome::Rejected {
                     plugin: slot.name,
@@ -291,7 +325,7 @@ fn failure(slot: &Loaded, hook: HookId, kind: FailureKind, policy: FailurePolicy
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {

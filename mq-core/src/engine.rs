@@ -8,6 +8,7 @@ use mq_plugin_api::{HookId, HookSet, Order, Plugin};
 
 use crate::config::{EngineConfig, FailurePolicy};
 use crate::metrics::{HookCounters, Metrics};
+use crate::observe::Observing;
 use crate::registry::RegistryError;
 use crate::watchdog::{self, Beat};
 
@@ -17,6 +18,8 @@ pub struct Loaded {
     pub name: &'static str,
     /// The hooks it implements.
     pub hooks: HookSet,
+    /// The hooks it observes: it runs beside the other observers once the chain has decided.
+    pub observes: HookSet,
     /// How long one call may take.
     pub timeout: Duration,
     /// What a call that times out or panics does to the step.
@@ -33,6 +36,7 @@ impl std::fmt::Debug for Loaded {
             .field("name", &self.name)
             .field("hooks", &self.hooks)
             .field("order", &self.order)
+            .field("observes", &self.observes)
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +53,8 @@ pub struct Engine {
     pub(crate) chains: [Box<[u16]>; HookId::COUNT],
     /// `slots.len() × HookId::COUNT`, indexed by `plugin * COUNT + hook`.
     counters: Box<[HookCounters]>,
+    /// For each hook, the plugins that observe it, by name, each with its counters.
+    pub(crate) observers: [Box<[Observing]>; HookId::COUNT],
     pub(crate) retry_budget: u32,
     pub(crate) beat: Arc<Beat>,
     polls: Cell<u64>,
@@ -99,6 +105,12 @@ impl Engine {
                 .map(|i| i as u16)
                 .collect()
         });
+        let observers = HookId::ALL.map(|hook| {
+            (0..plugins.len())
+                .filter(|&i| plugins[i].observes.contains(hook))
+                .map(|i| Observing::new(i as u16))
+                .collect()
+        });
         let counters = (0..plugins.len() * HookId::COUNT)
             .map(|_| HookCounters::default())
             .collect();
@@ -107,6 +119,7 @@ impl Engine {
             slots: plugins.into_boxed_slice(),
             chains,
             counters,
+            observers,
             retry_budget: config.retry_budget,
             beat,
             polls: Cell::new(0),
@@ -145,6 +158,7 @@ impl Engine {
                 );
             }
         }
+        self.observer_metrics(&mut entries);
         Metrics::new(entries)
     }
 

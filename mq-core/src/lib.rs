@@ -62,6 +62,7 @@ pub mod fuzzing;
 mod lifecycle;
 mod logline;
 mod metrics;
+mod observe;
 mod plugin_settings;
 pub mod queue;
 mod registry;

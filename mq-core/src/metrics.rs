@@ -69,6 +69,7 @@ impl HookCounters {
         HookMetrics {
             plugin,
             hook,
+            observer: false,
             continues: self.continues.get(),
             completes: self.completes.get(),
             retries: self.retries.get(),
@@ -90,6 +91,10 @@ pub struct HookMetrics {
     pub plugin: &'static str,
     /// The hook.
     pub hook: HookId,
+    /// Whether these are the counters of the plugin's observer of the hook rather than of its
+    /// chain hook. An observer's finished calls count as `continues`; it never completes,
+    /// retries or rejects.
+    pub observer: bool,
     /// Calls that returned `Continue` (a reject counts here too, and in `rejects`).
     pub continues: u64,
     /// Calls that returned `Complete`.
@@ -168,33 +173,38 @@ impl Metrics {
         self.entries.iter()
     }
 
-    /// The entry of `plugin` at `hook`.
+    /// The entry of `plugin`'s chain hook at `hook`.
     pub fn get(&self, plugin: &str, hook: HookId) -> Option<&HookMetrics> {
         self.entries
             .iter()
-            .find(|m| m.plugin == plugin && m.hook == hook)
+            .find(|m| m.plugin == plugin && m.hook == hook && !m.observer)
+    }
+
+    /// The entry of `plugin`'s observer of `hook`.
+    pub fn observer(&self, plugin: &str, hook: HookId) -> Option<&HookMetrics> {
+        self.entries
+            .iter()
+            .find(|m| m.plugin == plugin && m.hook == hook && m.observer)
     }
 
     /// Adds another core's counters to these.
     pub fn merge(&mut self, other: &Metrics) {
         for theirs in &other.entries {
-            match self
-                .entries
-                .iter_mut()
-                .find(|m| m.plugin == theirs.plugin && m.hook == theirs.hook)
-            {
+            match self.entries.iter_mut().find(|m| {
+                m.plugin == theirs.plugin && m.hook == theirs.hook && m.observer == theirs.observer
+            }) {
                 Some(mine) => mine.add(theirs),
                 None => self.entries.push(theirs.clone()),
             }
         }
-        self.entries.sort_by_key(|m| (m.plugin, m.hook));
+        self.entries.sort_by_key(|m| (m.plugin, m.hook, m.observer));
     }
 
     pub(crate) fn add_slow_polls(&mut self, plugin: &'static str, hook: HookId, count: u64) {
         if let Some(entry) = self
             .entries
             .iter_mut()
-            .find(|m| m.plugin == plugin && m.hook == hook)
+            .find(|m| m.plugin == plugin && m.hook == hook && !m.observer)
         {
             entry.slow_polls += count;
         }

@@ -342,6 +342,7 @@ impl Plan {
             loaded.push(Loaded {
                 name: registration.name(),
                 hooks: registration.hooks(),
+                observes: registration.observers(),
                 timeout: planned.timeout,
                 policy: planned.policy,
                 order: planned.order,

@@ -234,6 +234,32 @@ impl Context {
         self.stage.unwrap_or_else(|| self.hook().name())
     }
 
+    /// Not public API: a context for one observer of a step, on the same worker, resolver,
+    /// clock and session facts, with a call state of its own so that observers that run side by
+    /// side each have their own name, hook and deadline. It carries no connection or message
+    /// data: an observer reads its event, nothing it could change.
+    #[doc(hidden)]
+    pub fn fork(&self) -> Context {
+        let call = CallState {
+            plugin: Cell::new(""),
+            hook: Cell::new(self.call.hook.get()),
+            timeout: Cell::new(self.call.timeout.get()),
+            deadline: Cell::new(None),
+            clock: RefCell::new(self.call.clock.borrow().clone()),
+        };
+        Context {
+            core: self.core,
+            call: Rc::new(call),
+            executor: Rc::clone(&self.executor),
+            connection: Extensions::default(),
+            message: Extensions::default(),
+            dns: self.dns.clone(),
+            session: self.session.clone(),
+            tasks: self.tasks.clone(),
+            stage: None,
+        }
+    }
+
     /// Not public API: the engine's handle on the current call.
     #[doc(hidden)]
     pub fn call_state(&self) -> &Rc<CallState> {

@@ -24,7 +24,7 @@ mod sealed {
 /// [`Event::HOOK`] for an event of this type.
 ///
 /// Only this crate's events implement it.
-pub trait Event: sealed::Sealed + Sized + 'static {
+pub trait Event: sealed::Sealed + crate::observe::Observable + Sized + 'static {
     /// The hook this event belongs to.
     const HOOK: HookId;
 

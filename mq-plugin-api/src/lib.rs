@@ -5,7 +5,10 @@
 //! name order unless a plugin or the operator sets an [`Order`]. Each hook is an `async fn` that
 //! resolves to a [`Control`]: go on, skip the rest, or restart the chain. A hook that waits (DNS,
 //! HTTP, a timer) awaits on its worker's event loop through the [`Context`]; the message waits
-//! and the worker does other work.
+//! and the worker does other work. A plugin that only looks (a webhook, an audit log) marks its
+//! method `#[observe]` instead: observers see the event read-only once the chain has decided,
+//! side by side, and cannot change the outcome (see [Observers](Plugin#observers) for when to
+//! choose one).
 //!
 //! # Layout
 //!
@@ -13,7 +16,7 @@
 //!   rules; [`Hooked`], [`PluginHooks`] and [`Named`], which the attributes write.
 //! - [`Control`] (`control`): what a hook hands back.
 //! - The events (`event`): one type per hook ([`Connect`], [`Data`], ...), the [`Event`] trait
-//!   that ties each to its [`HookId`] (`hook`).
+//!   that ties each to its [`HookId`] (`hook`), and to its observer method (`observe`).
 //! - [`Context`] (`context`): timers, spawning, sockets, the deadline, data passed between hooks,
 //!   logging, the read-only [`Session`] facts, and [`Dns`] lookups (`dns`).
 //! - [`Host`] (`host`): the engine's side of a context, the only writer of its session facts;
@@ -108,6 +111,7 @@ mod hook;
 mod host;
 mod message;
 pub mod metrics;
+mod observe;
 mod plugin;
 mod registration;
 mod reply;
@@ -130,6 +134,9 @@ pub use host::Host;
 pub use message::{FoldError, Header, Headers, Message};
 pub use metrics::{Counter, Gauge, Histogram, MetricRegistry};
 pub use mq_plugin_api_macros::{hooks, plugin};
+#[doc(hidden)]
+pub use observe::Observable;
+pub use observe::ObserverFuture;
 pub use plugin::{Hooked, Named, Plugin, PluginHooks};
 pub use registration::{ConfigError, Factory, PluginConfig, Registration, SharedState};
 pub use reply::Reply;

@@ -70,6 +70,68 @@ use crate::{Defaults, Order};
 /// message as it is queued runs last, so that a plugin named after it cannot change what it
 /// signed.
 ///
+/// # Observers
+///
+/// A hook method marked `#[observe]` inside [`#[hooks]`](crate::hooks) is an *observer*: it
+/// takes `&Context` and the event by shared reference, returns nothing, and is in no chain.
+/// Once the chain has decided, the engine runs every observer of the step side by side, each
+/// under its own deadline (its plugin's timeout). It sees the event as the chain left it, a
+/// rejected step's reply included; it cannot change the event or the outcome, and a timeout or
+/// a panic is logged and counted (`mq_plugin_observer_calls_total`) while the step goes on as
+/// decided. Observers of `delivery_result` run on a task of their own: the next delivery never
+/// waits for them, and shutdown does.
+///
+/// Choose an observer when the plugin only looks: a webhook, an audit log, an archive copy,
+/// metrics. Four observers that each wait 100 ms cost a step about 100 ms, where four chain
+/// hooks cost 400 ms, and an observer that fails never fails the step. Choose a chain hook when
+/// the plugin changes the event, refuses the step, or must run before or after another plugin.
+///
+/// ```
+/// use mq_plugin_api::{hooks, Context, DeliveryResult, Plugin};
+///
+/// struct Audit;
+///
+/// #[hooks]
+/// impl Plugin for Audit {
+///     #[observe]
+///     async fn delivery_result(&self, ctx: &Context, event: &DeliveryResult) {
+///         ctx.info(format_args!("{} attempt {}: {:?}", event.queue_id(), event.attempt(), event.state));
+///     }
+/// }
+/// ```
+///
+/// An observer gets its event read-only:
+///
+/// ```compile_fail
+/// use mq_plugin_api::{hooks, Context, Data, Plugin};
+///
+/// struct Meddler;
+///
+/// #[hooks]
+/// impl Plugin for Meddler {
+///     #[observe]
+///     async fn smtp_in_data(&self, _ctx: &Context, data: &mut Data) {
+///         data.message.headers_mut().append("X-Meddled", "yes");
+///     }
+/// }
+/// ```
+///
+/// and returns nothing, so it cannot steer the chain:
+///
+/// ```compile_fail
+/// use mq_plugin_api::{hooks, Context, Control, Data, Plugin};
+///
+/// struct Steerer;
+///
+/// #[hooks]
+/// impl Plugin for Steerer {
+///     #[observe]
+///     async fn smtp_in_data(&self, _ctx: &Context, _data: &Data) -> Control {
+///         Control::Complete
+///     }
+/// }
+/// ```
+///
 /// # Examples
 ///
 /// Two plugins at `smtp_in_data`: `"audit"` runs before `"banner"` because of their names, so
@@ -259,6 +321,70 @@ pub trait Plugin: Hooked + 'static {
     async fn delivery_result(&self, ctx: &mut Context, event: &mut DeliveryResult) -> Control {
         Control::Continue
     }
+
+    /// Observer of `smtp_in_connect`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_connect` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_connect(&self, ctx: &Context, event: &Connect) {}
+
+    /// Observer of `smtp_in_helo`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_helo` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_helo(&self, ctx: &Context, event: &Helo) {}
+
+    /// Observer of `smtp_in_secure`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_secure` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_secure(&self, ctx: &Context, event: &Secure) {}
+
+    /// Observer of `smtp_in_authenticate`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_authenticate` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_authenticate(&self, ctx: &Context, event: &Authenticate) {}
+
+    /// Observer of `smtp_in_mail_from`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_mail_from` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_mail_from(&self, ctx: &Context, event: &MailFrom) {}
+
+    /// Observer of `smtp_in_rcpt_to`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_rcpt_to` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_rcpt_to(&self, ctx: &Context, event: &RcptTo) {}
+
+    /// Observer of `smtp_in_data`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_data` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_data(&self, ctx: &Context, event: &Data) {}
+
+    /// Observer of `smtp_in_message`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_message` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_message(&self, ctx: &Context, event: &MessageCopy) {}
+
+    /// Observer of `smtp_in_close`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_in_close` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_in_close(&self, ctx: &Context, event: &Close) {}
+
+    /// Observer of `queue_pickup`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn queue_pickup` inside [`#[hooks]`](crate::hooks).
+    async fn observe_queue_pickup(&self, ctx: &Context, event: &Pickup) {}
+
+    /// Observer of `smtp_out_connect`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_out_connect` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_out_connect(&self, ctx: &Context, event: &OutConnect) {}
+
+    /// Observer of `smtp_out_mail_from`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_out_mail_from` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_out_mail_from(&self, ctx: &Context, event: &OutMailFrom) {}
+
+    /// Observer of `smtp_out_rcpt_to`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_out_rcpt_to` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_out_rcpt_to(&self, ctx: &Context, event: &OutRcptTo) {}
+
+    /// Observer of `smtp_out_data`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_out_data` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_out_data(&self, ctx: &Context, event: &OutData) {}
+
+    /// Observer of `smtp_out_sent`: sees the event read-only once the chain has decided. Written as
+    /// `#[observe] async fn smtp_out_sent` inside [`#[hooks]`](crate::hooks).
+    async fn observe_smtp_out_sent(&self, ctx: &Context, event: &OutSent) {}
+
+    /// Observer of `delivery_result`: sees the event read-only once the chain has decided. Runs on a task of its own: it never delays the next delivery. Written as
+    /// `#[observe] async fn delivery_result` inside [`#[hooks]`](crate::hooks).
+    async fn observe_delivery_result(&self, ctx: &Context, event: &DeliveryResult) {}
 }
 
 /// The mark [`#[hooks]`](crate::hooks) leaves on a plugin type whose `impl Plugin` block it
@@ -282,6 +408,8 @@ pub trait Hooked {}
 pub trait PluginHooks: Plugin {
     /// The hooks whose methods the `impl Plugin` block defines.
     const HOOKS: HookSet;
+    /// The hooks the block observes: its `#[observe]` methods.
+    const OBSERVES: HookSet = HookSet::EMPTY;
 }
 
 /// A plugin type's registered name, written by [`#[plugin]`](crate::plugin).

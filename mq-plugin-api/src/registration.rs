@@ -19,6 +19,8 @@ use crate::{Defaults, HookSet, Plugin};
 pub struct Registration {
     name: &'static str,
     hooks: HookSet,
+    /// The hooks it observes (its `#[observe]` methods).
+    observes: HookSet,
     module: &'static str,
     factory: Factory,
     defaults: Defaults,
@@ -41,6 +43,7 @@ impl Registration {
         Registration {
             name,
             hooks,
+            observes: HookSet::EMPTY,
             module,
             factory,
             defaults: Defaults::NONE,
@@ -52,6 +55,15 @@ impl Registration {
     #[must_use]
     pub const fn __with_defaults(mut self, defaults: Defaults) -> Self {
         self.defaults = defaults;
+        self
+    }
+
+    /// Not public API: [`#[plugin]`](crate::plugin) writes this, with the hooks the plugin's
+    /// `#[observe]` methods observe.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn __with_observers(mut self, observes: HookSet) -> Self {
+        self.observes = observes;
         self
     }
 
@@ -76,6 +88,12 @@ impl Registration {
         self.defaults
     }
 
+    /// The hooks the plugin observes: its `#[observe]` methods, which run beside each other
+    /// after the chain and cannot change the event.
+    pub fn observers(&self) -> HookSet {
+        self.observes
+    }
+
     /// The module that registered it, to tell two plugins of one name apart.
     pub fn module(&self) -> &'static str {
         self.module
@@ -96,6 +114,7 @@ impl fmt::Debug for Registration {
         f.debug_struct("Registration")
             .field("name", &self.name)
             .field("hooks", &self.hooks)
+            .field("observes", &self.observes)
             .field("module", &self.module)
             .field("defaults", &self.defaults)
             .finish_non_exhaustive()

@@ -21,6 +21,8 @@
 //! - `cache`: idle connections kept for the next job, closed when idle too long, replaced when
 //!   the server closed them.
 //! - `plugins`: a plugin of this binary rewrites the MIME at `smtp_out_data`.
+//! - `observers`: a `delivery_result` observer that waits delays no delivery; shutdown waits
+//!   for it.
 //! - `recipients`: over SMTP into delivery: duplicates once, one spelling of a domain, aliases.
 //! - `restart`: SIGKILL mid-delivery, then a restart delivers every message at least once.
 //!
@@ -36,6 +38,7 @@ mod fanout;
 mod loops;
 mod maildir;
 mod mx;
+mod observers;
 mod paced;
 mod plugins;
 mod recipients;

@@ -6,6 +6,7 @@
 //! - `chain_rules`: the seed's chain rules (order, Continue, Complete, Retry, replies).
 //! - `guards`: deadlines, caught panics, failure policies and the watchdog.
 //! - `concurrency`: many chains waiting side by side on one worker core.
+//! - `observers`: `#[observe]` methods after the chain, side by side, outside the outcome.
 //! - `registration`: plugins found through inventory, from a separate crate, and the config.
 //! - `settings`: `[engine.plugins.NAME]` over a plugin's own defaults: the order of chains,
 //!   the failure policy, and engine keys left in a plugin's section.
@@ -23,6 +24,7 @@ use mq_plugin_fixture as _;
 mod chain_rules;
 mod concurrency;
 mod guards;
+mod observers;
 mod registration;
 mod reload;
 mod runtime;

@@ -59,6 +59,7 @@ pub fn guarded<P: PluginHooks>(
     Loaded {
         name,
         hooks: P::HOOKS,
+        observes: P::OBSERVES,
         timeout,
         policy,
         order: mq_plugin_api::Order::default(),

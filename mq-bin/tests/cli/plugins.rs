@@ -14,7 +14,8 @@ fn plugins_with(name: &str, text: &str) -> Output {
     mq(&["--config", path.to_str().expect("a UTF-8 path"), "plugins"])
 }
 
-/// The plugins in `hook`'s chain as `mq plugins` printed it; `["-"]` for an empty chain.
+/// The plugins in `hook`'s chain as `mq plugins` printed it; `["-"]` for an empty chain. The
+/// hook's observers, after `observers:`, are not in it.
 fn chain(listing: &str, hook: &str) -> Vec<String> {
     let chains = listing
         .split_once("\nchains\n")
@@ -25,7 +26,30 @@ fn chain(listing: &str, hook: &str) -> Vec<String> {
         .find(|line| line.split_whitespace().next() == Some(hook))
         .unwrap_or_else(|| panic!("no line for {hook} in:\n{listing}"));
     let rest = line.trim_start().strip_prefix(hook).unwrap().trim();
+    let rest = rest.split("   observers: ").next().unwrap_or(rest);
     rest.split(", ").map(str::to_owned).collect()
+}
+
+#[cfg(feature = "webhook")]
+#[test]
+fn the_webhook_is_listed_as_an_observer_of_delivery_result_in_no_chain() {
+    let output = mq(&["plugins"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let row = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("webhook "))
+        .expect("a row for the webhook");
+    assert!(row.ends_with("delivery_result (observer)"), "{row}");
+    let line = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("delivery_result "))
+        .expect("a delivery_result line");
+    assert!(line.ends_with("   observers: webhook"), "{line}");
+    assert!(
+        !chain(&text, "delivery_result").contains(&"webhook".to_owned()),
+        "{text}"
+    );
 }
 
 #[test]

@@ -331,6 +331,38 @@ impl Page {
     }
 
     fn plugins(&mut self, metrics: &Metrics) -> fmt::Result {
+        let (observers, chains): (Vec<HookMetrics>, Vec<HookMetrics>) =
+            metrics.iter().cloned().partition(|m| m.observer);
+        self.chains(&Metrics::new(chains))?;
+        self.observers(&observers)
+    }
+
+    /// Observer calls by how they ended: observers have no control, and nothing they do
+    /// reaches the step.
+    fn observers(&mut self, observers: &[HookMetrics]) -> fmt::Result {
+        let name = "mq_plugin_observer_calls_total";
+        self.family(
+            name,
+            "counter",
+            "Observer calls by how they ended; none changes its step.",
+        )?;
+        for m in observers {
+            for (result, count) in [
+                ("done", m.continues),
+                ("timeout", m.timeouts),
+                ("panic", m.panics),
+            ] {
+                writeln!(
+                    self.0,
+                    "{name}{{{},result=\"{result}\"}} {count}",
+                    labels(m)
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn chains(&mut self, metrics: &Metrics) -> fmt::Result {
         self.family(
             "mq_plugin_calls_total",
             "counter",
@@ -461,6 +493,7 @@ mod tests {
         HookMetrics {
             plugin,
             hook: HookId::SmtpInData,
+            observer: false,
             continues: 5,
             completes: 1,
             retries: 0,
@@ -595,6 +628,26 @@ mod tests {
         assert_eq!(seconds(250), "0.00025");
         assert_eq!(seconds(1_000_000), "1");
         assert_eq!(seconds(30_000_001), "30.000001");
+    }
+
+    #[test]
+    fn observers_have_their_own_family_and_stay_out_of_the_chain_counters() {
+        let mut observer = hook("audit", [0; LATENCY_BOUNDS_MICROS.len() + 1]);
+        observer.observer = true;
+        let page = page(vec![observer]);
+        let labels = "plugin=\"audit\",hook=\"smtp_in_data\"";
+        let samples = samples(&page);
+        for expected in [
+            format!("mq_plugin_observer_calls_total{{{labels},result=\"done\"}} 5"),
+            format!("mq_plugin_observer_calls_total{{{labels},result=\"timeout\"}} 1"),
+            format!("mq_plugin_observer_calls_total{{{labels},result=\"panic\"}} 0"),
+        ] {
+            assert!(
+                samples.contains(&expected.as_str()),
+                "{expected} in\n{page}"
+            );
+        }
+        assert!(!page.contains("mq_plugin_calls_total{"), "{page}");
     }
 
     #[test]

@@ -190,7 +190,13 @@ pub(crate) async fn settle(
         verdict.reply().cloned(),
         proposed,
     );
-    let _ = worker.engine().run(ctx, &mut event).await;
+    let engine = worker.engine();
+    let _ = engine.run_chain(ctx, &mut event).await;
+    // Observers get a copy on a task of their own, which shutdown waits for: the next delivery
+    // does not wait for them.
+    if let Some(observing) = engine.observe_later(ctx, &event) {
+        worker.spawn(observing).detach();
+    }
     delivery
         .queue
         .report_attempt(&entry, report(&verdict, leg.relay, now));

@@ -194,6 +194,7 @@ impl Harness {
         self.plugins.push(Loaded {
             name: P::NAME,
             hooks: P::HOOKS,
+            observes: P::OBSERVES,
             timeout: settings.timeout,
             policy: settings.policy,
             order: settings.order,
@@ -231,6 +232,7 @@ impl Harness {
         self.plugins.push(Loaded {
             name,
             hooks: P::HOOKS,
+            observes: P::OBSERVES,
             timeout,
             policy,
             order: mq_plugin_api::Order::default(),
@@ -344,6 +346,7 @@ impl Harness {
         self.plugins.push(Loaded {
             name,
             hooks,
+            observes: registration.observers(),
             timeout: settings.timeout,
             policy: settings.policy,
             order: settings.order,

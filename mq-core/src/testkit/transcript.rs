@@ -9,7 +9,7 @@ use mq_plugin_api::{Address, Context, Event, HookId, Message};
 
 use super::clock::VirtualClock;
 use super::diff::diff;
-use crate::chain::{Called, Observer, Outcome};
+use crate::chain::{Called, FailureKind, Observer, Outcome};
 use crate::engine::Engine;
 use crate::queue::QueueId;
 
@@ -197,7 +197,7 @@ impl Live {
             before: Vec::new(),
             began: Duration::ZERO,
         };
-        engine.run_observed(ctx, event, &mut recorder).await
+        engine.run_observed(ctx, event, &mut recorder, true).await
     }
 }
 
@@ -263,5 +263,29 @@ impl<E: Event> Observer<E> for Recorder {
         if let Some(reply) = event.reply() {
             lines.push(format!("     reply {reply}"));
         }
+    }
+
+    fn observers_begin(&mut self) {
+        let state = self.live.0.borrow_mut();
+        state.clock.call_begins();
+        self.began = state.clock.elapsed();
+    }
+
+    fn observer_ended(&mut self, plugin: &'static str, failure: Option<&FailureKind>) {
+        let mut state = self.live.0.borrow_mut();
+        let waited = state.clock.elapsed().saturating_sub(self.began);
+        let mut result = match failure {
+            None => "observed".to_owned(),
+            Some(kind) => format!("failed: {kind}"),
+        };
+        if !waited.is_zero() {
+            result = format!("{result} (waited {waited:?})");
+        }
+        let line = format!("   {}  {plugin} (observer) → {result}", E::HOOK);
+        state.transcript.lines.push(line);
+    }
+
+    fn observers_end(&mut self) {
+        self.live.0.borrow().clock.call_ends();
     }
 }

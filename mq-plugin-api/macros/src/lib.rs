@@ -29,7 +29,8 @@ const HOOKS: &[(&str, &str)] = &[
 
 /// Put on a plugin's `impl Plugin for T` block: makes its `async fn`s the trait's methods and
 /// records which hooks the block defines, so the engine knows the plugin's chains without a
-/// hand-kept list.
+/// hand-kept list. A method marked `#[observe]` (taking `&Context` and `&Event`, returning
+/// nothing) observes its hook instead of joining the hook's chain.
 #[proc_macro_attribute]
 pub fn hooks(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Vec::new();
@@ -98,13 +99,28 @@ fn expand_hooks(
     };
     let trait_path = trait_path.clone();
     let mut variants = Vec::new();
+    let mut observed = Vec::new();
     let mut refused = Vec::new();
     for member in std::mem::take(&mut item.items) {
-        let ImplItem::Fn(method) = member else {
+        let ImplItem::Fn(mut method) = member else {
             item.items.push(member);
             continue;
         };
+        let observer = match take_observe_marker(&mut method) {
+            Ok(observer) => observer,
+            Err(error) => {
+                errors.push(error);
+                refused.push(method);
+                continue;
+            }
+        };
         match is_lifecycle(&method) {
+            Ok(true) if observer => {
+                let message = "`start` and `stop` are called once per core, not observed";
+                errors.push(syn::Error::new(method.sig.ident.span(), message));
+                refused.push(method);
+                continue;
+            }
             Ok(true) => {
                 item.items.push(ImplItem::Fn(method));
                 continue;
@@ -116,17 +132,27 @@ fn expand_hooks(
                 continue;
             }
         }
-        match hook_of(&method) {
-            Ok(variant) => {
-                let variant = syn::Ident::new(variant, method.sig.ident.span());
-                variants.push(quote!(.with(::mq_plugin_api::HookId::#variant)));
-                item.items.push(ImplItem::Fn(method));
-            }
+        let variant = match hook_of(&method) {
+            Ok(variant) => syn::Ident::new(variant, method.sig.ident.span()),
             Err(error) => {
                 errors.push(error);
                 refused.push(method);
+                continue;
             }
+        };
+        if observer {
+            if let Err(error) = check_observer(&method.sig) {
+                errors.push(error);
+                refused.push(method);
+                continue;
+            }
+            let ident = &method.sig.ident;
+            method.sig.ident = syn::Ident::new(&format!("observe_{ident}"), ident.span());
+            observed.push(quote!(.with(::mq_plugin_api::HookId::#variant)));
+        } else {
+            variants.push(quote!(.with(::mq_plugin_api::HookId::#variant)));
         }
+        item.items.push(ImplItem::Fn(method));
     }
     let item = &*item;
     let self_ty = &item.self_ty;
@@ -148,6 +174,7 @@ fn expand_hooks(
 
         impl #impl_generics ::mq_plugin_api::PluginHooks for #self_ty #where_clause {
             const HOOKS: ::mq_plugin_api::HookSet = ::mq_plugin_api::HookSet::EMPTY #(#variants)*;
+            const OBSERVES: ::mq_plugin_api::HookSet = ::mq_plugin_api::HookSet::EMPTY #(#observed)*;
         }
 
         impl #impl_generics ::mq_plugin_api::Hooked for #self_ty #where_clause {}
@@ -172,6 +199,52 @@ fn is_lifecycle(method: &syn::ImplItemFn) -> syn::Result<bool> {
 
 /// The lifecycle methods of `Plugin`: called once per core, not chained.
 const LIFECYCLE: &[&str] = &["start", "stop"];
+
+/// Whether `method` carries `#[observe]`, which is taken off: it marks the method as an observer
+/// of its hook rather than a member of the hook's chain.
+fn take_observe_marker(method: &mut syn::ImplItemFn) -> syn::Result<bool> {
+    let before = method.attrs.len();
+    let mut marker = None;
+    method.attrs.retain(|attr| {
+        let is_marker = attr.path().is_ident("observe");
+        if is_marker {
+            marker = Some(attr.clone());
+        }
+        !is_marker
+    });
+    if let Some(attr) = marker {
+        if before - method.attrs.len() > 1 || !matches!(attr.meta, syn::Meta::Path(_)) {
+            return Err(syn::Error::new(
+                attr.span(),
+                "write `#[observe]` once, without arguments",
+            ));
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// An observer looks and nothing more: `&Context`, the event by shared reference, no result.
+fn check_observer(sig: &syn::Signature) -> syn::Result<()> {
+    if let ReturnType::Type(_, ty) = &sig.output {
+        return Err(syn::Error::new(
+            ty.span(),
+            "an observer returns nothing: it cannot change the step's outcome",
+        ));
+    }
+    for input in sig.inputs.iter().skip(1) {
+        if let FnArg::Typed(arg) = input
+            && let Type::Reference(reference) = &*arg.ty
+            && reference.mutability.is_some()
+        {
+            return Err(syn::Error::new(
+                reference.span(),
+                "an observer gets its context and event read-only: `&Context`, `&Event`",
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Put on the inherent `impl` block that holds a plugin's `fn new`: registers the plugin under
 /// `name` through inventory, with a factory that parses the plugin's config section into the
@@ -395,6 +468,7 @@ fn expand_plugin(
                     __mq_factory,
                 )
                 #defaults
+                .__with_observers(<#self_ty as ::mq_plugin_api::PluginHooks>::OBSERVES)
             }
         };
     })

@@ -1,13 +1,14 @@
 //! mq's `webhook` plugin: POSTs every `delivery_result` as JSON to a configured HTTP URL.
 //!
-//! At `delivery_result` the hook turns the event into a JSON body (queue id, attempt, state,
-//! retry delay, sender, recipient, remote reply, time) and puts it on its core's bounded
-//! queue; it never waits and always returns [`Control::Continue`]. A sender task on the same
-//! core, spawned by the plugin's `start`, takes the bodies in order and POSTs each until the
-//! endpoint answers 2xx, backing off between attempts, and gives an event up after
-//! `max_attempts`. A full queue drops the new event. What became of the events is counted in
-//! [`Counters`], shared by all cores, and on `/metrics` as `mq_plugin_webhook_sent_total`,
-//! `_retried_total`, `_dropped_total` and `_failed_total`.
+//! The plugin observes `delivery_result` (an `#[observe]` hook: it sees the event read-only,
+//! beside the other observers and after the chain, on a task of its own, so it cannot delay a
+//! delivery or change its outcome). It turns the event into a JSON body (queue id, attempt,
+//! state, retry delay, sender, recipient, remote reply, time) and puts it on its core's bounded
+//! queue; it never waits. A sender task on the same core, spawned by the plugin's `start`, takes
+//! the bodies in order and POSTs each until the endpoint answers 2xx, backing off between
+//! attempts, and gives an event up after `max_attempts`. A full queue drops the new event. What
+//! became of the events is counted in [`Counters`], shared by all cores, and on `/metrics` as
+//! `mq_plugin_webhook_sent_total`, `_retried_total`, `_dropped_total` and `_failed_total`.
 //!
 //! # Layout
 //!
@@ -35,20 +36,19 @@
 //! ```
 //! use std::rc::Rc;
 //!
-//! use mq_plugin_api::{Context, Control, DeliveryResult, DeliveryState, Plugin, PluginConfig};
+//! use mq_plugin_api::{Context, DeliveryResult, DeliveryState, Plugin, PluginConfig};
 //! use mq_plugin_webhook::Webhook;
 //!
 //! let section = toml::from_str(r#"url = "http://127.0.0.1:9/mq-events""#).unwrap();
 //! let plugin = Webhook::new(&PluginConfig::new("webhook", 0, section)).unwrap();
 //!
 //! let envelope = ("a@example.org".parse().unwrap(), "b@example.net".parse().unwrap());
-//! let mut event = DeliveryResult::new("Q1", 1, envelope, None, DeliveryState::Delivered);
+//! let event = DeliveryResult::new("Q1", 1, envelope, None, DeliveryState::Delivered);
 //! let executor = Rc::new(smol::LocalExecutor::new());
 //! let mut ctx = mq_plugin_api::Host::new(0, Rc::clone(&executor)).into_context();
 //! smol::block_on(plugin.start(&mut ctx)); // spawns the core's sender task
 //! // Queued for the sender task (which runs when the worker's executor does).
-//! let control = smol::block_on(plugin.delivery_result(&mut ctx, &mut event));
-//! assert_eq!(control, Control::Continue);
+//! smol::block_on(plugin.observe_delivery_result(&ctx, &event));
 //! assert_eq!(plugin.counters().dropped(), 0);
 //! ```
 
@@ -62,7 +62,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use mq_plugin_api::{Context, Control, DeliveryResult, Plugin, PluginConfig, hooks, plugin};
+use mq_plugin_api::{Context, DeliveryResult, Plugin, PluginConfig, hooks, plugin};
 use smol::channel::{Receiver, Sender};
 
 pub use config::{InvalidConfig, WebhookConfig};
@@ -218,9 +218,9 @@ impl Plugin for Webhook {
         self.queue.borrow_mut().take();
     }
 
-    async fn delivery_result(&self, ctx: &mut Context, event: &mut DeliveryResult) -> Control {
+    #[observe]
+    async fn delivery_result(&self, ctx: &Context, event: &DeliveryResult) {
         self.enqueue(ctx, event);
-        Control::Continue
     }
 }
 
@@ -242,11 +242,13 @@ mod tests {
     }
 
     #[test]
-    fn registers_as_webhook_at_delivery_result_only() {
+    fn registers_as_webhook_observing_delivery_result_only() {
         assert_eq!(Webhook::NAME, "webhook");
-        let hooks: Vec<_> = Webhook::HOOKS.iter().map(HookId::name).collect();
-        assert_eq!(hooks, ["delivery_result"]);
+        assert!(Webhook::HOOKS.is_empty(), "in no chain");
+        let observed: Vec<_> = Webhook::OBSERVES.iter().map(HookId::name).collect();
+        assert_eq!(observed, ["delivery_result"]);
         assert_eq!(registration().hooks(), Webhook::HOOKS);
+        assert_eq!(registration().observers(), Webhook::OBSERVES);
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn posts_each_result_as_json_with_the_configured_headers() {
     let headers = "headers = { Authorization = \"Bearer x\" }";
     let plugin = webhook(&section(&server.url(), headers));
     let mut core = Core::started(&plugin);
-    core.report(&plugin, event(1));
+    core.report(&plugin, &event(1));
     core.run_until("the POST", || plugin.counters().sent() == 1);
 
     let request = &server.requests()[0];
@@ -42,10 +42,10 @@ fn the_hook_returns_at_once_while_the_server_is_down() {
     let mut core = Core::started(&plugin);
     for n in 1..=3 {
         // `report` fails the test unless the call finished on its first poll, with Continue.
-        core.report(&plugin, event(n));
+        core.report(&plugin, &event(n));
     }
     core.run_until("failed attempts", || plugin.counters().retried() >= 3);
-    core.report(&plugin, event(4));
+    core.report(&plugin, &event(4));
     assert_eq!(plugin.counters().sent(), 0);
 }
 
@@ -55,7 +55,7 @@ fn events_sent_while_the_server_is_down_arrive_in_order_once_it_is_back() {
     let plugin = webhook(&section(&url(address), ""));
     let mut core = Core::started(&plugin);
     for n in 1..=3 {
-        core.report(&plugin, event(n));
+        core.report(&plugin, &event(n));
     }
     core.run_until("failed attempts", || plugin.counters().retried() >= 3);
     assert_eq!(plugin.counters().sent(), 0);
@@ -75,8 +75,8 @@ fn a_500_answer_is_retried_until_the_server_takes_the_event() {
     server.answer_first(&[500, 503]);
     let plugin = webhook(&section(&server.url(), ""));
     let mut core = Core::started(&plugin);
-    core.report(&plugin, event(1));
-    core.report(&plugin, event(2));
+    core.report(&plugin, &event(1));
+    core.report(&plugin, &event(2));
     core.run_until("both events taken", || plugin.counters().sent() == 2);
     // Q1 twice refused, then taken; Q2 waited its turn.
     assert_eq!(server.queue_ids(), ["Q1", "Q1", "Q1", "Q2"]);
@@ -92,8 +92,8 @@ fn an_event_is_given_up_after_max_attempts_and_counted() {
         server.url()
     ));
     let mut core = Core::started(&plugin);
-    core.report(&plugin, event(1));
-    core.report(&plugin, event(2));
+    core.report(&plugin, &event(1));
+    core.report(&plugin, &event(2));
     core.run_until("Q1 given up and Q2 sent", || plugin.counters().sent() == 1);
     assert_eq!(server.queue_ids(), ["Q1", "Q1", "Q1", "Q2"]);
     let counters = plugin.counters();
@@ -113,7 +113,7 @@ fn a_server_that_never_answers_times_out_and_is_retried() {
         url(address)
     ));
     let mut core = Core::started(&plugin);
-    core.report(&plugin, event(1));
+    core.report(&plugin, &event(1));
     core.run_until("the event given up", || plugin.counters().failed() == 1);
     assert_eq!(
         (plugin.counters().retried(), plugin.counters().sent()),
@@ -128,7 +128,7 @@ fn a_full_queue_drops_new_events_and_counts_them() {
     let mut core = Core::started(&plugin);
     // The sender task has not run yet: the first two fill the queue, the rest are dropped.
     for n in 1..=5 {
-        core.report(&plugin, event(n));
+        core.report(&plugin, &event(n));
     }
     assert_eq!(plugin.counters().dropped(), 3);
 
@@ -142,12 +142,12 @@ fn events_before_start_wait_in_the_queue_and_stop_lets_the_task_send_them_then_e
     let server = Server::start();
     let plugin = webhook(&section(&server.url(), ""));
     let mut core = Core::new();
-    core.report(&plugin, event(1));
+    core.report(&plugin, &event(1));
     core.start(&plugin);
-    core.report(&plugin, event(2));
+    core.report(&plugin, &event(2));
     core.stop(&plugin);
     // Closed: an event after `stop` is dropped and counted.
-    core.report(&plugin, event(3));
+    core.report(&plugin, &event(3));
     assert_eq!(plugin.counters().dropped(), 1);
     core.run_until("the queue sent and the task ended", || core.is_idle());
     assert_eq!(server.queue_ids(), ["Q1", "Q2"]);
@@ -160,12 +160,12 @@ fn a_section_without_url_sends_nothing() {
     let silent = webhook("");
     let configured = webhook(&section(&server.url(), ""));
     let mut core = Core::started(&silent);
-    core.report(&silent, event(1));
+    core.report(&silent, &event(1));
     // Sending takes a sender task on the core, which a section with a URL starts in `start`
     // (below); without one, no task exists that could send Q1, now or later.
     assert!(core.is_idle(), "the section without url started a task");
     core.start(&configured);
-    core.report(&configured, event(2));
+    core.report(&configured, &event(2));
     assert!(
         !core.is_idle(),
         "a section with a url starts its sender task"

@@ -1,4 +1,4 @@
-//! The `webhook` plugin through the testkit's `delivery_result` chain: it continues and leaves
+//! The `webhook` plugin through the testkit's `delivery_result` step: it observes and leaves
 //! the event as it was, whether or not the endpoint is up; and what its sender task then does,
 //! from its log lines, while the server takes events and after it went down.
 
