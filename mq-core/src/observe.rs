@@ -85,10 +85,10 @@ impl Engine {
     /// ```
     /// use std::rc::Rc;
     /// use mq_core::{Engine, EngineConfig, watchdog::Beat};
-    /// use mq_plugin_api::{Context, DeliveryResult, DeliveryState};
+    /// use mq_plugin_api::{DeliveryResult, DeliveryState, Host};
     ///
     /// let engine = Rc::new(Engine::new(0, &EngineConfig::default(), Vec::new(), Beat::unwatched())?);
-    /// let ctx = Context::new(0, Rc::new(smol::LocalExecutor::new()));
+    /// let ctx = Host::new(0, Rc::new(smol::LocalExecutor::new())).into_context();
     /// let envelope = ("a@example.org".parse()?, "b@example.net".parse()?);
     /// let event = DeliveryResult::new("Q1", 1, envelope, None, DeliveryState::Delivered);
     /// assert!(engine.observe_later(&ctx, &event).is_none());
