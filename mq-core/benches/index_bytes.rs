@@ -41,10 +41,10 @@ fn enqueue<'a>(queue: &'a EmbeddedQueue, executor: &LocalExecutor<'a>, count: u6
 }
 
 /// The process's resident set in bytes.
-fn rss() -> i64 {
+fn rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: i64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kb * 1024
 }
 
@@ -62,9 +62,9 @@ fn main() {
     let after = rss();
     assert_eq!(queue.count(), (WARM_UP + MEASURED) as usize);
     println!(
-        "RSS {} kB after {WARM_UP} entries, {} kB after {MEASURED} more: {:.0} bytes per entry",
+        "RSS {} kB after {WARM_UP} entries, {} kB after {MEASURED} more: {} bytes per entry",
         before / 1024,
         after / 1024,
-        (after - before) as f64 / MEASURED as f64,
+        after.saturating_sub(before) / MEASURED,
     );
 }

@@ -6,8 +6,9 @@
 //! replay of the journal would give, plus what is kept in memory only (entries in flight, a
 //! flush). Compaction relies on that to copy a message's state forward.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
+use std::hash::Hash;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -15,6 +16,7 @@ use std::time::SystemTime;
 use mq_plugin_api::Address;
 
 use super::error::QueueError;
+use super::id::{from_micros, micros};
 use super::record::{MessageRecord, RecipientState, Record};
 use super::{Entry, EntryState, QueueId};
 
@@ -74,37 +76,160 @@ struct Segment {
     live_bytes: u64,
 }
 
+/// A live message as the index keeps it, small because a queue may hold millions: times in
+/// microseconds since the epoch (the journal's unit), client and addresses shared with every
+/// message that has the same (see [`Interned`]), one recipient without an allocation of its own.
 #[derive(Debug)]
 struct Stored {
-    arrived: SystemTime,
-    client: String,
-    sender: Address,
-    slots: Vec<Slot>,
-    /// Entries not yet done.
-    live: usize,
+    arrived: u64,
+    client: Arc<str>,
+    sender: Arc<Address>,
+    slots: Slots,
     /// The message's current record, whose last field is the body.
     record: Placement,
     body_len: u64,
+    /// Entries not yet done.
+    live: u32,
     /// On hold: no entry is due (none is in `due`) until it is released.
     held: bool,
     extensions: Option<Arc<super::Extensions>>,
 }
 
+/// A message's recipients: most messages have one.
+#[derive(Debug)]
+enum Slots {
+    One(Slot),
+    Many(Box<[Slot]>),
+}
+
 #[derive(Debug)]
 struct Slot {
-    state: RecipientState,
+    address: Arc<Address>,
+    /// The due time, in microseconds since the epoch.
+    next_attempt: u64,
+    last_error: Option<Box<str>>,
+    attempts: u32,
+    /// Delivered, or failed for good: the entry is gone.
+    done: bool,
     /// Handed out by `take_due`; in memory only, so a restart makes it due again.
     in_flight: bool,
 }
 
-/// The due entries that are not in flight, by due time, then id and recipient.
-type DueKey = (SystemTime, QueueId, u32);
+/// The due entries that are not in flight, by due time (microseconds since the epoch), then id
+/// and recipient.
+type DueKey = (u64, QueueId, u32);
+
+/// One copy of each client name and address in use: messages from the same client, sender or
+/// to the same recipient share it. A value leaves the table with the last message that holds it.
+#[derive(Debug)]
+struct Interned<T: ?Sized>(HashSet<Arc<T>>);
+
+impl<T: ?Sized> Default for Interned<T> {
+    fn default() -> Self {
+        Interned(HashSet::new())
+    }
+}
+
+impl<T: ?Sized + Hash + Eq> Interned<T> {
+    fn get<V: Into<Arc<T>> + std::borrow::Borrow<T>>(&mut self, value: V) -> Arc<T> {
+        if let Some(shared) = self.0.get(value.borrow()) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<T> = value.into();
+        self.0.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Drops the table's copy once `value` (about to be dropped) and the table are its last
+    /// holders.
+    fn release(&mut self, value: &Arc<T>) {
+        if Arc::strong_count(value) == 2 {
+            self.0.remove(&**value);
+        }
+    }
+}
+
+/// The live messages by id: a vector sorted by id, since new ids come in increasing order.
+/// A removed message leaves a hole (`None`) until holes are half of it, when the vector is
+/// compacted; lookups are binary searches.
+#[derive(Debug, Default)]
+struct Messages {
+    slots: Vec<(QueueId, Option<Stored>)>,
+    holes: usize,
+}
+
+impl Messages {
+    fn position(&self, id: QueueId) -> Result<usize, usize> {
+        self.slots.binary_search_by_key(&id, |(id, _)| *id)
+    }
+
+    fn get(&self, id: QueueId) -> Option<&Stored> {
+        let at = self.position(id).ok()?;
+        self.slots[at].1.as_ref()
+    }
+
+    fn get_mut(&mut self, id: QueueId) -> Option<&mut Stored> {
+        let at = self.position(id).ok()?;
+        self.slots[at].1.as_mut()
+    }
+
+    fn contains_key(&self, id: QueueId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Adds a message not in the map. An id below the highest (a message compaction copied
+    /// forward, read back on recovery) is inserted in its place, or fills its hole.
+    fn insert(&mut self, id: QueueId, stored: Stored) {
+        if self.slots.last().is_none_or(|(last, _)| *last < id) {
+            self.slots.push((id, Some(stored)));
+            return;
+        }
+        match self.position(id) {
+            Ok(at) => {
+                if self.slots[at].1.replace(stored).is_none() {
+                    self.holes -= 1;
+                }
+            }
+            Err(at) => self.slots.insert(at, (id, Some(stored))),
+        }
+    }
+
+    fn remove(&mut self, id: QueueId) -> Option<Stored> {
+        let at = self.position(id).ok()?;
+        let stored = self.slots[at].1.take()?;
+        self.holes += 1;
+        if self.holes * 2 >= self.slots.len() {
+            self.slots.retain(|(_, stored)| stored.is_some());
+            self.holes = 0;
+        }
+        Some(stored)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&QueueId, &Stored)> {
+        self.slots
+            .iter()
+            .filter_map(|(id, stored)| Some((id, stored.as_ref()?)))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&QueueId, &mut Stored)> {
+        self.slots
+            .iter_mut()
+            .filter_map(|(id, stored)| Some((&*id, stored.as_mut()?)))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Stored> {
+        self.iter().map(|(_, stored)| stored)
+    }
+}
 
 /// Everything the queue knows about its live messages and its segments.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    messages: BTreeMap<QueueId, Stored>,
+    messages: Messages,
     due: BTreeSet<DueKey>,
+    clients: Interned<str>,
+    /// Senders and recipients.
+    addresses: Interned<Address>,
     segments: BTreeMap<u64, Segment>,
     /// The segment being appended to.
     current: u64,
@@ -164,9 +289,9 @@ impl Index {
     /// and the state in memory is already what the copy says (or newer, in memory only).
     fn put_message(&mut self, message: MessageRecord, at: Placement) -> usize {
         self.count_record(at, true);
-        if let Some(stored) = self.messages.get_mut(&message.id) {
+        if let Some(stored) = self.messages.get_mut(message.id) {
             let old = std::mem::replace(&mut stored.record, at);
-            let live = stored.live;
+            let live = stored.live as usize;
             self.count_record(old, false);
             return live;
         }
@@ -178,16 +303,28 @@ impl Index {
         }
         for (index, recipient) in message.recipients.iter().enumerate() {
             if !recipient.done && !message.held {
-                self.due
-                    .insert((recipient.next_attempt, message.id, index as u32));
+                let due = micros(recipient.next_attempt);
+                self.due.insert((due, message.id, index as u32));
             }
         }
+        let mut recipients = message.recipients.into_iter().map(|state| Slot {
+            address: self.addresses.get(state.address),
+            next_attempt: micros(state.next_attempt),
+            last_error: state.last_error.map(String::into_boxed_str),
+            attempts: state.attempts,
+            done: state.done,
+            in_flight: false,
+        });
+        let slots = match (recipients.next(), recipients.len()) {
+            (Some(one), 0) => Slots::One(one),
+            (first, _) => Slots::Many(first.into_iter().chain(recipients).collect()),
+        };
         let stored = Stored {
-            arrived: message.arrived,
-            client: message.client,
-            sender: message.sender,
-            slots: message.recipients.into_iter().map(Slot::new).collect(),
-            live,
+            arrived: micros(message.arrived),
+            client: self.clients.get(message.client),
+            sender: self.addresses.get(message.sender),
+            slots,
+            live: live as u32,
             record: at,
             body_len: message.body_len,
             held: message.held,
@@ -211,14 +348,14 @@ impl Index {
     }
 
     fn done(&mut self, id: QueueId, recipient: u32) -> usize {
-        let Some(stored) = self.messages.get_mut(&id) else {
+        let Some(stored) = self.messages.get_mut(id) else {
             return 0;
         };
         let Some(slot) = stored.live_slot(recipient) else {
             return 0;
         };
-        slot.state.done = true;
-        self.due.remove(&(slot.state.next_attempt, id, recipient));
+        slot.done = true;
+        self.due.remove(&(slot.next_attempt, id, recipient));
         stored.live -= 1;
         self.live -= 1;
         if stored.live == 0 {
@@ -235,88 +372,91 @@ impl Index {
         next_attempt: SystemTime,
         error: String,
     ) -> usize {
-        let Some(stored) = self.messages.get_mut(&id) else {
+        let Some(stored) = self.messages.get_mut(id) else {
             return 0;
         };
         let held = stored.held;
         let Some(slot) = stored.live_slot(recipient) else {
             return 0;
         };
-        self.due.remove(&(slot.state.next_attempt, id, recipient));
+        let next_attempt = micros(next_attempt);
+        self.due.remove(&(slot.next_attempt, id, recipient));
         if !held {
             self.due.insert((next_attempt, id, recipient));
         }
-        slot.state.attempts = attempts;
-        slot.state.next_attempt = next_attempt;
-        slot.state.last_error = Some(error);
+        slot.attempts = attempts;
+        slot.next_attempt = next_attempt;
+        slot.last_error = Some(error.into_boxed_str());
         slot.in_flight = false;
         1
     }
 
     /// Removes a message with all its entries; returns how many were live.
     fn remove(&mut self, id: QueueId) -> usize {
-        let Some(stored) = self.messages.remove(&id) else {
+        let Some(stored) = self.messages.remove(id) else {
             return 0;
         };
-        for (index, slot) in stored.slots.iter().enumerate() {
-            self.due
-                .remove(&(slot.state.next_attempt, id, index as u32));
+        for (index, slot) in stored.slots().iter().enumerate() {
+            self.due.remove(&(slot.next_attempt, id, index as u32));
+            self.addresses.release(&slot.address);
         }
+        self.clients.release(&stored.client);
+        self.addresses.release(&stored.sender);
         self.count_record(stored.record, false);
-        self.live -= stored.live;
-        stored.live
+        self.live -= stored.live as usize;
+        stored.live as usize
     }
 
     /// Puts a message on hold: its waiting entries leave `due`, and one in flight does not come
     /// back to it when deferred. Returns how many entries are live.
     fn hold(&mut self, id: QueueId) -> usize {
-        let Some(stored) = self.messages.get_mut(&id) else {
+        let Some(stored) = self.messages.get_mut(id) else {
             return 0;
         };
         stored.held = true;
-        for (index, slot) in stored.slots.iter().enumerate() {
-            self.due
-                .remove(&(slot.state.next_attempt, id, index as u32));
+        for (index, slot) in stored.slots().iter().enumerate() {
+            self.due.remove(&(slot.next_attempt, id, index as u32));
         }
-        stored.live
+        stored.live as usize
     }
 
     /// Releases a held message: its waiting entries are due at their times again. Returns how
     /// many entries are live.
     fn release(&mut self, id: QueueId) -> usize {
-        let Some(stored) = self.messages.get_mut(&id) else {
+        let Some(stored) = self.messages.get_mut(id) else {
             return 0;
         };
         if stored.held {
             stored.held = false;
-            for (index, slot) in stored.slots.iter().enumerate() {
-                if !slot.state.done && !slot.in_flight {
-                    self.due.insert((slot.state.next_attempt, id, index as u32));
+            for (index, slot) in stored.slots().iter().enumerate() {
+                if !slot.done && !slot.in_flight {
+                    self.due.insert((slot.next_attempt, id, index as u32));
                 }
             }
         }
-        stored.live
+        stored.live as usize
     }
 
     /// Starts every waiting entry of a message afresh, due at `at`, and ends a hold. An entry in
     /// flight is left to its attempt. Returns how many entries are live.
     fn requeue(&mut self, id: QueueId, at: SystemTime) -> usize {
-        let Some(stored) = self.messages.get_mut(&id) else {
+        let Some(stored) = self.messages.get_mut(id) else {
             return 0;
         };
         stored.held = false;
-        for (index, slot) in stored.slots.iter_mut().enumerate() {
-            if slot.state.done || slot.in_flight {
+        let at = micros(at);
+        for (index, slot) in stored.slots_mut().iter_mut().enumerate() {
+            if slot.done || slot.in_flight {
                 continue;
             }
             let index = index as u32;
-            self.due.remove(&(slot.state.next_attempt, id, index));
-            slot.state.attempts = 0;
-            slot.state.next_attempt = at;
-            slot.state.last_error = None;
+            self.due.remove(&(slot.next_attempt, id, index));
+            slot.attempts = 0;
+            slot.next_attempt = at;
+            slot.last_error = None;
             self.due.insert((at, id, index));
         }
-        stored.live
+        stored.live as usize
     }
 
     /// How many entries are live, without listing them.
@@ -326,18 +466,18 @@ impl Index {
 
     /// The attempts so far of a live entry.
     pub(crate) fn attempts(&self, id: QueueId, recipient: u32) -> Option<u32> {
-        let slot = self.messages.get(&id)?.slots.get(recipient as usize)?;
-        (!slot.state.done).then_some(slot.state.attempts)
+        let slot = self.messages.get(id)?.slots().get(recipient as usize)?;
+        (!slot.done).then_some(slot.attempts)
     }
 
     /// Whether the message has live entries.
     pub(crate) fn contains(&self, id: QueueId) -> bool {
-        self.messages.contains_key(&id)
+        self.messages.contains_key(id)
     }
 
     /// Where the message's body lies.
     pub(crate) fn body(&self, id: QueueId) -> Option<BodyRef> {
-        let stored = self.messages.get(&id)?;
+        let stored = self.messages.get(id)?;
         let segment = self.segments.get(&stored.record.segment)?;
         Some(BodyRef {
             segment: stored.record.segment,
@@ -349,6 +489,7 @@ impl Index {
 
     /// Hands out up to `max` entries due at `now`, longest-due first, and marks them in flight.
     pub(crate) fn take_due(&mut self, now: SystemTime, max: usize) -> Vec<Entry> {
+        let now = micros(now);
         let mut taken = Vec::new();
         while taken.len() < max {
             let Some(&key) = self.due.first().filter(|key| key.0 <= now) else {
@@ -356,8 +497,10 @@ impl Index {
             };
             self.due.remove(&key);
             let (_, id, recipient) = key;
-            if let Some(stored) = self.messages.get_mut(&id) {
-                stored.slots[recipient as usize].in_flight = true;
+            if let Some(stored) = self.messages.get_mut(id) {
+                if let Some(slot) = stored.slots_mut().get_mut(recipient as usize) {
+                    slot.in_flight = true;
+                }
                 taken.push(stored.entry(id, recipient as usize));
             }
         }
@@ -366,15 +509,18 @@ impl Index {
 
     /// How many entries are live.
     pub(crate) fn live_entries(&self) -> usize {
-        self.messages.values().map(|stored| stored.live).sum()
+        self.messages
+            .values()
+            .map(|stored| stored.live as usize)
+            .sum()
     }
 
     /// Every live entry, in id and recipient order.
     pub(crate) fn entries(&self) -> Vec<Entry> {
         let mut entries = Vec::new();
-        for (&id, stored) in &self.messages {
-            for (index, slot) in stored.slots.iter().enumerate() {
-                if !slot.state.done {
+        for (&id, stored) in self.messages.iter() {
+            for (index, slot) in stored.slots().iter().enumerate() {
+                if !slot.done {
                     entries.push(stored.entry(id, index));
                 }
             }
@@ -386,8 +532,11 @@ impl Index {
     pub(crate) fn age(&self) -> super::QueueAge {
         let mut age = super::QueueAge::default();
         for stored in self.messages.values() {
-            for slot in stored.slots.iter().filter(|slot| !slot.state.done) {
-                age.add(stored.arrived, !slot.in_flight && slot.state.attempts > 0);
+            for slot in stored.slots().iter().filter(|slot| !slot.done) {
+                age.add(
+                    from_micros(stored.arrived),
+                    !slot.in_flight && slot.attempts > 0,
+                );
             }
         }
         age
@@ -400,23 +549,23 @@ impl Index {
         now: SystemTime,
         which: &dyn Fn(QueueId, &Address) -> bool,
     ) -> usize {
+        let now = micros(now);
         let mut flushed = 0;
-        for (&id, stored) in &mut self.messages {
+        for (&id, stored) in self.messages.iter_mut() {
             if stored.held {
                 continue;
             }
-            for (index, slot) in stored.slots.iter_mut().enumerate() {
-                let state = &mut slot.state;
-                if state.done || slot.in_flight || state.attempts == 0 {
+            for (index, slot) in stored.slots_mut().iter_mut().enumerate() {
+                if slot.done || slot.in_flight || slot.attempts == 0 {
                     continue;
                 }
-                if !which(id, &state.address) {
+                if !which(id, &slot.address) {
                     continue;
                 }
                 flushed += 1;
-                self.due.remove(&(state.next_attempt, id, index as u32));
-                state.next_attempt = state.next_attempt.min(now);
-                self.due.insert((state.next_attempt, id, index as u32));
+                self.due.remove(&(slot.next_attempt, id, index as u32));
+                slot.next_attempt = slot.next_attempt.min(now);
+                self.due.insert((slot.next_attempt, id, index as u32));
             }
         }
         flushed
@@ -474,14 +623,28 @@ impl Index {
 }
 
 impl Stored {
+    fn slots(&self) -> &[Slot] {
+        match &self.slots {
+            Slots::One(slot) => std::slice::from_ref(slot),
+            Slots::Many(slots) => slots,
+        }
+    }
+
+    fn slots_mut(&mut self) -> &mut [Slot] {
+        match &mut self.slots {
+            Slots::One(slot) => std::slice::from_mut(slot),
+            Slots::Many(slots) => slots,
+        }
+    }
+
     fn live_slot(&mut self, recipient: u32) -> Option<&mut Slot> {
-        let slot = self.slots.get_mut(recipient as usize)?;
-        (!slot.state.done).then_some(slot)
+        let slot = self.slots_mut().get_mut(recipient as usize)?;
+        (!slot.done).then_some(slot)
     }
 
     fn entry(&self, id: QueueId, index: usize) -> Entry {
-        let slot = &self.slots[index];
-        let state = match (slot.in_flight, self.held, slot.state.attempts) {
+        let slot = &self.slots()[index];
+        let state = match (slot.in_flight, self.held, slot.attempts) {
             (true, _, _) => EntryState::InFlight,
             (false, true, _) => EntryState::Held,
             (false, false, 0) => EntryState::Ready,
@@ -490,13 +653,13 @@ impl Stored {
         Entry {
             queue_id: id,
             recipient_index: index as u32,
-            sender: self.sender.clone(),
-            recipient: slot.state.address.clone(),
+            sender: Address::clone(&self.sender),
+            recipient: Address::clone(&slot.address),
             size: self.body_len,
-            arrived: self.arrived,
-            attempts: slot.state.attempts,
-            next_attempt: slot.state.next_attempt,
-            last_error: slot.state.last_error.clone(),
+            arrived: from_micros(self.arrived),
+            attempts: slot.attempts,
+            next_attempt: from_micros(slot.next_attempt),
+            last_error: slot.last_error.as_deref().map(String::from),
             state,
             relay: None,
             retry: None,
@@ -507,10 +670,10 @@ impl Stored {
     fn snapshot(&self, id: QueueId) -> MessageRecord {
         MessageRecord {
             id,
-            arrived: self.arrived,
-            client: self.client.clone(),
-            sender: self.sender.clone(),
-            recipients: self.slots.iter().map(|s| s.state.clone()).collect(),
+            arrived: from_micros(self.arrived),
+            client: String::from(&*self.client),
+            sender: Address::clone(&self.sender),
+            recipients: self.slots().iter().map(Slot::state).collect(),
             body_len: self.body_len,
             held: self.held,
             extensions: self.extensions.clone(),
@@ -519,10 +682,145 @@ impl Stored {
 }
 
 impl Slot {
-    fn new(state: RecipientState) -> Slot {
-        Slot {
-            state,
-            in_flight: false,
+    fn state(&self) -> RecipientState {
+        RecipientState {
+            address: Address::clone(&self.address),
+            done: self.done,
+            attempts: self.attempts,
+            next_attempt: from_micros(self.next_attempt),
+            last_error: self.last_error.as_deref().map(String::from),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn message(id: u64, client: &str, sender: &str, recipients: &[&str]) -> Record {
+        let address = |text: &str| text.parse::<Address>().expect("a valid address");
+        Record::Message(MessageRecord {
+            id: QueueId::from_u64(id),
+            arrived: UNIX_EPOCH + Duration::from_micros(1_700_000_000_000_000 + id),
+            client: client.into(),
+            sender: address(sender),
+            recipients: recipients
+                .iter()
+                .map(|text| RecipientState {
+                    address: address(text),
+                    done: false,
+                    attempts: 0,
+                    next_attempt: UNIX_EPOCH + Duration::from_micros(id),
+                    last_error: None,
+                })
+                .collect(),
+            body_len: 10,
+            held: false,
+            extensions: None,
+        })
+    }
+
+    fn index() -> Index {
+        let mut index = Index::default();
+        let file = tempfile::tempfile().expect("a temporary segment file");
+        index.add_segment(1, Arc::new(file), 0);
+        index
+    }
+
+    fn apply(index: &mut Index, record: Record) -> usize {
+        let at = Placement {
+            segment: 1,
+            offset: 0,
+            len: 100,
+        };
+        index.apply(record, at)
+    }
+
+    fn listed(index: &Index) -> Vec<(u64, u32)> {
+        let entries = index.entries();
+        let ids = entries.iter();
+        ids.map(|e| (e.queue_id.as_u64(), e.recipient_index))
+            .collect()
+    }
+
+    #[test]
+    fn messages_read_out_of_id_order_are_listed_in_id_order_and_removed_by_id() {
+        let mut index = index();
+        for id in [10, 30, 20, 5] {
+            let recipients = ["a@example.net", "b@example.net"];
+            assert_eq!(
+                apply(&mut index, message(id, "c", "s@example.org", &recipients)),
+                2
+            );
+        }
+        let all = [
+            (5, 0),
+            (5, 1),
+            (10, 0),
+            (10, 1),
+            (20, 0),
+            (20, 1),
+            (30, 0),
+            (30, 1),
+        ];
+        assert_eq!(listed(&index), all);
+        let id = |id| QueueId::from_u64(id);
+        assert_eq!(apply(&mut index, Record::Delete { id: id(10) }), 2);
+        assert_eq!(apply(&mut index, Record::Delete { id: id(10) }), 0);
+        assert!(!index.contains(id(10)));
+        let done = |recipient| Record::Done {
+            id: id(20),
+            recipient,
+        };
+        assert_eq!(apply(&mut index, done(0)), 1);
+        assert_eq!(apply(&mut index, done(1)), 1);
+        assert!(!index.contains(id(20)));
+        // Half of the ids are gone: the holes are closed, and lookups still find the rest.
+        assert_eq!(
+            apply(&mut index, message(25, "c", "s@example.org", &["a@x.test"])),
+            1
+        );
+        assert_eq!(listed(&index), [(5, 0), (5, 1), (25, 0), (30, 0), (30, 1)]);
+        assert_eq!(index.live(), 5);
+        assert_eq!(index.live_entries(), 5);
+        assert_eq!(index.attempts(id(25), 0), Some(0));
+        let due = index.take_due(UNIX_EPOCH + Duration::from_micros(25), 10);
+        let due: Vec<_> = due.iter().map(|e| e.queue_id.as_u64()).collect();
+        assert_eq!(due, [5, 5, 25]);
+    }
+
+    #[test]
+    fn a_client_or_address_is_kept_once_and_goes_with_its_last_message() {
+        let mut index = index();
+        let rcpts = ["user@remote.test"];
+        apply(
+            &mut index,
+            message(1, "client", "sender@client.test", &rcpts),
+        );
+        apply(
+            &mut index,
+            message(2, "client", "sender@client.test", &rcpts),
+        );
+        apply(&mut index, message(3, "other", "user@remote.test", &rcpts));
+        assert_eq!(index.clients.0.len(), 2);
+        assert_eq!(index.addresses.0.len(), 2);
+        let entries = index.entries();
+        assert_eq!(entries[0].sender.as_str(), "sender@client.test");
+        assert_eq!(entries[0].recipient.as_str(), "user@remote.test");
+        let id = QueueId::from_u64;
+        apply(&mut index, Record::Delete { id: id(1) });
+        assert_eq!((index.clients.0.len(), index.addresses.0.len()), (2, 2));
+        apply(&mut index, Record::Delete { id: id(3) });
+        assert_eq!((index.clients.0.len(), index.addresses.0.len()), (1, 2));
+        apply(
+            &mut index,
+            Record::Done {
+                id: id(2),
+                recipient: 0,
+            },
+        );
+        assert_eq!((index.clients.0.len(), index.addresses.0.len()), (0, 0));
     }
 }
