@@ -152,10 +152,15 @@ impl<T: ?Sized + Hash + Eq> Interned<T> {
 /// The live messages by id: a vector sorted by id, since new ids come in increasing order.
 /// A removed message leaves a hole (`None`) until holes are half of it, when the vector is
 /// compacted; lookups are binary searches.
+///
+/// A message whose id is below the vector's last one (a copy compaction moved forward, read
+/// back on recovery after newer messages) waits in `early`, so that recovery never shifts the
+/// vector; it joins the vector when the vector is next compacted.
 #[derive(Debug, Default)]
 struct Messages {
     slots: Vec<(QueueId, Option<Stored>)>,
     holes: usize,
+    early: BTreeMap<QueueId, Stored>,
 }
 
 impl Messages {
@@ -164,21 +169,24 @@ impl Messages {
     }
 
     fn get(&self, id: QueueId) -> Option<&Stored> {
-        let at = self.position(id).ok()?;
-        self.slots[at].1.as_ref()
+        match self.position(id) {
+            Ok(at) => self.slots[at].1.as_ref(),
+            Err(_) => self.early.get(&id),
+        }
     }
 
     fn get_mut(&mut self, id: QueueId) -> Option<&mut Stored> {
-        let at = self.position(id).ok()?;
-        self.slots[at].1.as_mut()
+        match self.position(id) {
+            Ok(at) => self.slots[at].1.as_mut(),
+            Err(_) => self.early.get_mut(&id),
+        }
     }
 
     fn contains_key(&self, id: QueueId) -> bool {
         self.get(id).is_some()
     }
 
-    /// Adds a message not in the map. An id below the highest (a message compaction copied
-    /// forward, read back on recovery) is inserted in its place, or fills its hole.
+    /// Adds a message not in the map.
     fn insert(&mut self, id: QueueId, stored: Stored) {
         if self.slots.last().is_none_or(|(last, _)| *last < id) {
             self.slots.push((id, Some(stored)));
@@ -190,36 +198,73 @@ impl Messages {
                     self.holes -= 1;
                 }
             }
-            Err(at) => self.slots.insert(at, (id, Some(stored))),
+            Err(_) => {
+                self.early.insert(id, stored);
+            }
         }
     }
 
     fn remove(&mut self, id: QueueId) -> Option<Stored> {
-        let at = self.position(id).ok()?;
+        let Ok(at) = self.position(id) else {
+            return self.early.remove(&id);
+        };
         let stored = self.slots[at].1.take()?;
         self.holes += 1;
         if self.holes * 2 >= self.slots.len() {
-            self.slots.retain(|(_, stored)| stored.is_some());
-            self.holes = 0;
+            self.compact();
         }
         Some(stored)
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&QueueId, &Stored)> {
-        self.slots
-            .iter()
-            .filter_map(|(id, stored)| Some((id, stored.as_ref()?)))
+    /// Closes the holes and merges `early` in, in one pass.
+    fn compact(&mut self) {
+        let slots = std::mem::take(&mut self.slots);
+        let early = std::mem::take(&mut self.early);
+        let mut early = early.into_iter().peekable();
+        let mut merged = Vec::with_capacity(slots.len() - self.holes + early.len());
+        for (id, stored) in slots {
+            while let Some(first) = early.next_if(|(first, _)| *first < id) {
+                merged.push((first.0, Some(first.1)));
+            }
+            if stored.is_some() {
+                merged.push((id, stored));
+            }
+        }
+        merged.extend(early.map(|(id, stored)| (id, Some(stored))));
+        self.slots = merged;
+        self.holes = 0;
     }
 
+    /// The messages in id order.
+    fn iter(&self) -> impl Iterator<Item = (&QueueId, &Stored)> {
+        let slots = self.slots.iter();
+        let slots = slots.filter_map(|(id, stored)| Some((id, stored.as_ref()?)));
+        in_order(slots, self.early.iter())
+    }
+
+    /// The messages in id order.
     fn iter_mut(&mut self) -> impl Iterator<Item = (&QueueId, &mut Stored)> {
-        self.slots
-            .iter_mut()
-            .filter_map(|(id, stored)| Some((&*id, stored.as_mut()?)))
+        let slots = self.slots.iter_mut();
+        let slots = slots.filter_map(|(id, stored)| Some((&*id, stored.as_mut()?)));
+        in_order(slots, self.early.iter_mut())
     }
 
     fn values(&self) -> impl Iterator<Item = &Stored> {
         self.iter().map(|(_, stored)| stored)
     }
+}
+
+/// Merges two iterators sorted by id.
+fn in_order<'a, T>(
+    a: impl Iterator<Item = (&'a QueueId, T)>,
+    b: impl Iterator<Item = (&'a QueueId, T)>,
+) -> impl Iterator<Item = (&'a QueueId, T)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((x, _)), Some((y, _))) if y < x => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// Everything the queue knows about its live messages and its segments.
@@ -777,11 +822,14 @@ mod tests {
         assert_eq!(apply(&mut index, done(0)), 1);
         assert_eq!(apply(&mut index, done(1)), 1);
         assert!(!index.contains(id(20)));
-        // Half of the ids are gone: the holes are closed, and lookups still find the rest.
+        // 5 and 20 came below the highest id and waited beside the vector; removing 10 made
+        // half of it holes, which merged them in. 25 waits beside it in turn.
+        assert!(index.messages.early.is_empty());
         assert_eq!(
             apply(&mut index, message(25, "c", "s@example.org", &["a@x.test"])),
             1
         );
+        assert_eq!(index.messages.early.len(), 1);
         assert_eq!(listed(&index), [(5, 0), (5, 1), (25, 0), (30, 0), (30, 1)]);
         assert_eq!(index.live(), 5);
         assert_eq!(index.live_entries(), 5);
