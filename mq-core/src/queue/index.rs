@@ -109,7 +109,7 @@ struct Slot {
     /// The due time, in microseconds since the epoch.
     next_attempt: u64,
     /// Boxed: a thin pointer, since only deferred entries have one.
-    #[allow(clippy::box_collection, reason = "8 bytes in every slot instead of 16")]
+    #[expect(clippy::box_collection, reason = "8 bytes in every slot instead of 16")]
     last_error: Option<Box<String>>,
     attempts: u32,
     /// Delivered, or failed for good: the entry is gone.
