@@ -217,7 +217,10 @@ chains
             observer("off", false, &[], &[HookId::DeliveryResult]),
         ]);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[1], "  audit    enabled   order 0  smtp_in_data (observer)");
+        assert_eq!(
+            lines[1],
+            "  audit    enabled   order 0  smtp_in_data (observer)"
+        );
         assert_eq!(
             lines[3],
             "  hook     enabled   order 0  queue_pickup, delivery_result (observer)"

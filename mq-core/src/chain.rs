@@ -136,7 +136,15 @@ impl Engine {
     /// assert_eq!(smol::block_on(engine.run(&mut ctx, &mut event)), Outcome::Proceed);
     /// ```
     pub async fn run<E: Event>(&self, ctx: &mut Context, event: &mut E) -> Outcome {
-        self.run_observed(ctx, event, &mut (), true).await
+        // The chain's future is awaited here directly, as deep as without observers; the
+        // observers' future is boxed, and made only for a step that has them.
+        let observed = self.has_observers(E::HOOK);
+        let outcome = self.decide(ctx, event, &mut (), observed).await;
+        if observed {
+            Box::pin(self.observe(ctx, event, &mut ())).await;
+            let _ = event.take_reply();
+        }
+        outcome
     }
 
     /// The chain, then, if `observers`, the hook's observer plugins (which see a rejected
@@ -201,12 +209,13 @@ impl Engine {
                     }
                 }
             };
-            let reply = if observed {
-                event.reply().cloned()
-            } else {
-                event.take_reply()
-            };
-            if let Some(reply) = reply {
+            // Read, not taken: most calls set no reply, and reading one moves nothing. A
+            // rejected step's reply stays on the event for its observers.
+            if let Some(reply) = event.reply() {
+                let reply = reply.clone();
+                if !observed {
+                    let _ = event.take_reply();
+                }
                 self.counters(index, E::HOOK).reject();
                 break Outcome::Rejected {
                     plugin: slot.name,
