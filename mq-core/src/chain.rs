@@ -301,8 +301,11 @@ impl Engine {
         call: &CallState,
     ) -> Called {
         self.beat.idle();
+        // The plugin's configured timeout bounds the deadline whatever the call state says: the
+        // state is reachable from the plugin's context, the slot is not.
+        let timeout = self.slots[usize::from(index)].timeout;
         let start = call.instant();
-        let deadline = call.deadline_from(start);
+        let deadline = call.deadline_from(start).min(start + timeout);
         let mut timer = call.deadline_timer(deadline.saturating_duration_since(start));
         let called = poll_fn(|cx| {
             if let Poll::Ready(called) = self.poll_once(&mut future, self.next_tag(index, hook), cx)
@@ -311,9 +314,7 @@ impl Engine {
             }
             self.beat.idle();
             match Pin::new(&mut timer).poll(cx) {
-                Poll::Ready(()) => {
-                    Poll::Ready(Called::Failed(FailureKind::Timeout(call.timeout())))
-                }
+                Poll::Ready(()) => Poll::Ready(Called::Failed(FailureKind::Timeout(timeout))),
                 Poll::Pending => Poll::Pending,
             }
         })

@@ -179,16 +179,18 @@ impl Engine {
             Err(payload) => Some(FailureKind::Panic(panic_message(&*payload))),
             Ok(Poll::Pending) => {
                 let state = call.ctx.call_state();
+                // Bounded by the slot's timeout, which the observer cannot reach.
+                let timeout = self.slots[usize::from(plugin)].timeout;
                 let (timer, _) = call.timer.get_or_insert_with(|| {
                     let start = state.instant();
-                    let deadline = state.deadline_from(start);
+                    let deadline = state.deadline_from(start).min(start + timeout);
                     (
                         state.deadline_timer(deadline.saturating_duration_since(start)),
                         start,
                     )
                 });
                 match Pin::new(timer).poll(cx) {
-                    Poll::Ready(()) => Some(FailureKind::Timeout(state.timeout())),
+                    Poll::Ready(()) => Some(FailureKind::Timeout(timeout)),
                     Poll::Pending => return Poll::Pending,
                 }
             }

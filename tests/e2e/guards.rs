@@ -339,3 +339,43 @@ fn a_plugin_that_blocks_its_worker_is_reported_by_the_watchdog_and_one_that_awai
     );
     runtime.shutdown();
 }
+
+/// Sets its own call's timeout to an hour through the call state its context reaches, then
+/// never resolves.
+struct Extender;
+
+#[hooks]
+impl Plugin for Extender {
+    async fn smtp_in_data(&self, ctx: &mut Context, _data: &mut Data) -> Control {
+        let hour = Duration::from_secs(3600);
+        ctx.call_state().enter("extender", HookId::SmtpInData, hour);
+        std::future::pending::<()>().await;
+        Control::Continue
+    }
+}
+
+#[test]
+fn a_plugin_that_lengthens_its_own_timeout_still_times_out_at_the_configured_one() {
+    let timeout = Duration::from_millis(50);
+    let engine = engine(vec![guarded(
+        "extender",
+        Extender,
+        timeout,
+        FailurePolicy::Tempfail,
+    )]);
+    let executor = executor();
+    let mut ctx = mq_plugin_api::Host::new(0, Rc::clone(&executor)).into_context();
+    let mut event = data(MESSAGE);
+    // Bounded, so that a deadline the plugin did lengthen fails the test instead of hanging it.
+    let outcome = smol::block_on(executor.run(smol::future::or(
+        async { Some(engine.run(&mut ctx, &mut event).await) },
+        async {
+            smol::Timer::after(Duration::from_secs(20)).await;
+            None
+        },
+    )));
+    let Some(Outcome::Failed(failure)) = outcome else {
+        panic!("the call should time out after {timeout:?}, not {outcome:?}");
+    };
+    assert_eq!(failure.kind, FailureKind::Timeout(timeout));
+}
