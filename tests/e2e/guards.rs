@@ -347,7 +347,7 @@ struct Extender;
 #[hooks]
 impl Plugin for Extender {
     async fn smtp_in_data(&self, ctx: &mut Context, _data: &mut Data) -> Control {
-        let hour = Duration::from_secs(3600);
+        let hour = Duration::from_hours(1);
         ctx.call_state().enter("extender", HookId::SmtpInData, hour);
         std::future::pending::<()>().await;
         Control::Continue
