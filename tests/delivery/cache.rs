@@ -103,3 +103,32 @@ fn a_cached_connection_the_server_closed_is_replaced_without_a_deferral() {
         "a new connection for the second message"
     );
 }
+
+#[test]
+fn a_job_on_a_cached_connection_counts_the_messages_it_carried_before() {
+    // One job at a time, and the relay slow to answer each final dot: messages 2 and 3 queue
+    // while message 1 is delivered, then go out as one job of two batches on the connection
+    // message 1 left in the cache. That connection may carry one more, not two.
+    let relay = Paced::start(Pace::default().data_end_delay(Duration::from_millis(500)));
+    let harness = Harness::started(|o| {
+        o.smarthost(relay.address());
+        o.delivery.concurrency = 1;
+        o.delivery.connection_cache_time = Duration::from_mins(1);
+        o.delivery.messages_per_connection = 2;
+    });
+    harness.send("alice@local.test", &["bob@remote.test"], &message("first"));
+    harness.wait_for("the first message on its way", || relay.open() == 1);
+    for n in 2..=3 {
+        harness.send(
+            "alice@local.test",
+            &["bob@remote.test"],
+            &message(&format!("queued {n}")),
+        );
+    }
+    harness.wait_for("all three", || relay.accepted() == 3);
+    assert_eq!(
+        relay.connections(),
+        2,
+        "two messages per connection at most"
+    );
+}
