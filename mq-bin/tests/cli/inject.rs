@@ -55,7 +55,7 @@ fn inject_prints_the_queue_id_and_the_message_is_queued_as_sent() {
         shown.contains("\nX-Test: stamped\n"),
         "the smtp_in_data hook ran:\n{shown}"
     );
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]

@@ -64,5 +64,5 @@ fn a_recipient_without_a_domain_lands_in_the_local_maildir_and_never_at_the_smar
         std::io::ErrorKind::WouldBlock,
         "nothing went to the smarthost"
     );
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }

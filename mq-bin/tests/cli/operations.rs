@@ -115,7 +115,7 @@ fn a_delivered_message_is_one_grep_from_acceptance_to_removal() {
         assert!(line.contains(client), "{line}");
     }
     assert_eq!(sink.messages().len(), 1);
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn a_failed_connection_names_the_relay_it_tried() {
     );
     assert_eq!(field(attempt, "status"), "deferred");
     assert!(field(attempt, "dsn").starts_with("4."), "{attempt}");
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn json_logs_are_one_object_per_line_with_the_same_fields() {
     assert_eq!(life[0]["nrcpt"], 1);
     assert_eq!(life[1]["status"], "sent");
     assert_eq!(life[1]["level"], "INFO");
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn the_log_format_can_be_set_in_the_config() {
     let first: serde_json::Value =
         serde_json::from_str(log.lines().next().expect("a line")).expect("JSON");
     assert!(first["message"].is_string(), "{first}");
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 /// A self-signed certificate for "localhost" in `dir`: (cert file, key file, cert PEM, key PEM).
@@ -274,7 +274,7 @@ fn tls_in_and_out_is_logged_and_counted() {
         sample(&page, "mq_tls_sessions_total{direction=\"in\"}"),
         Some(1.0)
     );
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]
@@ -331,5 +331,5 @@ fn delivery_shows_on_the_metrics_page() {
         started <= now && started > now - 3600.0,
         "{started} vs {now}"
     );
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }

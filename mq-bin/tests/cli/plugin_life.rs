@@ -70,12 +70,7 @@ fn sigterm_with_webhook_events_queued_sends_every_one_before_the_process_exits()
     sink.release();
     let stopped = server.wait_exit();
 
-    assert!(
-        stopped.status.success(),
-        "{:?}\n{}",
-        stopped.status,
-        stopped.log
-    );
+    stopped.assert_success();
     let mut recipients: Vec<String> = sink
         .events()
         .iter()

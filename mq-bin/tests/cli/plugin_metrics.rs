@@ -72,7 +72,7 @@ fn webhook_and_ratelimit_counts_show_on_the_metrics_page_with_a_plugin_label() {
         page.contains("# TYPE mq_plugin_webhook_sent_total counter\n"),
         "{page}"
     );
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[cfg(feature = "dnsbl")]
@@ -104,5 +104,5 @@ fn dnsbl_listings_and_failed_lookups_show_by_zone_on_the_metrics_page() {
             "mq_plugin_dnsbl_lookup_failures_total{plugin=\"dnsbl\",zone=\"broken.test\"} 1",
         ],
     );
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }

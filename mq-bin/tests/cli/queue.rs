@@ -42,7 +42,7 @@ fn queue_list_asks_a_running_server_and_reads_the_disk_after_it_stopped() {
         "{running}"
     );
     assert!(running.ends_with(" in 2 Requests.\n"), "{running}");
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 
     let stopped = success(&scratch.mq(&["queue", "list"]));
     println!("mq queue list, no server:\n{stopped}");
@@ -83,7 +83,7 @@ fn show_delete_and_flush_go_through_a_running_server() {
     );
     let missing = one_error_line(&scratch.mq(&["queue", "show", &id]));
     assert_eq!(missing, format!("mq: no queued message {id}\n"));
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]

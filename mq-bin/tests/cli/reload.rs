@@ -62,7 +62,7 @@ fn sighup_puts_a_changed_plugin_section_in_force_for_the_next_session() {
     assert!(!body.contains("X-Test: stamped\r\n"), "{body}");
 
     let stopped = server.terminate();
-    assert!(stopped.status.success(), "{}", stopped.log);
+    stopped.assert_success();
 }
 
 #[test]
@@ -83,7 +83,7 @@ fn sighup_puts_changed_engine_settings_of_a_plugin_in_force_for_the_next_session
     assert!(!body.contains("X-Test:"), "{body}");
 
     let stopped = server.terminate();
-    assert!(stopped.status.success(), "{}", stopped.log);
+    stopped.assert_success();
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn sighup_no_longer_stops_the_server_and_names_what_waits_for_a_restart() {
     send_and_read(&server, scratch.admin);
 
     let stopped = server.terminate();
-    assert!(stopped.status.success(), "{}", stopped.log);
+    stopped.assert_success();
     assert!(stopped.log.contains("mq stopped"), "{}", stopped.log);
 }
 
@@ -167,7 +167,7 @@ fn a_config_that_fails_to_load_is_logged_and_the_running_one_keeps_serving() {
     assert!(body.contains("Subject: reload"), "{body}");
     assert!(!server.log().contains(RELOADED), "{}", server.log());
     let stopped = server.terminate();
-    assert!(stopped.status.success(), "{}", stopped.log);
+    stopped.assert_success();
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn mq_reload_reloads_through_the_admin_port_and_says_why_it_failed() {
     server.wait_for_logged_times(FAILED, 1);
     send_and_read(&server, scratch.admin);
     let stopped = server.terminate();
-    assert!(stopped.status.success(), "{}", stopped.log);
+    stopped.assert_success();
 }
 
 #[test]
@@ -269,5 +269,5 @@ fn a_user_added_to_the_config_can_authenticate_after_sighup() {
         "235 2.7.0 Authentication successful"
     );
     let stopped = server.terminate();
-    assert!(stopped.status.success(), "{}", stopped.log);
+    stopped.assert_success();
 }

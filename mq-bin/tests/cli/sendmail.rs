@@ -107,7 +107,7 @@ fn with_the_server_stopped_sendmail_queues_on_disk_and_the_next_server_delivers(
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn run_as_sendmail_with_a_server_running_it_submits_through_the_server() {
     );
     assert_eq!(text.matches("\nFrom: ").count(), 1, "{text}");
     assert!(text.contains("\nMessage-ID: <"), "{text}");
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]

@@ -58,12 +58,7 @@ fn a_message_over_smtp_is_queued_and_counted_and_sigterm_drains_and_exits_zero()
     );
 
     let stopped = server.terminate();
-    assert!(
-        stopped.status.success(),
-        "{:?}\n{}",
-        stopped.status,
-        stopped.log
-    );
+    stopped.assert_success();
     assert_eq!(stopped.stdout, "", "serve prints nothing on stdout");
     assert!(
         stopped.log.contains(&format!("admin={}", scratch.admin)),
@@ -86,12 +81,7 @@ fn sigterm_answers_an_idle_session_with_421_and_still_exits_zero() {
     assert!(greeting.starts_with("220 "), "{greeting}");
 
     let stopped = server.terminate();
-    assert!(
-        stopped.status.success(),
-        "{:?}\n{}",
-        stopped.status,
-        stopped.log
-    );
+    stopped.assert_success();
     let mut goodbye = String::new();
     reader.read_line(&mut goodbye).unwrap();
     assert!(goodbye.starts_with("421 4.3.2 "), "{goodbye}");
@@ -141,7 +131,7 @@ fn without_a_data_dir_the_queue_goes_to_mq_data_in_the_working_directory() {
     let mut serve = command(&["--config", config.to_str().unwrap(), "serve"]);
     let server = Server::start(serve.current_dir(scratch.path()), scratch.path(), admin);
     assert!(scratch.path().join("mq-data/queue/lock").exists());
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 /// Appends `text` to the scratch server's config file.
@@ -187,12 +177,7 @@ fn sigterm_closes_a_session_stalled_in_data_with_421_after_the_shutdown_timeout(
     let (_client, mut reader) = stalled_in_data(&server);
 
     let stopped = server.terminate();
-    assert!(
-        stopped.status.success(),
-        "{:?}\n{}",
-        stopped.status,
-        stopped.log
-    );
+    stopped.assert_success();
     assert!(
         stopped.log.contains("shutdown_timeout passed"),
         "{}",
@@ -236,12 +221,7 @@ fn while_draining_the_admin_port_answers_and_a_command_that_arrives_gets_421_alo
     assert!(refused.starts_with("421 4.3.2 "), "{refused}");
 
     let stopped = server.wait_exit();
-    assert!(
-        stopped.status.success(),
-        "{:?}\n{}",
-        stopped.status,
-        stopped.log
-    );
+    stopped.assert_success();
 }
 
 #[test]

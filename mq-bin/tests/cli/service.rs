@@ -47,7 +47,7 @@ fn status_tells_whether_the_server_runs_with_its_sessions_and_queue() {
         text.contains("\n  queue:    1 entry (0 deferred, oldest "),
         "{text}"
     );
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 
     let stopped = scratch.mq(&["status"]);
     let error = one_error_line(&stopped);
@@ -71,7 +71,7 @@ fn the_pid_file_holds_the_server_pid_until_it_stops() {
     let server = scratch.serve();
     let written = std::fs::read_to_string(&pid_file).expect("the pid file");
     assert_eq!(written, format!("{}\n", server.pid()));
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
     assert!(
         !pid_file.exists(),
         "the pid file is removed at a clean stop"
@@ -91,7 +91,7 @@ fn a_second_server_leaves_the_first_ones_pid_file_alone() {
     assert!(one_error_line(&second).contains("in use by another mq process"));
     let written = std::fs::read_to_string(&pid_file).expect("the pid file");
     assert_eq!(written, format!("{}\n", server.pid()));
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]
@@ -177,5 +177,5 @@ fn started_as_root_the_server_runs_as_the_configured_user() {
         assert_eq!(file.metadata().expect("metadata").uid(), uid, "{file:?}");
     }
     let stopped = server.terminate();
-    assert!(stopped.status.success(), "{}", stopped.log);
+    stopped.assert_success();
 }

@@ -150,7 +150,7 @@ fn users_in_a_separate_file_are_read_again_when_it_changes() {
         server.log()
     );
     assert!(login(&server, "bob", "two").starts_with("235 "));
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]

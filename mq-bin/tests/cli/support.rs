@@ -348,6 +348,13 @@ pub(crate) struct Stopped {
     pub(crate) log: String,
 }
 
+impl Stopped {
+    /// Fails the test, with the exit status and the log, unless the server exited with 0.
+    pub(crate) fn assert_success(&self) {
+        assert!(self.status.success(), "{:?}\n{}", self.status, self.log);
+    }
+}
+
 /// One SMTP dialogue over a plain socket: the reply to each of `lines`, in order, after the
 /// greeting. `lines` ending in DATA's message must end with `.`.
 pub(crate) fn smtp(address: SocketAddr, lines: &[&str]) -> Vec<String> {

@@ -39,7 +39,7 @@ fn a_held_message_survives_a_restart_and_is_delivered_only_once_released() {
         (rows[0][0].as_str(), rows[0][5].as_str()),
         (held.as_str(), "hold")
     );
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 
     // A server that delivers: the free message goes, the held one stays.
     with_delivery(&scratch);
@@ -75,7 +75,7 @@ fn a_held_message_survives_a_restart_and_is_delivered_only_once_released() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn ids_from_stdin_and_all_are_changed_together_running_and_stopped() {
         &scratch.mq(&["queue", "list", "--state", "ready"]),
     ));
     assert_eq!(ready.len(), 6, "requeue ends a hold");
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
 
     // Stopped: delete two named on stdin, one of them twice, then everything.
     let input = format!("{}\n{}\n{}\n", ids[1], ids[3], ids[3]);
@@ -125,7 +125,7 @@ fn hold_and_release_on_the_disk_without_a_server() {
     let scratch = Scratch::new();
     let server = scratch.serve();
     let id = send(server.smtp(), &["bob@example.net", "carol@example.net"]);
-    assert!(server.terminate().status.success());
+    server.terminate().assert_success();
     assert_eq!(
         success(&scratch.mq(&["queue", "hold", &id])),
         format!("{id}: held 2 entries\n")
