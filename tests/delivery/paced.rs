@@ -90,6 +90,8 @@ struct Shared {
     dots: AtomicUsize,
     /// Each message whose 250 was sent.
     accepted: Mutex<Vec<String>>,
+    /// RSET commands received.
+    resets: AtomicUsize,
 }
 
 /// A running paced server; stops when dropped.
@@ -155,6 +157,11 @@ impl Paced {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// RSET commands received so far, on every connection.
+    pub(crate) fn resets(&self) -> usize {
+        self.shared.resets.load(Ordering::SeqCst)
     }
 
     /// How many messages had their 250 sent.
@@ -255,7 +262,11 @@ impl Session<'_> {
                 "EHLO" | "HELO" => reply(&mut writer, "250-paced.test\r\n250 8BITMIME")?,
                 "MAIL" => reply(&mut writer, "250 2.1.0 Ok")?,
                 "RCPT" => reply(&mut writer, "250 2.1.5 Ok")?,
-                "RSET" | "NOOP" => reply(&mut writer, "250 2.0.0 Ok")?,
+                "RSET" => {
+                    self.shared.resets.fetch_add(1, Ordering::SeqCst);
+                    reply(&mut writer, "250 2.0.0 Ok")?;
+                }
+                "NOOP" => reply(&mut writer, "250 2.0.0 Ok")?,
                 "DATA" => {
                     reply(&mut writer, "354 End data with <CR><LF>.<CR><LF>")?;
                     self.data(&mut reader, &mut writer, pace)?;

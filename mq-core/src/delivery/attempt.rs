@@ -135,8 +135,12 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Leaves the job's connection in the cache for the next job to its server, after an RSET
-    /// shows it still works; or closes it.
+    /// Leaves the job's connection in the cache for the next job to its server, or closes it.
+    ///
+    /// No RSET goes first: a connection is ready only after its last transaction ended (the
+    /// reply to the final dot read, or a refused one reset at once), so the server holds no
+    /// transaction, and one that died idle is found at the next job's MAIL and replaced there
+    /// (see [`Job::reconnect`]). That saves a round trip per job on both sides.
     async fn release(&mut self, domain: &str) {
         let Some(mut connection) = self.connection.take() else {
             return;
@@ -144,9 +148,7 @@ impl Job<'_> {
         let cache = &self.delivery.connections;
         // Once shutdown began, the scheduler closes no more idle connections: keep none.
         let keep = !self.worker.is_stopping() && cache.wants(&connection);
-        if let Some(key) = self.key.take().filter(|_| keep)
-            && connection.reset().await.is_ok()
-        {
+        if let Some(key) = self.key.take().filter(|_| keep) {
             let per_key = self.delivery.throttles.connection_limit(domain);
             match cache.put(key, connection, per_key) {
                 None => return,

@@ -24,8 +24,10 @@ use super::recovery::recover;
 use super::writer::{Reply, Request, Writer, lock};
 use super::{AckResult, Entry, NewMessage, Queue, QueueHealth, QueueId};
 
-/// Requests that may wait for the writer before senders wait too (backpressure).
-const PENDING_REQUESTS: usize = 4096;
+/// Requests that may wait for the writer before senders wait too (backpressure). Each sender
+/// waits for its answer, so sessions and deliveries in flight are what waits here: a thousand
+/// is room for them all, and the channel's slots (about 200 bytes each) are allocated up front.
+const PENDING_REQUESTS: usize = 1024;
 /// The longest last error kept with a deferred entry; remote replies are short, this bounds
 /// what a misbehaving server can make us store.
 const MAX_ERROR: usize = 4096;
