@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mq_core::Config;
-use mq_core::queue::{NewMessage, Queue};
+use mq_core::queue::{NewMessage, Queue, QueueError};
 
 use crate::clock::unix_now;
 use crate::header::{Message, Missing};
@@ -32,7 +32,7 @@ use crate::reload::Reloader;
 /// How often `stop` is looked at between scans.
 const STEP: Duration = Duration::from_millis(100);
 
-/// Makes the maildrop and its `corrupt/` directory, and gives the maildrop
+/// Makes the maildrop and its private `corrupt/` directory, and gives the maildrop
 /// `[queue] maildrop_mode`; returns the maildrop's path.
 ///
 /// # Errors
@@ -44,6 +44,9 @@ pub(crate) fn prepare(config: &Config) -> anyhow::Result<PathBuf> {
     let corrupt = dir.join(CORRUPT);
     std::fs::create_dir_all(&corrupt)
         .with_context(|| format!("cannot make the maildrop {}", corrupt.display()))?;
+    // Its files are readable by others (see `maildrop`): only mq's user may list them here.
+    std::fs::set_permissions(&corrupt, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", corrupt.display()))?;
     let mode = config.queue.maildrop_mode;
     let now = std::fs::metadata(&dir).map(|m| m.permissions().mode() & 0o7777);
     if now.ok() != Some(mode) {
@@ -86,6 +89,7 @@ enum Refused {
     NotPlain,
     TooLarge(u64),
     Malformed(crate::maildrop::Malformed),
+    Invalid(&'static str),
 }
 
 impl std::fmt::Display for Refused {
@@ -95,6 +99,7 @@ impl std::fmt::Display for Refused {
             Refused::NotPlain => f.write_str("not a plain file with one link"),
             Refused::TooLarge(size) => write!(f, "{size} bytes, over smtp.max_message_size"),
             Refused::Malformed(why) => write!(f, "not a maildrop file: {why}"),
+            Refused::Invalid(why) => write!(f, "the queue refuses it: {why}"),
         }
     }
 }
@@ -176,11 +181,21 @@ impl Pickup<'_> {
         };
         let id = match smol::block_on(self.queue.enqueue(new)) {
             Ok(id) => id,
+            // Not this time nor any other: a bad file, not a queue away.
+            Err(QueueError::Invalid(why)) => return Taken::Refused(Refused::Invalid(why)),
             Err(error) => {
                 tracing::warn!(file = %path.display(), "cannot queue a maildrop file yet: {error}");
                 return Taken::NotQueued;
             }
         };
+        if let Err(error) = std::fs::remove_file(path) {
+            // Queued already: the next scan would queue it twice.
+            tracing::error!(
+                queue_id = %id,
+                file = %path.display(),
+                "cannot remove a picked-up maildrop file; remove it by hand: {error}"
+            );
+        }
         if dropped.uid == owner {
             tracing::info!(queue_id = %id, "{id}: uid={owner} from=<{sender}>");
         } else {
@@ -188,14 +203,6 @@ impl Pickup<'_> {
                 queue_id = %id,
                 "{id}: uid={owner} from=<{sender}> (the file claims uid={})",
                 dropped.uid
-            );
-        }
-        if let Err(error) = std::fs::remove_file(path) {
-            // Queued already: the next scan would queue it twice.
-            tracing::error!(
-                queue_id = %id,
-                file = %path.display(),
-                "cannot remove a picked-up maildrop file; remove it by hand: {error}"
             );
         }
         Taken::Queued

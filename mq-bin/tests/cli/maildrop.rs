@@ -65,7 +65,8 @@ fn an_unprivileged_sendmail_with_the_server_stopped_uses_the_maildrop_and_the_ne
     let maildrop = scratch.path().join("data/maildrop");
     let mode = std::fs::metadata(&maildrop).unwrap().permissions().mode();
     assert_eq!(mode & 0o7777, 0o1733);
-    assert!(maildrop.join("corrupt").is_dir());
+    let corrupt = std::fs::metadata(maildrop.join("corrupt")).unwrap();
+    assert_eq!(corrupt.permissions().mode() & 0o7777, 0o700);
 
     let output = bounded(
         scratch
@@ -147,10 +148,14 @@ fn a_running_server_picks_up_dropped_files_and_moves_bad_ones_to_corrupt() {
         b"mq-maildrop: 1\nuid: 0\nsender: a@example.org\nrecipient: b@example.net\n\n".to_vec();
     large.extend(std::iter::repeat_n(b'x', 2000));
     drop_file(&maildrop, "2.1.large", &large);
+    // A link to a file the user may not read is not followed, so not mailed to them.
+    std::os::unix::fs::symlink(&scratch.config, maildrop.join("3.0.link")).unwrap();
     // Being written: left alone.
     std::fs::write(maildrop.join(".tmp-unfinished"), b"mq-maildrop: 1\n").unwrap();
     wait_until(&server, "the bad files in corrupt/", || {
-        corrupt.join("1.1.garbage").exists() && corrupt.join("2.1.large").exists()
+        ["1.1.garbage", "2.1.large", "3.0.link"]
+            .iter()
+            .all(|name| corrupt.join(name).symlink_metadata().is_ok())
     });
     let log = server.log();
     assert!(
@@ -160,6 +165,10 @@ fn a_running_server_picks_up_dropped_files_and_moves_bad_ones_to_corrupt() {
     assert!(
         log.contains("2000 bytes, over smtp.max_message_size"),
         "{log}"
+    );
+    assert!(
+        log.contains("maildrop file refused: cannot read it"),
+        "the link: {log}"
     );
 
     // The server runs on, and a good file is queued with the fields a submission gets.
