@@ -67,21 +67,19 @@ fn malformed(why: impl Into<String>) -> Malformed {
 impl Dropped {
     /// The file's bytes.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut head = format!(
-            "{FORMAT}\nuid: {}\nsender: {}\n",
-            self.uid,
-            self.sender.as_str()
-        );
+        let mut lines = vec![
+            FORMAT.to_owned(),
+            format!("uid: {}", self.uid),
+            format!("sender: {}", self.sender.as_str()),
+        ];
         if let Some(name) = &self.full_name {
             // One line: a name is never worth a broken file.
-            let name = name.replace(['\r', '\n'], " ");
-            head.push_str(&format!("full-name: {name}\n"));
+            lines.push(format!("full-name: {}", name.replace(['\r', '\n'], " ")));
         }
         for recipient in &self.recipients {
-            head.push_str(&format!("recipient: {}\n", recipient.as_str()));
+            lines.push(format!("recipient: {}", recipient.as_str()));
         }
-        head.push('\n');
-        let mut bytes = head.into_bytes();
+        let mut bytes = (lines.join("\n") + "\n\n").into_bytes();
         bytes.extend_from_slice(&self.message);
         bytes
     }
@@ -192,7 +190,7 @@ fn random_hex() -> anyhow::Result<String> {
             rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty())
                 .context("cannot read random bytes")?;
     }
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(format!("{:016x}", u64::from_be_bytes(bytes)))
 }
 
 /// Nanoseconds since the epoch, for names that sort in the order of submission.
