@@ -198,3 +198,43 @@ fn a_running_server_picks_up_dropped_files_and_moves_bad_ones_to_corrupt() {
     assert!(replies[1].starts_with("250"), "{replies:?}");
     server.terminate().assert_success();
 }
+
+#[test]
+fn an_unprivileged_sendmail_with_a_server_running_submits_through_it() {
+    if crate::service::uids(std::process::id())[1] != 0 {
+        eprintln!("skipped: sendmail as another user needs the test to run as root");
+        return;
+    }
+    let Some((uid, gid)) = crate::service::nobody() else {
+        eprintln!("skipped: no user nobody in /etc/passwd");
+        return;
+    };
+    let scratch = Scratch::new();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // sendmail finds the server at smtp.listen: a port of its own, not one the server picks.
+    let config = std::fs::read_to_string(&scratch.config).unwrap();
+    let listen = format!("listen = \"{}\"", crate::support::free_port());
+    std::fs::write(
+        &scratch.config,
+        config.replacen("listen = \"127.0.0.1:0\"", &listen, 1),
+    )
+    .unwrap();
+    let server = scratch.serve();
+    let output = bounded(
+        scratch
+            .command(&["sendmail", "-f", "cron@example.org", "bob@example.net"])
+            .uid(uid)
+            .gid(gid),
+        Some(b"Subject: hourly\n\nall well\n"),
+    );
+    assert_eq!(success(&output), "");
+    let rows = listed(&success(&scratch.mq(&["queue", "list"])));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let shown = success(&scratch.mq(&["queue", "show", &rows[0][0]]));
+    assert!(
+        shown.contains("\nReceived: from localhost"),
+        "went through the server: {shown}"
+    );
+    assert!(dropped(&scratch.path().join("data/maildrop")).is_empty());
+    server.terminate().assert_success();
+}
