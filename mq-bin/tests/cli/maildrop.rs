@@ -83,6 +83,7 @@ fn an_unprivileged_sendmail_with_the_server_stopped_uses_the_maildrop_and_the_ne
         Some(b"Subject: nightly\n\nall well\n"),
     );
     assert_eq!(success(&output), "", "sendmail says nothing when it worked");
+    assert_eq!(crate::support::stderr(&output), "");
     let files = dropped(&maildrop);
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(std::fs::metadata(&files[0]).unwrap().uid(), uid);
