@@ -15,7 +15,11 @@
 //! - `replay`: `mq replay`, a recorded session run again with this build's plugins.
 //! - `inject`: `mq inject`, a small blocking SMTP client for sendmail-style submission.
 //! - `sendmail`: `mq sendmail` and `mq` run as `sendmail`: sendmail's flags, the missing header
-//!   fields added, queued on the disk when no server runs.
+//!   fields added, queued on the disk when no server runs, or left in the maildrop.
+//! - `maildrop`: the maildrop's file format, and its writer for `sendmail`; `pickup`: the
+//!   thread of `mq serve` that queues what is dropped there.
+//! - `users_watch`: the thread of `mq serve` that reloads when `[smtp.auth] users_file`
+//!   changes.
 //! - `header`: a submitted message's header: read, its recipients for `-t`, the missing
 //!   `From`, `Date` and `Message-ID` added (for `sendmail` and `inject`).
 //! - `queue`: `mq queue`, on the queue on disk or through a running server's admin port
@@ -51,6 +55,8 @@ mod header;
 mod inject;
 mod listing;
 mod logging;
+mod maildrop;
+mod pickup;
 mod plugins;
 mod qshape;
 mod queue;

@@ -65,6 +65,14 @@ impl<'a> Reloader<'a> {
         running.smtp.auth.users_file.clone()
     }
 
+    /// The configuration in force.
+    pub(crate) fn running(&self) -> Config {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Reloads and logs the outcome; returns the logged line, as an error if it failed.
     pub(crate) fn reload_and_log(&self) -> Result<String, String> {
         match self.reload() {
@@ -162,6 +170,12 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
             running.queue.data_dir != new.queue.data_dir,
         ),
         ("queue.fsync", running.queue.fsync != new.queue.fsync),
+        (
+            "queue.maildrop",
+            running.queue.maildrop_dir != new.queue.maildrop_dir
+                || running.queue.maildrop_mode != new.queue.maildrop_mode
+                || running.queue.maildrop_interval != new.queue.maildrop_interval,
+        ),
         ("admin.listen", running.admin.listen != new.admin.listen),
         (
             "engine.workers",

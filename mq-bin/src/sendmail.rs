@@ -7,6 +7,10 @@
 //! the message goes to that server over SMTP, as `mq inject` sends it, through the same hooks as
 //! mail from the network. Either way, a missing `From`, `Date` or `Message-ID` field is added
 //! first, as Postfix's cleanup does for local submissions.
+//!
+//! A user who may not open the queue (it is mq's user's) submits to the server too; when no
+//! server answers, the message is left in the maildrop (`maildrop`), which `mq serve` picks up
+//! when it runs, as Postfix's postdrop and pickup do.
 
 use std::io::{self, Read as _};
 use std::path::Path;
@@ -20,6 +24,7 @@ use mq_plugin_api::Address;
 use crate::clock::unix_now;
 use crate::header::{Message, Missing};
 use crate::inject::{Client, reachable};
+use crate::maildrop::Dropped;
 use crate::serve::queue_dir;
 
 /// sendmail's options, those scripts use; others sendmail knows are refused.
@@ -122,7 +127,13 @@ pub(crate) fn run(config: &Config, args: &SendmailArgs) -> anyhow::Result<()> {
         .iter()
         .map(|r| envelope(r, &origin))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    submit(config, sender, recipients, message.into_bytes())
+    let submission = Submission {
+        sender,
+        recipients,
+        full_name: args.full_name.clone(),
+        body: message.into_bytes(),
+    };
+    submit(config, submission)
 }
 
 /// `address` as an envelope address; one without a domain gets `origin`'s, as the SMTP server
@@ -138,13 +149,18 @@ fn envelope(address: &str, origin: &str) -> anyhow::Result<Address> {
         .map_err(|error| anyhow::anyhow!("invalid address {address:?}: {error}"))
 }
 
-/// Queues the message: on the disk if no server holds the queue, else through the server.
-fn submit(
-    config: &Config,
+/// The message as submitted: its envelope, and what the maildrop also records.
+struct Submission {
     sender: Address,
     recipients: Vec<Address>,
+    full_name: Option<String>,
     body: Vec<u8>,
-) -> anyhow::Result<()> {
+}
+
+/// Queues the message: on the disk if no server holds the queue, else through the server;
+/// into the maildrop when this user may not open the queue, or the server that holds it does
+/// not answer.
+fn submit(config: &Config, submission: Submission) -> anyhow::Result<()> {
     let data_dir = &config.queue.data_dir;
     if !data_dir.is_dir() {
         bail!("data directory {} does not exist", data_dir.display());
@@ -156,9 +172,9 @@ fn submit(
     match EmbeddedQueue::open(&queue_dir(data_dir), options) {
         Ok(queue) => {
             let message = NewMessage {
-                sender,
-                recipients,
-                body,
+                sender: submission.sender,
+                recipients: submission.recipients,
+                body: submission.body,
                 client: "localhost[local submission]".into(),
                 extensions: None,
             };
@@ -166,17 +182,60 @@ fn submit(
             tracing::info!(queue_id = %id, "queued on disk: no server holds the queue");
             Ok(())
         }
-        Err(QueueError::InUse(_)) => {
-            let server = reachable(config.smtp.listen).to_string();
-            let to: Vec<String> = recipients.iter().map(ToString::to_string).collect();
-            let mut client = Client::connect(&server)?;
-            client.submit(sender.as_str(), &to, &body)?;
-            Ok(())
+        Err(QueueError::InUse(_)) => through_server(config, submission),
+        Err(QueueError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {
+            through_server(config, submission)
         }
         Err(error) => {
             Err(error).with_context(|| format!("cannot open the queue in {}", data_dir.display()))
         }
     }
+}
+
+/// Submits over SMTP to the server at `[smtp] listen`; if none answers, into the maildrop.
+fn through_server(config: &Config, submission: Submission) -> anyhow::Result<()> {
+    let server = reachable(config.smtp.listen).to_string();
+    match Client::connect(&server) {
+        Ok(mut client) => {
+            let to: Vec<String> = submission
+                .recipients
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            client.submit(submission.sender.as_str(), &to, &submission.body)?;
+            Ok(())
+        }
+        Err(unreachable) => into_maildrop(config, submission)
+            .with_context(|| format!("{unreachable:#}, and the queue is not this user's")),
+    }
+}
+
+/// Leaves the message in the maildrop, for `mq serve` to queue when it runs.
+fn into_maildrop(config: &Config, submission: Submission) -> anyhow::Result<()> {
+    let max = config.smtp.max_message_size;
+    if submission.body.len() > max {
+        bail!(
+            "the message has {} bytes, over smtp.max_message_size ({max})",
+            submission.body.len()
+        );
+    }
+    let dir = config.queue.maildrop();
+    if !dir.is_dir() {
+        bail!(
+            "the maildrop {} does not exist (mq serve makes it when it starts)",
+            dir.display()
+        );
+    }
+    let dropped = Dropped {
+        uid: rustix::process::getuid().as_raw(),
+        sender: submission.sender,
+        full_name: submission.full_name,
+        recipients: submission.recipients,
+        message: submission.body,
+    };
+    let path = dropped.write_to(&dir)?;
+    tracing::info!(file = %path.display(), "left in the maildrop: no server to submit to");
+    Ok(())
 }
 
 /// The user's login name, for a default sender.

@@ -107,6 +107,8 @@ pub(crate) fn run(
             (open_backend(config)?, admin, Some(listeners), pid_file)
         }
     };
+    // As mq's user, after any change of user: the maildrop is its to list and empty.
+    crate::pickup::prepare(config)?;
     let signals = match early {
         Some(signals) => signals,
         None => signals()?,
@@ -231,15 +233,15 @@ fn serve_until_signal(
     };
     let stopping = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
-        if let Some(path) = reloader.users_file() {
-            let stopping = &stopping;
-            let thread = std::thread::Builder::new().name("mq-users-file".into());
-            thread
-                .spawn_scoped(scope, move || {
-                    crate::users_watch::watch(&path, reloader, stopping);
-                })
-                .context("cannot start the users_file watcher")?;
-        }
+        let pickup = std::thread::Builder::new().name("mq-pickup".into());
+        pickup
+            .spawn_scoped(scope, || crate::pickup::run(reloader, queue, &stopping))
+            .context("cannot start the maildrop pickup")?;
+        // Always: a reload may name a users file where the start had none.
+        let thread = std::thread::Builder::new().name("mq-users-file".into());
+        thread
+            .spawn_scoped(scope, || crate::users_watch::watch(reloader, &stopping))
+            .context("cannot start the users_file watcher")?;
         let stop = admin.as_ref().map(AdminServer::stop_handle);
         if let Some(admin) = admin {
             let thread = std::thread::Builder::new().name("mq-admin".into());

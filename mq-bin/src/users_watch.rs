@@ -1,9 +1,13 @@
 //! `[smtp.auth] users_file`, watched while `mq serve` runs: a change to the file (its time,
 //! size or inode, as an editor's rename gives) reloads the configuration as SIGHUP does, so
 //! that added, changed and removed users apply to connections accepted from then on.
+//!
+//! The file watched is the one the configuration in force names: a reload that names another
+//! file (or the first one, or none) moves the watch to it, without reloading again for the
+//! move.
 
 use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -22,9 +26,34 @@ fn stamp(path: &Path) -> Stamp {
     Some((metadata.modified().ok(), metadata.len(), metadata.ino()))
 }
 
-/// Watches `path` until `stop` is set, reloading through `reloader` at each change.
-pub(crate) fn watch(path: &Path, reloader: &Reloader<'_>, stop: &AtomicBool) {
-    let mut last = stamp(path);
+/// The file watched and how it looked when last seen.
+struct Watched {
+    path: Option<PathBuf>,
+    last: Stamp,
+}
+
+impl Watched {
+    fn new(path: Option<PathBuf>) -> Watched {
+        let last = path.as_deref().and_then(stamp);
+        Watched { path, last }
+    }
+
+    /// Whether the file changed since last seen; remembers how it looks now.
+    fn changed(&mut self) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        let now = stamp(path);
+        let changed = now != self.last;
+        self.last = now;
+        changed
+    }
+}
+
+/// Watches the users file of the configuration in force until `stop` is set, reloading
+/// through `reloader` at each change.
+pub(crate) fn watch(reloader: &Reloader<'_>, stop: &AtomicBool) {
+    let mut watched = Watched::new(reloader.users_file());
     loop {
         let mut waited = Duration::ZERO;
         while waited < EVERY {
@@ -34,10 +63,20 @@ pub(crate) fn watch(path: &Path, reloader: &Reloader<'_>, stop: &AtomicBool) {
             std::thread::sleep(STEP);
             waited += STEP;
         }
-        let now = stamp(path);
-        if now != last {
-            last = now;
-            tracing::info!(path = %path.display(), "[smtp.auth] users_file changed: reloading");
+        // A reload since the last look (SIGHUP, `mq reload`, this watch's own) may name
+        // another file: that one is watched from how it is now, which the reload has read.
+        let in_force = reloader.users_file();
+        if in_force != watched.path {
+            if let Some(path) = &in_force {
+                tracing::info!(path = %path.display(), "watching [smtp.auth] users_file");
+            }
+            watched = Watched::new(in_force);
+            continue;
+        }
+        if watched.changed() {
+            if let Some(path) = &watched.path {
+                tracing::info!(path = %path.display(), "[smtp.auth] users_file changed: reloading");
+            }
             // Logged either way; a failed reload (a bad line) keeps the users in force.
             let _ = reloader.reload_and_log();
         }

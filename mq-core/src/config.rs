@@ -76,6 +76,57 @@ pub struct QueueConfig {
     pub backend: QueueBackend,
     /// The broker, when `backend = "rabbitmq"`.
     pub rabbitmq: crate::queue::rabbitmq::RabbitConfig,
+    /// Where `mq sendmail` leaves mail for `mq serve` to pick up when it can neither open the
+    /// queue nor reach the server: a user without rights to the queue (default
+    /// `<data_dir>/maildrop`; see [`QueueConfig::maildrop`]).
+    pub maildrop_dir: Option<std::path::PathBuf>,
+    /// The maildrop's mode, set by `mq serve`, written in octal (default `"1733"`: anyone may
+    /// drop a file, only mq's user lists them; `"1730"` with a group of submitters is
+    /// Postfix's model).
+    #[serde(deserialize_with = "mode", serialize_with = "mode_text")]
+    pub maildrop_mode: u32,
+    /// How often `mq serve` looks into the maildrop (default 1 s).
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "crate::config::duration_text"
+    )]
+    pub maildrop_interval: Duration,
+}
+
+impl QueueConfig {
+    /// The maildrop directory: `maildrop_dir`, else `maildrop` in the data directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = mq_core::Config::from_toml("[queue]\ndata_dir = \"/var/spool/mq\"").unwrap();
+    /// assert_eq!(config.queue.maildrop(), std::path::Path::new("/var/spool/mq/maildrop"));
+    /// ```
+    pub fn maildrop(&self) -> std::path::PathBuf {
+        self.maildrop_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("maildrop"))
+    }
+}
+
+/// A file mode written in octal, as chmod takes it: `"1733"`.
+fn mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match u32::from_str_radix(&text, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected an octal mode such as \"1733\", got {text:?}"
+        ))),
+    }
+}
+
+/// A mode as [`mode`] reads it.
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's serialize_with passes the field by reference"
+)]
+fn mode_text<S: serde::Serializer>(mode: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!("{mode:o}"))
 }
 
 /// `[queue] backend`.
@@ -97,6 +148,9 @@ impl Default for QueueConfig {
             fsync: true,
             backend: QueueBackend::Embedded,
             rabbitmq: crate::queue::rabbitmq::RabbitConfig::default(),
+            maildrop_dir: None,
+            maildrop_mode: 0o1733,
+            maildrop_interval: Duration::from_secs(1),
         }
     }
 }
@@ -367,6 +421,19 @@ pub use mq_plugin_api::duration::parse as parse_duration;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maildrop_modes_are_octal() {
+        let config = Config::from_toml("[queue]\nmaildrop_mode = \"1730\"").unwrap();
+        assert_eq!(config.queue.maildrop_mode, 0o1730);
+        for bad in ["\"1738\"", "\"17330\"", "1733"] {
+            let error = Config::from_toml(&format!("[queue]\nmaildrop_mode = {bad}")).unwrap_err();
+            assert!(
+                error.to_string().contains("maildrop_mode"),
+                "{bad}: {error}"
+            );
+        }
+    }
 
     #[test]
     fn unknown_engine_keys_are_refused() {

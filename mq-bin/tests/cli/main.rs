@@ -6,6 +6,7 @@ mod check_config;
 mod event_sink;
 mod inject;
 mod local;
+mod maildrop;
 mod operations;
 #[cfg(feature = "webhook")]
 mod plugin_life;

@@ -109,7 +109,7 @@ fn an_unknown_user_is_refused_before_anything_is_bound() {
 }
 
 /// The uid of process `pid`: real, effective, saved and filesystem, from /proc.
-fn uids(pid: u32) -> Vec<u32> {
+pub(crate) fn uids(pid: u32) -> Vec<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
     let line = status
         .lines()
@@ -121,7 +121,7 @@ fn uids(pid: u32) -> Vec<u32> {
 }
 
 /// nobody's uid and gid, from /etc/passwd.
-fn nobody() -> Option<(u32, u32)> {
+pub(crate) fn nobody() -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     let fields: Vec<&str> = passwd
         .lines()

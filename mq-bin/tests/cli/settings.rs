@@ -154,6 +154,57 @@ fn users_in_a_separate_file_are_read_again_when_it_changes() {
 }
 
 #[test]
+fn after_a_reload_names_another_users_file_that_file_is_watched() {
+    let scratch = Scratch::new();
+    let (cert, key) = mq_core::smtp::tls::self_signed("localhost");
+    let [cert_file, key_file, first, second] =
+        ["cert.pem", "key.pem", "users", "users2"].map(|name| scratch.path().join(name));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let hash = mq_core::smtp::auth::hash_argon2;
+    std::fs::write(&first, format!("alice:{}\n", hash("one"))).unwrap();
+    std::fs::write(&second, format!("bob:{}\n", hash("two"))).unwrap();
+    let text = std::fs::read_to_string(&scratch.config).unwrap();
+    std::fs::write(
+        &scratch.config,
+        format!(
+            "{text}\n[smtp.tls]\ncert = '{}'\nkey = '{}'\n\n[smtp.auth]\nusers_file = '{}'\n",
+            cert_file.display(),
+            key_file.display(),
+            first.display()
+        ),
+    )
+    .unwrap();
+    let mut server = scratch.serve();
+    let login = |server: &crate::support::Server, user, password| {
+        crate::reload::login(server, &cert_file, user, password)
+    };
+    assert!(login(&server, "alice", "one").starts_with("235 "));
+
+    // The reload names the second file: its users are in force, and it is the one watched.
+    let text = std::fs::read_to_string(&scratch.config).unwrap();
+    let moved = text.replace(
+        &format!("users_file = '{}'", first.display()),
+        &format!("users_file = '{}'", second.display()),
+    );
+    assert_ne!(moved, text);
+    std::fs::write(&scratch.config, moved).unwrap();
+    server.signal("HUP");
+    server.wait_for_logged_times("configuration reloaded", 1);
+    assert!(login(&server, "bob", "two").starts_with("235 "));
+    server.wait_for_log("watching [smtp.auth] users_file");
+
+    let next = scratch.path().join("users2.new");
+    std::fs::write(&next, format!("carol:{}\n", hash("three"))).unwrap();
+    std::fs::rename(&next, &second).unwrap();
+    server.wait_for_log("users_file changed");
+    server.wait_for_logged_times("configuration reloaded", 2);
+    assert!(login(&server, "carol", "three").starts_with("235 "));
+    assert!(login(&server, "bob", "two").starts_with("535 "));
+    server.terminate().assert_success();
+}
+
+#[test]
 fn config_prints_the_engine_settings_of_each_plugin_as_set() {
     let path = config_file(
         "settings-engine-plugins.toml",

@@ -64,6 +64,37 @@ fn smtp_mail_becomes_one_inbox_document_per_recipient() {
 
 #[test]
 #[ignore = "needs rabbitmq at 127.0.0.1:5672"]
+fn a_maildrop_file_is_picked_up_into_the_inbox() {
+    let Some(broker) = broker("maildrop") else {
+        return;
+    };
+    let node = accepting_node(&broker);
+    let maildrop = node.dir().join("data/maildrop");
+    let temporary = maildrop.join(".tmp-test");
+    std::fs::write(
+        &temporary,
+        "mq-maildrop: 1\nuid: 0\nsender: alice@example.org\nrecipient: bob@example.net\n\n\
+         Subject: dropped\r\n\r\nbody text\r\n",
+    )
+    .expect("the file is written");
+    let file = maildrop.join("1.1.test");
+    std::fs::rename(&temporary, &file).expect("the file is renamed");
+    node.wait_for_log(": uid=0 from=<alice@example.org>");
+    // Logged after the confirms: the document is there now, and the file gone.
+    let documents = broker.take(&broker.queue("inbox"));
+    assert_eq!(documents.len(), 1, "{documents:?}");
+    assert_eq!(documents[0]["envelope"], "alice@example.org");
+    assert_eq!(documents[0]["recipient"], "bob@example.net");
+    let mime = documents[0]["mime"].as_str().expect("mime is a string");
+    assert!(
+        mime.contains("Subject: dropped") && mime.contains("Message-ID: <"),
+        "{mime}"
+    );
+    assert!(!file.exists());
+}
+
+#[test]
+#[ignore = "needs rabbitmq at 127.0.0.1:5672"]
 fn an_unreachable_broker_gets_451_and_nothing_is_queued() {
     let Some(broker) = broker("unreachable") else {
         return;

@@ -192,7 +192,7 @@ pub struct Node {
     log: PathBuf,
     /// Its SMTP address.
     pub smtp: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Node {
@@ -228,7 +228,7 @@ impl Node {
             child,
             log,
             smtp: SocketAddr::from(([127, 0, 0, 1], 0)),
-            _dir: dir,
+            dir,
         };
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -249,6 +249,11 @@ impl Node {
             assert!(Instant::now() < deadline, "mq serve did not start:\n{log}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Its temporary directory: the config, the log, and the data directory `data`.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// What it logged so far.
