@@ -747,6 +747,7 @@ impl<S: SessionStream> Session<S> {
             extended: self.state.extended,
             tls: self.state.tls,
             authenticated: self.state.user.is_some(),
+            utf8: self.state.mail.smtputf8,
             recipient: only.as_deref(),
         };
         received::stamp(&mut message, &trace, now);
