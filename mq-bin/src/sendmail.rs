@@ -6,20 +6,24 @@
 //! queue's lock as `mq serve` does, and the next `mq serve` delivers it; when a server holds it,
 //! the message goes to that server over SMTP, as `mq inject` sends it, through the same hooks as
 //! mail from the network. Either way, a missing `From`, `Date` or `Message-ID` field is added
-//! first, as Postfix's cleanup does for local submissions.
+//! first, as Postfix's cleanup does for local submissions. A message whose envelope or header
+//! is not ASCII is submitted with SMTPUTF8, so that it goes only to servers that offer it.
 
 use std::io::{self, Read as _};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser};
 use mq_core::Config;
-use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, NewMessage, Queue as _, QueueError};
+use mq_core::queue::{
+    EmbeddedOptions, EmbeddedQueue, Extensions, NewMessage, Queue as _, QueueError,
+};
 use mq_plugin_api::Address;
 
 use crate::clock::unix_now;
 use crate::header::{Message, Missing};
-use crate::inject::{Client, reachable};
+use crate::inject::{Client, needs_smtputf8, reachable};
 use crate::serve::queue_dir;
 
 /// sendmail's options, those scripts use; others sendmail knows are refused.
@@ -122,7 +126,24 @@ pub(crate) fn run(config: &Config, args: &SendmailArgs) -> anyhow::Result<()> {
         .iter()
         .map(|r| envelope(r, &origin))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    submit(config, sender, recipients, message.into_bytes())
+    let mut addresses = std::iter::once(&sender).chain(&recipients);
+    let smtputf8 = !message.header_is_ascii() || addresses.any(needs_smtputf8);
+    let submission = Submission {
+        sender,
+        recipients,
+        body: message.into_bytes(),
+        smtputf8,
+    };
+    submit(config, submission)
+}
+
+/// A message ready to queue.
+struct Submission {
+    sender: Address,
+    recipients: Vec<Address>,
+    body: Vec<u8>,
+    /// The envelope or the header is not ASCII: the message goes with SMTPUTF8.
+    smtputf8: bool,
 }
 
 /// `address` as an envelope address; one without a domain gets `origin`'s, as the SMTP server
@@ -139,12 +160,13 @@ fn envelope(address: &str, origin: &str) -> anyhow::Result<Address> {
 }
 
 /// Queues the message: on the disk if no server holds the queue, else through the server.
-fn submit(
-    config: &Config,
-    sender: Address,
-    recipients: Vec<Address>,
-    body: Vec<u8>,
-) -> anyhow::Result<()> {
+fn submit(config: &Config, submission: Submission) -> anyhow::Result<()> {
+    let Submission {
+        sender,
+        recipients,
+        body,
+        smtputf8,
+    } = submission;
     let data_dir = &config.queue.data_dir;
     if !data_dir.is_dir() {
         bail!("data directory {} does not exist", data_dir.display());
@@ -160,7 +182,12 @@ fn submit(
                 recipients,
                 body,
                 client: "localhost[local submission]".into(),
-                extensions: None,
+                extensions: smtputf8.then(|| {
+                    Arc::new(Extensions {
+                        smtputf8,
+                        ..Extensions::default()
+                    })
+                }),
             };
             let id = smol::block_on(queue.enqueue(message)).context("cannot queue the message")?;
             tracing::info!(queue_id = %id, "queued on disk: no server holds the queue");
@@ -170,7 +197,7 @@ fn submit(
             let server = reachable(config.smtp.listen).to_string();
             let to: Vec<String> = recipients.iter().map(ToString::to_string).collect();
             let mut client = Client::connect(&server)?;
-            client.submit(sender.as_str(), &to, &body)?;
+            client.submit(sender.as_str(), &to, &body, smtputf8)?;
             Ok(())
         }
         Err(error) => {
