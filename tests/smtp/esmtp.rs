@@ -168,7 +168,7 @@ fn the_received_field_says_utf8smtp_for_an_smtputf8_transaction() {
     let server = TestServer::with_tls(|_| {});
     let mut client = server.client();
     client.ehlo();
-    let mut send = |client: &mut Client, mail: &str| {
+    let send = |client: &mut Client, mail: &str| {
         assert_eq!(client.send(mail), "250 2.1.0 Ok");
         assert_eq!(client.send("RCPT TO:<b@example.net>"), "250 2.1.5 Ok");
         let id = queued_id(&client.data("Subject: s\r\n\r\nx\r\n"));

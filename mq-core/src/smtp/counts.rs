@@ -84,10 +84,7 @@ pub(crate) fn name(command: &Command) -> &'static str {
 /// The name a line that did not parse is counted under: its verb when mq knows it (a command
 /// with bad arguments fails as that command), else `unknown`.
 pub(crate) fn name_of_line(line: &[u8]) -> &'static str {
-    let verb = line
-        .split(|b| b.is_ascii_whitespace())
-        .next()
-        .unwrap_or(line);
+    let verb = line.split(u8::is_ascii_whitespace).next().unwrap_or(line);
     let verb = String::from_utf8_lossy(verb).to_ascii_lowercase();
     NAMES
         .iter()

@@ -8,6 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mq_plugin_api::{Message, Reply};
 
 /// Facts the Received field records.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "one flag per fact the protocol name records (RFC 3848)"
+)]
 pub(crate) struct Trace<'a> {
     pub(crate) helo: &'a str,
     pub(crate) ip: IpAddr,
