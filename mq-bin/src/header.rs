@@ -122,6 +122,11 @@ impl Message {
         }
     }
 
+    /// Whether every header field is ASCII; one that is not needs SMTPUTF8 (RFC 6532).
+    pub(crate) fn header_is_ascii(&self) -> bool {
+        self.fields.iter().all(|field| field.is_ascii())
+    }
+
     /// The whole message, CRLF line ends.
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.body.len() + 512);

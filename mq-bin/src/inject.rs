@@ -1,5 +1,6 @@
 //! `mq inject`: sendmail-style submission. The message on stdin goes to the running server over
-//! SMTP, so it passes through the same hooks as mail from the network.
+//! SMTP, so it passes through the same hooks as mail from the network; with SMTPUTF8 when its
+//! envelope or header is not ASCII.
 //!
 //! A small blocking client: a CLI sends one message and exits, so an executor would buy
 //! nothing.
@@ -11,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use mq_core::Config;
+use mq_plugin_api::Address;
 
 use crate::header::{Message, Missing};
 use crate::print;
@@ -57,14 +59,30 @@ pub(crate) fn run(config: &Config, args: &InjectArgs) -> anyhow::Result<()> {
         now: crate::clock::unix_now(),
         hostname: &config.smtp.hostname,
     });
+    let mut envelope = std::iter::once(&args.from).chain(&args.to);
+    let smtputf8 = !parsed.header_is_ascii() || envelope.any(|a| utf8_address(a));
     let message = parsed.into_bytes();
     let server = args
         .server
         .clone()
         .unwrap_or_else(|| reachable(config.smtp.listen).to_string());
     let mut client = Client::connect(&server)?;
-    let id = client.submit(&args.from, &args.to, &message)?;
+    let id = client.submit(&args.from, &args.to, &message, smtputf8)?;
     print(&format!("{id}\n"))
+}
+
+/// Whether an envelope address needs SMTPUTF8: its local part is not ASCII (a UTF-8 domain
+/// has an ASCII form any server takes).
+pub(crate) fn needs_smtputf8(address: &Address) -> bool {
+    mq_core::smtp::needs_smtputf8(address)
+}
+
+/// [`needs_smtputf8`] for an address as given on the command line; one that does not parse
+/// needs it when it is not ASCII (the server then judges it).
+fn utf8_address(address: &str) -> bool {
+    address
+        .parse::<Address>()
+        .map_or(!address.is_ascii(), |address| needs_smtputf8(&address))
 }
 
 /// Where to reach a server listening on `listen`: on a wildcard address, through loopback.
@@ -124,16 +142,19 @@ impl Client {
         })
     }
 
-    /// The whole dialogue; returns the queue id from the final 250.
+    /// The whole dialogue, `MAIL` with the `SMTPUTF8` parameter when `smtputf8`; returns the
+    /// queue id from the final 250.
     pub(crate) fn submit(
         &mut self,
         from: &str,
         to: &[String],
         message: &[u8],
+        smtputf8: bool,
     ) -> anyhow::Result<String> {
         self.expect(2)?;
         self.command("EHLO localhost", 2)?;
-        self.command(&format!("MAIL FROM:<{from}>"), 2)?;
+        let parameter = if smtputf8 { " SMTPUTF8" } else { "" };
+        self.command(&format!("MAIL FROM:<{from}>{parameter}"), 2)?;
         for recipient in to {
             self.command(&format!("RCPT TO:<{recipient}>"), 2)?;
         }

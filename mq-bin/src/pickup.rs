@@ -17,15 +17,17 @@ use std::fs::{File, OpenOptions};
 use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use mq_core::Config;
-use mq_core::queue::{NewMessage, Queue, QueueError};
+use mq_core::queue::{Extensions, NewMessage, Queue, QueueError};
 
 use crate::clock::unix_now;
 use crate::header::{Message, Missing};
+use crate::inject::needs_smtputf8;
 use crate::maildrop::{CORRUPT, Dropped, MAX_ENVELOPE, TEMPORARY};
 use crate::reload::Reloader;
 
@@ -172,12 +174,20 @@ impl Pickup<'_> {
             now: unix_now(),
             hostname: &config.smtp.hostname,
         });
+        // As sendmail decides: an envelope or header that is not ASCII goes with SMTPUTF8.
+        let mut addresses = std::iter::once(&dropped.sender).chain(&dropped.recipients);
+        let smtputf8 = !message.header_is_ascii() || addresses.any(needs_smtputf8);
         let new = NewMessage {
             sender: dropped.sender,
             recipients: dropped.recipients,
             body: message.into_bytes(),
             client: "localhost[maildrop]".into(),
-            extensions: None,
+            extensions: smtputf8.then(|| {
+                Arc::new(Extensions {
+                    smtputf8: true,
+                    ..Extensions::default()
+                })
+            }),
         };
         let id = match smol::block_on(self.queue.enqueue(new)) {
             Ok(id) => id,

@@ -81,7 +81,8 @@ fn summary(records: &[&QueueRecord]) -> String {
     format!("-- {kbytes} Kbytes in {count} Request{plural}.\n")
 }
 
-/// One message: its envelope, each recipient's state, then its text with LF line ends.
+/// One message: its envelope (with its SMTPUTF8 and DSN parameters, when it has any), each
+/// recipient's state (and NOTIFY and ORCPT), then its text with LF line ends.
 pub(crate) fn show(records: &[QueueRecord], body: &[u8], now: u64) -> String {
     let mut text = String::new();
     if let Some(first) = records.first() {
@@ -94,6 +95,15 @@ pub(crate) fn show(records: &[QueueRecord], body: &[u8], now: u64) -> String {
             utc(first.arrived),
             age(now.saturating_sub(first.arrived))
         );
+        if first.smtputf8 {
+            text.push_str("SMTPUTF8:  yes\n");
+        }
+        if let Some(ret) = &first.ret {
+            let _ = writeln!(text, "RET:       {ret}");
+        }
+        if let Some(envid) = &first.envid {
+            let _ = writeln!(text, "ENVID:     {envid}");
+        }
     }
     for r in records {
         let when = match next_attempt(r.next_attempt, now) {
@@ -110,6 +120,12 @@ pub(crate) fn show(records: &[QueueRecord], body: &[u8], now: u64) -> String {
             "Recipient: {} ({}, {} {attempts}, next attempt {when})",
             r.recipient, r.state, r.attempts
         );
+        if let Some(notify) = &r.notify {
+            let _ = writeln!(text, "           notify: {notify}");
+        }
+        if let Some(orcpt) = &r.orcpt {
+            let _ = writeln!(text, "           orcpt: {orcpt}");
+        }
         if let Some(error) = &r.last_error {
             let _ = writeln!(text, "           last error: {error}");
         }
@@ -265,5 +281,29 @@ Subject: hi
 hello
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn show_prints_the_smtputf8_and_dsn_parameters_kept_with_the_message() {
+        let mut told = record("0006123456789ABC", "b\u{e9}a@example.net", 20, "ready", NOW);
+        told.smtputf8 = true;
+        told.ret = Some("HDRS".into());
+        told.envid = Some("QQ+314159".into());
+        told.notify = Some("SUCCESS,FAILURE".into());
+        told.orcpt = Some("rfc822;bob+2Bx@example.net".into());
+        let text = show(&[told], b"Subject: hi\r\n\r\nhello\r\n", NOW);
+        let expected = "\
+Queue ID:  0006123456789ABC
+Sender:    alice@example.org
+Size:      20 bytes
+Arrived:   2023-11-14 22:08:20 UTC (5m ago)
+SMTPUTF8:  yes
+RET:       HDRS
+ENVID:     QQ+314159
+Recipient: b\u{e9}a@example.net (ready, 0 attempts, next attempt now)
+           notify: SUCCESS,FAILURE
+           orcpt: rfc822;bob+2Bx@example.net
+";
+        assert!(text.starts_with(expected), "{text}");
     }
 }

@@ -6,7 +6,8 @@
 //! queue's lock as `mq serve` does, and the next `mq serve` delivers it; when a server holds it,
 //! the message goes to that server over SMTP, as `mq inject` sends it, through the same hooks as
 //! mail from the network. Either way, a missing `From`, `Date` or `Message-ID` field is added
-//! first, as Postfix's cleanup does for local submissions.
+//! first, as Postfix's cleanup does for local submissions. A message whose envelope or header
+//! is not ASCII is submitted with SMTPUTF8, so that it goes only to servers that offer it.
 //!
 //! A user who may not open the queue (it is mq's user's) submits to the server too; when no
 //! server answers, the message is left in the maildrop (`maildrop`), which `mq serve` picks up
@@ -14,16 +15,19 @@
 
 use std::io::{self, Read as _};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser};
 use mq_core::Config;
-use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, NewMessage, Queue as _, QueueError};
+use mq_core::queue::{
+    EmbeddedOptions, EmbeddedQueue, Extensions, NewMessage, Queue as _, QueueError,
+};
 use mq_plugin_api::Address;
 
 use crate::clock::unix_now;
 use crate::header::{Message, Missing};
-use crate::inject::{Client, reachable};
+use crate::inject::{Client, needs_smtputf8, reachable};
 use crate::maildrop::Dropped;
 use crate::serve::queue_dir;
 
@@ -127,11 +131,14 @@ pub(crate) fn run(config: &Config, args: &SendmailArgs) -> anyhow::Result<()> {
         .iter()
         .map(|r| envelope(r, &origin))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut addresses = std::iter::once(&sender).chain(&recipients);
+    let smtputf8 = !message.header_is_ascii() || addresses.any(needs_smtputf8);
     let submission = Submission {
         sender,
         recipients,
         full_name: args.full_name.clone(),
         body: message.into_bytes(),
+        smtputf8,
     };
     submit(config, submission)
 }
@@ -155,6 +162,8 @@ struct Submission {
     recipients: Vec<Address>,
     full_name: Option<String>,
     body: Vec<u8>,
+    /// The envelope or the header is not ASCII: the message goes with SMTPUTF8.
+    smtputf8: bool,
 }
 
 /// Queues the message: on the disk if no server holds the queue, else through the server;
@@ -176,7 +185,12 @@ fn submit(config: &Config, submission: Submission) -> anyhow::Result<()> {
                 recipients: submission.recipients,
                 body: submission.body,
                 client: "localhost[local submission]".into(),
-                extensions: None,
+                extensions: submission.smtputf8.then(|| {
+                    Arc::new(Extensions {
+                        smtputf8: true,
+                        ..Extensions::default()
+                    })
+                }),
             };
             let id = smol::block_on(queue.enqueue(message)).context("cannot queue the message")?;
             tracing::info!(queue_id = %id, "queued on disk: no server holds the queue");
@@ -202,7 +216,12 @@ fn through_server(config: &Config, submission: Submission) -> anyhow::Result<()>
                 .iter()
                 .map(ToString::to_string)
                 .collect();
-            client.submit(submission.sender.as_str(), &to, &submission.body)?;
+            client.submit(
+                submission.sender.as_str(),
+                &to,
+                &submission.body,
+                submission.smtputf8,
+            )?;
             Ok(())
         }
         Err(unreachable) => into_maildrop(config, submission)

@@ -44,6 +44,7 @@ fn bounce<'a>(sender: &'a Address, failures: Vec<FailedRecipient<'a>>) -> Bounce
         original: ORIGINAL,
         envid: None,
         return_full: false,
+        smtputf8: false,
     }
 }
 
@@ -240,5 +241,77 @@ fn the_same_inputs_give_the_same_bounce() {
     assert!(
         changed.contains("\r\nDiagnostic-Code: smtp; 550 gone\r\n"),
         "{changed}"
+    );
+}
+
+/// RFC 6533: a bounce for a UTF-8 recipient is the internationalized report, the recipient's
+/// address typed `utf-8`, its ORCPT's `\x{HEX}` escapes decoded, the headers returned as
+/// `message/global-headers`.
+#[test]
+fn a_bounce_for_a_utf8_recipient_is_a_global_delivery_status_report() {
+    let sender = address("alice@example.org");
+    let jos = address("j\u{f6}s@example.net");
+    let mut failure = failed(&jos, Some("mx.example.net"), "smtp; 550 5.1.1 no such user");
+    failure.original_recipient = Some("utf-8;j\\x{F6}s@example.net");
+    let text = text(&bounce(&sender, vec![failure]));
+
+    assert!(
+        text.contains("Content-Type: multipart/report; report-type=global-delivery-status;\r\n"),
+        "{text}"
+    );
+    let blocks: Vec<&str> = part(&text, "message/global-delivery-status")
+        .split("\r\n\r\n")
+        .collect();
+    assert_eq!(
+        blocks[1].trim_end(),
+        "Original-Recipient: utf-8; j\u{f6}s@example.net\r\n\
+         Final-Recipient: utf-8; j\u{f6}s@example.net\r\n\
+         Action: failed\r\n\
+         Status: 5.1.1\r\n\
+         Remote-MTA: dns; mx.example.net\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\
+         Last-Attempt-Date: Sat, 28 Nov 2026 14:51:25 +0000"
+    );
+    let headers = part(&text, "message/global-headers");
+    assert!(
+        headers.contains("\r\nSubject: Quarterly figures\r\n"),
+        "{headers}"
+    );
+    assert!(!text.contains("rfc822"), "no RFC 822 type is left: {text}");
+    assert!(text.contains("Content-Type: text/plain; charset=utf-8\r\n"));
+}
+
+/// A message that came with SMTPUTF8 gets the internationalized report even for an ASCII
+/// recipient, whose address keeps the `rfc822` type; `RET=FULL` returns it as `message/global`.
+#[test]
+fn a_report_on_an_smtputf8_message_returns_it_as_message_global() {
+    let sender = address("alice@example.org");
+    let bob = address("bob@example.net");
+    let mut notice = bounce(&sender, vec![failed(&bob, None, "smtp; 550 no")]);
+    notice.smtputf8 = true;
+    notice.return_full = true;
+    assert!(notice.is_global());
+    let text = text(&notice);
+
+    assert!(text.contains("Content-Type: message/global-delivery-status\r\n"));
+    assert!(text.contains("\r\nFinal-Recipient: rfc822; bob@example.net\r\n"));
+    let returned = part(&text, "message/global\r\n");
+    assert!(returned.contains("The secret body text."), "{returned}");
+    assert!(!text.contains("message/rfc822"), "{text}");
+}
+
+/// A UTF-8 sender makes the report internationalized too; `+`, `=` and `\` of a UTF-8 address
+/// are escaped as unitext requires.
+#[test]
+fn a_report_to_a_utf8_sender_escapes_what_unitext_may_not_hold() {
+    let sender = address("j\u{f6}s@example.org");
+    let recipient = address("b\u{e9}a+tag@example.net");
+    let notice = bounce(&sender, vec![failed(&recipient, None, "smtp; 550 no")]);
+    let text = text(&notice);
+    assert!(text.contains("\r\nTo: j\u{f6}s@example.org\r\n"), "{text}");
+    assert!(text.contains("Content-Type: message/global-delivery-status\r\n"));
+    assert!(
+        text.contains("\r\nFinal-Recipient: utf-8; b\u{e9}a\\x{2B}tag@example.net\r\n"),
+        "{text}"
     );
 }

@@ -14,10 +14,15 @@ const BODY: &str = "From: alice@local.test\r\nSubject: parameters\r\n\r\nThe bod
 /// Sends [`BODY`] over `harness`'s SMTP server: `MAIL FROM:<SENDER> {mail}`, then `RCPT
 /// TO:<recipient> params` for each; checks each step is accepted.
 fn send(harness: &Harness, mail: &str, recipients: &[(&str, &str)]) {
+    send_from(harness, SENDER, mail, recipients);
+}
+
+/// [`send`] from `sender`.
+fn send_from(harness: &Harness, sender: &str, mail: &str, recipients: &[(&str, &str)]) {
     let server = harness.smtp(|_| {});
     let mut lines = vec![
         "EHLO client.test".to_owned(),
-        format!("MAIL FROM:<{SENDER}> {mail}"),
+        format!("MAIL FROM:<{sender}> {mail}"),
     ];
     for (recipient, params) in recipients {
         lines.push(format!("RCPT TO:<{recipient}> {params}"));
@@ -67,7 +72,8 @@ fn an_smtputf8_message_to_a_server_without_smtputf8_bounces_with_5_6_7() {
     let bounces = harness.mailbox(SENDER);
     assert_eq!(bounces.len(), 1);
     for expected in [
-        "Final-Recipient: rfc822; j\u{f6}s@remote.test",
+        "Content-Type: message/global-delivery-status",
+        "Final-Recipient: utf-8; j\u{f6}s@remote.test",
         "Action: failed",
         "Status: 5.6.7",
     ] {
@@ -78,6 +84,54 @@ fn an_smtputf8_message_to_a_server_without_smtputf8_bounces_with_5_6_7() {
         );
     }
     assert!(bounces[0].contains("SMTPUTF8 is required, but was not offered by host"));
+}
+
+/// RFC 6533: the bounce for a refused UTF-8 recipient is the internationalized report, and it
+/// goes out with SMTPUTF8 itself.
+#[test]
+fn a_refused_utf8_recipient_is_bounced_in_a_global_report_sent_with_smtputf8() {
+    let sink = Sink::start(
+        Script::new()
+            .ehlo(&["PIPELINING", "8BITMIME", "SMTPUTF8"])
+            .on_rcpt("j\u{f6}s@remote.test", "550 5.1.1 no such user"),
+    );
+    let harness = harness_for(&sink);
+    let sender = "alice@remote.test";
+    send_from(
+        &harness,
+        sender,
+        "SMTPUTF8",
+        &[("j\u{f6}s@remote.test", "")],
+    );
+
+    harness.wait_for("the bounce", || {
+        harness.entries().is_empty() && !sink.messages().is_empty()
+    });
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "the bounce alone");
+    assert_eq!(messages[0].rcpt_to, [sender]);
+    let commands = envelope_commands(&sink);
+    let bounce_mail = commands.iter().find(|c| c.starts_with("MAIL FROM:<>"));
+    let bounce_mail = bounce_mail.expect("the bounce was sent from <>");
+    assert!(
+        bounce_mail.split(' ').any(|param| param == "SMTPUTF8"),
+        "{commands:?}"
+    );
+    let bounce = String::from_utf8_lossy(&messages[0].data).into_owned();
+    for expected in [
+        "Content-Type: message/global-delivery-status",
+        "Final-Recipient: utf-8; j\u{f6}s@remote.test",
+        "Action: failed",
+        "Status: 5.1.1",
+        "Content-Type: message/global-headers",
+        "Subject: parameters",
+    ] {
+        assert!(has_line(&bounce, expected), "{expected:?} in\n{bounce}");
+    }
+    assert!(
+        bounce.contains("report-type=global-delivery-status;"),
+        "{bounce}"
+    );
 }
 
 #[test]

@@ -160,3 +160,32 @@ fn bad_dsn_parameters_are_refused_with_501() {
     let rcpt = "RCPT TO:<b@example.net> NOTIFY=NEVER ORCPT=rfc822;b@example.net";
     assert_eq!(client.send(rcpt), "250 2.1.5 Ok");
 }
+
+/// RFC 6531 §3.7.3: a transaction with SMTPUTF8 is received `with UTF8SMTP` (`UTF8SMTPS` over
+/// TLS), one without it on the same connection still `with ESMTP`.
+#[test]
+fn the_received_field_says_utf8smtp_for_an_smtputf8_transaction() {
+    let server = TestServer::with_tls(|_| {});
+    let mut client = server.client();
+    client.ehlo();
+    let send = |client: &mut Client, mail: &str| {
+        assert_eq!(client.send(mail), "250 2.1.0 Ok");
+        assert_eq!(client.send("RCPT TO:<b@example.net>"), "250 2.1.5 Ok");
+        let id = queued_id(&client.data("Subject: s\r\n\r\nx\r\n"));
+        let body = server.body(id);
+        let received = body.lines().next().expect("a first line").to_owned();
+        let with = received.split(" with ").nth(1).expect("a with clause");
+        with.split(' ').next().expect("a protocol").to_owned()
+    };
+    assert_eq!(
+        send(&mut client, "MAIL FROM:<a@example.org> SMTPUTF8"),
+        "UTF8SMTP"
+    );
+    assert_eq!(send(&mut client, "MAIL FROM:<a@example.org>"), "ESMTP");
+    client.starttls(server.cert());
+    client.ehlo();
+    assert_eq!(
+        send(&mut client, "MAIL FROM:<a@example.org> SMTPUTF8"),
+        "UTF8SMTPS"
+    );
+}

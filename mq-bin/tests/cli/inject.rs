@@ -118,3 +118,31 @@ fn an_address_with_a_line_break_is_refused_before_connecting() {
     let line = one_error_line(&output);
     assert!(line.contains("invalid address"), "{line}");
 }
+
+/// A UTF-8 sender goes with SMTPUTF8, which the server requires for it.
+#[test]
+fn inject_submits_a_utf8_sender_with_smtputf8() {
+    let scratch = Scratch::new();
+    let server = scratch.serve();
+    let address = server.smtp().to_string();
+    let output = scratch.mq_with_input(
+        &[
+            "inject",
+            "--server",
+            &address,
+            "--from",
+            "j\u{f6}s@example.org",
+            "--to",
+            "bob@example.net",
+        ],
+        b"Subject: hi\n\nhello\n",
+    );
+    let id = success(&output);
+    let shown = success(&scratch.mq(&["queue", "show", id.trim()]));
+    assert!(shown.contains("\nSMTPUTF8:  yes\n"), "{shown}");
+    assert!(
+        shown.contains(") with UTF8SMTP for <bob@example.net>;"),
+        "{shown}"
+    );
+    server.terminate().assert_success();
+}

@@ -333,3 +333,52 @@ fn delivery_shows_on_the_metrics_page() {
     );
     server.terminate().assert_success();
 }
+
+/// As Postfix's smtpd: `connect from` when a client connects, and `disconnect from` with the
+/// count of each command it gave (successes over total where some failed) when it leaves.
+#[test]
+fn a_session_is_logged_by_connect_and_disconnect_lines_with_its_command_counts() {
+    let scratch = Scratch::new();
+    let mut server = scratch.serve();
+    let replies = smtp(
+        server.smtp(),
+        &[
+            "EHLO client.example",
+            "MAIL FROM:<alice@example.org>",
+            "RCPT TO:<bob@example.net",
+            "RCPT TO:<bob@example.net>",
+            "DATA",
+            "Subject: counted",
+            "",
+            "hi",
+            ".",
+            "XYZZY",
+            "QUIT",
+        ],
+    );
+    assert!(replies[3].starts_with("501 "), "{replies:?}");
+    server.wait_for_log(" commands=5/7");
+    let log = server.log();
+    let ours = log
+        .lines()
+        .find(|line| line.contains(" ehlo=1 "))
+        .unwrap_or_else(|| panic!("no disconnect line with ehlo=1:\n{log}"));
+    let (head, counts) = ours
+        .split_once("disconnect from ")
+        .unwrap_or_else(|| panic!("{ours}"));
+    assert!(head.contains("INFO"), "{ours}");
+    let (client, counts) = counts.split_once(' ').expect("counts after the client");
+    assert!(client.starts_with("unknown[127.0.0.1]:"), "{ours}");
+    assert_eq!(
+        counts,
+        "ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 unknown=0/1 commands=5/7"
+    );
+    let connect = format!("connect from {client}");
+    let connected: Vec<&str> = log
+        .lines()
+        .filter(|line| line.ends_with(&connect))
+        .collect();
+    assert_eq!(connected.len(), 1, "{log}");
+    assert!(connected[0].contains("INFO"), "{}", connected[0]);
+    server.terminate().assert_success();
+}

@@ -162,3 +162,63 @@ fn a_queue_id_that_is_not_one_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("a queue id is 16 hex digits"));
 }
+
+/// `mq queue show` names the SMTPUTF8 and DSN parameters kept with a message, in text and in
+/// JSON, from a running server and from the disk alike.
+#[test]
+fn show_names_the_smtputf8_and_dsn_parameters_of_a_message() {
+    let scratch = Scratch::new();
+    let server = scratch.serve();
+    let replies = smtp(
+        server.smtp(),
+        &[
+            "EHLO client.example",
+            "MAIL FROM:<alice@example.org> SMTPUTF8 RET=HDRS ENVID=QQ+2B314159",
+            "RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Bx@example.net",
+            "RCPT TO:<carol@example.net>",
+            "DATA",
+            "Subject: parameters",
+            "",
+            "body",
+            ".",
+            "QUIT",
+        ],
+    );
+    let accepted = &replies[replies.len() - 2];
+    let id = accepted.rsplit(' ').next().expect("a queue id").to_owned();
+
+    let check = |shown: &str, json: &str| {
+        assert!(
+            shown.contains(
+                "\nSMTPUTF8:  yes\nRET:       HDRS\nENVID:     QQ+314159\n\
+                 Recipient: bob@example.net (ready, 0 attempts, next attempt now)\n\
+                 \x20          notify: SUCCESS,FAILURE\n\
+                 \x20          orcpt: rfc822;bob+2Bx@example.net\n\
+                 Recipient: carol@example.net (ready"
+            ),
+            "{shown}"
+        );
+        let value: serde_json::Value = serde_json::from_str(json).expect("a JSON object");
+        let entries = value["entries"].as_array().expect("entries");
+        let bob = &entries[0];
+        assert_eq!(bob["smtputf8"], true, "{json}");
+        assert_eq!(bob["ret"], "HDRS", "{json}");
+        assert_eq!(bob["envid"], "QQ+314159", "{json}");
+        assert_eq!(bob["notify"], "SUCCESS,FAILURE", "{json}");
+        assert_eq!(bob["orcpt"], "rfc822;bob+2Bx@example.net", "{json}");
+        let carol = entries[1].as_object().expect("an object");
+        assert_eq!(carol["envid"], "QQ+314159", "{json}");
+        assert!(
+            !carol.contains_key("notify") && !carol.contains_key("orcpt"),
+            "{json}"
+        );
+    };
+    let shown = success(&scratch.mq(&["queue", "show", &id]));
+    let json = success(&scratch.mq(&["queue", "show", "--json", &id]));
+    check(&shown, &json);
+    server.terminate().assert_success();
+
+    let shown = success(&scratch.mq(&["queue", "show", &id]));
+    let json = success(&scratch.mq(&["queue", "show", "--json", &id]));
+    check(&shown, &json);
+}

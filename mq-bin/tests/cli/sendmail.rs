@@ -165,3 +165,81 @@ fn without_recipients_sendmail_says_so() {
         "Mail queue is empty\n"
     );
 }
+
+/// The SMTPUTF8 flag `mq queue show --json` reports for message `id`.
+fn smtputf8_flag(scratch: &Scratch, id: &str) -> bool {
+    let json = success(&scratch.mq(&["queue", "show", "--json", id]));
+    let value: serde_json::Value = serde_json::from_str(&json).expect("a JSON object");
+    value["entries"][0]["smtputf8"] == true
+}
+
+/// A message whose envelope or header is not ASCII is queued with SMTPUTF8, so that delivery
+/// hands it only to servers offering it; an ASCII one without. On the disk, with no server.
+#[test]
+fn with_the_server_stopped_sendmail_queues_a_utf8_message_with_smtputf8() {
+    let scratch = Scratch::new();
+    std::fs::create_dir_all(scratch.path().join("data")).unwrap();
+    let cases: [(&[&str], &[u8], bool); 4] = [
+        (
+            &["-f", "j\u{f6}s@example.org", "bob@example.net"],
+            b"Subject: x\n\nhi\n",
+            true,
+        ),
+        (
+            &["-f", "a@example.org", "r\u{e9}ka@example.net"],
+            b"Subject: x\n\nhi\n",
+            true,
+        ),
+        (
+            &["-f", "a@example.org", "bob@example.net"],
+            "Subject: Gr\u{fc}\u{df}e\n\nhi\n".as_bytes(),
+            true,
+        ),
+        (
+            &["-f", "a@example.org", "bob@example.net"],
+            "Subject: x\n\nGr\u{fc}\u{df}e\n".as_bytes(),
+            false,
+        ),
+    ];
+    for (args, message, expected) in cases {
+        let output = scratch.mq_with_input(&[&["sendmail"], args].concat(), message);
+        assert_eq!(success(&output), "");
+        let listed = ids(&scratch);
+        let id = listed.last().expect("queued");
+        assert_eq!(smtputf8_flag(&scratch, id), expected, "{args:?}");
+        success(&scratch.mq(&["queue", "delete", id]));
+    }
+}
+
+/// Through a running server: `MAIL` carries SMTPUTF8, without which the server would refuse the
+/// UTF-8 recipient, and the message is received `with UTF8SMTP`.
+#[test]
+fn with_a_server_running_sendmail_submits_a_utf8_recipient_with_smtputf8() {
+    let scratch = Scratch::new();
+    let config = std::fs::read_to_string(&scratch.config).unwrap();
+    let listen = format!("listen = \"{}\"", free_port());
+    std::fs::write(
+        &scratch.config,
+        config.replacen("listen = \"127.0.0.1:0\"", &listen, 1),
+    )
+    .unwrap();
+    let server = scratch.serve();
+    let output = bounded(
+        sendmail_link(&scratch).args(["-f", "me@example.org", "r\u{e9}ka@example.net"]),
+        Some(b"Subject: hello\n\nhi\n"),
+    );
+    assert_eq!(success(&output), "");
+    let ids = ids(&scratch);
+    assert_eq!(ids.len(), 1);
+    assert!(smtputf8_flag(&scratch, &ids[0]));
+    let text = shown(&scratch, &ids[0]);
+    assert!(
+        text.contains("Recipient: r\u{e9}ka@example.net (ready"),
+        "{text}"
+    );
+    assert!(
+        text.contains(") with UTF8SMTP for <r\u{e9}ka@example.net>;"),
+        "{text}"
+    );
+    server.terminate().assert_success();
+}

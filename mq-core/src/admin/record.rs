@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::queue::{Entry, EntryState};
+use crate::smtp::{Notify, Ret};
 
 /// One queued entry (a message to one recipient) as `GET /queue` sends it: one JSON object per
 /// line, times in whole seconds since the Unix epoch.
@@ -46,10 +47,28 @@ pub struct QueueRecord {
     pub last_error: Option<String>,
     /// `ready`, `deferred`, `in-flight` or `hold` (its message is on hold).
     pub state: String,
+    /// The message came with SMTPUTF8 (RFC 6531); left out when it did not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smtputf8: bool,
+    /// The message's `RET` (RFC 3461): `FULL` or `HDRS`; left out when it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<String>,
+    /// The message's `ENVID`, decoded; left out when it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// This recipient's `NOTIFY`, e.g. `SUCCESS,FAILURE` or `NEVER`; left out when it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+    /// This recipient's `ORCPT`, `type;address` as given; left out when it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
 }
 
 impl From<&Entry> for QueueRecord {
     fn from(entry: &Entry) -> QueueRecord {
+        let extensions = entry.extensions.as_deref();
+        let recipient = extensions.map(|e| e.recipient(entry.recipient_index));
+        let recipient = recipient.unwrap_or_default();
         QueueRecord {
             queue_id: entry.queue_id.to_string(),
             recipient_index: entry.recipient_index,
@@ -61,6 +80,14 @@ impl From<&Entry> for QueueRecord {
             next_attempt: unix_seconds(entry.next_attempt),
             last_error: entry.last_error.clone(),
             state: state_name(entry.state).to_owned(),
+            smtputf8: extensions.is_some_and(|e| e.smtputf8),
+            ret: extensions.and_then(|e| e.ret).map(|ret| {
+                let name = if ret == Ret::Full { "FULL" } else { "HDRS" };
+                name.to_owned()
+            }),
+            envid: extensions.and_then(|e| e.envid.clone()),
+            notify: recipient.notify.map(Notify::to_param),
+            orcpt: recipient.orcpt,
         }
     }
 }
@@ -105,6 +132,11 @@ mod tests {
             next_attempt: 3,
             last_error: Some("421 4.7.0 \"busy\"\ttry later".into()),
             state: "deferred".into(),
+            smtputf8: true,
+            ret: Some("HDRS".into()),
+            envid: Some("QQ314159".into()),
+            notify: Some("SUCCESS,FAILURE".into()),
+            orcpt: Some("rfc822;b@example.net".into()),
         };
         let line = serde_json::to_string(&record).unwrap();
         assert!(!line.contains('\n'));

@@ -7,6 +7,12 @@
 //! machine-readable `message/delivery-status`, and the original message's header block (not its
 //! body) as `text/rfc822-headers`.
 //!
+//! A message that came with SMTPUTF8, or whose sender or a reported recipient has a UTF-8
+//! address, gets the internationalized report of RFC 6533 instead: the status part is
+//! `message/global-delivery-status` (and the report's `report-type` says so, RFC 6522), a
+//! non-ASCII address is reported as `utf-8; <address>`, and the original comes back as
+//! `message/global` or `message/global-headers`. The notice is then queued with SMTPUTF8 itself.
+//!
 //! Rules every notice follows:
 //!
 //! - No notice to the null reverse path `<>`: a bounce is itself sent from `<>`, so a bounce
@@ -15,7 +21,7 @@
 //!   diagnostic is cut at [`MAX_DIAGNOSTIC`] octets, an original header line at 998.
 //! - What came from the network (the remote reply, the remote host's name) is made printable
 //!   ASCII: control characters become spaces, other bytes `?`. Addresses are written as they
-//!   are (SMTPUTF8's `message/global-delivery-status`, RFC 6533, is not produced).
+//!   are, a UTF-8 one in RFC 6533's `utf-8-addr-unitext` form.
 //! - Everything is a function of the inputs, the boundary included, so the notice can be
 //!   snapshotted; callers pass a random `boundary_seed`.
 
@@ -66,6 +72,50 @@ pub struct Bounce<'a> {
     /// The sender asked for the whole message back (`RET=FULL`): it is returned as
     /// `message/rfc822` when it fits in [`MAX_NOTICE`], else its header block is.
     pub return_full: bool,
+    /// The message came with SMTPUTF8 (RFC 6531): the notice is an internationalized one
+    /// (RFC 6533), as it is when the sender or a reported recipient is a UTF-8 address.
+    pub smtputf8: bool,
+}
+
+impl Bounce<'_> {
+    /// Whether the notice is RFC 6533's internationalized report: the message came with
+    /// SMTPUTF8, or the sender or a reported recipient has a UTF-8 address. Such a notice is
+    /// to be sent with SMTPUTF8 itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::UNIX_EPOCH;
+    /// # use mq_core::delivery::dsn::{Action, Bounce, FailedRecipient};
+    /// # use mq_plugin_api::Address;
+    /// let sender: Address = "alice@example.org".parse().unwrap();
+    /// let jos: Address = "j\u{f6}s@example.net".parse().unwrap();
+    /// let failure = FailedRecipient {
+    ///     recipient: &jos,
+    ///     status: "5.1.1".into(),
+    ///     action: Action::Failed,
+    ///     remote_mta: None,
+    ///     diagnostic: None,
+    ///     last_attempt: UNIX_EPOCH,
+    ///     original_recipient: None,
+    /// };
+    /// let bounce = Bounce {
+    ///     reporting_mta: "mx.example.org",
+    ///     queue_id: "0006123456789ABC",
+    ///     sender: &sender,
+    ///     arrival: UNIX_EPOCH,
+    ///     failures: vec![failure],
+    ///     original: b"Subject: hi\r\n\r\n",
+    ///     envid: None,
+    ///     return_full: false,
+    ///     smtputf8: false,
+    /// };
+    /// assert!(bounce.is_global());
+    /// ```
+    pub fn is_global(&self) -> bool {
+        let utf8 = |address: &Address| !address.as_str().is_ascii();
+        self.smtputf8 || utf8(self.sender) || self.failures.iter().any(|f| utf8(f.recipient))
+    }
 }
 
 /// One recipient of a [`Bounce`] and what happened to it.
@@ -154,6 +204,7 @@ impl Action {
 ///     original: b"Subject: hi\r\n\r\nhello\r\n",
 ///     envid: None,
 ///     return_full: false,
+///     smtputf8: false,
 /// };
 /// let (to, message) = dsn::build(&bounce, at, 7).unwrap();
 /// assert_eq!(to, sender);
@@ -205,6 +256,7 @@ fn top_headers(bounce: &Bounce<'_>, host: &str, now: SystemTime, boundary: &str)
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let global = if bounce.is_global() { "global-" } else { "" };
     format!(
         "Date: {date}\r\n\
          From: MAILER-DAEMON@{host} (Mail Delivery System)\r\n\
@@ -212,7 +264,7 @@ fn top_headers(bounce: &Bounce<'_>, host: &str, now: SystemTime, boundary: &str)
          To: {to}\r\n\
          Auto-Submitted: auto-replied\r\n\
          MIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status;\r\n\
+         Content-Type: multipart/report; report-type={global}delivery-status;\r\n\
          \tboundary=\"{boundary}\"\r\n\
          Content-Transfer-Encoding: 8bit\r\n\
          Message-Id: <{secs}.{boundary}@{host}>\r\n\r\n",
@@ -284,12 +336,14 @@ fn explain(failure: &FailedRecipient<'_>) -> String {
 
 /// Part 2: the per-message fields, then a block of fields per recipient.
 fn delivery_status(bounce: &Bounce<'_>, host: &str) -> String {
+    let global = bounce.is_global();
     let mut fields = format!(
         "Content-Description: Delivery report\r\n\
-         Content-Type: message/delivery-status\r\n\r\n\
+         Content-Type: message/{}delivery-status\r\n\r\n\
          Reporting-MTA: dns; {host}\r\n\
          X-Mq-Queue-ID: {}\r\n\
          Arrival-Date: {}\r\n",
+        if global { "global-" } else { "" },
         token(bounce.queue_id, 64),
         rfc5322_date(bounce.arrival)
     );
@@ -299,18 +353,16 @@ fn delivery_status(bounce: &Bounce<'_>, host: &str) -> String {
     for failure in &bounce.failures {
         fields.push_str("\r\n");
         if let Some(original) = failure.original_recipient {
-            let (kind, address) = original.split_once(';').unwrap_or(("rfc822", original));
             let _ = write!(
                 fields,
-                "Original-Recipient: {}; {}\r\n",
-                token(kind, 32),
-                token(address.trim(), 200)
+                "Original-Recipient: {}\r\n",
+                original_recipient(original, global)
             );
         }
         let _ = write!(
             fields,
-            "Final-Recipient: rfc822; {}\r\nAction: {}\r\nStatus: {}\r\n",
-            failure.recipient.as_str(),
+            "Final-Recipient: {}\r\nAction: {}\r\nStatus: {}\r\n",
+            typed_address(failure.recipient.as_str()),
             failure.action.as_str(),
             status(failure)
         );
@@ -330,6 +382,63 @@ fn delivery_status(bounce: &Bounce<'_>, host: &str) -> String {
     fields
 }
 
+/// An address as the `Final-Recipient` field types it: `rfc822; a@b`, or for a UTF-8 one
+/// `utf-8; ` and its `utf-8-addr-unitext` form (RFC 6533 §3).
+fn typed_address(address: &str) -> String {
+    if address.is_ascii() {
+        format!("rfc822; {address}")
+    } else {
+        format!("utf-8; {}", unitext(address))
+    }
+}
+
+/// An `ORCPT` (`type;xtext`, as given) as the `Original-Recipient` field writes it. In an
+/// internationalized report a `utf-8` one is written as unitext, its `\x{HEX}` escapes
+/// decoded; anything else is kept in printable ASCII.
+fn original_recipient(orcpt: &str, global: bool) -> String {
+    let (kind, address) = orcpt.split_once(';').unwrap_or(("rfc822", orcpt));
+    let address = address.trim();
+    let decoded = (global && kind.eq_ignore_ascii_case("utf-8"))
+        .then(|| crate::smtp::xtext_decode(address).and_then(|a| unescape_unicode(&a)))
+        .flatten();
+    match decoded {
+        Some(address) => format!("utf-8; {}", unitext(&address)),
+        None => format!("{}; {}", token(kind, 32), token(address, 200)),
+    }
+}
+
+/// RFC 6533's `utf-8-addr-unitext`: UTF-8 as it is, and as `\x{HEX}` the characters it may
+/// not hold as such: controls, space, `\`, `+` and `=`.
+fn unitext(address: &str) -> String {
+    let mut out = String::with_capacity(address.len());
+    for c in address.chars() {
+        if c.is_control() || matches!(c, ' ' | '\\' | '+' | '=') {
+            let _ = write!(out, "\\x{{{:X}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Decodes RFC 6533's `EmbeddedUnicodeChar`s (`\x{HEX}`) in `text`; `None` when one is
+/// malformed or names no character.
+fn unescape_unicode(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = rest[at..].strip_prefix("\\x{")?;
+        let (hex, tail) = escape.split_once('}')?;
+        let valid = (1..=6).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        let code = u32::from_str_radix(hex, 16).ok().filter(|_| valid)?;
+        out.push(char::from_u32(code)?);
+        rest = tail;
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// Part 3: the original header block, lines ending in CRLF and cut at 998 octets, whole fields
 /// only while they fit in `limit` octets.
 fn original_headers(bounce: &Bounce<'_>, limit: usize) -> Vec<u8> {
@@ -339,9 +448,14 @@ fn original_headers(bounce: &Bounce<'_>, limit: usize) -> Vec<u8> {
     } else {
         "Undelivered"
     };
+    let kind = if bounce.is_global() {
+        "message/global-headers"
+    } else {
+        "text/rfc822-headers"
+    };
     let mut out = format!(
         "Content-Description: {what} Message Headers\r\n\
-         Content-Type: text/rfc822-headers\r\n\
+         Content-Type: {kind}\r\n\
          Content-Transfer-Encoding: 8bit\r\n\r\n"
     )
     .into_bytes();
@@ -379,9 +493,14 @@ fn returned_message(bounce: &Bounce<'_>) -> Vec<u8> {
     } else {
         "Undelivered"
     };
+    let kind = if bounce.is_global() {
+        "message/global"
+    } else {
+        "message/rfc822"
+    };
     let mut out = format!(
         "Content-Description: {what} Message\r\n\
-         Content-Type: message/rfc822\r\n\
+         Content-Type: {kind}\r\n\
          Content-Transfer-Encoding: 8bit\r\n\r\n"
     )
     .into_bytes();
@@ -598,6 +717,7 @@ mod tests {
             original,
             envid: None,
             return_full: false,
+            smtputf8: false,
         };
         build(&bounce, at, 7).unwrap().1
     }

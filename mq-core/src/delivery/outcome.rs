@@ -1,6 +1,7 @@
 //! How an attempt ends for one entry: the `delivery_result` chain, the queue's ack or defer, a
 //! bounce for a final failure, and one log line as Postfix's smtp(8) writes it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mq_plugin_api::{Address, Context, DeliveryResult, DeliveryState, Reply};
@@ -9,7 +10,7 @@ use super::Delivery;
 use super::dsn::{self, Action, Bounce, FailedRecipient};
 use super::stats::{AttemptResult, Class};
 use crate::logline;
-use crate::queue::{AckResult, AttemptReport, Entry, NewMessage};
+use crate::queue::{AckResult, AttemptReport, Entry, Extensions, NewMessage};
 use crate::runtime::Worker;
 use crate::smtp::{Notify, Ret};
 
@@ -436,6 +437,7 @@ async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) {
         original: body,
         envid: entry.extensions.as_ref().and_then(|e| e.envid.as_deref()),
         return_full: return_full(entry),
+        smtputf8: entry.extensions.as_ref().is_some_and(|e| e.smtputf8),
     };
     let Some(notice) = report_message(&report, SystemTime::now(), "mq[bounce]") else {
         return;
@@ -523,6 +525,7 @@ async fn report_success(
         original: body,
         envid: entry.extensions.as_ref().and_then(|e| e.envid.as_deref()),
         return_full: return_full(entry),
+        smtputf8: entry.extensions.as_ref().is_some_and(|e| e.smtputf8),
     };
     let Some(notice) = report_message(&report, now, "mq[report]") else {
         return;
@@ -544,12 +547,19 @@ fn report_message(report: &Bounce<'_>, now: SystemTime, client: &str) -> Option<
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let (to, message) = dsn::build(report, now, seed)?;
+    // An internationalized report goes only where SMTPUTF8 is offered, as its original did.
+    let extensions = report.is_global().then(|| {
+        Arc::new(Extensions {
+            smtputf8: true,
+            ..Extensions::default()
+        })
+    });
     Some(NewMessage {
         sender: Address::null(),
         recipients: vec![to],
         body: message,
         client: client.into(),
-        extensions: None,
+        extensions,
     })
 }
 

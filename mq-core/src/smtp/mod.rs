@@ -5,7 +5,7 @@
 //! - `data`: the message after DATA ([`DataReader`]): dot-unstuffing, size, bare CR/LF.
 //! - `conn`: a connection's buffers and its STARTTLS upgrade.
 //! - `session`: one session's state machine and hook chains; `recipient_set`, a
-//!   transaction's recipients, each once.
+//!   transaction's recipients, each once; `counts`, its commands for the `disconnect` line.
 //! - `server`: the listeners, one per core, and the limits all sessions share ([`Server`]);
 //!   `client_key`: the address (IPv6: the network) a client is counted under.
 //! - `recipients`: bare local parts made whole, and which local recipients exist, after
@@ -22,6 +22,7 @@ mod client_key;
 mod codec;
 mod config;
 mod conn;
+mod counts;
 mod data;
 mod esmtp;
 mod helo;

@@ -8,6 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mq_plugin_api::{Message, Reply};
 
 /// Facts the Received field records.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "one flag per fact the protocol name records (RFC 3848)"
+)]
 pub(crate) struct Trace<'a> {
     pub(crate) helo: &'a str,
     pub(crate) ip: IpAddr,
@@ -15,6 +19,8 @@ pub(crate) struct Trace<'a> {
     pub(crate) extended: bool,
     pub(crate) tls: bool,
     pub(crate) authenticated: bool,
+    /// The transaction used SMTPUTF8 (MAIL came with it).
+    pub(crate) utf8: bool,
     /// The recipient, when there is exactly one.
     pub(crate) recipient: Option<&'a str>,
 }
@@ -22,13 +28,7 @@ pub(crate) struct Trace<'a> {
 /// Prepends the Received field, as Postfix writes it but on one line. A HELO name that is not
 /// one (see `helo`) is written `unknown`, so that the field always has the same structure.
 pub(crate) fn stamp(message: &mut Message, trace: &Trace<'_>, now: SystemTime) {
-    let protocol = match (trace.extended, trace.tls, trace.authenticated) {
-        (false, _, _) => "SMTP",
-        (true, false, false) => "ESMTP",
-        (true, true, false) => "ESMTPS",
-        (true, false, true) => "ESMTPA",
-        (true, true, true) => "ESMTPSA",
-    };
+    let protocol = protocol(trace);
     let recipient = trace
         .recipient
         .map(|r| format!(" for <{r}>"))
@@ -46,6 +46,23 @@ pub(crate) fn stamp(message: &mut Message, trace: &Trace<'_>, now: SystemTime) {
         rfc5322_date(now)
     );
     message.headers_mut().prepend("Received", value);
+}
+
+/// The `with` clause's protocol (RFC 3848): `SMTP` after HELO, `ESMTP` after EHLO, `S` for
+/// TLS and `A` for an authenticated client; a transaction that used SMTPUTF8 is `UTF8SMTP`
+/// with the same suffixes (RFC 6531 §3.7.3).
+fn protocol(trace: &Trace<'_>) -> &'static str {
+    match (trace.extended, trace.utf8, trace.tls, trace.authenticated) {
+        (false, _, _, _) => "SMTP",
+        (true, false, false, false) => "ESMTP",
+        (true, false, true, false) => "ESMTPS",
+        (true, false, false, true) => "ESMTPA",
+        (true, false, true, true) => "ESMTPSA",
+        (true, true, false, false) => "UTF8SMTP",
+        (true, true, true, false) => "UTF8SMTPS",
+        (true, true, false, true) => "UTF8SMTPA",
+        (true, true, true, true) => "UTF8SMTPSA",
+    }
 }
 
 /// The refusal of a message that went through more than `limit` hosts already: one with more
@@ -147,6 +164,7 @@ mod tests {
                 extended: true,
                 tls: false,
                 authenticated: false,
+                utf8: false,
                 recipient: None,
             };
             stamp(&mut message, &trace, UNIX_EPOCH);
@@ -159,6 +177,26 @@ mod tests {
                 "{helo:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_smtputf8_transaction_is_named_utf8smtp_with_the_esmtp_suffixes() {
+        let names: Vec<&str> = [(false, false), (true, false), (false, true), (true, true)]
+            .into_iter()
+            .map(|(tls, authenticated)| {
+                protocol(&Trace {
+                    helo: "client.example",
+                    ip: [192, 0, 2, 1].into(),
+                    hostname: "mq.example",
+                    extended: true,
+                    tls,
+                    authenticated,
+                    utf8: true,
+                    recipient: None,
+                })
+            })
+            .collect();
+        assert_eq!(names, ["UTF8SMTP", "UTF8SMTPS", "UTF8SMTPA", "UTF8SMTPSA"]);
     }
 
     #[test]

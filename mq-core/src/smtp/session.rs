@@ -13,6 +13,7 @@ use super::auth::{self, AuthError};
 use super::auth_guard;
 use super::codec::{Command, parse_command};
 use super::conn::{Conn, ConnError, Line, SessionStream};
+use super::counts::{self, Counts};
 use super::data::DataError;
 use super::esmtp::{self, MailParams, RcptParams};
 use super::received::{self, Trace};
@@ -59,6 +60,8 @@ pub(crate) async fn run<S: SessionStream>(
         conn: Some(conn),
         client,
         state: State::default(),
+        counts: Counts::default(),
+        last_reply: 0,
     };
     // Past the shutdown timeout, a session still open (a DATA transfer that will not end) is
     // closed where it is.
@@ -107,6 +110,10 @@ struct Session<S: SessionStream> {
     conn: Option<Conn<S>>,
     client: SocketAddr,
     state: State,
+    /// The commands given so far, for the `disconnect` line.
+    counts: Counts,
+    /// The code of the last reply sent: whether the command being served succeeded.
+    last_reply: u16,
 }
 
 /// Whether the session goes on after a command.
@@ -128,6 +135,7 @@ impl<S: SessionStream> Session<S> {
     }
 
     fn send(&mut self, reply: &Reply) {
+        self.last_reply = reply.code();
         self.shared.stats.reply(reply.code());
         self.conn().reply(reply);
     }
@@ -186,9 +194,35 @@ impl<S: SessionStream> Session<S> {
         conn.reply(&Reply::new(421, "4.3.2", text));
         tracing::info!(client = %Client(self.client), "closed at the shutdown timeout");
         conn.close().await;
+        self.log_disconnect();
+    }
+
+    /// Postfix's `disconnect from host[ip]` line, with the count of each command given.
+    fn log_disconnect(&self) {
+        let count = |name| self.counts.get(name).map(tracing::field::display);
+        tracing::info!(
+            helo = count("helo"),
+            ehlo = count("ehlo"),
+            starttls = count("starttls"),
+            auth = count("auth"),
+            mail = count("mail"),
+            rcpt = count("rcpt"),
+            data = count("data"),
+            rset = count("rset"),
+            noop = count("noop"),
+            vrfy = count("vrfy"),
+            expn = count("expn"),
+            help = count("help"),
+            quit = count("quit"),
+            unknown = count("unknown"),
+            commands = %self.counts.commands(),
+            "disconnect from {}",
+            Client(self.client)
+        );
     }
 
     async fn serve(&mut self, local: SocketAddr) {
+        tracing::info!("connect from {}", Client(self.client));
         if self.connect(local).await {
             self.commands().await;
         }
@@ -201,7 +235,7 @@ impl<S: SessionStream> Session<S> {
         if let Some(conn) = self.conn.take() {
             conn.close().await;
         }
-        tracing::debug!(client = %Client(self.client), messages, "disconnect");
+        self.log_disconnect();
     }
 
     /// The connect chain and the greeting; false if the connection is refused.
@@ -262,10 +296,12 @@ impl<S: SessionStream> Session<S> {
                 }
                 Err(ConnError::Closed | ConnError::Io(_)) => return,
             };
-            let flow = match parse_command(&line) {
-                Ok(command) => self.command(command).await,
-                Err(reply) => self.error(&reply),
+            self.last_reply = 0;
+            let (name, flow) = match parse_command(&line) {
+                Ok(command) => (counts::name(&command), self.command(command).await),
+                Err(reply) => (counts::name_of_line(&line), self.error(&reply)),
             };
+            self.counts.count(name, self.last_reply);
             if flow == Flow::Quit {
                 return;
             }
@@ -348,6 +384,7 @@ impl<S: SessionStream> Session<S> {
             "SMTPUTF8".into(),
         ]);
         self.shared.stats.reply(250);
+        self.last_reply = 250;
         self.conn().reply_lines(250, &lines);
     }
 
@@ -747,6 +784,7 @@ impl<S: SessionStream> Session<S> {
             extended: self.state.extended,
             tls: self.state.tls,
             authenticated: self.state.user.is_some(),
+            utf8: self.state.mail.smtputf8,
             recipient: only.as_deref(),
         };
         received::stamp(&mut message, &trace, now);
