@@ -136,3 +136,121 @@ impl Notices {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::queue::{Entry, EntryState};
+
+    /// The refusal of recipient `index` of message `id`.
+    fn refused(id: QueueId, index: u32) -> Notice {
+        let now = SystemTime::now();
+        Notice::refused(Entry {
+            queue_id: id,
+            recipient_index: index,
+            sender: "alice@example.org".parse().unwrap(),
+            recipient: format!("r{index}@d{index}.example").parse().unwrap(),
+            size: 10,
+            arrived: now,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+            state: EntryState::InFlight,
+            relay: None,
+            retry: None,
+            extensions: None,
+        })
+    }
+
+    /// The recipient indexes of `ready`'s notices.
+    fn named(ready: &Ready) -> Vec<u32> {
+        let notices = ready.notices.iter();
+        notices.map(|n| n.entry().recipient_index).collect()
+    }
+
+    #[test]
+    fn the_last_batch_of_a_message_gets_the_notices_of_every_batch() {
+        let (notices, id) = (Notices::default(), QueueId::from_u64(1));
+        notices.expect(7, id, 3);
+        assert!(notices.finish(7, id, None, vec![refused(id, 0)]).is_none());
+        assert!(notices.finish(7, id, None, Vec::new()).is_none());
+        let ready = notices.finish(7, id, None, vec![refused(id, 2)]);
+        assert_eq!(ready.as_ref().map(named), Some(vec![0, 2]));
+        assert!(notices.all().is_empty(), "nothing left held");
+    }
+
+    #[test]
+    fn a_message_whose_batches_all_went_well_has_nothing_to_send() {
+        let (notices, id) = (Notices::default(), QueueId::from_u64(1));
+        notices.expect(1, id, 2);
+        assert!(notices.finish(1, id, None, Vec::new()).is_none());
+        assert!(notices.finish(1, id, None, Vec::new()).is_none());
+        assert!(notices.all().is_empty());
+    }
+
+    #[test]
+    fn rounds_and_messages_are_held_apart() {
+        let notices = Notices::default();
+        let (one, two) = (QueueId::from_u64(1), QueueId::from_u64(2));
+        notices.expect(1, one, 2);
+        notices.expect(2, one, 2);
+        notices.expect(1, two, 2);
+        assert!(
+            notices
+                .finish(1, one, None, vec![refused(one, 0)])
+                .is_none()
+        );
+        assert!(
+            notices
+                .finish(2, one, None, vec![refused(one, 1)])
+                .is_none()
+        );
+        assert!(
+            notices
+                .finish(1, two, None, vec![refused(two, 0)])
+                .is_none()
+        );
+        let ready = notices.finish(1, one, None, Vec::new());
+        assert_eq!(ready.as_ref().map(named), Some(vec![0]));
+    }
+
+    #[test]
+    fn notices_held_past_the_wait_go_and_later_ones_go_with_the_last_batch() {
+        let (notices, id) = (Notices::default(), QueueId::from_u64(1));
+        let wait = Duration::from_secs(10);
+        notices.expect(1, id, 3);
+        assert!(notices.finish(1, id, None, vec![refused(id, 0)]).is_none());
+        let now = Instant::now();
+        assert!(notices.overdue(now, wait).is_empty(), "not yet");
+        let late = notices.overdue(now + wait, wait);
+        assert_eq!(late.iter().map(named).collect::<Vec<_>>(), [vec![0]]);
+        assert!(notices.overdue(now + wait, wait).is_empty(), "sent once");
+        assert!(notices.finish(1, id, None, vec![refused(id, 1)]).is_none());
+        let ready = notices.finish(1, id, None, vec![refused(id, 2)]);
+        assert_eq!(ready.as_ref().map(named), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn after_shutdown_took_the_held_notices_a_batch_sends_its_own() {
+        let (notices, id) = (Notices::default(), QueueId::from_u64(1));
+        notices.expect(1, id, 2);
+        assert!(notices.finish(1, id, None, vec![refused(id, 0)]).is_none());
+        let held = notices.all();
+        assert_eq!(held.iter().map(named).collect::<Vec<_>>(), [vec![0]]);
+        let ready = notices.finish(1, id, None, vec![refused(id, 1)]);
+        assert_eq!(ready.as_ref().map(named), Some(vec![1]));
+    }
+
+    #[test]
+    fn the_body_is_kept_from_the_batch_that_read_it() {
+        let (notices, id) = (Notices::default(), QueueId::from_u64(1));
+        notices.expect(1, id, 2);
+        let body: Arc<[u8]> = Arc::from(&b"Subject: hi\r\n\r\nhi\r\n"[..]);
+        assert!(notices.finish(1, id, Some(body), Vec::new()).is_none());
+        let ready = notices.finish(1, id, None, vec![refused(id, 1)]);
+        let kept = ready.and_then(|ready| ready.body);
+        assert_eq!(kept.as_deref(), Some(&b"Subject: hi\r\n\r\nhi\r\n"[..]));
+    }
+}

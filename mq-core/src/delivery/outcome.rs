@@ -142,6 +142,29 @@ pub(crate) struct Notice {
     at: SystemTime,
 }
 
+#[cfg(test)]
+impl Notice {
+    /// A failure notice for `entry`, as a `550 5.1.1` at RCPT leaves.
+    pub(crate) fn refused(entry: Entry) -> Notice {
+        let reply = Reply::new(550, "5.1.1", "no such user");
+        let verdict = Verdict::from_reply(&reply, Some("mx.example[192.0.2.1]:25"));
+        let reason = verdict.reason();
+        notice(
+            entry,
+            &verdict,
+            Action::Failed,
+            "5.1.1".into(),
+            reason,
+            SystemTime::now(),
+        )
+    }
+
+    /// The entry it reports on.
+    pub(crate) fn entry(&self) -> &Entry {
+        &self.entry
+    }
+}
+
 /// Ends the attempt for `entry`: runs `delivery_result`, then acks or defers it; a final
 /// failure, and a deferral past `delay_warning_time`, come back as a [`Notice`] to be sent
 /// with the others of the same message (a failed entry is removed only then).
