@@ -120,23 +120,31 @@ pub(crate) async fn run(worker: Worker, spawner: Spawner, delivery: Arc<Delivery
         }
         dispatch(&mut waiting, &delivery, &spawner, &mut next_core);
         close(&worker, delivery.connections.expired(Instant::now(), false));
-        let wait = delivery.config.bounce_wait;
-        send(&delivery, delivery.notices.overdue(Instant::now(), wait)).await;
+        let overdue = delivery
+            .notices
+            .overdue(Instant::now(), delivery.config.bounce_wait);
+        send(&worker, &delivery, overdue).await;
     }
     close(&worker, delivery.connections.expired(Instant::now(), true));
     // The held notices go out now rather than after jobs that may take minutes; a job that
     // ends later sends its own. Entries still waiting here stay queued for the next start.
-    send(&delivery, delivery.notices.all()).await;
+    send(&worker, &delivery, delivery.notices.all()).await;
     tracing::debug!(waiting = waiting.entries, "delivery scheduler stopped");
 }
 
-/// Sends notices that no job is left to send. They are sent here rather than on tasks of
-/// their own: once shutdown began, it waits only for the tasks that were running then, this
-/// one among them. Few wait that long (a message with a slow destination), so the scheduler
-/// is held up little.
-async fn send(delivery: &Delivery, ready: Vec<Ready>) {
+/// Sends notices that no job is left to send, each message's on a task of its own so that
+/// the scheduler goes on; once shutdown began, here: shutdown waits only for the tasks that
+/// were running when it began, this one among them.
+async fn send(worker: &Worker, delivery: &Arc<Delivery>, ready: Vec<Ready>) {
     for ready in ready {
-        ready.send(delivery).await;
+        if worker.is_stopping() {
+            ready.send(delivery).await;
+        } else {
+            let delivery = Arc::clone(delivery);
+            worker
+                .spawn(async move { ready.send(&delivery).await })
+                .detach();
+        }
     }
 }
 
