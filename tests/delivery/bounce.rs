@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use mq_core::delivery::stats::{AttemptResult, Class};
 use mq_core::queue::{AckResult, EmbeddedQueue, Entry, NewMessage, Queue, QueueError, QueueId};
 use mq_core::testkit::sink::{Script, Sink};
 
@@ -395,5 +396,189 @@ fn the_bounce_is_queued_before_the_failed_entry_is_removed() {
     assert!(
         live[0].contains(&id),
         "a crash as the bounce is queued would lose {id} and its bounce"
+    );
+}
+
+/// Routes each of `domains` through the test DNS server to the sink: MX `mx.DOMAIN` at
+/// `127.0.0.1`.
+fn mx_on_loopback(harness: &Harness, domains: &[&str]) {
+    for domain in domains {
+        let host = format!("mx.{domain}");
+        harness.dns.add_mx(domain, 10, &host);
+        harness.dns.add_a(&host, [127, 0, 0, 1].into());
+    }
+}
+
+/// The `Final-Recipient` addresses a notice names, in its order.
+fn final_recipients(notice: &str) -> Vec<&str> {
+    notice
+        .split("\r\n")
+        .filter_map(|line| line.strip_prefix("Final-Recipient: rfc822; "))
+        .collect()
+}
+
+/// How many null-sender messages (bounces, delay warnings) the queue holds.
+fn notices_queued(harness: &Harness) -> usize {
+    let entries = harness.entries();
+    entries.iter().filter(|e| e.sender.is_null()).count()
+}
+
+#[test]
+fn recipients_refused_at_three_domains_make_one_bounce_naming_all_three() {
+    let script = ["a@one.test", "b@two.test", "c@three.test"]
+        .iter()
+        .fold(Script::new(), |script, rcpt| {
+            script.on_rcpt(rcpt, &format!("550 5.1.1 <{rcpt}>: no such user"))
+        });
+    let sink = Sink::start(script);
+    let port = sink.address().port();
+    let harness = Harness::started(|o| o.delivery.mx_port = port);
+    mx_on_loopback(&harness, &["one.test", "two.test", "three.test"]);
+    let recipients = ["a@one.test", "b@two.test", "c@three.test"];
+    let id = harness.send(SENDER, &recipients, &message("three domains refuse"));
+
+    // Every entry gone, the failed ones and their bounces' alike: all bounces are in.
+    harness.wait_for("the bounce", || {
+        harness.entries().is_empty() && !harness.mailbox(SENDER).is_empty()
+    });
+    assert_eq!(sink.connections(), 3, "one transaction per domain");
+    let bounces = harness.mailbox(SENDER);
+    assert_eq!(bounces.len(), 1, "one bounce for the message: {bounces:#?}");
+    assert_eq!(
+        final_recipients(&bounces[0]),
+        recipients,
+        "in the sender's order"
+    );
+    insta::assert_snapshot!(normalize(&bounces[0], id, port));
+}
+
+#[test]
+fn two_domains_refused_and_one_deferred_make_one_bounce_naming_the_two() {
+    let sink = Sink::start(
+        Script::new()
+            .on_rcpt("a@one.test", "550 5.1.1 <a@one.test>: no such user")
+            .on_rcpt("b@two.test", "550 5.1.1 <b@two.test>: no such user")
+            .on_rcpt("c@three.test", "451 4.3.0 <c@three.test>: try again later"),
+    );
+    let harness = Harness::started(|o| o.delivery.mx_port = sink.address().port());
+    mx_on_loopback(&harness, &["one.test", "two.test", "three.test"]);
+    let recipients = ["a@one.test", "b@two.test", "c@three.test"];
+    let id = harness.send(SENDER, &recipients, &message("two refuse one defers"));
+
+    // Only the deferred entry left, and no bounce waiting to be delivered.
+    harness.wait_for("the bounce", || {
+        harness.entries().len() == 1 && !harness.mailbox(SENDER).is_empty()
+    });
+    let left = harness.entries_of(id);
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert_eq!(left[0].recipient.as_str(), "c@three.test", "still queued");
+    let bounces = harness.mailbox(SENDER);
+    assert_eq!(bounces.len(), 1, "one bounce for the message: {bounces:#?}");
+    assert_eq!(final_recipients(&bounces[0]), ["a@one.test", "b@two.test"]);
+}
+
+#[test]
+fn recipients_delayed_at_three_domains_get_one_delay_warning_naming_all_three() {
+    let sink = Sink::start(Script::new().on_data_end("451 4.3.0 Error: try again later"));
+    let harness = Harness::started(|o| {
+        o.delivery.mx_port = sink.address().port();
+        o.delivery.delay_warning_time = Duration::from_secs(1);
+    });
+    mx_on_loopback(&harness, &["one.test", "two.test", "three.test"]);
+    let recipients = ["a@one.test", "b@two.test", "c@three.test"];
+    harness.send(SENDER, &recipients, &message("three domains slow"));
+
+    // The attempt at the warning time is each entry's second; once every entry had a third,
+    // the warnings of the second are queued, and once none waits, delivered.
+    let attempts = || sink.commands().iter().filter(|c| *c == "DATA").count();
+    harness.wait_for("three attempts per entry, the warnings delivered", || {
+        attempts() >= 9 && notices_queued(&harness) == 0
+    });
+    let warnings = harness.mailbox(SENDER);
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning for the message: {warnings:#?}"
+    );
+    assert!(
+        warnings[0].contains("\r\nAction: delayed\r\n"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(final_recipients(&warnings[0]), recipients);
+}
+
+#[test]
+fn a_slow_domain_holds_the_bounce_of_the_others_no_longer_than_bounce_wait() {
+    let refusing = Sink::start(Script::new().on_rcpt("a@one.test", "550 5.1.1 no such user"));
+    let silent = Sink::start(Script::new().silent());
+    let harness = Harness::started(|o| {
+        o.delivery.mx_port = refusing.address().port();
+        o.delivery.bounce_wait = Duration::from_millis(500);
+        o.route("slow.test", silent.address());
+    });
+    mx_on_loopback(&harness, &["one.test"]);
+    let id = harness.send(SENDER, &["a@one.test", "x@slow.test"], &message("one slow"));
+
+    // The job for slow.test waits for a greeting that never comes.
+    harness.wait_for("the bounce", || {
+        harness.entries_of(id).len() == 1 && !harness.mailbox(SENDER).is_empty()
+    });
+    let bounces = harness.mailbox(SENDER);
+    assert_eq!(bounces.len(), 1, "{bounces:#?}");
+    assert_eq!(final_recipients(&bounces[0]), ["a@one.test"]);
+    assert_eq!(silent.connections(), 1, "slow.test's job still waits");
+    assert_eq!(harness.entries_of(id)[0].recipient.as_str(), "x@slow.test");
+    // The silent server goes first, so that its job ends and shutdown does not wait for it.
+    drop(silent);
+}
+
+#[test]
+fn a_held_bounce_is_queued_at_shutdown_while_a_slow_job_still_runs() {
+    let refusing = Sink::start(Script::new().on_rcpt("a@one.test", "550 5.1.1 no such user"));
+    let silent = Sink::start(Script::new().silent());
+    let harness = Harness::started(|o| {
+        o.delivery.mx_port = refusing.address().port();
+        // Held past the end of the test, but for shutdown.
+        o.delivery.bounce_wait = Duration::from_hours(1);
+        o.route("slow.test", silent.address());
+    });
+    mx_on_loopback(&harness, &["one.test"]);
+    let id = harness.send(SENDER, &["a@one.test", "x@slow.test"], &message("stopped"));
+    let refused = || {
+        let stats = harness.delivery.stats();
+        stats.attempts(Class::Mx, AttemptResult::Bounced) == 1
+    };
+    harness.wait_for("a@one.test refused", || {
+        refused() && silent.connections() == 1
+    });
+    assert_eq!(harness.entries_of(id).len(), 2, "the bounce is held");
+
+    // Shutdown waits for the job that waits for the silent server: meanwhile the held bounce
+    // is queued and the refused entry removed.
+    let queue = Arc::clone(&harness.base);
+    let stopping = std::thread::spawn(move || drop(harness));
+    let queued = crate::support::eventually(|| {
+        let entries = queue.list();
+        let bounce = entries.iter().any(|e| e.sender.is_null());
+        bounce && entries.iter().all(|e| e.recipient.as_str() != "a@one.test")
+    });
+    drop(silent);
+    stopping.join().expect("the harness shuts down");
+    assert!(
+        queued,
+        "the bounce was queued at shutdown: {:#?}",
+        queue.list()
+    );
+    let mut left: Vec<String> = queue
+        .list()
+        .iter()
+        .map(|e| e.recipient.as_str().to_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [SENDER, "x@slow.test"],
+        "the bounce, and the slow entry"
     );
 }

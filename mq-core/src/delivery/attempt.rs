@@ -11,7 +11,8 @@ use mq_plugin_api::{
 use super::Delivery;
 use super::cache::Key;
 use super::myself::loops_back;
-use super::outcome::{Leg, Notice, Verdict, notify, settle};
+use super::notices::{Ready, Round};
+use super::outcome::{Leg, Notice, Verdict, settle};
 use super::route::{Route, Target, route, targets};
 use super::stats::Class;
 use crate::chain::Outcome;
@@ -25,6 +26,9 @@ use crate::smtp::{RcptParams, Ret, xtext_encode};
 pub(crate) struct Batch {
     pub(crate) queue_id: QueueId,
     pub(crate) entries: Vec<Entry>,
+    /// The round whose other batches of the same message share this one's notices (see
+    /// [`super::notices`]); `None` when it is the message's only batch of its round.
+    pub(crate) shared: Option<Round>,
 }
 
 /// An entry on its way, with what the `queue_pickup` chain made of it.
@@ -70,31 +74,14 @@ pub(crate) async fn deliver(
         body: None,
         conn_use: None,
     };
-    let mut targets_result = None;
+    let mut targets = None;
     for batch in batches {
-        let Some((body, items)) = job.pickup(batch).await else {
-            continue;
-        };
-        job.body = Some(std::sync::Arc::clone(&body));
-        if route == Route::Local {
-            job.local(&body, items).await;
-        } else {
-            let targets = match targets_result.get_or_insert(None) {
-                Some(found) => found,
-                slot => slot.insert(job.resolve(&route, domain).await),
-            };
-            match targets {
-                Ok(targets) => {
-                    let targets = targets.clone();
-                    job.remote(&targets, domain, &body, items).await;
-                }
-                Err(verdict) => {
-                    let verdict = verdict.clone();
-                    job.settle_all(items, &verdict).await;
-                }
-            }
+        let (queue_id, shared) = (batch.queue_id, batch.shared);
+        if let Some((body, items)) = job.pickup(batch).await {
+            job.attempt(&route, domain, &mut targets, &body, items)
+                .await;
         }
-        job.notify(&body).await;
+        job.notify(queue_id, shared).await;
     }
     job.release(domain).await;
 }
@@ -122,12 +109,12 @@ struct Job<'a> {
     sending: Option<Instant>,
     /// Where this job's mail goes.
     route: Option<Route>,
-    /// What the batch under way has to tell its sender: one notice per message, sent when the
-    /// batch is done.
+    /// What the batch under way has to tell its sender, handed in when the batch is done: one
+    /// notice per message and round.
     notices: Vec<Notice>,
     /// The server of the transaction under way offers DSN: success reports are its to send.
     next_hop_dsn: bool,
-    /// The message of the batch under way, quoted by a success report.
+    /// The message of the batch under way, quoted by a success report and by its notices.
     body: Option<std::sync::Arc<[u8]>>,
     /// The messages the connection in use has carried, this one included, while its
     /// transaction's entries are settled.
@@ -158,9 +145,39 @@ impl Job<'_> {
         connection.quit().await;
     }
 
+    /// Delivers one batch's `items` of `body` on `route`; `targets` keeps the servers of a
+    /// remote route, looked up for the job's first batch, for the others.
+    async fn attempt(
+        &mut self,
+        route: &Route,
+        domain: &str,
+        targets: &mut Option<Result<Vec<Target>, Verdict>>,
+        body: &std::sync::Arc<[u8]>,
+        items: Vec<Item>,
+    ) {
+        if *route == Route::Local {
+            return self.local(body, items).await;
+        }
+        let found = match targets.take() {
+            Some(found) => found,
+            None => self.resolve(route, domain).await,
+        };
+        match targets.insert(found) {
+            Ok(found) => {
+                let found = found.clone();
+                self.remote(&found, domain, body, items).await;
+            }
+            Err(verdict) => {
+                let verdict = verdict.clone();
+                self.settle_all(items, &verdict).await;
+            }
+        }
+    }
+
     /// Reads the message and runs `queue_pickup` for each entry; entries a plugin delayed,
     /// dropped or failed are settled here.
     async fn pickup(&mut self, batch: Batch) -> Option<(std::sync::Arc<[u8]>, Vec<Item>)> {
+        self.body = None;
         let body = match self.delivery.queue.body(&batch.queue_id).await {
             Ok(body) => body,
             Err(error) => {
@@ -169,10 +186,10 @@ impl Job<'_> {
                 for entry in batch.entries {
                     self.settle(entry, verdict.clone(), None).await;
                 }
-                self.notify(&[]).await;
                 return None;
             }
         };
+        self.body = Some(std::sync::Arc::clone(&body));
         let mut items = Vec::new();
         for entry in batch.entries {
             let mut event = Pickup::new(
@@ -200,7 +217,6 @@ impl Job<'_> {
             self.settle(entry, verdict, None).await;
         }
         if items.is_empty() {
-            self.notify(&body).await;
             return None;
         }
         Some((body, items))
@@ -237,11 +253,19 @@ impl Job<'_> {
         }
     }
 
-    /// Sends the batch's notices, one per message and action, and removes its failed entries
-    /// (see [`notify`]); `body` is the batch's message.
-    async fn notify(&mut self, body: &[u8]) {
-        if !self.notices.is_empty() {
-            notify(self.delivery, body, std::mem::take(&mut self.notices)).await;
+    /// Ends the batch of message `queue_id`: its notices go to its sender, one per action, and
+    /// its failed entries are removed then (see [`super::outcome::notify`]); or, when the
+    /// message has batches at other destinations in the same round (`shared`), they wait for
+    /// theirs (see [`super::notices`]).
+    async fn notify(&mut self, queue_id: QueueId, shared: Option<Round>) {
+        let notices = std::mem::take(&mut self.notices);
+        let body = self.body.take();
+        let ready = match shared {
+            Some(round) => self.delivery.notices.finish(round, queue_id, body, notices),
+            None => Ready::new(body, notices),
+        };
+        if let Some(ready) = ready {
+            ready.send(self.delivery).await;
         }
     }
 

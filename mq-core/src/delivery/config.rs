@@ -71,6 +71,18 @@ pub struct DeliveryConfig {
         serialize_with = "crate::config::duration_text"
     )]
     pub delay_warning_time: Duration,
+    /// How long the bounce (or delay warning) of a message whose recipients are at several
+    /// domains waits for the jobs of the other domains taken with them (default 10 s). A
+    /// message gets one notice for all its recipients that failed together, as Postfix sends
+    /// one per queue file; the notice goes when the last of those jobs is done, or after this
+    /// long, so that a slow server (its timeouts run to minutes) does not hold the others'
+    /// report. What a job reports later goes out in a notice of its own. Ten seconds outlast
+    /// a transaction with a server that answers, and stay well within the shutdown timeout.
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
+    pub bounce_wait: Duration,
     /// STARTTLS towards MX hosts (default `opportunistic`).
     pub tls: TlsMode,
     /// A relay for every domain that is neither local nor in `routes`.
@@ -102,6 +114,7 @@ impl Default for DeliveryConfig {
             mx_session_limit: 2,
             attempt_timeout: Duration::from_mins(10),
             delay_warning_time: Duration::ZERO,
+            bounce_wait: Duration::from_secs(10),
             tls: TlsMode::Opportunistic,
             smarthost: None,
             routes: BTreeMap::new(),

@@ -6,6 +6,8 @@
 //! - `attempt`: one job: `queue_pickup`, the route, the SMTP client with the outbound hooks.
 //! - `cache`: idle connections kept between jobs for the next message to the same server.
 //! - `outcome`: `delivery_result`, ack / defer / bounce, and the log line of each attempt.
+//! - `notices`: a message's bounce held until every job of its round is done, so that it
+//!   names the recipients that failed at every domain.
 //! - `myself`: mq among a route's servers (its addresses, loopback, its name in a greeting),
 //!   so that mail never loops back into mq.
 //! - [`route`]: local Maildir, a relay, or MX; [`retry`]: the schedule; [`throttle`]: per-domain
@@ -23,6 +25,7 @@ pub mod config;
 pub mod dsn;
 pub mod maildir;
 mod myself;
+mod notices;
 mod outcome;
 pub mod retry;
 pub mod route;
@@ -56,6 +59,7 @@ use cache::ConnectionCache;
 use maildir::Maildir;
 use mq_plugin_api::Address;
 use myself::Myself;
+use notices::Notices;
 use route::Route;
 use throttle::Throttles;
 
@@ -74,6 +78,8 @@ pub struct Delivery {
     /// The client configuration of each relay's `ca_file`, loaded once.
     trust: BTreeMap<PathBuf, Arc<rustls::ClientConfig>>,
     in_flight: AtomicUsize,
+    /// What the jobs of a round left for a sender, until the message's last job is done.
+    notices: Notices,
     stats: DeliveryStats,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
@@ -125,6 +131,7 @@ impl Delivery {
             maildir: Maildir::new(data_dir.join("mail")),
             dns,
             in_flight: AtomicUsize::new(0),
+            notices: Notices::default(),
             stats: DeliveryStats::default(),
             wake_tx,
             wake_rx,

@@ -120,10 +120,11 @@ pub(crate) struct Leg<'a> {
     pub(crate) conn_use: Option<usize>,
 }
 
-/// What an attempt leaves for the sender to hear of. The job gathers the notices of one
-/// message's entries and sends one DSN for all of them ([`notify`]), as Postfix's bounce(8)
-/// does; a failed entry stays in the queue until then, so that the notice is queued before the
-/// entry is removed.
+/// What an attempt leaves for the sender to hear of. The notices of one message's entries
+/// taken in one round, at every destination, go out in one DSN ([`notify`], held by
+/// [`super::notices`] until the message's jobs are done), as Postfix's bounce(8) does; a
+/// failed entry stays in the queue until then, so that the notice is queued before the entry
+/// is removed.
 #[derive(Debug)]
 pub(crate) struct Notice {
     /// The entry: removed after the notice is queued when it failed, left deferred when it is
@@ -142,9 +143,32 @@ pub(crate) struct Notice {
     at: SystemTime,
 }
 
+#[cfg(test)]
+impl Notice {
+    /// A failure notice for `entry`, as a `550 5.1.1` at RCPT leaves.
+    pub(crate) fn refused(entry: Entry) -> Notice {
+        let reply = Reply::new(550, "5.1.1", "no such user");
+        let verdict = Verdict::from_reply(&reply, Some("mx.example[192.0.2.1]:25"));
+        let reason = verdict.reason();
+        notice(
+            entry,
+            &verdict,
+            Action::Failed,
+            "5.1.1".into(),
+            reason,
+            SystemTime::now(),
+        )
+    }
+
+    /// The entry it reports on.
+    pub(crate) fn entry(&self) -> &Entry {
+        &self.entry
+    }
+}
+
 /// Ends the attempt for `entry`: runs `delivery_result`, then acks or defers it; a final
-/// failure, and a deferral past `delay_warning_time`, come back as a [`Notice`] for the job to
-/// send with the others of the same message (a failed entry is removed only then).
+/// failure, and a deferral past `delay_warning_time`, come back as a [`Notice`] to be sent
+/// with the others of the same message (a failed entry is removed only then).
 pub(crate) async fn settle(
     worker: &Worker,
     ctx: &mut Context,
@@ -320,8 +344,8 @@ fn notice(
 }
 
 /// Sends the sender of each message one notice for all its recipients that failed in
-/// `notices` and one for those delayed, then removes the failed entries. `body` is the queued
-/// message they share (its header block is quoted).
+/// `notices` and one for those delayed, each naming them in the sender's order, then removes
+/// the failed entries. `body` is the queued message they share (its header block is quoted).
 ///
 /// The failure notice is queued first: a crash between the two then repeats the notice rather
 /// than losing it.
@@ -334,7 +358,8 @@ pub(crate) async fn notify(delivery: &Delivery, body: &[u8], notices: Vec<Notice
             None => messages.push(vec![notice]),
         }
     }
-    for message in messages {
+    for mut message in messages {
+        message.sort_by_key(|notice| notice.entry.recipient_index);
         let (failed, delayed): (Vec<Notice>, Vec<Notice>) = message
             .into_iter()
             .partition(|notice| notice.action == Action::Failed);

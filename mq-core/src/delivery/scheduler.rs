@@ -7,6 +7,9 @@
 //! `messages_per_connection` messages for its domain over one connection. A domain whose
 //! connections are all in use keeps its entries waiting here while other domains go on, so one
 //! slow or dead domain never starves the others.
+//!
+//! The entries of one take are a round: a message with batches at several destinations in it
+//! gets one notice for all of them ([`super::notices`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use smol::Timer;
 
 use super::Delivery;
 use super::attempt::{Batch, deliver};
+use super::notices::{Ready, Round};
 use crate::queue::{Entry, QueueId};
 use crate::runtime::{Spawner, Worker};
 use crate::smtp::client::Connection;
@@ -36,8 +40,10 @@ struct Waiting {
 }
 
 impl Waiting {
-    /// Files entries by destination, the entries of one message and destination in one batch.
-    fn add(&mut self, entries: Vec<Entry>, delivery: &Delivery) {
+    /// Files the entries of `round` by destination, the entries of one message and destination
+    /// in one batch; a message with batches at several destinations has its notices held until
+    /// they are all done.
+    fn add(&mut self, round: Round, entries: Vec<Entry>, delivery: &Delivery) {
         self.entries += entries.len();
         let mut batches: BTreeMap<(String, QueueId), Vec<Entry>> = BTreeMap::new();
         for entry in entries {
@@ -51,11 +57,23 @@ impl Waiting {
                 .or_default()
                 .push(entry);
         }
+        let mut per_message: BTreeMap<QueueId, usize> = BTreeMap::new();
+        for (_, queue_id) in batches.keys() {
+            *per_message.entry(*queue_id).or_default() += 1;
+        }
+        for (&queue_id, &count) in per_message.iter().filter(|(_, count)| **count > 1) {
+            delivery.notices.expect(round, queue_id, count);
+        }
         for ((domain, queue_id), entries) in batches {
-            self.domains
-                .entry(domain)
-                .or_default()
-                .push_back(Batch { queue_id, entries });
+            let shared = per_message
+                .get(&queue_id)
+                .is_some_and(|&count| count > 1)
+                .then_some(round);
+            self.domains.entry(domain).or_default().push_back(Batch {
+                queue_id,
+                entries,
+                shared,
+            });
         }
     }
 
@@ -78,6 +96,7 @@ impl Waiting {
 pub(crate) async fn run(worker: Worker, spawner: Spawner, delivery: Arc<Delivery>) {
     let mut waiting = Waiting::default();
     let mut next_core = 0;
+    let mut round: Round = 0;
     loop {
         if !wait(&worker, &delivery).await {
             break;
@@ -91,15 +110,42 @@ pub(crate) async fn run(worker: Worker, spawner: Spawner, delivery: Arc<Delivery
             let per_connection = delivery.config.messages_per_connection.max(1);
             let max = (free * per_connection).min(MAX_WAITING - waiting.entries);
             match delivery.queue.take_due(SystemTime::now(), max).await {
-                Ok(entries) => waiting.add(entries, &delivery),
+                Ok(entries) if !entries.is_empty() => {
+                    round += 1;
+                    waiting.add(round, entries, &delivery);
+                }
+                Ok(_) => {}
                 Err(error) => tracing::error!(%error, "cannot take due entries from the queue"),
             }
         }
         dispatch(&mut waiting, &delivery, &spawner, &mut next_core);
         close(&worker, delivery.connections.expired(Instant::now(), false));
+        let overdue = delivery
+            .notices
+            .overdue(Instant::now(), delivery.config.bounce_wait);
+        send(&worker, &delivery, overdue).await;
     }
     close(&worker, delivery.connections.expired(Instant::now(), true));
+    // The held notices go out now rather than after jobs that may take minutes; a job that
+    // ends later sends its own. Entries still waiting here stay queued for the next start.
+    send(&worker, &delivery, delivery.notices.all()).await;
     tracing::debug!(waiting = waiting.entries, "delivery scheduler stopped");
+}
+
+/// Sends notices that no job is left to send, each message's on a task of its own so that
+/// the scheduler goes on; once shutdown began, here: shutdown waits only for the tasks that
+/// were running when it began, this one among them.
+async fn send(worker: &Worker, delivery: &Arc<Delivery>, ready: Vec<Ready>) {
+    for ready in ready {
+        if worker.is_stopping() {
+            ready.send(delivery).await;
+        } else {
+            let delivery = Arc::clone(delivery);
+            worker
+                .spawn(async move { ready.send(&delivery).await })
+                .detach();
+        }
+    }
 }
 
 /// Says QUIT on idle connections taken out of the cache, each in a task of its own on
