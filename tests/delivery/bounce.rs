@@ -295,6 +295,8 @@ struct Seen {
     live_at_bounce: Vec<Vec<QueueId>>,
     /// Each bounce's entry removed from the queue (delivered, or failed for good), in order.
     bounces_settled: Vec<QueueId>,
+    /// Bounces still to refuse, as a queue that cannot write would.
+    refuse_bounces: usize,
 }
 
 /// The queue, noting what it is asked to do with bounces.
@@ -336,7 +338,12 @@ impl Queue for Witness {
     async fn enqueue(&self, message: NewMessage) -> Result<QueueId, QueueError> {
         if message.sender.is_null() {
             let live = self.inner.list().iter().map(|e| e.queue_id).collect();
-            self.seen().live_at_bounce.push(live);
+            let mut seen = self.seen();
+            seen.live_at_bounce.push(live);
+            if seen.refuse_bounces > 0 {
+                seen.refuse_bounces -= 1;
+                return Err(QueueError::Unavailable("the disk is full".into()));
+            }
         }
         self.inner.enqueue(message).await
     }
@@ -397,6 +404,41 @@ fn the_bounce_is_queued_before_the_failed_entry_is_removed() {
         live[0].contains(&id),
         "a crash as the bounce is queued would lose {id} and its bounce"
     );
+}
+
+#[test]
+fn a_failed_entry_whose_bounce_the_queue_refused_stays_queued_and_bounces_on_its_retry() {
+    let sink = Sink::start(Script::new().on_rcpt("bad@remote.test", "550 5.1.1 no such user"));
+    let (harness, seen) = Witness::started(sink.address().port());
+    seen.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .refuse_bounces = 1;
+    remote_mx(&harness);
+    let id = harness.send(
+        SENDER,
+        &["bad@remote.test"],
+        &message("bounce refused once"),
+    );
+
+    harness.wait_for("the refused bounce", || {
+        witnessed(&seen, |s| s.live_at_bounce.len()) == 1
+    });
+    harness.wait_for("the entry deferred", || {
+        harness
+            .entries()
+            .iter()
+            .any(|e| e.queue_id == id && e.last_error.is_some())
+    });
+    assert!(harness.mailbox(SENDER).is_empty(), "no bounce went out");
+
+    // Its retry fails it again, and this time the bounce is queued and the entry removed.
+    harness.queue.flush();
+    harness.wait_for("the bounce", || !harness.mailbox(SENDER).is_empty());
+    harness.wait_for("the entry removed", || {
+        harness.entries().iter().all(|e| e.queue_id != id)
+    });
+    assert_eq!(witnessed(&seen, |s| s.live_at_bounce.len()), 2);
+    assert_eq!(harness.mailbox(SENDER).len(), 1);
 }
 
 /// Routes each of `domains` through the test DNS server to the sink: MX `mx.DOMAIN` at

@@ -372,10 +372,18 @@ pub(crate) async fn notify(delivery: &Delivery, body: &[u8], notices: Vec<Notice
             .into_iter()
             .partition(|notice| requested(&notice.entry).is_none_or(|n| n.failure));
         send(delivery, body, &delayed).await;
-        send(delivery, body, &reported).await;
-        for notice in reported.into_iter().chain(unreported) {
+        let bounced = send(delivery, body, &reported).await;
+        for notice in unreported {
             let reason = notice.reason;
             ack(delivery, &notice.entry, AckResult::Failed { reason }).await;
+        }
+        for notice in reported {
+            if bounced {
+                let reason = notice.reason;
+                ack(delivery, &notice.entry, AckResult::Failed { reason }).await;
+            } else {
+                keep_unbounced(delivery, &notice.entry).await;
+            }
         }
     }
 }
@@ -430,11 +438,24 @@ async fn ack(delivery: &Delivery, entry: &Entry, result: AckResult) {
     }
 }
 
+/// A failed entry whose bounce the queue did not take stays queued, due again after the retry
+/// schedule's next delay: that attempt fails it again and bounces it then. Removing it would lose
+/// both the message and the sender's only word of it.
+async fn keep_unbounced(delivery: &Delivery, entry: &Entry) {
+    let until = SystemTime::now() + delivery.config.retry.delay_after(entry.attempts + 1);
+    let error = "failed, but its bounce could not be queued: kept to bounce later".to_owned();
+    tracing::warn!(queue_id = %entry.queue_id, recipient = %entry.recipient, "{error}");
+    if let Err(error) = delivery.queue.defer(entry, until, error).await {
+        tracing::error!(queue_id = %entry.queue_id, %error, "cannot defer the entry");
+    }
+}
+
 /// Queues one notice for `notices`, entries of one message with one action, to its sender;
-/// none for a bounce (null sender) or when there is nothing to report.
-async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) {
+/// none for a bounce (null sender) or when there is nothing to report. False only when a
+/// notice was due and the queue refused it.
+async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) -> bool {
     let Some(first) = notices.first() else {
-        return;
+        return true;
     };
     let entry = &first.entry;
     let queue_id = entry.queue_id.to_string();
@@ -465,7 +486,7 @@ async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) {
         smtputf8: entry.extensions.as_ref().is_some_and(|e| e.smtputf8),
     };
     let Some(notice) = report_message(&report, SystemTime::now(), "mq[bounce]") else {
-        return;
+        return true;
     };
     let what = match first.action {
         Action::Delayed => "sender delay notification",
@@ -478,9 +499,11 @@ async fn send(delivery: &Delivery, body: &[u8], notices: &[Notice]) {
                 bounces.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             tracing::info!(queue_id = %entry.queue_id, bounce = %id, recipients = notices.len(), "{what}");
+            true
         }
         Err(error) => {
             tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the {what}");
+            false
         }
     }
 }
