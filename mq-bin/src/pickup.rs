@@ -142,7 +142,11 @@ impl Pickup<'_> {
             .filter_map(|entry| Some(entry.ok()?.file_name()))
             .filter(|name| {
                 let text = name.to_string_lossy();
-                !text.starts_with(TEMPORARY) && text != CORRUPT && !self.stuck.contains(name)
+                if text.starts_with(TEMPORARY) {
+                    remove_if_stale(&dir.join(name));
+                    return false;
+                }
+                text != CORRUPT && !self.stuck.contains(name)
             })
             .collect();
         names.sort();
@@ -280,4 +284,27 @@ fn read_at_most(file: File, limit: u64) -> Result<Vec<u8>, Refused> {
         return Err(Refused::TooLarge(bytes.len() as u64));
     }
     Ok(bytes)
+}
+
+/// How old a sendmail's temporary file may get: one is renamed within moments of its writing
+/// (sendmail reads the whole message first), so an older one is what a crash left.
+const STALE_TEMPORARY: Duration = Duration::from_hours(1);
+
+/// Removes the temporary file at `path` when a crashed sendmail left it, as Postfix's postsuper
+/// removes stale maildrop files.
+fn remove_if_stale(path: &Path) {
+    let age = std::fs::symlink_metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok());
+    if age.is_some_and(|age| age >= STALE_TEMPORARY) {
+        match std::fs::remove_file(path) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "removed a stale maildrop temporary file")
+            }
+            Err(error) => {
+                tracing::warn!(file = %path.display(), "cannot remove a stale maildrop temporary file: {error}")
+            }
+        }
+    }
 }

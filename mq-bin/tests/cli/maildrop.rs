@@ -153,6 +153,11 @@ fn a_running_server_picks_up_dropped_files_and_moves_bad_ones_to_corrupt() {
     std::os::unix::fs::symlink(&scratch.config, maildrop.join("3.0.link")).unwrap();
     // Being written: left alone.
     std::fs::write(maildrop.join(".tmp-unfinished"), b"mq-maildrop: 1\n").unwrap();
+    // What a sendmail that crashed two hours ago left: removed.
+    let stale = std::fs::File::create(maildrop.join(".tmp-crashed")).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_hours(2);
+    stale.set_modified(two_hours_ago).unwrap();
+    drop(stale);
     wait_until(&server, "the bad files in corrupt/", || {
         ["1.1.garbage", "2.1.large", "3.0.link"]
             .iter()
@@ -193,7 +198,14 @@ fn a_running_server_picks_up_dropped_files_and_moves_bad_ones_to_corrupt() {
     assert_eq!(
         dropped(&maildrop),
         [maildrop.join(".tmp-unfinished")],
-        "picked-up files are removed"
+        "picked-up files and the stale temporary file are removed"
+    );
+    assert!(
+        server
+            .log()
+            .contains("removed a stale maildrop temporary file"),
+        "{}",
+        server.log()
     );
     let replies = smtp(server.smtp(), &["EHLO client.example", "QUIT"]);
     assert!(replies[1].starts_with("250"), "{replies:?}");
