@@ -38,6 +38,11 @@ peak_rss_mb() {
     echo "$(awk '/VmHWM/ { print $2 }' "/proc/$1/status") / 1024" | bc -l
 }
 
+# CPU seconds (user + system) process PID has used so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 # Stops `mq serve` (PID) as an operator would, and waits for it.
 stop_mq() {
     kill -TERM "$1"

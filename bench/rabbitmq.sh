@@ -35,11 +35,6 @@ received() {
     tr '\r' '\n' < "$1" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2
 }
 
-# CPU seconds (user + system) process PID has used so far.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-
 # The broker's Erlang VM.
 broker_pid() {
     pgrep -o -f 'beam.smp.*rabbit' || echo 0

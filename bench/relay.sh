@@ -2,7 +2,9 @@
 # End-to-end relay benchmark: Postfix's smtp-source → `mq serve` (durable queue, fsync on) →
 # smarthost → Postfix's smtp-sink, all over loopback. For each message size and concurrency it
 # prints messages/s arriving at the sink (from the first message sent to the last one
-# received) and mq's peak RSS.
+# received), mq's peak RSS, and the CPU seconds per 1,000 messages of mq, the sink and the
+# source. Then the same load from smtp-source straight into smtp-sink, with no mq between:
+# the rate the sink and the source reach alone on this machine, which bounds the relay's.
 #
 #   bench/relay.sh                     # 5 KB and 100 KB at concurrency 20 and 100
 #   SIZES="5120" CONCURRENCY="20" MESSAGES=20000 bench/relay.sh
@@ -34,7 +36,7 @@ received() {
 }
 
 run() {
-    local size=$1 concurrency=$2 messages dir pid sink start end got=0 rss
+    local size=$1 concurrency=$2 messages dir pid sink start end got=0 rss cpu_mq cpu_sink cpu_source
     messages=$(messages_for "$size")
     dir=$(mktemp -d)
     base_config "$PORT" "$dir" > "$dir/mq.toml"
@@ -53,20 +55,64 @@ CONF
     pid=$!
     wait_for_port "$PORT"
     start=$(date +%s.%N)
-    smtp-source -s "$concurrency" -l "$size" -m "$messages" -f sender@client.test -t user@remote.test "127.0.0.1:$PORT"
-    for _ in $(seq 1200); do
-        got=$(received "$dir/sink"); got=${got:-0}
-        [ "$got" -ge "$messages" ] && break
-        sleep 0.1
-    done
+    cpu_source=$(source_cpu "$dir" "$PORT" "$size" "$concurrency" "$messages")
+    got=$(wait_received "$dir/sink" "$messages")
     end=$(date +%s.%N)
     rss=$(peak_rss_mb "$pid")
+    cpu_mq=$(cpu_seconds "$pid")
+    cpu_sink=$(cpu_seconds "$sink")
     stop_mq "$pid"
     kill "$sink"; wait "$sink" 2>/dev/null || true
-    printf '%7d B  c=%-4d %6d msgs  %8.0f msg/s at the sink  peak RSS %6.1f MB  (received %d)\n' \
-        "$size" "$concurrency" "$messages" "$(echo "$got / ($end - $start)" | bc -l)" \
-        "$rss" "$got"
+    printf '%7d B  c=%-4d %6d msgs  %8.0f msg/s at the sink  peak RSS %6.1f MB  CPU s per 1,000: mq %5.2f sink %5.2f source %5.2f  (received %d)\n' \
+        "$size" "$concurrency" "$messages" "$(echo "$got / ($end - $start)" | bc -l)" "$rss" \
+        "$(per_thousand "$cpu_mq" "$messages")" "$(per_thousand "$cpu_sink" "$messages")" \
+        "$(per_thousand "$cpu_source" "$messages")" "$got"
     rm -rf "$dir"
+    alone "$size" "$concurrency" "$messages"
+}
+
+# The same load from smtp-source straight into smtp-sink: what the two reach with no mq.
+alone() {
+    local size=$1 concurrency=$2 messages=$3 dir sink start end got cpu_sink cpu_source
+    dir=$(mktemp -d)
+    smtp-sink -c -u nobody "127.0.0.1:$SINK_PORT" 1024 > "$dir/sink" 2>&1 &
+    sink=$!
+    wait_for_port "$SINK_PORT"
+    start=$(date +%s.%N)
+    cpu_source=$(source_cpu "$dir" "$SINK_PORT" "$size" "$concurrency" "$messages")
+    got=$(wait_received "$dir/sink" "$messages")
+    end=$(date +%s.%N)
+    cpu_sink=$(cpu_seconds "$sink")
+    kill "$sink"; wait "$sink" 2>/dev/null || true
+    printf '%7d B  c=%-4d %6d msgs  %8.0f msg/s source straight into the sink       CPU s per 1,000: sink %5.2f source %5.2f  (received %d)\n' \
+        "$size" "$concurrency" "$messages" "$(echo "$got / ($end - $start)" | bc -l)" \
+        "$(per_thousand "$cpu_sink" "$messages")" "$(per_thousand "$cpu_source" "$messages")" "$got"
+    rm -rf "$dir"
+}
+
+# Runs smtp-source against PORT; prints the CPU seconds it used.
+source_cpu() {
+    local dir=$1 port=$2 size=$3 concurrency=$4 messages=$5
+    # bash's own `time`: user and system seconds of the child, on stderr.
+    ( TIMEFORMAT='%3U %3S'
+      time smtp-source -s "$concurrency" -l "$size" -m "$messages" -f sender@client.test \
+          -t user@remote.test "127.0.0.1:$port" >/dev/null 2>&1 ) 2> "$dir/source-time"
+    awk '{ print $1 + $2 }' "$dir/source-time"
+}
+
+# Waits (at most 120 s) until the sink logging to FILE received MESSAGES; prints how many it did.
+wait_received() {
+    local got=0
+    for _ in $(seq 1200); do
+        got=$(received "$1"); got=${got:-0}
+        [ "$got" -ge "$2" ] && break
+        sleep 0.1
+    done
+    echo "$got"
+}
+
+per_thousand() {
+    echo "$1 * 1000 / $2" | bc -l
 }
 
 run_all
