@@ -300,10 +300,10 @@ fn remove_if_stale(path: &Path) {
     if age.is_some_and(|age| age >= STALE_TEMPORARY) {
         match std::fs::remove_file(path) {
             Ok(()) => {
-                tracing::info!(file = %path.display(), "removed a stale maildrop temporary file")
+                tracing::info!(file = %path.display(), "removed a stale maildrop temporary file");
             }
             Err(error) => {
-                tracing::warn!(file = %path.display(), "cannot remove a stale maildrop temporary file: {error}")
+                tracing::warn!(file = %path.display(), "cannot remove a stale maildrop temporary file: {error}");
             }
         }
     }
