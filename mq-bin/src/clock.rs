@@ -13,7 +13,7 @@ pub(crate) fn unix_now() -> u64 {
 
 /// The civil date and time of `seconds` since the epoch, UTC: year, month, day, hour, minute,
 /// second, and the weekday (0 = Sunday).
-fn civil(seconds: u64) -> (u64, u32, u32, u32, u32, u32, u32) {
+pub(crate) fn civil(seconds: u64) -> (u64, u32, u32, u32, u32, u32, u32) {
     let days = seconds / 86_400;
     let rest = seconds % 86_400;
     // Days to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`), unsigned: the
