@@ -44,8 +44,10 @@ async fn timed<T>(
 pub(super) struct Io {
     /// `None` only while the stream is being upgraded to TLS, and after a failed upgrade.
     stream: Option<Stream>,
-    /// What was read and not parsed yet.
+    /// The read buffer, zeroed once when it grows: `input[..filled]` was read and not parsed
+    /// yet.
     input: Vec<u8>,
+    filled: usize,
     /// The reply coming in `input`, parsed as far as it has come.
     parser: ReplyParser,
 }
@@ -66,7 +68,8 @@ impl Io {
             .map_err(ClientError::Connect)?;
         Ok(Io {
             stream: Some(Either::Left(tcp)),
-            input: Vec::with_capacity(READ_CHUNK),
+            input: vec![0; READ_CHUNK],
+            filled: 0,
             parser: ReplyParser::default(),
         })
     }
@@ -103,9 +106,10 @@ impl Io {
     ) -> Result<ParsedReply, ClientError> {
         timed(stage, timeout, async {
             loop {
-                match self.parser.parse(&self.input) {
+                match self.parser.parse(&self.input[..self.filled]) {
                     Ok(Some(parsed)) => {
-                        self.input.drain(..parsed.consumed);
+                        self.input.copy_within(parsed.consumed..self.filled, 0);
+                        self.filled -= parsed.consumed;
                         return Ok(parsed);
                     }
                     Ok(None) => self.fill(stage).await?,
@@ -116,18 +120,18 @@ impl Io {
         .await
     }
 
-    /// Reads more input; the end of the stream is an error, since a reply is due. Not
-    /// cancel-safe (a read dropped by a timeout leaves the buffer padded), which is why a timeout
-    /// leaves the connection unusable.
+    /// Reads more input; the end of the stream is an error, since a reply is due. A timeout
+    /// still leaves the connection unusable: the reply it cut off may come later.
     async fn fill(&mut self, stage: Stage) -> Result<(), ClientError> {
-        let filled = self.input.len();
-        self.input.resize(filled + READ_CHUNK, 0);
+        if self.input.len() - self.filled < READ_CHUNK / 2 {
+            // A reply longer than the buffer so far (a long EHLO list): room for more.
+            self.input.resize(self.filled + READ_CHUNK, 0);
+        }
         let read = match self.stream.as_mut() {
-            Some(stream) => stream.read(&mut self.input[filled..]).await,
+            Some(stream) => stream.read(&mut self.input[self.filled..]).await,
             None => Err(io::ErrorKind::NotConnected.into()),
         };
-        self.input
-            .truncate(filled + read.as_ref().map_or(0, |&read| read));
+        self.filled += read.as_ref().map_or(0, |&read| read);
         match read {
             Ok(0) => Err(ClientError::Io(stage, io::ErrorKind::UnexpectedEof.into())),
             Ok(_) => Ok(()),
@@ -180,7 +184,7 @@ impl Io {
         };
         // Whatever the server sent after its 220 came in plaintext, and must not be taken as
         // sent under TLS (RFC 3207 §4.2).
-        self.input.clear();
+        self.filled = 0;
         self.parser = ReplyParser::default();
         let handshake = async {
             let connector = TlsConnector::from(config);
