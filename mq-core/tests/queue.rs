@@ -134,6 +134,36 @@ fn the_body_comes_back_byte_for_byte() {
     assert_eq!(&*block_on(queue.body(&id)).unwrap(), &body[..]);
 }
 
+/// The body a delivery asks for right after the enqueue (kept from the write) and the one it
+/// asks for again (read back from the journal) are the message's, and a deleted message has
+/// none, whichever way it would have come.
+#[test]
+fn the_body_asked_for_at_once_and_again_is_the_same_and_a_deleted_message_has_none() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let body: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let id = block_on(queue.enqueue(message(&["a@example.net"], &body))).unwrap();
+    assert_eq!(&*block_on(queue.body(&id)).unwrap(), &body[..]);
+    assert_eq!(&*block_on(queue.body(&id)).unwrap(), &body[..]);
+
+    let deleted = block_on(queue.enqueue(message(&["b@example.net"], b"gone"))).unwrap();
+    block_on(queue.delete(&deleted)).unwrap();
+    assert!(matches!(
+        block_on(queue.body(&deleted)),
+        Err(QueueError::NotFound(_))
+    ));
+    let taken = block_on(queue.take_due(SystemTime::now(), 10)).unwrap();
+    let done = block_on(queue.enqueue(message(&["c@example.net"], b"done"))).unwrap();
+    let entry = block_on(queue.take_due(SystemTime::now(), 10)).unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(entry[0].queue_id, done);
+    block_on(queue.ack(&entry[0], AckResult::Delivered)).unwrap();
+    assert!(matches!(
+        block_on(queue.body(&done)),
+        Err(QueueError::NotFound(_))
+    ));
+}
+
 #[test]
 fn take_due_hands_out_each_due_entry_once() {
     let dir = TempDir::new().unwrap();

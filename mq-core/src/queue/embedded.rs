@@ -15,6 +15,7 @@ use smol::channel::Sender;
 
 use super::error::QueueError;
 use super::fault::Health;
+use super::hot::{self, Hot};
 use super::id::IdSource;
 use super::index::Index;
 use super::journal::{self, Framed, HEADER, MAX_RECORD};
@@ -94,6 +95,8 @@ impl Default for EmbeddedOptions {
 pub struct EmbeddedQueue {
     dir: PathBuf,
     index: Arc<Mutex<Index>>,
+    /// Bodies just written, for the delivery that follows.
+    hot: Arc<Mutex<Hot>>,
     ids: IdSource,
     requests: Sender<Request>,
     writer: Option<JoinHandle<()>>,
@@ -121,7 +124,9 @@ impl EmbeddedQueue {
         let index = Arc::new(Mutex::new(recovered.index));
         let health = Arc::new(Health::new(recovered.damage));
         let (requests, receiver) = smol::channel::bounded(PENDING_REQUESTS);
+        let hot = Arc::new(Mutex::new(Hot::default()));
         let writer = Writer {
+            hot: Arc::clone(&hot),
             dir: dir.to_owned(),
             fsync: options.fsync,
             segment_size: options.segment_size,
@@ -136,6 +141,7 @@ impl EmbeddedQueue {
         Ok(EmbeddedQueue {
             dir: dir.to_owned(),
             index,
+            hot,
             ids,
             requests,
             writer: Some(writer.spawn()?),
@@ -233,6 +239,9 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn body(&self, id: &QueueId) -> Result<Arc<[u8]>, QueueError> {
+        if let Some(body) = hot::lock(&self.hot).take(*id) {
+            return Ok(body);
+        }
         let body = lock(&self.index)
             .body(*id)
             .ok_or(QueueError::NotFound(*id))?;

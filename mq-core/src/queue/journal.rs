@@ -49,6 +49,11 @@ impl Framed {
         (self.head.len() + self.body.len()) as u64
     }
 
+    /// The body (empty for most records).
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// The frame's bytes, in order: the head, then the body (empty for most records).
     pub(crate) fn parts(&self) -> [&[u8]; 2] {
         [&self.head, &self.body]

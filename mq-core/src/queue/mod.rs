@@ -70,6 +70,7 @@
 mod embedded;
 mod error;
 mod fault;
+mod hot;
 mod id;
 mod index;
 pub(crate) mod journal;

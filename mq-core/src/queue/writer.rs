@@ -25,6 +25,7 @@ use smol::channel::{Receiver, TryRecvError};
 
 use super::error::QueueError;
 use super::fault::{Fault, Health};
+use super::hot::{self, Hot};
 use super::index::{Index, Placement};
 use super::journal::{self, Framed};
 use super::record::Record;
@@ -60,6 +61,8 @@ pub(crate) struct Writer {
     pub(crate) fsync: bool,
     pub(crate) segment_size: u64,
     pub(crate) index: Arc<Mutex<Index>>,
+    /// Bodies just written, kept for their delivery.
+    pub(crate) hot: Arc<Mutex<Hot>>,
     pub(crate) requests: Receiver<Request>,
     /// The current segment, its number and length.
     pub(crate) file: Arc<File>,
@@ -158,6 +161,16 @@ impl Writer {
             }
         }
         let placed = self.append(&frames);
+        if placed.is_ok() {
+            // A copy of each new body (as room allows) for the delivery about to ask for it;
+            // kept before the message is in the index, so no delivery misses it.
+            let mut hot = hot::lock(&self.hot);
+            for (record, frame) in records.iter().zip(&frames) {
+                if let Record::Message(message) = record {
+                    hot.offer(message.id, frame.body());
+                }
+            }
+        }
         // The bodies are on disk: free them before anyone is answered.
         drop(frames);
         let counts = placed.map(|at| self.apply(records.into_iter().zip(at)));
@@ -262,11 +275,16 @@ impl Writer {
                     Record::Done { id, .. } | Record::Delete { id } => Some(*id),
                     _ => None,
                 };
+                if let Record::Hold { id } = &record {
+                    // Not delivered until released, maybe long after: read back then.
+                    hot::lock(&self.hot).forget(*id);
+                }
                 let touched = index.apply(record, at);
                 if let Some(id) = ends
                     && touched > 0
                     && !index.contains(id)
                 {
+                    hot::lock(&self.hot).forget(id);
                     tracing::info!(queue_id = %id, "removed");
                 }
                 touched
