@@ -59,14 +59,14 @@ mod tests {
     #[test]
     fn a_body_is_taken_once_and_room_is_bounded() {
         let mut hot = Hot::default();
-        hot.offer(id(1), &[1; 600 << 10]);
+        hot.offer(id(1), &vec![1; 600 << 10]);
         // No room for a second one this large: it is read from the journal instead.
-        hot.offer(id(2), &[2; 600 << 10]);
+        hot.offer(id(2), &vec![2; 600 << 10]);
         assert_eq!(hot.take(id(2)), None);
         assert_eq!(hot.take(id(1)).map(|b| b.len()), Some(600 << 10));
         assert_eq!(hot.take(id(1)), None, "taken once");
         // The room is back.
-        hot.offer(id(3), &[3; 600 << 10]);
+        hot.offer(id(3), &vec![3; 600 << 10]);
         hot.forget(id(3));
         assert_eq!(hot.bytes, 0);
         assert!(hot.bodies.is_empty());
