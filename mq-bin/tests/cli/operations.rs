@@ -382,3 +382,56 @@ fn a_session_is_logged_by_connect_and_disconnect_lines_with_its_command_counts()
     assert!(connected[0].contains("INFO"), "{}", connected[0]);
     server.terminate().assert_success();
 }
+
+#[test]
+fn a_client_over_the_connection_limit_is_logged_connected_refused_and_disconnected() {
+    let scratch = Scratch::new();
+    let config = std::fs::read_to_string(&scratch.config).unwrap();
+    // Loopback is a relay network, exempt from the limit unless the exemptions say otherwise.
+    let config = config.replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nmax_connections_per_ip = 1\nconnection_limit_exemptions = []\n",
+        1,
+    );
+    std::fs::write(&scratch.config, config).unwrap();
+    let mut server = scratch.serve();
+    // The first connection holds the one place; the second is turned away with 421.
+    let first = std::net::TcpStream::connect(server.smtp()).unwrap();
+    let mut greeting = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(first.try_clone().unwrap()),
+        &mut greeting,
+    )
+    .unwrap();
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let replies = smtp(server.smtp(), &[]);
+    assert!(replies[0].starts_with("421 4.7.0 "), "{replies:?}");
+    server.wait_for_log(" commands=0");
+    let log = server.log();
+    let refused: Vec<&str> = log
+        .lines()
+        .skip_while(|line| !line.contains("connection limit exceeded by "))
+        .collect();
+    assert!(!refused.is_empty(), "no warning line:\n{log}");
+    assert!(refused[0].contains("WARN"), "{}", refused[0]);
+    assert!(
+        refused[0].contains("reply=421 4.7.0 "),
+        "the reply given: {}",
+        refused[0]
+    );
+    let client = refused[0]
+        .split("connection limit exceeded by ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    assert!(
+        log.contains(&format!("connect from {client}")),
+        "connect line for {client}:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("disconnect from {client} commands=0")),
+        "disconnect line for {client}:\n{log}"
+    );
+    drop(first);
+    server.terminate().assert_success();
+}

@@ -42,9 +42,14 @@ pub(crate) async fn run<S: SessionStream>(
     let _slot = match shared.admit(client.ip()) {
         Ok(slot) => slot,
         Err(reply) => {
+            // As Postfix's smtpd logs a client its connection limits turn away.
+            tracing::info!("connect from {}", Client(client));
+            tracing::warn!(reply = %reply, "connection limit exceeded by {}", Client(client));
             shared.stats.reply(reply.code());
             conn.reply(&reply);
-            return conn.close().await;
+            conn.close().await;
+            tracing::info!(commands = 0, "disconnect from {}", Client(client));
+            return;
         }
     };
     let mut host = worker.host();
