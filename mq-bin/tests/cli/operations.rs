@@ -340,6 +340,7 @@ fn delivery_shows_on_the_metrics_page() {
 fn a_session_is_logged_by_connect_and_disconnect_lines_with_its_command_counts() {
     let scratch = Scratch::new();
     let mut server = scratch.serve();
+    let too_long = format!("NOOP {}", "x".repeat(600));
     let replies = smtp(
         server.smtp(),
         &[
@@ -353,11 +354,13 @@ fn a_session_is_logged_by_connect_and_disconnect_lines_with_its_command_counts()
             "hi",
             ".",
             "XYZZY",
+            &too_long,
             "QUIT",
         ],
     );
     assert!(replies[3].starts_with("501 "), "{replies:?}");
-    server.wait_for_log(" commands=5/7");
+    assert!(replies[8].starts_with("500 5.5.0 "), "{replies:?}");
+    server.wait_for_log(" commands=5/8");
     let log = server.log();
     let ours = log
         .lines()
@@ -371,7 +374,7 @@ fn a_session_is_logged_by_connect_and_disconnect_lines_with_its_command_counts()
     assert!(client.starts_with("unknown[127.0.0.1]:"), "{ours}");
     assert_eq!(
         counts,
-        "ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 unknown=0/1 commands=5/7"
+        "ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 unknown=0/2 commands=5/8"
     );
     let connect = format!("connect from {client}");
     let connected: Vec<&str> = log

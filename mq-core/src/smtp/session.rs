@@ -290,7 +290,10 @@ impl<S: SessionStream> Session<S> {
             let line = match read {
                 Ok(Line::Complete(line)) => line,
                 Ok(Line::TooLong) => {
-                    match self.error(&Reply::new(500, "5.5.0", "Error: line too long")) {
+                    let flow = self.error(&Reply::new(500, "5.5.0", "Error: line too long"));
+                    // A command like any other in the `disconnect` counts, a refused one.
+                    self.counts.count("unknown", 500);
+                    match flow {
                         Flow::Continue => continue,
                         Flow::Quit => return,
                     }
