@@ -240,16 +240,24 @@ impl Visit for Fields<'_> {
 mod tests {
     use super::*;
 
-    /// What a subscriber built by `build` writes for the events `emit` sends.
-    fn written(
-        build: impl FnOnce(
-            tracing_subscriber::fmt::SubscriberBuilder,
-            Buffer,
-        ) -> Box<dyn Subscriber + Send + Sync>,
-        emit: impl Fn(),
-    ) -> String {
+    /// What a subscriber writing its lines with `format`, without colours, writes for the
+    /// events `emit` sends.
+    fn written<F>(format: F, emit: impl Fn()) -> String
+    where
+        F: FormatEvent<
+                tracing_subscriber::Registry,
+                tracing_subscriber::fmt::format::DefaultFields,
+            > + Send
+            + Sync
+            + 'static,
+    {
         let buffer = Buffer::default();
-        let subscriber = build(tracing_subscriber::fmt(), buffer.clone());
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .event_format(format)
+            .with_writer(move || writer.clone())
+            .finish();
         tracing::subscriber::with_default(subscriber, emit);
         String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
     }
@@ -278,29 +286,8 @@ mod tests {
 
     #[test]
     fn the_text_lines_read_as_tracing_subscribers_own() {
-        let ours = written(
-            |builder, buffer| {
-                Box::new(
-                    builder
-                        .with_ansi(false)
-                        .event_format(Text)
-                        .with_writer(move || buffer.clone())
-                        .finish(),
-                )
-            },
-            events,
-        );
-        let theirs = written(
-            |builder, buffer| {
-                Box::new(
-                    builder
-                        .with_ansi(false)
-                        .with_writer(move || buffer.clone())
-                        .finish(),
-                )
-            },
-            events,
-        );
+        let ours = written(Text, events);
+        let theirs = written(tracing_subscriber::fmt::format(), events);
         // The same lines but for the time each was written.
         let after_time = |text: &str| -> Vec<String> {
             text.lines()
@@ -316,21 +303,10 @@ mod tests {
 
     #[test]
     fn control_characters_in_a_value_are_escaped_and_a_value_never_breaks_the_line() {
-        let text = written(
-            |builder, buffer| {
-                Box::new(
-                    builder
-                        .with_ansi(false)
-                        .event_format(Text)
-                        .with_writer(move || buffer.clone())
-                        .finish(),
-                )
-            },
-            || {
-                let helo = "evil\x1b[31m\r\nforged line\u{9b}";
-                tracing::info!(helo = %helo, "connect");
-            },
-        );
+        let text = written(Text, || {
+            let helo = "evil\x1b[31m\r\nforged line\u{9b}";
+            tracing::info!(helo = %helo, "connect");
+        });
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(
             text.ends_with(" connect helo=evil\\x1b[31m\\x0d\\x0aforged line\\u{9b}\n"),
@@ -340,30 +316,10 @@ mod tests {
 
     #[test]
     fn an_event_is_one_json_object_with_its_fields() {
-        use std::io::Write as _;
-        use std::sync::{Arc, Mutex};
-
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().write(bytes)
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(Json)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let text = written(Json, || {
             let id = "0006ABC";
             tracing::info!(queue_id = %id, nrcpt = 2_u64, "message-id" = "<a@b>", "message accepted");
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         let line: Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(line["message"], "message accepted");
         assert_eq!(line["queue_id"], "0006ABC");
@@ -371,6 +327,5 @@ mod tests {
         assert_eq!(line["message-id"], "<a@b>");
         assert_eq!(line["level"], "INFO");
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'), "{line}");
-        let _ = std::io::sink().flush();
     }
 }
