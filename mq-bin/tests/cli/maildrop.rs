@@ -40,15 +40,24 @@ fn drop_file(maildrop: &Path, name: &str, bytes: &[u8]) {
     std::fs::rename(&temporary, maildrop.join(name)).unwrap();
 }
 
+/// The uid and gid of `nobody`, to run sendmail as another user; `None`, said on stderr, when
+/// the test cannot (not root, or no such user): the test is then skipped.
+fn nobody() -> Option<(u32, u32)> {
+    if crate::service::uids(std::process::id())[1] != 0 {
+        eprintln!("skipped: sendmail as another user needs the test to run as root");
+        return None;
+    }
+    let found = crate::service::nobody();
+    if found.is_none() {
+        eprintln!("skipped: no user nobody in /etc/passwd");
+    }
+    found
+}
+
 #[test]
 fn an_unprivileged_sendmail_with_the_server_stopped_uses_the_maildrop_and_the_next_server_delivers()
 {
-    if crate::service::uids(std::process::id())[1] != 0 {
-        eprintln!("skipped: sendmail as another user needs the test to run as root");
-        return;
-    }
-    let Some((uid, gid)) = crate::service::nobody() else {
-        eprintln!("skipped: no user nobody in /etc/passwd");
+    let Some((uid, gid)) = nobody() else {
         return;
     };
     let scratch = Scratch::new();
@@ -214,12 +223,7 @@ fn a_running_server_picks_up_dropped_files_and_moves_bad_ones_to_corrupt() {
 
 #[test]
 fn an_unprivileged_sendmail_with_a_server_running_submits_through_it() {
-    if crate::service::uids(std::process::id())[1] != 0 {
-        eprintln!("skipped: sendmail as another user needs the test to run as root");
-        return;
-    }
-    let Some((uid, gid)) = crate::service::nobody() else {
-        eprintln!("skipped: no user nobody in /etc/passwd");
+    let Some((uid, gid)) = nobody() else {
         return;
     };
     let scratch = Scratch::new();
