@@ -164,9 +164,11 @@ impl Writer {
         if placed.is_ok() {
             // A copy of each new body (as room allows) for the delivery about to ask for it;
             // kept before the message is in the index, so no delivery misses it.
-            let mut hot = hot::lock(&self.hot);
+            // Locked only for a batch that holds new messages: acknowledgements alone take none.
+            let mut hot = None;
             for (record, frame) in records.iter().zip(&frames) {
                 if let Record::Message(message) = record {
+                    let hot = hot.get_or_insert_with(|| hot::lock(&self.hot));
                     hot.offer(message.id, frame.body());
                 }
             }
@@ -269,6 +271,8 @@ impl Writer {
     /// logs `removed`, as Postfix's qmgr does: the last line of a message's life.
     fn apply(&self, records: impl Iterator<Item = (Record, Placement)>) -> Vec<usize> {
         let mut index = lock(&self.index);
+        // Once per batch, not per message; always after the index's, never the other way round.
+        let mut hot = hot::lock(&self.hot);
         records
             .map(|(record, at)| {
                 let ends = match &record {
@@ -277,14 +281,14 @@ impl Writer {
                 };
                 if let Record::Hold { id } = &record {
                     // Not delivered until released, maybe long after: read back then.
-                    hot::lock(&self.hot).forget(*id);
+                    hot.forget(*id);
                 }
                 let touched = index.apply(record, at);
                 if let Some(id) = ends
                     && touched > 0
                     && !index.contains(id)
                 {
-                    hot::lock(&self.hot).forget(id);
+                    hot.forget(id);
                     tracing::info!(queue_id = %id, "removed");
                 }
                 touched
