@@ -290,10 +290,9 @@ pub(crate) fn enqueue(queue: &dyn Queue, sender: &str, recipients: &[&str], body
 }
 
 /// A port of `127.0.0.1` that was free a moment ago, for a server whose port must be known
-/// before it starts.
+/// before it starts (see [`mq_core::testkit::unused_port`]).
 pub(crate) fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("a free port");
-    listener.local_addr().expect("a bound address").port()
+    mq_core::testkit::unused_port().port()
 }
 
 /// A small message with a fixed header: `subject` names it.

@@ -2,7 +2,7 @@
 //! loopback ports with its data in a temporary directory, killed if a test leaves it running.
 
 use std::io::{BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -101,10 +101,10 @@ pub(crate) fn success(output: &Output) -> String {
     stdout(output)
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, that no connection can take before a server
+/// binds it (see [`mq_core::testkit::unused_port`]).
 pub(crate) fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address")
+    mq_core::testkit::unused_port()
 }
 
 /// A data directory and a config file for one server: SMTP on a port the server picks, the

@@ -139,9 +139,7 @@ fn an_outbox_document_is_delivered_and_its_result_keeps_custom_keys() {
         return;
     };
     let sink = Sink::start(Script::new());
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let admin = mq_core::testkit::unused_port();
     let _node = Node::start(
         &broker.rabbit_section(""),
         &format!("[admin]\nlisten = \"{admin}\"\n"),

@@ -14,6 +14,8 @@
 //!   them (same chain rules, same guards).
 //! - [`sink`] starts a [`Sink`](sink::Sink): a scripted SMTP server on loopback that records
 //!   what a client sent, for testing mq's outbound client over real sockets.
+//! - [`unused_port`] picks a port for a server whose port a test must write down before it
+//!   starts (an admin port in a config file), where no connection opened meanwhile can take it.
 //!
 //! A transcript lists each plugin called, its control, the reply it set and the changes it made
 //! to the event (`-` and `+` lines), so a reviewer sees behaviour change in a snapshot's diff.
@@ -51,6 +53,7 @@
 mod clock;
 mod diff;
 mod duplex;
+mod port;
 mod queue;
 mod replay;
 mod server;
@@ -73,6 +76,7 @@ use crate::plugin_settings::{PluginSettings, Settings, refuse_moved_keys};
 use crate::watchdog::Beat;
 
 pub(crate) use clock::VirtualClock;
+pub use port::unused_port;
 pub use replay::{Replay, replay};
 pub use server::Server;
 pub use session::Session;
