@@ -148,6 +148,68 @@ fn size_and_8bitmime_are_declared_when_offered() {
     );
 }
 
+/// A message sent a piece at a time arrives as one sent whole would: SIZE and BODY declared
+/// from its shape, and dot-stuffed when it needs it (read whole then).
+#[test]
+fn a_message_sent_in_pieces_arrives_as_it_would_whole() {
+    use std::sync::Arc;
+
+    use mq_core::queue::{Body, PIECE};
+    use mq_core::smtp::client::Shape;
+
+    let sink = Sink::start(Script::new().ehlo(&["SIZE 1000000", "8BITMIME", "PIPELINING"]));
+    let mut plain: Vec<u8> = Vec::new();
+    while plain.len() < PIECE * 2 + 7 {
+        plain.extend_from_slice(b"0123456789 abcdefghij\r\n");
+    }
+    let mut eight_bit = plain.clone();
+    eight_bit.extend_from_slice("caf\u{e9}\r\n".as_bytes());
+    let mut dotted = plain.clone();
+    dotted.extend_from_slice(b".a line that starts with a dot\r\nno line ending at the end");
+    let messages = [plain, eight_bit, dotted];
+    run(async {
+        let mut connection = connect(&sink).await;
+        for message in &messages {
+            let body = Body::from(Arc::<[u8]>::from(&message[..]));
+            let shape = Shape::of(message);
+            let sent = connection
+                .send_pieces(
+                    &address("a@example.org"),
+                    &[],
+                    &recipients(&["b@example.net"]),
+                    &body,
+                    shape,
+                )
+                .await
+                .unwrap();
+            assert!(matches!(sent, Sent::Pending { .. }), "{sent:?}");
+            assert_eq!(connection.finish().await.unwrap().code(), 250);
+        }
+    });
+    let received: Vec<Vec<u8>> = sink.messages().into_iter().map(|m| m.data).collect();
+    let mut expected = messages.to_vec();
+    expected[2].extend_from_slice(b"\r\n");
+    assert_eq!(received, expected);
+    let mails: Vec<_> = sink
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("MAIL"))
+        .collect();
+    let size = |m: &Vec<u8>| m.len();
+    assert_eq!(
+        mails,
+        [
+            format!("MAIL FROM:<a@example.org> SIZE={}", size(&messages[0])),
+            format!(
+                "MAIL FROM:<a@example.org> SIZE={} BODY=8BITMIME",
+                size(&messages[1])
+            ),
+            // The dot doubled, and a line ending added.
+            format!("MAIL FROM:<a@example.org> SIZE={}", size(&messages[2]) + 3),
+        ]
+    );
+}
+
 #[test]
 fn helo_is_used_when_ehlo_is_refused() {
     let sink = Sink::start(Script::new().no_ehlo());

@@ -164,6 +164,53 @@ fn the_body_asked_for_at_once_and_again_is_the_same_and_a_deleted_message_has_no
     ));
 }
 
+/// A body larger than a piece is left in the journal for delivery to read a piece at a time,
+/// and reads back whole either way; a small one is handed over in memory.
+#[test]
+fn a_large_body_is_opened_where_it_lies_and_read_in_pieces() {
+    use mq_core::queue::PIECE;
+    use mq_core::smtp::client::{Pieces, Shape};
+
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let mut body: Vec<u8> = b"Subject: large\r\n\r\n".to_vec();
+    while body.len() < PIECE * 3 + 100 {
+        body.extend_from_slice(b"a line of text, then another\r\n");
+    }
+    body.extend_from_slice("caf\u{e9} at the very end\r\n".as_bytes());
+    let large = block_on(queue.enqueue(message(&["a@example.net"], &body))).unwrap();
+    let small = block_on(queue.enqueue(message(&["b@example.net"], b"small\r\n"))).unwrap();
+
+    let opened = block_on(queue.open_body(&small)).unwrap();
+    assert_eq!(opened.in_memory().map(|b| &b[..]), Some(&b"small\r\n"[..]));
+    let opened = block_on(queue.open_body(&large)).unwrap();
+    assert!(opened.in_memory().is_none(), "{opened:?}");
+    assert_eq!(opened.len(), body.len() as u64);
+    assert_eq!(&*block_on(opened.load()).unwrap(), &body[..]);
+    // The scan reads it all: the 8-bit byte is in its last piece.
+    assert_eq!(block_on(opened.shape()).unwrap(), Shape::of(&body));
+    assert!(block_on(opened.shape()).unwrap().eight_bit);
+    let mut read = Vec::new();
+    let mut buffer = Vec::new();
+    while (read.len() as u64) < opened.len() {
+        buffer = block_on(opened.piece(read.len() as u64, buffer)).unwrap();
+        assert!(
+            !buffer.is_empty() && buffer.len() <= PIECE,
+            "{}",
+            buffer.len()
+        );
+        read.extend_from_slice(&buffer);
+    }
+    assert_eq!(read, body);
+
+    // After a restart it lies in the journal just the same.
+    drop(queue);
+    let queue = open(dir.path());
+    let opened = block_on(queue.open_body(&large)).unwrap();
+    assert!(opened.in_memory().is_none());
+    assert_eq!(&*block_on(opened.load()).unwrap(), &body[..]);
+}
+
 #[test]
 fn take_due_hands_out_each_due_entry_once() {
     let dir = TempDir::new().unwrap();

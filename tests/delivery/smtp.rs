@@ -137,3 +137,49 @@ fn a_server_that_never_answers_is_given_up_on_after_the_client_timeouts() {
         "a silent server is given up on within the test's patience"
     );
 }
+
+/// A message of several pieces goes out read from the journal a piece at a time: it arrives
+/// byte for byte, its 8-bit text in the last piece declared with `BODY=8BITMIME`, a line
+/// starting with a dot past the first piece still doubled on the wire (the sink undoubles it).
+#[test]
+fn a_large_message_is_relayed_byte_for_byte_with_its_8bit_declared() {
+    let sink = Sink::start(Script::new());
+    let harness = Harness::started(|o| o.smarthost(sink.address()));
+    let mut plain = String::from("From: alice@local.test\r\nSubject: large\r\n\r\n");
+    while plain.len() < mq_core::queue::PIECE * 3 {
+        plain.push_str("A line of a long message, as long as the others.\r\n");
+    }
+    let mut eight_bit = plain.clone();
+    eight_bit.push_str("Caf\u{e9} au lait, at the very end.\r\n");
+    let mut dotted = plain.clone();
+    dotted.push_str(".a line that starts with a dot, far into the message\r\n");
+    for body in [&plain, &eight_bit, &dotted] {
+        harness.send("alice@local.test", &["bob@remote.test"], body);
+    }
+    harness.wait_for("the entries to go", || harness.entries().is_empty());
+
+    let mut received: Vec<String> = sink
+        .messages()
+        .iter()
+        .map(|m| String::from_utf8(m.data.clone()).unwrap())
+        .collect();
+    received.sort_by_key(String::len);
+    let mut sent = [plain, dotted, eight_bit];
+    sent.sort_by_key(String::len);
+    assert_eq!(received, sent);
+    let mails: Vec<String> = sink
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("MAIL"))
+        .collect();
+    let eight_bit_mails: Vec<&String> = mails
+        .iter()
+        .filter(|m| m.ends_with(" BODY=8BITMIME"))
+        .collect();
+    assert_eq!(eight_bit_mails.len(), 1, "{mails:#?}");
+    let size = sent.iter().find(|m| !m.is_ascii()).unwrap().len();
+    assert!(
+        eight_bit_mails[0].contains(&format!(" SIZE={size} ")),
+        "{mails:#?}"
+    );
+}

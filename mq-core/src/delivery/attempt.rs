@@ -16,9 +16,9 @@ use super::outcome::{Leg, Notice, Verdict, settle};
 use super::route::{Route, Target, route, targets};
 use super::stats::Class;
 use crate::chain::Outcome;
-use crate::queue::{Entry, Extensions, QueueId};
+use crate::queue::{Body, Entry, Extensions, QueueId};
 use crate::runtime::Worker;
-use crate::smtp::client::{ClientError, Connection, Sent, Stage};
+use crate::smtp::client::{ClientError, Connection, Sent, Shape, Stage};
 use crate::smtp::{RcptParams, Ret, xtext_encode};
 
 /// The entries of one message for one domain: one transaction.
@@ -115,7 +115,7 @@ struct Job<'a> {
     /// The server of the transaction under way offers DSN: success reports are its to send.
     next_hop_dsn: bool,
     /// The message of the batch under way, quoted by a success report and by its notices.
-    body: Option<std::sync::Arc<[u8]>>,
+    body: Option<Body>,
     /// The messages the connection in use has carried, this one included, while its
     /// transaction's entries are settled.
     conn_use: Option<usize>,
@@ -152,7 +152,7 @@ impl Job<'_> {
         route: &Route,
         domain: &str,
         targets: &mut Option<Result<Vec<Target>, Verdict>>,
-        body: &std::sync::Arc<[u8]>,
+        body: &Body,
         items: Vec<Item>,
     ) {
         if *route == Route::Local {
@@ -176,9 +176,9 @@ impl Job<'_> {
 
     /// Reads the message and runs `queue_pickup` for each entry; entries a plugin delayed,
     /// dropped or failed are settled here.
-    async fn pickup(&mut self, batch: Batch) -> Option<(std::sync::Arc<[u8]>, Vec<Item>)> {
+    async fn pickup(&mut self, batch: Batch) -> Option<(Body, Vec<Item>)> {
         self.body = None;
-        let body = match self.delivery.queue.body(&batch.queue_id).await {
+        let body = match self.delivery.queue.open_body(&batch.queue_id).await {
             Ok(body) => body,
             Err(error) => {
                 let verdict =
@@ -189,7 +189,7 @@ impl Job<'_> {
                 return None;
             }
         };
-        self.body = Some(std::sync::Arc::clone(&body));
+        self.body = Some(body.clone());
         let mut items = Vec::new();
         for entry in batch.entries {
             let mut event = Pickup::new(
@@ -239,7 +239,7 @@ impl Job<'_> {
             &mut self.ctx,
             self.delivery,
             entry,
-            self.body.as_deref().unwrap_or_default(),
+            self.body.as_ref(),
             verdict,
             &leg,
         )
@@ -270,7 +270,14 @@ impl Job<'_> {
     }
 
     /// Local delivery: each recipient's Maildir, written on a blocking thread.
-    async fn local(&mut self, body: &std::sync::Arc<[u8]>, items: Vec<Item>) {
+    async fn local(&mut self, body: &Body, items: Vec<Item>) {
+        let body = match body.load().await {
+            Ok(body) => body,
+            Err(error) => {
+                let text = format!("cannot read the queued message: {error}");
+                return self.settle_all(items, &Verdict::deferred(text, None)).await;
+            }
+        };
         for item in items {
             let (maildir, sender, recipient, message) = (
                 self.delivery.maildir.clone(),
@@ -325,13 +332,7 @@ impl Job<'_> {
     }
 
     /// Remote delivery of one batch, over the job's connection (opened on first use).
-    async fn remote(
-        &mut self,
-        targets: &[Target],
-        domain: &str,
-        body: &std::sync::Arc<[u8]>,
-        items: Vec<Item>,
-    ) {
+    async fn remote(&mut self, targets: &[Target], domain: &str, body: &Body, items: Vec<Item>) {
         // A connection from the cache may have carried mail before this job: its count holds.
         let most = self.delivery.config.messages_per_connection.max(1);
         if self
@@ -453,7 +454,7 @@ impl Job<'_> {
         &mut self,
         targets: &[Target],
         domain: &str,
-        body: &std::sync::Arc<[u8]>,
+        body: &Body,
         items: Vec<Item>,
     ) {
         let engine = self.worker.engine();
@@ -465,7 +466,16 @@ impl Job<'_> {
         let extensions = extensions.as_deref();
         // As Postfix does, a message sent with SMTPUTF8 whose envelope and header are ASCII
         // after all goes to a server without it, as plain mail.
-        let utf8 = extensions.is_some_and(|e| e.smtputf8) && has_utf8(&items, body);
+        let utf8 = match extensions.filter(|e| e.smtputf8) {
+            Some(_) => match body.load().await {
+                Ok(whole) => has_utf8(&items, &whole),
+                Err(error) => {
+                    let text = format!("cannot read the queued message: {error}");
+                    return self.settle_all(items, &Verdict::deferred(text, None)).await;
+                }
+            },
+            None => false,
+        };
         if utf8 && !smtputf8 {
             let text = format!("SMTPUTF8 is required, but was not offered by host {relay}");
             let verdict = Verdict::failed("5.6.7", text, Some(&relay));
@@ -500,10 +510,23 @@ impl Job<'_> {
             Ok(replaced) => replaced,
             Err(verdict) => return self.settle_all(sending, &verdict).await,
         };
+        let message = match (&replaced, body.in_memory()) {
+            (Some(replaced), _) => Outgoing::Whole(replaced),
+            (None, Some(queued)) => Outgoing::Whole(queued),
+            // Read through once for its shape; sent a piece at a time.
+            (None, None) => match body.shape().await {
+                Ok(shape) => Outgoing::Pieces(body, shape),
+                Err(error) => {
+                    let text = format!("cannot read the queued message: {error}");
+                    return self
+                        .settle_all(sending, &Verdict::deferred(text, None))
+                        .await;
+                }
+            },
+        };
         self.throttle(domain).await;
         self.sending = Some(Instant::now());
-        let message: &[u8] = replaced.as_deref().unwrap_or(body);
-        let mut verdicts = self.exchange(&mail, &recipients, message, &relay).await;
+        let mut verdicts = self.exchange(&mail, &recipients, &message, &relay).await;
         if verdicts.is_none() {
             // The cached connection died while it waited: the message goes on a new one, in
             // the same attempt.
@@ -515,7 +538,7 @@ impl Job<'_> {
                         .connection
                         .as_ref()
                         .map_or(relay.clone(), |c| crate::logline::relay(c.host(), c.peer()));
-                    self.exchange(&mail, &recipients, message, &relay).await
+                    self.exchange(&mail, &recipients, &message, &relay).await
                 }
                 Some(verdict) => Some(sending.iter().map(|_| verdict.clone()).collect()),
             };
@@ -536,11 +559,7 @@ impl Job<'_> {
 
     /// The message as `smtp_out_data` leaves it for this attempt, or `None` to send the queued
     /// copy; parsed only when a plugin is in that chain.
-    async fn out_data(
-        &mut self,
-        body: &std::sync::Arc<[u8]>,
-        relay: &str,
-    ) -> Result<Option<Vec<u8>>, Verdict> {
+    async fn out_data(&mut self, body: &Body, relay: &str) -> Result<Option<Vec<u8>>, Verdict> {
         if !self
             .worker
             .engine()
@@ -549,7 +568,10 @@ impl Job<'_> {
             // No plugin can change it: the queued copy goes out as it is, uncopied.
             return Ok(None);
         }
-        let mut event = OutData::new(Message::parse(body));
+        let whole = body.load().await.map_err(|error| {
+            Verdict::deferred(format!("cannot read the queued message: {error}"), None)
+        })?;
+        let mut event = OutData::new(Message::parse(&whole));
         match refused(
             self.worker.engine().run(&mut self.ctx, &mut event).await,
             relay,
@@ -599,20 +621,25 @@ impl Job<'_> {
         &mut self,
         mail: &OutMailFrom,
         recipients: &[(Address, mq_plugin_api::Params)],
-        message: &[u8],
+        message: &Outgoing<'_>,
         relay: &str,
     ) -> Option<Vec<Verdict>> {
         let reused = std::mem::take(&mut self.reused);
         let connection = self.connection.as_mut().expect("connected");
-        let sent = connection
-            .send(&mail.sender, &mail.params, recipients, message)
-            .await;
+        let (sender, params) = (&mail.sender, &mail.params);
+        let sent = match *message {
+            Outgoing::Whole(whole) => connection.send(sender, params, recipients, whole).await,
+            Outgoing::Pieces(body, shape) => {
+                let sent = connection.send_pieces(sender, params, recipients, body, shape);
+                sent.await
+            }
+        };
         let replies = match sent {
             Ok(Sent::Pending {
                 recipients: replies,
                 ..
             }) => {
-                let mut event = OutSent::new(connection.host(), message.len() as u64);
+                let mut event = OutSent::new(connection.host(), message.len());
                 let _ = self.worker.engine().run(&mut self.ctx, &mut event).await;
                 let connection = self.connection.as_mut().expect("connected");
                 let last = connection.finish().await;
@@ -657,6 +684,23 @@ impl Job<'_> {
             })
             .collect();
         Some(verdicts)
+    }
+}
+
+/// What goes out after DATA.
+enum Outgoing<'a> {
+    /// The queued message held in memory, or what `smtp_out_data` made of it.
+    Whole(&'a [u8]),
+    /// The queued message read a piece at a time as it is sent, of the shape scanned.
+    Pieces(&'a Body, Shape),
+}
+
+impl Outgoing<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Outgoing::Whole(whole) => whole.len() as u64,
+            Outgoing::Pieces(body, _) => body.len(),
+        }
     }
 }
 

@@ -49,8 +49,8 @@ pub use stats::DeliveryStats;
 
 use crate::dns::{DnsConfig, Resolver};
 use crate::queue::{
-    AckResult, AttemptReport, Entry, NewMessage, Origin, Queue, QueueAge, QueueError, QueueHealth,
-    QueueId, QueueMetric,
+    AckResult, AttemptReport, Body, Entry, NewMessage, Origin, Queue, QueueAge, QueueError,
+    QueueHealth, QueueId, QueueMetric,
 };
 use crate::runtime::{JobHandle, Runtime};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
@@ -325,6 +325,10 @@ impl Queue for Waking {
 
     async fn body(&self, id: &QueueId) -> Result<Arc<[u8]>, QueueError> {
         self.delivery.queue.body(id).await
+    }
+
+    async fn open_body(&self, id: &QueueId) -> Result<Body, QueueError> {
+        self.delivery.queue.open_body(id).await
     }
 
     async fn ack(&self, entry: &Entry, result: AckResult) -> Result<(), QueueError> {

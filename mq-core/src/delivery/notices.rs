@@ -18,12 +18,12 @@
 //! is sent at once ([`Notices::all`]), and a job that ends after that sends its own.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Delivery;
-use super::outcome::{Notice, notify};
-use crate::queue::QueueId;
+use super::outcome::{Notice, notify, quoted};
+use crate::queue::{Body, QueueId};
 
 /// A scheduler round: one take of due entries from the queue.
 pub(crate) type Round = u64;
@@ -41,7 +41,7 @@ struct Held {
     batches: usize,
     notices: Vec<Notice>,
     /// The queued message, once a batch could read it.
-    body: Option<Arc<[u8]>>,
+    body: Option<Body>,
     /// When the oldest of `notices` came in; `None` while there are none.
     since: Option<Instant>,
 }
@@ -49,22 +49,22 @@ struct Held {
 /// Notices of one message, ready to go to its sender.
 #[derive(Debug)]
 pub(crate) struct Ready {
-    body: Option<Arc<[u8]>>,
+    body: Option<Body>,
     notices: Vec<Notice>,
 }
 
 impl Ready {
     /// `notices` of the message `body` (`None` when it could not be read), or nothing when
     /// there are none.
-    pub(crate) fn new(body: Option<Arc<[u8]>>, notices: Vec<Notice>) -> Option<Ready> {
+    pub(crate) fn new(body: Option<Body>, notices: Vec<Notice>) -> Option<Ready> {
         (!notices.is_empty()).then_some(Ready { body, notices })
     }
 
     /// Queues the message's bounce and delay warning, then removes its failed entries (see
     /// [`notify`]).
     pub(crate) async fn send(self, delivery: &Delivery) {
-        let body = self.body.as_deref().unwrap_or_default();
-        notify(delivery, body, self.notices).await;
+        let body = quoted(self.body.as_ref()).await;
+        notify(delivery, &body, self.notices).await;
     }
 }
 
@@ -88,7 +88,7 @@ impl Notices {
         &self,
         round: Round,
         id: QueueId,
-        body: Option<Arc<[u8]>>,
+        body: Option<Body>,
         notices: Vec<Notice>,
     ) -> Option<Ready> {
         let mut held = self.lock();
@@ -139,6 +139,7 @@ impl Notices {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::SystemTime;
 
     use super::*;
@@ -248,9 +249,17 @@ mod tests {
         let (notices, id) = (Notices::default(), QueueId::from_u64(1));
         notices.expect(1, id, 2);
         let body: Arc<[u8]> = Arc::from(&b"Subject: hi\r\n\r\nhi\r\n"[..]);
-        assert!(notices.finish(1, id, Some(body), Vec::new()).is_none());
+        assert!(
+            notices
+                .finish(1, id, Some(body.into()), Vec::new())
+                .is_none()
+        );
         let ready = notices.finish(1, id, None, vec![refused(id, 1)]);
         let kept = ready.and_then(|ready| ready.body);
-        assert_eq!(kept.as_deref(), Some(&b"Subject: hi\r\n\r\nhi\r\n"[..]));
+        let kept = kept
+            .as_ref()
+            .and_then(Body::in_memory)
+            .map(|body| &body[..]);
+        assert_eq!(kept, Some(&b"Subject: hi\r\n\r\nhi\r\n"[..]));
     }
 }

@@ -10,7 +10,7 @@ use super::Delivery;
 use super::dsn::{self, Action, Bounce, FailedRecipient};
 use super::stats::{AttemptResult, Class};
 use crate::logline;
-use crate::queue::{AckResult, AttemptReport, Entry, Extensions, NewMessage};
+use crate::queue::{AckResult, AttemptReport, Body, Entry, Extensions, NewMessage};
 use crate::runtime::Worker;
 use crate::smtp::{Notify, Ret};
 
@@ -174,7 +174,7 @@ pub(crate) async fn settle(
     ctx: &mut Context,
     delivery: &Delivery,
     entry: Entry,
-    body: &[u8],
+    body: Option<&Body>,
     verdict: Verdict,
     leg: &Leg<'_>,
 ) -> Option<Notice> {
@@ -536,11 +536,12 @@ fn return_full(entry: &Entry) -> bool {
 async fn report_success(
     delivery: &Delivery,
     entry: &Entry,
-    body: &[u8],
+    body: Option<&Body>,
     verdict: &Verdict,
     leg: &Leg<'_>,
     now: SystemTime,
 ) {
+    let body = quoted(body).await;
     let local = leg.relay == Some("local");
     let remote = match verdict {
         Verdict::Delivered { relay, .. } if !local => Some(
@@ -570,7 +571,7 @@ async fn report_success(
             last_attempt: now,
             original_recipient: orcpt.as_deref(),
         }],
-        original: body,
+        original: &body,
         envid: entry.extensions.as_ref().and_then(|e| e.envid.as_deref()),
         return_full: return_full(entry),
         smtputf8: entry.extensions.as_ref().is_some_and(|e| e.smtputf8),
@@ -586,6 +587,18 @@ async fn report_success(
             tracing::error!(queue_id = %entry.queue_id, %error, "cannot queue the success report");
         }
     }
+}
+
+/// The queued message a report quotes, read whole; none when it cannot be read (the report
+/// goes without it).
+pub(crate) async fn quoted(body: Option<&Body>) -> Arc<[u8]> {
+    let Some(body) = body else {
+        return Arc::default();
+    };
+    body.load().await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read the queued message for its report");
+        Arc::default()
+    })
 }
 
 /// The delivery status notification `report` as a message from `<>` to its sender, queued

@@ -23,7 +23,7 @@ use super::private;
 use super::record::{MessageRecord, RecipientState, Record};
 use super::recovery::recover;
 use super::writer::{Reply, Request, Writer, lock};
-use super::{AckResult, Entry, NewMessage, Queue, QueueHealth, QueueId};
+use super::{AckResult, Body, Entry, NewMessage, PIECE, Queue, QueueHealth, QueueId};
 
 /// Requests that may wait for the writer before senders wait too (backpressure). Each sender
 /// waits for its answer, so sessions and deliveries in flight are what waits here: a thousand
@@ -247,6 +247,22 @@ impl Queue for EmbeddedQueue {
             .ok_or(QueueError::NotFound(*id))?;
         // A disk read: off the worker's event loop.
         smol::unblock(move || body.read_shared()).await
+    }
+
+    async fn open_body(&self, id: &QueueId) -> Result<Body, QueueError> {
+        if let Some(body) = hot::lock(&self.hot).take(*id) {
+            return Ok(Body::from(body));
+        }
+        let place = lock(&self.index)
+            .body(*id)
+            .ok_or(QueueError::NotFound(*id))?;
+        if place.len() <= PIECE as u64 {
+            // Small enough to hold: one read.
+            return Ok(Body::from(
+                smol::unblock(move || place.read_shared()).await?,
+            ));
+        }
+        Ok(Body::journal(place))
     }
 
     async fn ack(&self, entry: &Entry, result: AckResult) -> Result<(), QueueError> {

@@ -5,11 +5,15 @@
 //! Bounded by bytes, and a body goes in only while there is room: when delivery falls behind,
 //! what is here is the oldest of the new mail, which is what it takes next. A body leaves when
 //! delivery takes it, or when its message is held or gone.
+//!
+//! Only bodies no larger than a [`PIECE`] are kept: delivery reads a larger one a piece at a
+//! time from the journal (see [`super::Body`]), holding a piece, where a kept body would be held
+//! whole until its delivery ends, outside this bound.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::QueueId;
+use super::{PIECE, QueueId};
 
 /// What the bodies kept may add up to: a few hundred small messages, a few large ones.
 pub(crate) const HOT_BYTES: usize = 1 << 20;
@@ -22,9 +26,11 @@ pub(crate) struct Hot {
 }
 
 impl Hot {
-    /// Keeps a copy of message `id`'s body, written a moment ago, if there is room.
+    /// Keeps a copy of message `id`'s body, written a moment ago, if there is room and it is
+    /// no larger than a piece.
     pub(crate) fn offer(&mut self, id: QueueId, body: &[u8]) {
-        if self.bytes + body.len() <= HOT_BYTES && !self.bodies.contains_key(&id) {
+        let room = self.bytes + body.len() <= HOT_BYTES;
+        if room && body.len() <= PIECE && !self.bodies.contains_key(&id) {
             self.bytes += body.len();
             self.bodies.insert(id, Arc::from(body));
         }
@@ -59,15 +65,22 @@ mod tests {
     #[test]
     fn a_body_is_taken_once_and_room_is_bounded() {
         let mut hot = Hot::default();
-        hot.offer(id(1), &vec![1; 600 << 10]);
-        // No room for a second one this large: it is read from the journal instead.
-        hot.offer(id(2), &vec![2; 600 << 10]);
-        assert_eq!(hot.take(id(2)), None);
-        assert_eq!(hot.take(id(1)).map(|b| b.len()), Some(600 << 10));
-        assert_eq!(hot.take(id(1)), None, "taken once");
-        // The room is back.
-        hot.offer(id(3), &vec![3; 600 << 10]);
-        hot.forget(id(3));
+        let fit = (HOT_BYTES / PIECE) as u64;
+        for n in 0..fit {
+            hot.offer(id(n), &vec![1; PIECE]);
+        }
+        // No room for one more: it is read from the journal instead.
+        hot.offer(id(fit), &vec![2; PIECE]);
+        assert_eq!(hot.take(id(fit)), None);
+        assert_eq!(hot.take(id(0)).map(|b| b.len()), Some(PIECE));
+        assert_eq!(hot.take(id(0)), None, "taken once");
+        // The room is back, but not for a body larger than a piece.
+        hot.offer(id(fit + 1), &vec![3; PIECE + 1]);
+        assert_eq!(hot.take(id(fit + 1)), None);
+        hot.offer(id(fit + 2), &vec![3; PIECE]);
+        for n in (1..fit).chain([fit + 2]) {
+            hot.forget(id(n));
+        }
         assert_eq!(hot.bytes, 0);
         assert!(hot.bodies.is_empty());
     }

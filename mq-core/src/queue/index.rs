@@ -38,16 +38,34 @@ pub(crate) struct BodyRef {
 }
 
 impl BodyRef {
+    /// The body's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Where the body starts in its segment's file.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Its segment's file.
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// A read of it that failed.
+    pub(crate) fn error(&self, error: std::io::Error) -> QueueError {
+        let action = format!("read a body from journal segment {}", self.segment);
+        QueueError::io(action, error)
+    }
+
     /// Reads the body with one positioned read. The file stays readable even if its segment
     /// is deleted meanwhile: the open handle keeps it.
     pub(crate) fn read(&self) -> Result<Vec<u8>, QueueError> {
         let mut body = vec![0; self.len as usize];
         self.file
             .read_exact_at(&mut body, self.offset)
-            .map_err(|e| {
-                let action = format!("read a body from journal segment {}", self.segment);
-                QueueError::io(action, e)
-            })?;
+            .map_err(|e| self.error(e))?;
         Ok(body)
     }
 
@@ -57,10 +75,9 @@ impl BodyRef {
         // A `TrustedLen` iterator collects into one allocation of the right size.
         let mut body: Arc<[u8]> = std::iter::repeat_n(0, self.len as usize).collect();
         let buffer = Arc::get_mut(&mut body).unwrap_or_else(|| unreachable!("just made"));
-        self.file.read_exact_at(buffer, self.offset).map_err(|e| {
-            let action = format!("read a body from journal segment {}", self.segment);
-            QueueError::io(action, e)
-        })?;
+        self.file
+            .read_exact_at(buffer, self.offset)
+            .map_err(|e| self.error(e))?;
         Ok(body)
     }
 }

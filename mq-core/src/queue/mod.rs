@@ -9,6 +9,7 @@
 //!
 //! - `id`: [`QueueId`], unique and sortable by arrival.
 //! - `error`: [`QueueError`].
+//! - `body`: [`Body`], a body as delivery reads it: in memory, or a piece at a time.
 //! - `embedded`: [`EmbeddedQueue`], the trait on the journal, and its recovery on open.
 //! - `journal`: the segment files, and the framing of records in them (length, checksum).
 //! - `record`: what a record says (a message, an entry done or deferred, a delete), encoded.
@@ -67,6 +68,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod body;
 mod embedded;
 mod error;
 mod fault;
@@ -88,6 +90,7 @@ use std::time::SystemTime;
 
 use mq_plugin_api::Address;
 
+pub use body::{Body, PIECE};
 pub use embedded::{EmbeddedOptions, EmbeddedQueue};
 pub use error::QueueError;
 pub use id::{ParseQueueIdError, QueueId};
@@ -473,6 +476,13 @@ pub trait Queue: Send + Sync + fmt::Debug {
 
     /// The body of a queued message, as it was accepted.
     async fn body(&self, id: &QueueId) -> Result<Arc<[u8]>, QueueError>;
+
+    /// The body of a queued message for delivery to read: [`body`](Queue::body) in memory
+    /// unless the queue can leave a large one where it lies, to be read a piece at a time as
+    /// it is sent.
+    async fn open_body(&self, id: &QueueId) -> Result<Body, QueueError> {
+        self.body(id).await.map(Body::from)
+    }
 
     /// Ends an entry for good (delivered, or failed and bounced) and removes it durably; the
     /// message's body goes with its last entry.

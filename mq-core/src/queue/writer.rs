@@ -33,8 +33,9 @@ use super::record::Record;
 /// Requests taken into one batch at most, and their bytes: bounds the latency a big batch adds.
 const BATCH_REQUESTS: usize = 1024;
 const BATCH_BYTES: usize = 8 << 20;
-/// Bytes of live messages copied forward per compaction step, between client batches.
-const COMPACTION_STEP: u64 = 4 << 20;
+/// Bytes of live messages copied forward per compaction step, between client batches: a step
+/// holds them in memory while it writes them, so it stays small beside the sessions' own.
+const COMPACTION_STEP: u64 = 1 << 20;
 /// The most buffers one vectored write takes (Linux's `IOV_MAX`).
 const IOV_MAX: usize = 1024;
 

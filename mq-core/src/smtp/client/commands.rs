@@ -9,14 +9,15 @@ use super::error::{ClientError, Stage};
 use super::extensions::Extensions;
 
 /// `MAIL FROM:<sender>` with CRLF: `SIZE=` when the server offers SIZE, `BODY=8BITMIME` when it
-/// offers 8BITMIME and `message` has 8-bit bytes (each unless `params` has it), then `params`.
-/// `wire_size` is the length of the message's wire form, final dot line included.
+/// offers 8BITMIME and the message has 8-bit bytes (`eight_bit`; each unless `params` has it),
+/// then `params`. `wire_size` is the length of the message's wire form, final dot line
+/// included.
 pub(super) fn mail_from(
     extensions: &Extensions,
     sender: &Address,
     params: &[(String, Option<String>)],
-    message: &[u8],
-    wire_size: usize,
+    eight_bit: bool,
+    wire_size: u64,
 ) -> Result<String, ClientError> {
     let given = |keyword: &str| params.iter().any(|(k, _)| k.eq_ignore_ascii_case(keyword));
     let mut line = format!("MAIL FROM:<{}>", sender.as_str());
@@ -24,7 +25,7 @@ pub(super) fn mail_from(
         // The message as sent, less the final dot line (RFC 1870 §3).
         let _ = write!(line, " SIZE={}", wire_size.saturating_sub(3));
     }
-    if extensions.eight_bit_mime && !given("BODY") && !message.is_ascii() {
+    if extensions.eight_bit_mime && !given("BODY") && eight_bit {
         line.push_str(" BODY=8BITMIME");
     }
     push_parameters(&mut line, Stage::Mail, params)?;
@@ -88,12 +89,12 @@ mod tests {
     fn mail_from_declares_size_and_body_unless_given() {
         let offered = Extensions::from_ehlo(&["mx".into(), "SIZE".into(), "8BITMIME".into()]);
         let sender = "a@example.org".parse().unwrap();
-        let line = mail_from(&offered, &sender, &[], b"\xe9", b"\xe9\r\n.\r\n".len()).unwrap();
+        let line = mail_from(&offered, &sender, &[], true, b"\xe9\r\n.\r\n".len() as u64).unwrap();
         assert_eq!(line, "MAIL FROM:<a@example.org> SIZE=3 BODY=8BITMIME\r\n");
         let given = params(&[("SIZE", Some("9")), ("body", Some("7BIT"))]);
-        let line = mail_from(&offered, &Address::null(), &given, b"\xe9", 0).unwrap();
+        let line = mail_from(&offered, &Address::null(), &given, true, 0).unwrap();
         assert_eq!(line, "MAIL FROM:<> SIZE=9 body=7BIT\r\n");
-        let line = mail_from(&Extensions::default(), &sender, &[], b"\xe9", 0).unwrap();
+        let line = mail_from(&Extensions::default(), &sender, &[], true, 0).unwrap();
         assert_eq!(line, "MAIL FROM:<a@example.org>\r\n");
     }
 

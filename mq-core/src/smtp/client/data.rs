@@ -47,8 +47,125 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What the client must know of a message before MAIL: its 8-bit bytes (for `BODY=8BITMIME`),
+/// and whether it goes out as it is.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::smtp::client::Shape;
+///
+/// let shape = Shape::of(b"Subject: caf\xc3\xa9\r\n\r\nhi\r\n");
+/// assert!(shape.eight_bit && shape.as_is && shape.ends_with_newline);
+/// // A line starting with a dot is doubled on the wire: not as it is.
+/// assert!(!Shape::of(b"a\r\n.b\r\n").as_is);
+///
+/// // The same, fed a piece at a time.
+/// let mut scan = Shape::scan();
+/// scan.feed(b"a\r");
+/// scan.feed(b"\n.b\r\n");
+/// assert_eq!(scan.finish(), Shape::of(b"a\r\n.b\r\n"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Shape {
+    /// A byte above 127 is in it.
+    pub eight_bit: bool,
+    /// Every CR is followed by LF, every LF preceded by CR, and no line starts with a dot: it
+    /// needs no [`dot_stuff`]ing, as messages received over SMTP do not.
+    pub as_is: bool,
+    /// It is empty or ends with a line ending: the final dot line follows at once.
+    pub ends_with_newline: bool,
+}
+
+impl Shape {
+    /// The shape of `message`.
+    pub fn of(message: &[u8]) -> Shape {
+        let mut scan = Shape::scan();
+        scan.feed(message);
+        scan.finish()
+    }
+
+    /// A scan of a message given a piece at a time.
+    pub fn scan() -> ShapeScan {
+        ShapeScan {
+            eight_bit: false,
+            as_is: true,
+            last: None,
+        }
+    }
+}
+
+/// [`Shape`] of a message fed in pieces, in order.
+#[derive(Debug, Clone)]
+pub struct ShapeScan {
+    eight_bit: bool,
+    as_is: bool,
+    /// The last byte fed so far.
+    last: Option<u8>,
+}
+
+impl ShapeScan {
+    /// Takes the next piece of the message.
+    pub fn feed(&mut self, piece: &[u8]) {
+        let Some(&first) = piece.first() else {
+            return;
+        };
+        self.eight_bit = self.eight_bit || !piece.is_ascii();
+        if self.as_is {
+            // Across the seam: a CR before it wants an LF; at the start, or an LF before it,
+            // no dot.
+            let seam = match self.last {
+                Some(b'\r') => first == b'\n',
+                None | Some(b'\n') => first != b'.',
+                Some(_) => true,
+            };
+            let last = self.last;
+            self.as_is = seam
+                && memchr::memchr2_iter(b'\r', b'\n', piece).all(|at| {
+                    if piece[at] == b'\r' {
+                        // A CR last in the piece is judged by the next one, or at the end.
+                        return piece.get(at + 1).is_none_or(|&next| next == b'\n');
+                    }
+                    let before = if at > 0 { Some(piece[at - 1]) } else { last };
+                    before == Some(b'\r') && piece.get(at + 1) != Some(&b'.')
+                });
+        }
+        self.last = piece.last().copied();
+    }
+
+    /// The shape of everything fed.
+    pub fn finish(&self) -> Shape {
+        Shape {
+            eight_bit: self.eight_bit,
+            // A CR at the very end has no LF after it.
+            as_is: self.as_is && self.last != Some(b'\r'),
+            ends_with_newline: matches!(self.last, None | Some(b'\n')),
+        }
+    }
+}
+
+/// A message the client reads a piece at a time as it sends it, instead of holding it whole:
+/// a large queued body, read from the queue's journal.
+pub trait Pieces: Sync {
+    /// Its length in bytes.
+    fn len(&self) -> u64;
+
+    /// Whether it has no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The piece starting at `offset`, read into `buffer` in place of what it held: at least
+    /// one byte while `offset` is short of [`len`](Pieces::len).
+    fn piece(
+        &self,
+        offset: u64,
+        buffer: Vec<u8>,
+    ) -> futures::future::BoxFuture<'_, std::io::Result<Vec<u8>>>;
+}
+
 /// The wire form of a message, borrowed from it where it needs no change.
-#[derive(Debug)]
 pub(super) enum Wire<'a> {
     /// The message as it is (CRLF line endings, no line starting with a dot), then `tail`: the
     /// final dot line.
@@ -58,47 +175,70 @@ pub(super) enum Wire<'a> {
     },
     /// [`dot_stuff`]'s copy.
     Stuffed(Vec<u8>),
+    /// A message read a piece at a time, sendable as it is, then `tail`.
+    Pieces {
+        message: &'a dyn Pieces,
+        tail: &'static [u8],
+    },
+}
+
+impl std::fmt::Debug for Wire<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wire").field("len", &self.len()).finish()
+    }
 }
 
 impl<'a> Wire<'a> {
-    /// The wire form of `message`, as [`dot_stuff`] makes it; uncopied when it is already
-    /// CRLF-only with no line starting with a dot, as messages received over SMTP are.
-    pub(super) fn of(message: &'a [u8]) -> Wire<'a> {
-        if !sendable_as_is(message) {
+    /// The wire form of `message` of `shape`, as [`dot_stuff`] makes it; uncopied when it is
+    /// already CRLF-only with no line starting with a dot, as messages received over SMTP are.
+    pub(super) fn of(message: &'a [u8], shape: Shape) -> Wire<'a> {
+        if !shape.as_is {
             return Wire::Stuffed(dot_stuff(message));
         }
-        let tail: &'static [u8] = if message.is_empty() || message.ends_with(b"\r\n") {
-            b".\r\n"
-        } else {
-            b"\r\n.\r\n"
-        };
-        Wire::Borrowed { message, tail }
+        Wire::Borrowed {
+            message,
+            tail: tail(shape),
+        }
     }
 
-    /// The pieces to write, in order.
+    /// The wire form of `message`, read in pieces as it is sent; `shape` must say it goes as
+    /// it is.
+    pub(super) fn pieces(message: &'a dyn Pieces, shape: Shape) -> Wire<'a> {
+        debug_assert!(
+            shape.as_is,
+            "only a message sendable as it is goes in pieces"
+        );
+        Wire::Pieces {
+            message,
+            tail: tail(shape),
+        }
+    }
+
+    /// The pieces to write, in order, of a message held whole.
     pub(super) fn parts(&self) -> [&[u8]; 2] {
         match self {
             Wire::Borrowed { message, tail } => [message, tail],
             Wire::Stuffed(data) => [data, &[]],
+            Wire::Pieces { tail, .. } => [&[], tail],
         }
     }
 
     /// The length on the wire, the final dot line included.
-    pub(super) fn len(&self) -> usize {
-        self.parts().iter().map(|part| part.len()).sum()
+    pub(super) fn len(&self) -> u64 {
+        match self {
+            Wire::Pieces { message, tail } => message.len() + tail.len() as u64,
+            _ => self.parts().iter().map(|part| part.len() as u64).sum(),
+        }
     }
 }
 
-/// Whether `message` goes out unchanged before its final dot line: every CR is followed by
-/// LF, every LF preceded by CR, and no line starts with a dot.
-fn sendable_as_is(message: &[u8]) -> bool {
-    if message.first() == Some(&b'.') {
-        return false;
+/// The final dot line after a message of `shape` sent as it is.
+fn tail(shape: Shape) -> &'static [u8] {
+    if shape.ends_with_newline {
+        b".\r\n"
+    } else {
+        b"\r\n.\r\n"
     }
-    memchr::memchr2_iter(b'\r', b'\n', message).all(|at| match message[at] {
-        b'\r' => message.get(at + 1) == Some(&b'\n'),
-        _ => at > 0 && message[at - 1] == b'\r' && message.get(at + 1) != Some(&b'.'),
-    })
 }
 
 #[cfg(test)]
@@ -107,9 +247,9 @@ mod tests {
 
     /// The wire form, borrowed or not, as one buffer.
     fn wire(message: &[u8]) -> (Vec<u8>, bool) {
-        let wire = Wire::of(message);
+        let wire = Wire::of(message, Shape::of(message));
         let borrowed = matches!(wire, Wire::Borrowed { .. });
-        assert_eq!(wire.len(), wire.parts().concat().len());
+        assert_eq!(wire.len(), wire.parts().concat().len() as u64);
         (wire.parts().concat(), borrowed)
     }
 
@@ -138,6 +278,40 @@ mod tests {
                 String::from_utf8_lossy(message)
             );
             assert_eq!(borrowed, as_is, "{:?}", String::from_utf8_lossy(message));
+        }
+    }
+
+    #[test]
+    fn a_message_fed_in_pieces_has_the_shape_it_has_whole() {
+        let cases: [&[u8]; 14] = [
+            b"",
+            b"a\r\nb\r\n",
+            b"a\r\nb",
+            b".hidden\r\n",
+            b"a\r\n.b\r\n",
+            b"a\nb\r\n",
+            b"a\rb\r\n",
+            b"a\r",
+            b"\n",
+            b"\r\n",
+            b"a\n.\nMAIL FROM:<x>\r\n",
+            b"caf\xc3\xa9\r\n",
+            b"a\r\r\n",
+            b"x\r\n\r\n..\r\n",
+        ];
+        for message in cases {
+            let whole = Shape::of(message);
+            assert_eq!(whole.as_is, Wire::of(message, whole).parts()[0] == message);
+            assert_eq!(whole.eight_bit, !message.is_ascii());
+            for split in 0..=message.len() {
+                let mut scan = Shape::scan();
+                scan.feed(&message[..split]);
+                scan.feed(&message[split..]);
+                assert_eq!(scan.finish(), whole, "{message:?} split at {split}");
+            }
+            let mut scan = Shape::scan();
+            message.chunks(1).for_each(|byte| scan.feed(byte));
+            assert_eq!(scan.finish(), whole, "{message:?} a byte at a time");
         }
     }
 

@@ -14,6 +14,7 @@ use futures_rustls::client::TlsStream;
 use rustls_pki_types::ServerName;
 use smol::{Async, Timer};
 
+use super::data::Wire;
 use super::error::{ClientError, Stage};
 use super::reply::{ParsedReply, ReplyParser};
 
@@ -155,13 +156,38 @@ impl Io {
         .await
     }
 
-    /// Writes a message given in parts, `timeout` bounding each block of it.
+    /// Writes a message's wire form, `timeout` bounding each block of it; a message in pieces
+    /// is read a piece at a time, each written before the next is read.
     pub(super) async fn write_data(
         &mut self,
         timeout: Duration,
-        parts: &[&[u8]],
+        wire: &Wire<'_>,
     ) -> Result<(), ClientError> {
-        for part in parts {
+        if let Wire::Pieces { message, .. } = wire {
+            let mut buffer = Vec::new();
+            let mut offset = 0;
+            while offset < message.len() {
+                buffer = message.piece(offset, buffer).await.map_err(|error| {
+                    let error = io::Error::new(
+                        error.kind(),
+                        format!("cannot read the queued message: {error}"),
+                    );
+                    ClientError::Io(Stage::Data, error)
+                })?;
+                if buffer.is_empty() {
+                    let error = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the queued message ended early",
+                    );
+                    return Err(ClientError::Io(Stage::Data, error));
+                }
+                for block in buffer.chunks(WRITE_CHUNK) {
+                    self.write(Stage::Data, timeout, block).await?;
+                }
+                offset += buffer.len() as u64;
+            }
+        }
+        for part in wire.parts() {
             for block in part.chunks(WRITE_CHUNK) {
                 self.write(Stage::Data, timeout, block).await?;
             }

@@ -53,7 +53,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-pub use data::dot_stuff;
+pub use data::{Pieces, Shape, ShapeScan, dot_stuff};
 pub use error::{ClientError, Stage};
 pub use extensions::Extensions;
 pub use reply::{MAX_REPLY, MalformedReply, ParsedReply, parse_reply};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mq_plugin_api::{Address, Params, Reply};
 
 use super::commands;
-use super::data::Wire;
+use super::data::{Pieces, Shape, Wire};
 use super::error::{ClientError, Stage};
 use super::{Connection, State};
 
@@ -85,20 +85,77 @@ impl Connection {
         recipients: &[(Address, Params)],
         message: &[u8],
     ) -> Result<Sent, ClientError> {
+        let shape = Shape::of(message);
+        let data = Wire::of(message, shape);
+        self.send_wire(sender, sender_params, recipients, shape, &data)
+            .await
+    }
+
+    /// [`send`](Connection::send) for a message read a piece at a time as it goes out (see
+    /// [`Pieces`]), whose `shape` the caller scanned: a delivery then holds a piece of a large
+    /// message, not all of it. A message that does not go out as it is (`shape.as_is` false)
+    /// is read whole and [dot-stuffed](super::dot_stuff) first.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Connection::send); a piece that cannot be read is an I/O error of the
+    /// `Data` stage, after which the connection is not ready again.
+    pub async fn send_pieces(
+        &mut self,
+        sender: &Address,
+        sender_params: &[(String, Option<String>)],
+        recipients: &[(Address, Params)],
+        message: &dyn Pieces,
+        shape: Shape,
+    ) -> Result<Sent, ClientError> {
+        if shape.as_is {
+            let data = Wire::pieces(message, shape);
+            return self
+                .send_wire(sender, sender_params, recipients, shape, &data)
+                .await;
+        }
+        let mut whole = Vec::new();
+        let mut buffer = Vec::new();
+        while (whole.len() as u64) < message.len() {
+            buffer = message
+                .piece(whole.len() as u64, buffer)
+                .await
+                .map_err(|error| ClientError::Io(Stage::Data, error))?;
+            if buffer.is_empty() {
+                let error = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                return Err(ClientError::Io(Stage::Data, error));
+            }
+            whole.extend_from_slice(&buffer);
+        }
+        self.send(sender, sender_params, recipients, &whole).await
+    }
+
+    async fn send_wire(
+        &mut self,
+        sender: &Address,
+        sender_params: &[(String, Option<String>)],
+        recipients: &[(Address, Params)],
+        shape: Shape,
+        data: &Wire<'_>,
+    ) -> Result<Sent, ClientError> {
         if self.state != State::Ready {
             return Err(ClientError::NotReady(Stage::Mail));
         }
-        let data = Wire::of(message);
-        let mail =
-            commands::mail_from(&self.extensions, sender, sender_params, message, data.len())?;
+        let mail = commands::mail_from(
+            &self.extensions,
+            sender,
+            sender_params,
+            shape.eight_bit,
+            data.len(),
+        )?;
         let rcpts = recipients
             .iter()
             .map(|(recipient, params)| commands::rcpt_to(recipient, params))
             .collect::<Result<Vec<_>, _>>()?;
         let result = if self.extensions.pipelining {
-            self.pipelined(&mail, &rcpts, &data).await
+            self.pipelined(&mail, &rcpts, data).await
         } else {
-            self.one_by_one(&mail, &rcpts, &data).await
+            self.one_by_one(&mail, &rcpts, data).await
         };
         match &result {
             Ok(Sent::Pending { .. }) => {
@@ -131,9 +188,7 @@ impl Connection {
         let data_reply = self.reply(Stage::Data, timeouts.data_init).await?;
         let accepted = positive(&mail) && recipients.iter().any(positive);
         if accepted && data_reply.code() / 100 == 3 {
-            self.io
-                .write_data(timeouts.data_block, &data.parts())
-                .await?;
+            self.io.write_data(timeouts.data_block, data).await?;
             return Ok(Sent::Pending { mail, recipients });
         }
         if data_reply.code() / 100 == 3 {
@@ -171,9 +226,7 @@ impl Connection {
         if data_reply.code() / 100 != 3 {
             return Ok(self.abandon(mail, recipients, Some(data_reply)).await);
         }
-        self.io
-            .write_data(timeouts.data_block, &data.parts())
-            .await?;
+        self.io.write_data(timeouts.data_block, data).await?;
         Ok(Sent::Pending { mail, recipients })
     }
 
