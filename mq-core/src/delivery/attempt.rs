@@ -174,15 +174,14 @@ impl Job<'_> {
         }
     }
 
-    /// Reads the message and runs `queue_pickup` for each entry; entries a plugin delayed,
+    /// Opens the message (see [`Body`]) and runs `queue_pickup` for each entry; entries a plugin delayed,
     /// dropped or failed are settled here.
     async fn pickup(&mut self, batch: Batch) -> Option<(Body, Vec<Item>)> {
         self.body = None;
         let body = match self.delivery.queue.open_body(&batch.queue_id).await {
             Ok(body) => body,
             Err(error) => {
-                let verdict =
-                    Verdict::deferred(format!("cannot read the queued message: {error}"), None);
+                let verdict = unreadable(&error);
                 for entry in batch.entries {
                     self.settle(entry, verdict.clone(), None).await;
                 }
@@ -273,10 +272,7 @@ impl Job<'_> {
     async fn local(&mut self, body: &Body, items: Vec<Item>) {
         let body = match body.load().await {
             Ok(body) => body,
-            Err(error) => {
-                let text = format!("cannot read the queued message: {error}");
-                return self.settle_all(items, &Verdict::deferred(text, None)).await;
-            }
+            Err(error) => return self.settle_all(items, &unreadable(&error)).await,
         };
         for item in items {
             let (maildir, sender, recipient, message) = (
@@ -469,10 +465,7 @@ impl Job<'_> {
         let utf8 = match extensions.filter(|e| e.smtputf8) {
             Some(_) => match body.load().await {
                 Ok(whole) => has_utf8(&items, &whole),
-                Err(error) => {
-                    let text = format!("cannot read the queued message: {error}");
-                    return self.settle_all(items, &Verdict::deferred(text, None)).await;
-                }
+                Err(error) => return self.settle_all(items, &unreadable(&error)).await,
             },
             None => false,
         };
@@ -516,12 +509,7 @@ impl Job<'_> {
             // Read through once for its shape; sent a piece at a time.
             (None, None) => match body.shape().await {
                 Ok(shape) => Outgoing::Pieces(body, shape),
-                Err(error) => {
-                    let text = format!("cannot read the queued message: {error}");
-                    return self
-                        .settle_all(sending, &Verdict::deferred(text, None))
-                        .await;
-                }
+                Err(error) => return self.settle_all(sending, &unreadable(&error)).await,
             },
         };
         self.throttle(domain).await;
@@ -568,9 +556,7 @@ impl Job<'_> {
             // No plugin can change it: the queued copy goes out as it is, uncopied.
             return Ok(None);
         }
-        let whole = body.load().await.map_err(|error| {
-            Verdict::deferred(format!("cannot read the queued message: {error}"), None)
-        })?;
+        let whole = body.load().await.map_err(|error| unreadable(&error))?;
         let mut event = OutData::new(Message::parse(&whole));
         match refused(
             self.worker.engine().run(&mut self.ctx, &mut event).await,
@@ -685,6 +671,11 @@ impl Job<'_> {
             .collect();
         Some(verdicts)
     }
+}
+
+/// The verdict on entries whose queued message cannot be read: tried again later.
+fn unreadable(error: &crate::queue::QueueError) -> Verdict {
+    Verdict::deferred(format!("cannot read the queued message: {error}"), None)
 }
 
 /// What goes out after DATA.
