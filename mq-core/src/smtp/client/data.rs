@@ -113,23 +113,15 @@ impl ShapeScan {
         };
         self.eight_bit = self.eight_bit || !piece.is_ascii();
         if self.as_is {
-            // Across the seam: a CR before it wants an LF; at the start, or an LF before it,
-            // no dot.
+            // Across the seam, the byte before it; at the very start, no dot and no LF.
             let seam = match self.last {
-                Some(b'\r') => first == b'\n',
-                None | Some(b'\n') => first != b'.',
-                Some(_) => true,
+                Some(last) => fits(last, first),
+                None => first != b'.' && first != b'\n',
             };
-            let last = self.last;
-            self.as_is = seam
-                && memchr::memchr2_iter(b'\r', b'\n', piece).all(|at| {
-                    if piece[at] == b'\r' {
-                        // A CR last in the piece is judged by the next one, or at the end.
-                        return piece.get(at + 1).is_none_or(|&next| next == b'\n');
-                    }
-                    let before = if at > 0 { Some(piece[at - 1]) } else { last };
-                    before == Some(b'\r') && piece.get(at + 1) != Some(&b'.')
-                });
+            // Every pair, with no early exit: a loop the compiler turns into vector code, several
+            // times faster than a search that stops at each CR and LF.
+            let pairs = piece.iter().zip(&piece[1..]);
+            self.as_is = seam && pairs.fold(true, |fit, (&a, &b)| fit & fits(a, b));
         }
         self.last = piece.last().copied();
     }
@@ -143,6 +135,13 @@ impl ShapeScan {
             ends_with_newline: matches!(self.last, None | Some(b'\n')),
         }
     }
+}
+
+/// Whether byte `b` may follow byte `a` in a message sent as it is: a CR only before an LF, an
+/// LF only after a CR, and no dot after an LF.
+#[inline]
+fn fits(a: u8, b: u8) -> bool {
+    ((a == b'\r') == (b == b'\n')) && !((a == b'\n') && (b == b'.'))
 }
 
 /// A message the client reads a piece at a time as it sends it, instead of holding it whole:
