@@ -81,7 +81,22 @@ impl DataReader {
     /// bytes after the end belong to the next command).
     pub fn feed(&mut self, input: &[u8]) -> (usize, bool) {
         let mut index = 0;
+        // Whole plain lines go in at once while there are any; off for the rest of the input
+        // once something else is in the way, so that no byte is searched twice for them.
+        let mut lines = true;
         while index < input.len() {
+            if lines && matches!(self.state, State::LineStart | State::Inside) {
+                match plain_lines(&input[index..], self.state == State::LineStart) {
+                    Some(0) => {}
+                    Some(plain) => {
+                        self.emit(&input[index..index + plain]);
+                        index += plain;
+                        self.state = State::LineStart;
+                        continue;
+                    }
+                    None => lines = false,
+                }
+            }
             if self.state == State::Inside {
                 // Inside a line only CR, LF and NUL mean anything: the bytes before the next one
                 // go in at once, which is most of a message.
@@ -178,6 +193,39 @@ impl DataReader {
             _ => self.inside(byte),
         }
     }
+}
+
+/// The length of the plain lines at the start of `input`: whole lines, each ending in CRLF, up
+/// to the first line that starts with a dot, holding no NUL and no bare CR or LF, which need
+/// nothing from the reader but to be kept. `line_start` says a line starts at `input[0]`.
+/// `Some(0)` when that line starts with a dot; `None` when no line ends in `input` before the
+/// first dot line, or one of them is not plain.
+fn plain_lines(input: &[u8], line_start: bool) -> Option<usize> {
+    if line_start && input.first() == Some(&b'.') {
+        return Some(0);
+    }
+    let until = memchr::memmem::find(input, b"\n.").map_or(input.len(), |at| at + 1);
+    let end = memchr::memrchr(b'\n', &input[..until])? + 1;
+    let lines = &input[..end];
+    // The byte before `input` is no CR (the reader would be after one): an LF first is bare.
+    let plain = lines[0] != b'\n' && memchr::memchr(0, lines).is_none() && crlf_paired(lines);
+    plain.then_some(end)
+}
+
+/// Whether every CR in `bytes` is followed by an LF and every LF follows a CR, looking only
+/// within `bytes` (a CR last or an LF first is the caller's to judge).
+///
+/// One pass over every pair with no early exit: a loop the compiler turns into vector code,
+/// several times faster than a search that stops at each CR and LF.
+#[expect(
+    clippy::needless_bitwise_bool,
+    reason = "`&&` would stop at each pair and keep the loop from being vectorized: 14 times the instructions"
+)]
+pub(crate) fn crlf_paired(bytes: &[u8]) -> bool {
+    let pairs = bytes.iter().zip(bytes.get(1..).unwrap_or_default());
+    pairs.fold(true, |paired, (&a, &b)| {
+        paired & ((a == b'\r') == (b == b'\n'))
+    })
 }
 
 /// Reads a message from `reader` up to its `CRLF . CRLF`, keeping at most `limit` bytes.
@@ -281,6 +329,86 @@ mod tests {
         let (body, used) = read(b"0123456789\r\n.\r\nNOOP\r\n", 5);
         assert!(matches!(body, Err(DataError::TooBig)));
         assert_eq!(used, 15);
+    }
+
+    /// What feeding `input` in pieces of `piece` bytes comes to: the bytes the message took,
+    /// and its result.
+    fn fed(input: &[u8], piece: usize) -> Option<(usize, Result<Vec<u8>, String>)> {
+        let mut data = DataReader::new(1000);
+        let mut used = 0;
+        for chunk in input.chunks(piece) {
+            let (taken, ended) = data.feed(chunk);
+            used += taken;
+            if ended {
+                return Some((used, data.finish().map_err(|e| e.to_string())));
+            }
+        }
+        None
+    }
+
+    /// Plain lines taken at once read as the same message as every byte stepped through: a
+    /// byte at a time, no line is ever whole in the input.
+    #[test]
+    fn lines_taken_at_once_read_as_every_byte_stepped_through() {
+        let mut cases: Vec<Vec<u8>> = [
+            &b"a\r\nb\r\n.\r\n"[..],
+            b"Subject: x\r\n\r\n..leading\r\n.x\r\nend\r\n.\r\nQUIT\r\n",
+            b"line\r\n\n.\nMAIL FROM:<x>\r\n.\r\n",
+            b"line\r\nbare\rcr\r\n.\r\n",
+            b"line\r\nnul\0\r\n.\r\n",
+            b"\r\n\r\n.\r\n",
+            b"a\r\n.\r.\r\n.\r\n",
+            b"over the limit\r\n".repeat(80).as_slice(),
+        ]
+        .iter()
+        .map(|case| case.to_vec())
+        .collect();
+        cases[7].extend_from_slice(b".\r\n");
+        // And a few hundred made of the bytes that matter, from a fixed seed.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..400 {
+            let mut case = Vec::new();
+            for _ in 0..40 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let pick: &[u8] = match seed % 9 {
+                    0 => b"\r\n",
+                    1 => b"\r",
+                    2 => b"\n",
+                    3 => b".",
+                    4 => b"\0",
+                    5 => b"\r\n.\r\n",
+                    _ => b"text",
+                };
+                case.extend_from_slice(pick);
+            }
+            cases.push(case);
+        }
+        for case in cases {
+            let stepped = fed(&case, 1);
+            for piece in [case.len().max(1), 7, 64] {
+                assert_eq!(
+                    fed(&case, piece),
+                    stepped,
+                    "{:?} in pieces of {piece}",
+                    String::from_utf8_lossy(&case)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn plain_lines_stop_before_a_dot_line_and_anything_else() {
+        assert_eq!(plain_lines(b"a\r\nb\r\n.\r\n", true), Some(6));
+        assert_eq!(plain_lines(b"a\r\nb\r\npartial", true), Some(6));
+        assert_eq!(plain_lines(b".a\r\n", true), Some(0));
+        assert_eq!(plain_lines(b".a\r\n", false), Some(4));
+        assert_eq!(plain_lines(b"partial", true), None);
+        assert_eq!(plain_lines(b"\r\n", false), Some(2));
+        assert_eq!(plain_lines(b"\n", true), None);
+        assert_eq!(plain_lines(b"a\nb\r\n", true), None);
+        assert_eq!(plain_lines(b"a\0\r\n", true), None);
     }
 
     #[test]
