@@ -3,7 +3,7 @@
 //! durations as Postfix writes them in `delay=` and `delays=`.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// An SMTP client as every log line names it: `unknown[192.0.2.1]:33444`.
@@ -15,13 +15,55 @@ pub(crate) struct Client(pub(crate) SocketAddr);
 
 impl fmt::Display for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown[{}]:{}", self.0.ip(), self.0.port())
+        f.write_str("unknown")?;
+        write_address(f, self.0)
     }
 }
 
 /// A server mq connects to, as `relay=` names it: `mx.example.net[192.0.2.1]:25`.
 pub(crate) fn relay(host: &str, address: SocketAddr) -> String {
-    format!("{host}[{}]:{}", address.ip(), address.port())
+    let mut relay = String::with_capacity(host.len() + 24);
+    relay.push_str(host);
+    let _ = write_address(&mut relay, address);
+    relay
+}
+
+/// `[ip]:port`, written as `Display` writes the two, an IPv4 address digit by digit: the
+/// formatting machinery takes some thousand instructions an address, and a relayed message
+/// has half a dozen in its log lines.
+fn write_address(out: &mut impl fmt::Write, address: SocketAddr) -> fmt::Result {
+    out.write_char('[')?;
+    match address.ip() {
+        IpAddr::V4(ip) => {
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.write_char('.')?;
+                }
+                write_decimal(out, octet.into())?;
+            }
+        }
+        ip @ IpAddr::V6(_) => write!(out, "{ip}")?,
+    }
+    out.write_str("]:")?;
+    write_decimal(out, address.port().into())
+}
+
+/// `n` in decimal.
+fn write_decimal(out: &mut impl fmt::Write, n: u32) -> fmt::Result {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    digits[start..]
+        .iter()
+        .try_for_each(|&digit| out.write_char(char::from(digit)))
 }
 
 /// An envelope address as `from=` and `to=` write it: `<a@example.org>`, `<>` for the null
@@ -82,6 +124,24 @@ pub(crate) fn seconds(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_and_relays_are_written_as_display_writes_their_addresses() {
+        for address in [
+            "127.0.0.1:25",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.0.100.9:587",
+            "192.0.2.10:1000",
+            "[2001:db8::1]:25",
+            "[::ffff:192.0.2.1]:465",
+        ] {
+            let address: SocketAddr = address.parse().unwrap();
+            let expected = format!("[{}]:{}", address.ip(), address.port());
+            assert_eq!(Client(address).to_string(), format!("unknown{expected}"));
+            assert_eq!(relay("mx.test", address), format!("mx.test{expected}"));
+        }
+    }
 
     #[test]
     fn clients_read_as_postfix_writes_them() {
