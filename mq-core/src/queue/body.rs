@@ -166,7 +166,7 @@ async fn read_piece(place: &BodyRef, offset: u64, mut buffer: Vec<u8>) -> io::Re
     let want = usize::try_from(place.len().saturating_sub(offset))
         .unwrap_or(usize::MAX)
         .min(PIECE);
-    buffer.clear();
+    // Only the bytes past what the buffer held are zeroed: the read overwrites all `want`.
     buffer.resize(want, 0);
     let at = place.offset() + offset;
     let cached = rustix::io::preadv2(
