@@ -99,7 +99,8 @@ impl Connection {
     /// # Errors
     ///
     /// As [`send`](Connection::send); a piece that cannot be read is an I/O error of the
-    /// `Data` stage, after which the connection is not ready again.
+    /// `Data` stage: after it the connection is not ready again if the message had begun to go
+    /// out, and is as it was if the message was being read whole to be stuffed.
     pub async fn send_pieces(
         &mut self,
         sender: &Address,
