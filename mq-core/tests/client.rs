@@ -210,6 +210,80 @@ fn a_message_sent_in_pieces_arrives_as_it_would_whole() {
     );
 }
 
+/// A message handed out a few bytes at a time, as a journal hands out its pieces.
+struct Trickle<'a>(&'a [u8]);
+
+impl mq_core::smtp::client::Pieces for Trickle<'_> {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn piece(
+        &self,
+        offset: u64,
+        mut buffer: Vec<u8>,
+    ) -> futures::future::BoxFuture<'_, std::io::Result<Vec<u8>>> {
+        let start = offset as usize;
+        buffer.clear();
+        buffer.extend_from_slice(&self.0[start..(start + 5).min(self.0.len())]);
+        Box::pin(async move { Ok(buffer) })
+    }
+}
+
+/// Whatever its line endings and dots, a message sent five bytes at a time reaches the server
+/// as the same message sent whole, with the same MAIL command.
+#[test]
+fn a_message_in_small_pieces_arrives_as_it_does_whole_whatever_its_line_endings() {
+    use mq_core::smtp::client::Shape;
+
+    let messages: [&[u8]; 6] = [
+        b"Subject: plain\r\n\r\nbody\r\n",
+        b"Subject: dots\r\n\r\n.one\r\n..two\r\n.\r\nend\r\n",
+        b"Subject: bare lf\n\n.dot\nline\n",
+        b"Subject: bare cr\r\rbody\r.x\rend",
+        b"Subject: smuggle\r\n\r\na\n.\nMAIL FROM:<x>\r\n",
+        "Subject: caf\u{e9}\r\n\r\n.\u{e9}t\u{e9}\r\n".as_bytes(),
+    ];
+    let whole = Sink::start(Script::new().ehlo(&["SIZE 1000000", "8BITMIME", "PIPELINING"]));
+    let pieces = Sink::start(Script::new().ehlo(&["SIZE 1000000", "8BITMIME", "PIPELINING"]));
+    run(async {
+        let mut connection = connect(&whole).await;
+        for message in messages {
+            deliver(&mut connection, &["b@example.net"], message).await;
+        }
+        let mut connection = connect(&pieces).await;
+        for message in messages {
+            let sent = connection
+                .send_pieces(
+                    &address("a@example.org"),
+                    &[],
+                    &recipients(&["b@example.net"]),
+                    &Trickle(message),
+                    Shape::of(message),
+                )
+                .await
+                .unwrap();
+            assert!(matches!(sent, Sent::Pending { .. }), "{sent:?}");
+            assert_eq!(connection.finish().await.unwrap().code(), 250);
+        }
+    });
+    let data = |sink: &Sink| {
+        sink.messages()
+            .into_iter()
+            .map(|m| m.data)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(data(&pieces), data(&whole));
+    assert_eq!(data(&pieces).len(), messages.len());
+    let mails = |sink: &Sink| {
+        let commands = sink.commands().into_iter();
+        commands
+            .filter(|c| c.starts_with("MAIL"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(mails(&pieces), mails(&whole));
+}
+
 #[test]
 fn helo_is_used_when_ehlo_is_refused() {
     let sink = Sink::start(Script::new().no_ehlo());

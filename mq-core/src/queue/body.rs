@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 
 use super::error::QueueError;
 use super::index::BodyRef;
-use crate::smtp::client::{Pieces, Shape};
+use crate::smtp::client::{PieceReader, Pieces, Shape};
 
 /// The size of the pieces a large body is read in; a body no larger is read whole.
 pub const PIECE: usize = 32 * 1024;
@@ -123,14 +123,9 @@ impl Body {
             Inner::Journal(place) => place,
         };
         let mut scan = Shape::scan();
-        let mut buffer = Vec::with_capacity(PIECE);
-        let mut offset = 0;
-        while offset < place.len() {
-            buffer = read_piece(place, offset, buffer)
-                .await
-                .map_err(|e| place.error(e))?;
-            scan.feed(&buffer);
-            offset += buffer.len() as u64;
+        let mut pieces = PieceReader::new(self);
+        while let Some(piece) = pieces.next().await.map_err(|e| place.error(e))? {
+            scan.feed(piece);
         }
         Ok(scan.finish())
     }

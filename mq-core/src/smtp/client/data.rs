@@ -20,31 +20,63 @@
 /// ```
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    let mut line_start = true;
-    let mut bytes = message.iter().peekable();
-    while let Some(&byte) = bytes.next() {
-        match byte {
-            b'\r' | b'\n' => {
-                if byte == b'\r' {
-                    bytes.next_if_eq(&&b'\n');
-                }
-                out.extend_from_slice(b"\r\n");
-                line_start = true;
+    let mut stuffer = Stuffer::default();
+    stuffer.push(message, &mut out);
+    stuffer.finish(&mut out);
+    out
+}
+
+/// [`dot_stuff`] of a message given a piece at a time: what one piece leaves for the next.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stuffer {
+    /// The next byte starts a line.
+    line_start: bool,
+    /// The last byte was a CR, whose line ending was written: an LF next is part of it.
+    after_cr: bool,
+}
+
+impl Default for Stuffer {
+    fn default() -> Stuffer {
+        Stuffer {
+            line_start: true,
+            after_cr: false,
+        }
+    }
+}
+
+impl Stuffer {
+    /// Appends the wire form of the next `piece` to `out`.
+    pub(crate) fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        out.reserve(piece.len() + piece.len() / 64);
+        for &byte in piece {
+            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
+                continue;
             }
-            _ => {
-                if line_start && byte == b'.' {
-                    out.push(b'.');
+            match byte {
+                b'\r' | b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    self.line_start = true;
+                    self.after_cr = byte == b'\r';
                 }
-                out.push(byte);
-                line_start = false;
+                _ => {
+                    if self.line_start && byte == b'.' {
+                        out.push(b'.');
+                    }
+                    out.push(byte);
+                    self.line_start = false;
+                }
             }
         }
     }
-    if !line_start {
-        out.extend_from_slice(b"\r\n");
+
+    /// Appends the end to `out`: a CRLF when the message did not end with a line ending, and
+    /// the final dot line.
+    pub(crate) fn finish(self, out: &mut Vec<u8>) {
+        if !self.line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
     }
-    out.extend_from_slice(b".\r\n");
-    out
 }
 
 /// What the client must know of a message before MAIL: its 8-bit bytes (for `BODY=8BITMIME`),
@@ -163,6 +195,38 @@ pub trait Pieces: Sync {
     ) -> futures::future::BoxFuture<'_, std::io::Result<Vec<u8>>>;
 }
 
+/// Reads a [`Pieces`] message in order, a piece at a time, into one buffer.
+pub(crate) struct PieceReader<'a> {
+    message: &'a dyn Pieces,
+    offset: u64,
+    buffer: Vec<u8>,
+}
+
+impl<'a> PieceReader<'a> {
+    pub(crate) fn new(message: &'a dyn Pieces) -> PieceReader<'a> {
+        PieceReader {
+            message,
+            offset: 0,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next piece; `None` after the last.
+    pub(crate) async fn next(&mut self) -> std::io::Result<Option<&[u8]>> {
+        if self.offset >= self.message.len() {
+            return Ok(None);
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        self.buffer = self.message.piece(self.offset, buffer).await?;
+        if self.buffer.is_empty() {
+            let error = std::io::ErrorKind::UnexpectedEof;
+            return Err(std::io::Error::new(error, "the message ended early"));
+        }
+        self.offset += self.buffer.len() as u64;
+        Ok(Some(&self.buffer))
+    }
+}
+
 /// The wire form of a message, borrowed from it where it needs no change.
 pub(super) enum Wire<'a> {
     /// The message as it is (CRLF line endings, no line starting with a dot), then `tail`: the
@@ -173,10 +237,14 @@ pub(super) enum Wire<'a> {
     },
     /// [`dot_stuff`]'s copy.
     Stuffed(Vec<u8>),
-    /// A message read a piece at a time, sendable as it is, then `tail`.
+    /// A message read a piece at a time: sent as it is then `tail`, or, when `stuffed`, each
+    /// piece [dot-stuffed](dot_stuff) as it goes (`tail` empty: the stuffing ends it). `len`
+    /// is the length on the wire.
     Pieces {
         message: &'a dyn Pieces,
+        stuffed: bool,
         tail: &'static [u8],
+        len: u64,
     },
 }
 
@@ -199,20 +267,39 @@ impl<'a> Wire<'a> {
         }
     }
 
-    /// The wire form of `message`, read in pieces as it is sent; `shape` must say it goes as
-    /// it is.
-    pub(super) fn pieces(message: &'a dyn Pieces, shape: Shape) -> Wire<'a> {
-        debug_assert!(
-            shape.as_is,
-            "only a message sendable as it is goes in pieces"
-        );
-        Wire::Pieces {
-            message,
-            tail: tail(shape),
+    /// The wire form of `message` of `shape`, read a piece at a time as it is sent. One that
+    /// does not go as it is is read through once first, to count its length on the wire.
+    pub(super) async fn pieces(message: &'a dyn Pieces, shape: Shape) -> std::io::Result<Wire<'a>> {
+        if shape.as_is {
+            let tail = tail(shape);
+            let len = message.len() + tail.len() as u64;
+            return Ok(Wire::Pieces {
+                message,
+                stuffed: false,
+                tail,
+                len,
+            });
         }
+        let (mut stuffer, mut out, mut len) = (Stuffer::default(), Vec::new(), 0);
+        let mut pieces = PieceReader::new(message);
+        while let Some(piece) = pieces.next().await? {
+            out.clear();
+            stuffer.push(piece, &mut out);
+            len += out.len() as u64;
+        }
+        out.clear();
+        stuffer.finish(&mut out);
+        len += out.len() as u64;
+        Ok(Wire::Pieces {
+            message,
+            stuffed: true,
+            tail: b"",
+            len,
+        })
     }
 
-    /// The pieces to write, in order, of a message held whole.
+    /// The pieces to write, in order, of a message held whole; of one in pieces, what follows
+    /// them.
     pub(super) fn parts(&self) -> [&[u8]; 2] {
         match self {
             Wire::Borrowed { message, tail } => [message, tail],
@@ -224,7 +311,7 @@ impl<'a> Wire<'a> {
     /// The length on the wire, the final dot line included.
     pub(super) fn len(&self) -> u64 {
         match self {
-            Wire::Pieces { message, tail } => message.len() + tail.len() as u64,
+            Wire::Pieces { len, .. } => *len,
             _ => self.parts().iter().map(|part| part.len() as u64).sum(),
         }
     }
@@ -310,6 +397,32 @@ mod tests {
             let mut scan = Shape::scan();
             message.chunks(1).for_each(|byte| scan.feed(byte));
             assert_eq!(scan.finish(), whole, "{message:?} a byte at a time");
+        }
+    }
+
+    #[test]
+    fn a_message_stuffed_in_pieces_is_stuffed_as_it_is_whole() {
+        let cases: [&[u8]; 10] = [
+            b"",
+            b"a\r\n.b\r\n",
+            b".hidden\r\n",
+            b"a\nb\r\n",
+            b"a\rb\r\n",
+            b"a\r",
+            b"\r\n.\r\n..\r\n",
+            b"a\r\r\n.\n.\r.x",
+            b"a\n.\nMAIL FROM:<x>\r\n",
+            b"no newline",
+        ];
+        for message in cases {
+            let whole = dot_stuff(message);
+            for split in 0..=message.len() {
+                let (mut stuffer, mut out) = (Stuffer::default(), Vec::new());
+                stuffer.push(&message[..split], &mut out);
+                stuffer.push(&message[split..], &mut out);
+                stuffer.finish(&mut out);
+                assert_eq!(out, whole, "{message:?} split at {split}");
+            }
         }
     }
 

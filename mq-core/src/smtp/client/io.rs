@@ -14,7 +14,7 @@ use futures_rustls::client::TlsStream;
 use rustls_pki_types::ServerName;
 use smol::{Async, Timer};
 
-use super::data::Wire;
+use super::data::{PieceReader, Stuffer, Wire};
 use super::error::{ClientError, Stage};
 use super::reply::{ParsedReply, ReplyParser};
 
@@ -163,28 +163,32 @@ impl Io {
         timeout: Duration,
         wire: &Wire<'_>,
     ) -> Result<(), ClientError> {
-        if let Wire::Pieces { message, .. } = wire {
-            let mut buffer = Vec::new();
-            let mut offset = 0;
-            while offset < message.len() {
-                buffer = message.piece(offset, buffer).await.map_err(|error| {
-                    let error = io::Error::new(
-                        error.kind(),
-                        format!("cannot read the queued message: {error}"),
-                    );
-                    ClientError::Io(Stage::Data, error)
-                })?;
-                if buffer.is_empty() {
-                    let error = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the queued message ended early",
-                    );
-                    return Err(ClientError::Io(Stage::Data, error));
+        if let Wire::Pieces {
+            message, stuffed, ..
+        } = *wire
+        {
+            let cannot_read = |error: io::Error| {
+                let text = format!("cannot read the queued message: {error}");
+                ClientError::Io(Stage::Data, io::Error::new(error.kind(), text))
+            };
+            let (mut stuffer, mut out) = (Stuffer::default(), Vec::new());
+            let mut pieces = PieceReader::new(message);
+            while let Some(piece) = pieces.next().await.map_err(cannot_read)? {
+                let block = if stuffed {
+                    out.clear();
+                    stuffer.push(piece, &mut out);
+                    &out[..]
+                } else {
+                    piece
+                };
+                for chunk in block.chunks(WRITE_CHUNK) {
+                    self.write(Stage::Data, timeout, chunk).await?;
                 }
-                for block in buffer.chunks(WRITE_CHUNK) {
-                    self.write(Stage::Data, timeout, block).await?;
-                }
-                offset += buffer.len() as u64;
+            }
+            if stuffed {
+                out.clear();
+                stuffer.finish(&mut out);
+                self.write(Stage::Data, timeout, &out).await?;
             }
         }
         for part in wire.parts() {

@@ -53,6 +53,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub(crate) use data::PieceReader;
 pub use data::{Pieces, Shape, ShapeScan, dot_stuff};
 pub use error::{ClientError, Stage};
 pub use extensions::Extensions;

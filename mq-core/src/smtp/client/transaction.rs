@@ -94,13 +94,14 @@ impl Connection {
     /// [`send`](Connection::send) for a message read a piece at a time as it goes out (see
     /// [`Pieces`]), whose `shape` the caller scanned: a delivery then holds a piece of a large
     /// message, not all of it. A message that does not go out as it is (`shape.as_is` false)
-    /// is read whole and [dot-stuffed](super::dot_stuff) first.
+    /// is [dot-stuffed](super::dot_stuff) a piece at a time, after a first read-through that
+    /// counts its length on the wire for `SIZE`.
     ///
     /// # Errors
     ///
     /// As [`send`](Connection::send); a piece that cannot be read is an I/O error of the
     /// `Data` stage: after it the connection is not ready again if the message had begun to go
-    /// out, and is as it was if the message was being read whole to be stuffed.
+    /// out, and is as it was if the read-through before MAIL failed.
     pub async fn send_pieces(
         &mut self,
         sender: &Address,
@@ -109,26 +110,14 @@ impl Connection {
         message: &dyn Pieces,
         shape: Shape,
     ) -> Result<Sent, ClientError> {
-        if shape.as_is {
-            let data = Wire::pieces(message, shape);
-            return self
-                .send_wire(sender, sender_params, recipients, shape, &data)
-                .await;
+        if self.state != State::Ready {
+            return Err(ClientError::NotReady(Stage::Mail));
         }
-        let mut whole = Vec::new();
-        let mut buffer = Vec::new();
-        while (whole.len() as u64) < message.len() {
-            buffer = message
-                .piece(whole.len() as u64, buffer)
-                .await
-                .map_err(|error| ClientError::Io(Stage::Data, error))?;
-            if buffer.is_empty() {
-                let error = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
-                return Err(ClientError::Io(Stage::Data, error));
-            }
-            whole.extend_from_slice(&buffer);
-        }
-        self.send(sender, sender_params, recipients, &whole).await
+        let data = Wire::pieces(message, shape)
+            .await
+            .map_err(|error| ClientError::Io(Stage::Data, error))?;
+        self.send_wire(sender, sender_params, recipients, shape, &data)
+            .await
     }
 
     async fn send_wire(
