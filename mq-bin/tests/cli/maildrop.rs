@@ -63,12 +63,7 @@ fn an_unprivileged_sendmail_with_the_server_stopped_uses_the_maildrop_and_the_ne
     let scratch = Scratch::new();
     // nobody reads the config; the queue stays root's (0700).
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = std::fs::read_to_string(&scratch.config).unwrap();
-    std::fs::write(
-        &scratch.config,
-        config.replace("enabled = false", "enabled = true"),
-    )
-    .unwrap();
+    scratch.edit_config("enabled = false", "enabled = true");
     // The first start makes the maildrop: anyone may write into it, only root lists it.
     scratch.serve().terminate().assert_success();
     let maildrop = scratch.path().join("data/maildrop");
@@ -136,19 +131,14 @@ fn an_unprivileged_sendmail_with_the_server_stopped_uses_the_maildrop_and_the_ne
 #[test]
 fn a_running_server_picks_up_dropped_files_and_moves_bad_ones_to_corrupt() {
     let scratch = Scratch::new();
-    let config = std::fs::read_to_string(&scratch.config).unwrap();
-    let config = config
-        .replacen(
-            "fsync = false\n",
-            "fsync = false\nmaildrop_interval = \"100ms\"\n",
-            1,
-        )
-        .replacen(
-            "listen = \"127.0.0.1:0\"\n",
-            "listen = \"127.0.0.1:0\"\nmax_message_size = 1000\n",
-            1,
-        );
-    std::fs::write(&scratch.config, config).unwrap();
+    scratch.edit_config(
+        "fsync = false\n",
+        "fsync = false\nmaildrop_interval = \"100ms\"\n",
+    );
+    scratch.edit_config(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nmax_message_size = 1000\n",
+    );
     let mut server = scratch.serve();
     let maildrop = scratch.path().join("data/maildrop");
     let corrupt = maildrop.join("corrupt");
@@ -229,13 +219,7 @@ fn an_unprivileged_sendmail_with_a_server_running_submits_through_it() {
     let scratch = Scratch::new();
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // sendmail finds the server at smtp.listen: a port of its own, not one the server picks.
-    let config = std::fs::read_to_string(&scratch.config).unwrap();
-    let listen = format!("listen = \"{}\"", crate::support::free_port());
-    std::fs::write(
-        &scratch.config,
-        config.replacen("listen = \"127.0.0.1:0\"", &listen, 1),
-    )
-    .unwrap();
+    scratch.smtp_on_free_port();
     let server = scratch.serve();
     let output = bounded(
         scratch

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{PATIENCE, Scratch, bounded, free_port, listed, one_error_line, success};
+use crate::support::{PATIENCE, Scratch, bounded, listed, one_error_line, success};
 
 /// The text of message `id` as `mq queue show` prints it (envelope, then the message).
 fn shown(scratch: &Scratch, id: &str) -> String {
@@ -87,12 +87,7 @@ fn with_the_server_stopped_sendmail_queues_on_disk_and_the_next_server_delivers(
     );
 
     // The next server delivers it.
-    let config = std::fs::read_to_string(&scratch.config).unwrap();
-    std::fs::write(
-        &scratch.config,
-        config.replace("enabled = false", "enabled = true"),
-    )
-    .unwrap();
+    scratch.edit_config("enabled = false", "enabled = true");
     let server = scratch.serve();
     let mail = scratch.path().join("data/mail/localhost");
     let deadline = Instant::now() + PATIENCE;
@@ -114,13 +109,7 @@ fn with_the_server_stopped_sendmail_queues_on_disk_and_the_next_server_delivers(
 fn run_as_sendmail_with_a_server_running_it_submits_through_the_server() {
     let scratch = Scratch::new();
     // sendmail finds the server at smtp.listen: a port of its own, not one the server picks.
-    let config = std::fs::read_to_string(&scratch.config).unwrap();
-    let listen = format!("listen = \"{}\"", free_port());
-    std::fs::write(
-        &scratch.config,
-        config.replacen("listen = \"127.0.0.1:0\"", &listen, 1),
-    )
-    .unwrap();
+    scratch.smtp_on_free_port();
     let server = scratch.serve();
     let message = b"Subject: report\nFrom: me@example.org\n\n.\nafter the dot\n";
     let output = bounded(
@@ -216,13 +205,7 @@ fn with_the_server_stopped_sendmail_queues_a_utf8_message_with_smtputf8() {
 #[test]
 fn with_a_server_running_sendmail_submits_a_utf8_recipient_with_smtputf8() {
     let scratch = Scratch::new();
-    let config = std::fs::read_to_string(&scratch.config).unwrap();
-    let listen = format!("listen = \"{}\"", free_port());
-    std::fs::write(
-        &scratch.config,
-        config.replacen("listen = \"127.0.0.1:0\"", &listen, 1),
-    )
-    .unwrap();
+    scratch.smtp_on_free_port();
     let server = scratch.serve();
     let output = bounded(
         sendmail_link(&scratch).args(["-f", "me@example.org", "r\u{e9}ka@example.net"]),

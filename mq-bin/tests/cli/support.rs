@@ -142,6 +142,24 @@ impl Scratch {
         Scratch { dir, admin, config }
     }
 
+    /// Replaces the first `from` in the config file with `to`; panics when `from` is not there,
+    /// so that an edit never silently does nothing.
+    pub(crate) fn edit_config(&self, from: &str, to: &str) {
+        let config = std::fs::read_to_string(&self.config).expect("the config is readable");
+        assert!(
+            config.contains(from),
+            "{from:?} is not in the config:\n{config}"
+        );
+        std::fs::write(&self.config, config.replacen(from, to, 1)).expect("the config is written");
+    }
+
+    /// Has the server listen for SMTP on a free port written in the config, where `mq sendmail`
+    /// looks for it, instead of one the server picks and logs.
+    pub(crate) fn smtp_on_free_port(&self) {
+        let listen = format!("listen = \"{}\"", free_port());
+        self.edit_config("listen = \"127.0.0.1:0\"", &listen);
+    }
+
     /// The temporary directory.
     pub(crate) fn path(&self) -> &Path {
         self.dir.path()
