@@ -62,6 +62,18 @@ mod tests {
         QueueId::from_u64(n)
     }
 
+    /// A body larger than a piece is read from the journal a piece at a time: kept, it would be
+    /// held whole by its delivery, outside the bound.
+    #[test]
+    fn a_body_larger_than_a_piece_is_not_kept_even_with_room() {
+        let mut hot = Hot::default();
+        hot.offer(id(1), &vec![1; PIECE + 1]);
+        assert_eq!(hot.take(id(1)), None);
+        assert_eq!(hot.bytes, 0);
+        hot.offer(id(2), &vec![2; PIECE]);
+        assert_eq!(hot.take(id(2)).map(|b| b.len()), Some(PIECE));
+    }
+
     #[test]
     fn a_body_is_taken_once_and_room_is_bounded() {
         let mut hot = Hot::default();
