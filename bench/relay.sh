@@ -49,8 +49,7 @@ connections = 100
 [dns]
 nameservers = ["127.0.0.1:9"]
 CONF
-    smtp-sink -c -u nobody "127.0.0.1:$SINK_PORT" 1024 > "$dir/sink" 2>&1 &
-    sink=$!
+    start_sink "$dir"
     "$mq" --config "$dir/mq.toml" serve 2>"$dir/log" &
     pid=$!
     wait_for_port "$PORT"
@@ -71,13 +70,19 @@ CONF
     alone "$size" "$concurrency" "$messages"
 }
 
+# Starts smtp-sink on SINK_PORT, counting into DIR/sink, as $sink; returns once it listens, so
+# that no message is deferred for want of it.
+start_sink() {
+    smtp-sink -c -u nobody "127.0.0.1:$SINK_PORT" 1024 > "$1/sink" 2>&1 &
+    sink=$!
+    wait_for_port "$SINK_PORT"
+}
+
 # The same load from smtp-source straight into smtp-sink: what the two reach with no mq.
 alone() {
     local size=$1 concurrency=$2 messages=$3 dir sink start end got cpu_sink cpu_source
     dir=$(mktemp -d)
-    smtp-sink -c -u nobody "127.0.0.1:$SINK_PORT" 1024 > "$dir/sink" 2>&1 &
-    sink=$!
-    wait_for_port "$SINK_PORT"
+    start_sink "$dir"
     start=$(date +%s.%N)
     cpu_source=$(source_cpu "$dir" "$SINK_PORT" "$size" "$concurrency" "$messages")
     got=$(wait_received "$dir/sink" "$messages")
