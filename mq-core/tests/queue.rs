@@ -310,6 +310,77 @@ fn ack_removes_the_entry_and_the_message_goes_with_its_last() {
     assert_eq!(ids(&open(dir.path()).list()), vec![(kept, 0)]);
 }
 
+/// The journal's syncs so far.
+fn syncs(queue: &EmbeddedQueue) -> u64 {
+    queue.health().syncs
+}
+
+/// Waits until the journal has synced more than `than` times; panics after a minute.
+fn wait_for_a_sync(queue: &EmbeddedQueue, than: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while syncs(queue) <= than {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sync came after {than}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    syncs(queue)
+}
+
+/// What a crash of mq (not of the machine) leaves: the journal's segments as they are now,
+/// opened in a directory of their own.
+fn as_a_crash_leaves_it(dir: &Path) -> (TempDir, EmbeddedQueue) {
+    let copy = TempDir::new().unwrap();
+    for segment in segments(dir) {
+        fs::copy(&segment, copy.path().join(segment.file_name().unwrap())).unwrap();
+    }
+    let queue = open(copy.path());
+    (copy, queue)
+}
+
+#[test]
+fn a_delivery_result_is_written_before_its_answer_and_synced_with_the_next_message_or_soon() {
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    let id = block_on(queue.enqueue(message(
+        &["a@example.net", "b@example.net", "c@example.net"],
+        b"x",
+    )))
+    .unwrap();
+    let taken = block_on(queue.take_due(SystemTime::now(), 3)).unwrap();
+    let before = syncs(&queue);
+    assert!(before >= 1, "a new message is synced before its answer");
+
+    // Answered once written, without a sync of its own...
+    block_on(queue.ack(&taken[0], AckResult::Delivered)).unwrap();
+    block_on(queue.defer(&taken[1], later(60), "451 4.3.0 try again".into())).unwrap();
+    assert_eq!(syncs(&queue), before);
+    // ...and on disk, as a crash of mq would leave it.
+    let (_copy, crashed) = as_a_crash_leaves_it(dir.path());
+    let entries = crashed.list();
+    assert_eq!(ids(&entries), vec![(id, 1), (id, 2)]);
+    assert_eq!(entries[0].attempts, 1, "{entries:?}");
+    drop(crashed);
+    // Synced soon after, with nothing else to write.
+    let after = wait_for_a_sync(&queue, before);
+    assert_eq!(after, before + 1);
+
+    // Written again, then a new message's sync takes it along: no second sync for it.
+    block_on(queue.ack(&taken[2], AckResult::Delivered)).unwrap();
+    assert_eq!(syncs(&queue), after);
+    block_on(queue.enqueue(message(&["d@example.net"], b"y"))).unwrap();
+    assert_eq!(syncs(&queue), after + 1);
+    std::thread::sleep(mq_core::queue::SYNC_LATER * 3);
+    assert_eq!(syncs(&queue), after + 1, "nothing was left to sync");
+
+    // An administrator's change is synced before its answer, as a new message is.
+    let kept = block_on(queue.enqueue(message(&["e@example.net"], b"z"))).unwrap();
+    let before = syncs(&queue);
+    block_on(queue.hold(&kept)).unwrap();
+    assert_eq!(syncs(&queue), before + 1);
+}
+
 #[test]
 fn delete_removes_every_entry_of_a_message() {
     let dir = TempDir::new().unwrap();

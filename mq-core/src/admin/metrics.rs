@@ -289,6 +289,12 @@ impl Page {
             health.write_failures,
         )?;
         self.single(
+            "mq_queue_journal_syncs_total",
+            "counter",
+            "Syncs of the queue journal since start: one per batch of new messages (group commit).",
+            health.syncs,
+        )?;
+        self.single(
             "mq_queue_corrupt_regions_total",
             "counter",
             "Damaged ranges of the queue journal moved aside into corrupt/ at start.",

@@ -137,6 +137,7 @@ impl EmbeddedQueue {
             len: recovered.len,
             health: Arc::clone(&health),
             fault: None,
+            unsynced: None,
         };
         Ok(EmbeddedQueue {
             dir: dir.to_owned(),

@@ -23,6 +23,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) struct Health {
     writable: AtomicBool,
     write_failures: AtomicU64,
+    syncs: AtomicU64,
     damage: Damage,
 }
 
@@ -32,14 +33,21 @@ impl Health {
         Health {
             writable: AtomicBool::new(true),
             write_failures: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
             damage,
         }
+    }
+
+    /// Counts a sync of the journal.
+    pub(crate) fn synced(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> QueueHealth {
         QueueHealth {
             writable: self.writable.load(Ordering::Relaxed),
             write_failures: self.write_failures.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
             corrupt_regions: self.damage.regions,
             corrupt_bytes: self.damage.bytes,
         }

@@ -95,6 +95,7 @@ pub use embedded::{EmbeddedOptions, EmbeddedQueue};
 pub use error::QueueError;
 pub use id::{ParseQueueIdError, QueueId};
 pub use surgery::{Surgery, all_messages};
+pub use writer::SYNC_LATER;
 
 pub use rabbitmq::RabbitQueue;
 
@@ -374,6 +375,9 @@ pub struct QueueHealth {
     pub writable: bool,
     /// Writes, syncs or new journal segments that failed since the queue was opened.
     pub write_failures: u64,
+    /// Syncs of the journal since the queue was opened: one per batch of new messages (group
+    /// commit), fewer than the messages under load.
+    pub syncs: u64,
     /// Damaged ranges of the journal moved aside into `corrupt/` when the queue was opened.
     pub corrupt_regions: u64,
     /// Their bytes.
@@ -385,6 +389,7 @@ impl Default for QueueHealth {
         QueueHealth {
             writable: true,
             write_failures: 0,
+            syncs: 0,
             corrupt_regions: 0,
             corrupt_bytes: 0,
         }
@@ -484,12 +489,15 @@ pub trait Queue: Send + Sync + fmt::Debug {
         self.body(id).await.map(Body::from)
     }
 
-    /// Ends an entry for good (delivered, or failed and bounced) and removes it durably; the
-    /// message's body goes with its last entry.
+    /// Ends an entry for good (delivered, or failed and bounced) and removes it; the message's
+    /// body goes with its last entry. Once it returns, the removal survives a crash of mq; the
+    /// embedded queue syncs it to disk with the next message or within a tenth of a second,
+    /// so a crash of the machine in between can repeat the delivery, never lose the message.
     async fn ack(&self, entry: &Entry, result: AckResult) -> Result<(), QueueError>;
 
     /// Puts an entry back to be tried again at `until`, counting one more attempt and keeping
-    /// `error` as its last error; durable when it returns.
+    /// `error` as its last error; kept across a crash of mq when it returns (synced to disk as
+    /// [`ack`](Queue::ack)'s removal is).
     async fn defer(
         &self,
         entry: &Entry,

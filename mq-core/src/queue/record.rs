@@ -107,6 +107,15 @@ impl Record {
             | Record::Requeue { id, .. } => *id,
         }
     }
+
+    /// Whether the record may be answered once written, before the journal is synced: the
+    /// result of a delivery attempt (an entry done or deferred). Written, it survives a crash
+    /// of mq (the kernel holds it); only a crash of the machine before the next sync can lose
+    /// it, and that repeats an attempt (at least once, as Postfix's removal of a delivered
+    /// queue file). A message, and an administrator's change, are synced before their answer.
+    pub(crate) fn may_sync_later(&self) -> bool {
+        matches!(self, Record::Done { .. } | Record::Defer { .. })
+    }
 }
 
 /// Appends the payload of `record` to `out`. `body` is the message body for a `Message` record

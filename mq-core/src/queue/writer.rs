@@ -3,25 +3,32 @@
 //! Requests arrive on a channel. The writer takes the first, then every other one already
 //! waiting (up to a bound), writes their records with vectored writes straight from the
 //! requests' own buffers (a batch is never gathered into one), syncs once, applies them to
-//! the index, and only then answers: what a caller sees, and what `take_due` hands out, is
-//! always on disk. Between batches it deletes segments nothing needs and compacts the oldest one
-//! a little at a time, so that clients never wait behind a whole compaction.
+//! the index, and only then answers: a new message, and what `take_due` hands out, is always
+//! on disk. A batch that holds only results of delivery attempts (an entry done or deferred)
+//! is answered once written, and synced with the next batch that needs a sync or
+//! [`SYNC_LATER`] after it, whichever comes first: a written record survives a crash of mq,
+//! and what a crash of the machine can lose of it only repeats an attempt. Between batches it
+//! deletes segments nothing needs and compacts the oldest one a little at a time, so that
+//! clients never wait behind a whole compaction.
 //!
 //! A write, sync or new segment that fails (a full disk, too many open files) does not stop
 //! it: the requests of that batch get the error, and the writer is in a fault (see `fault`)
-//! until a write succeeds again. Before its next write it cuts the segment back to its last
-//! synced length, so that a half-written batch is never buried mid-journal; retries are spaced
-//! by a back-off, and requests that arrive in between get the error at once. Nothing answered
-//! before the fault is touched: it all lies before that length.
+//! until a write succeeds again. Before its next write it cuts the segment back to the end of
+//! its last answered record, so that a half-written batch is never buried mid-journal; retries
+//! are spaced by a back-off, and requests that arrive in between get the error at once.
+//! Nothing answered before the fault is touched: it all lies before that length.
 
 use std::fs::{self, File};
 use std::io::{self, IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use smol::Timer;
 use smol::channel::{Receiver, TryRecvError};
+use smol::future;
 
 use super::error::QueueError;
 use super::fault::{Fault, Health};
@@ -36,6 +43,9 @@ const BATCH_BYTES: usize = 8 << 20;
 /// Bytes of live messages copied forward per compaction step, between client batches: a step
 /// holds them in memory while it writes them, so it stays small beside the sessions' own.
 const COMPACTION_STEP: u64 = 1 << 20;
+/// The longest a written result of a delivery attempt waits for its sync: under load the next
+/// new message's sync takes it sooner.
+pub const SYNC_LATER: Duration = Duration::from_millis(100);
 /// The most buffers one vectored write takes (Linux's `IOV_MAX`).
 const IOV_MAX: usize = 1024;
 
@@ -73,6 +83,8 @@ pub(crate) struct Writer {
     pub(crate) health: Arc<Health>,
     /// The fault the writer is in, if its last write failed.
     pub(crate) fault: Option<Fault>,
+    /// Since when records written and answered wait for a sync, if any do.
+    pub(crate) unsynced: Option<Instant>,
 }
 
 /// Locks the index. A panic while it was held cannot leave it half-changed in a way that
@@ -96,6 +108,7 @@ impl Writer {
         // closing first makes later ones fail at once.
         self.requests.close();
         while self.requests.try_recv().is_ok() {}
+        self.sync_written();
     }
 
     /// Serves requests until the queue is dropped.
@@ -110,9 +123,9 @@ impl Writer {
                     Err(TryRecvError::Closed) => return,
                 }
             } else {
-                match self.requests.recv_blocking() {
-                    Ok(request) => Some(request),
-                    Err(_) => return,
+                match self.next_request() {
+                    Some(request) => Some(request),
+                    None => return,
                 }
             };
             if let Some(first) = first {
@@ -125,6 +138,52 @@ impl Writer {
                 false
             });
         }
+    }
+
+    /// Waits for the next request; `None` once the queue is dropped. Records written and not
+    /// yet synced are synced when [`SYNC_LATER`] has passed since the first of them, should no
+    /// request come before.
+    fn next_request(&mut self) -> Option<Request> {
+        loop {
+            let Some(since) = self.unsynced else {
+                return self.requests.recv_blocking().ok();
+            };
+            let left = SYNC_LATER.saturating_sub(since.elapsed());
+            let next = smol::block_on(future::or(
+                async { Some(self.requests.recv().await.ok()) },
+                async {
+                    Timer::after(left).await;
+                    None
+                },
+            ));
+            match next {
+                Some(request) => return request,
+                None => self.sync_written(),
+            }
+        }
+    }
+
+    /// Syncs the records written and answered since the last sync, if any. A failure puts the
+    /// writer in a fault: the next write cuts back to them and syncs again.
+    fn sync_written(&mut self) {
+        if self.unsynced.is_none() {
+            return;
+        }
+        if let Err(err) = self.sync() {
+            // Not tried again at once: the fault's next write cuts back and syncs first.
+            self.unsynced = None;
+            Fault::failed(&mut self.fault, &err, &self.health);
+        }
+    }
+
+    /// Syncs the current segment.
+    fn sync(&mut self) -> Result<(), QueueError> {
+        self.file
+            .sync_data()
+            .map_err(|e| self.io_error("sync", e))?;
+        self.unsynced = None;
+        self.health.synced();
+        Ok(())
     }
 
     /// The first request and whatever else is already waiting, within the batch bounds.
@@ -161,7 +220,8 @@ impl Writer {
                 Request::Maintain { reply } => maintain.push(reply),
             }
         }
-        let placed = self.append(&frames);
+        let later = records.iter().all(Record::may_sync_later);
+        let placed = self.append(&frames, later);
         if placed.is_ok() {
             // A copy of each new body (as room allows) for the delivery about to ask for it;
             // kept before the message is in the index, so no delivery misses it.
@@ -187,9 +247,10 @@ impl Writer {
         }
     }
 
-    /// Appends frames with vectored writes and one sync; returns where each landed. A failure
-    /// puts the writer in a fault, a success ends one.
-    fn append(&mut self, frames: &[Framed]) -> Result<Vec<Placement>, QueueError> {
+    /// Appends frames with vectored writes and one sync (none yet if `later`: see
+    /// [`Record::may_sync_later`]); returns where each landed. A failure puts the writer in a
+    /// fault, a success ends one.
+    fn append(&mut self, frames: &[Framed], later: bool) -> Result<Vec<Placement>, QueueError> {
         if frames.is_empty() {
             return Ok(Vec::new());
         }
@@ -197,7 +258,7 @@ impl Writer {
             // Before the next try, the fault's error at once: not another failure.
             fault.may_retry()?;
         }
-        let placed = self.try_append(frames);
+        let placed = self.try_append(frames, later);
         match &placed {
             Ok(_) => {
                 if let Some(fault) = self.fault.take() {
@@ -212,12 +273,16 @@ impl Writer {
     /// Appends frames, after a fault once the segment is cut back to what was synced. Starts a
     /// new segment first if they would not fit in the current one (a batch larger than a segment
     /// gets a segment of its own).
-    fn try_append(&mut self, frames: &[Framed]) -> Result<Vec<Placement>, QueueError> {
+    fn try_append(&mut self, frames: &[Framed], later: bool) -> Result<Vec<Placement>, QueueError> {
         if self.fault.is_some() {
             self.cut_back()?;
         }
         let total: u64 = frames.iter().map(Framed::len).sum();
         if self.len > 0 && self.len + total > self.segment_size {
+            if self.unsynced.is_some() {
+                // Later syncs are of the next segment.
+                self.sync()?;
+            }
             self.rotate()?;
         }
         let mut placements = Vec::with_capacity(frames.len());
@@ -231,12 +296,14 @@ impl Writer {
             });
             offset += len;
         }
-        self.write(frames, total)?;
+        self.write(frames, total, later)?;
         Ok(placements)
     }
 
-    /// Writes the frames (`total` bytes) at the end of the segment, then syncs.
-    fn write(&mut self, frames: &[Framed], total: u64) -> Result<(), QueueError> {
+    /// Writes the frames (`total` bytes) at the end of the segment, then syncs, unless they
+    /// may be synced `later` and [`SYNC_LATER`] has not passed since the first record that
+    /// waits for a sync.
+    fn write(&mut self, frames: &[Framed], total: u64, later: bool) -> Result<(), QueueError> {
         let mut slices: Vec<IoSlice<'_>> = frames
             .iter()
             .flat_map(Framed::parts)
@@ -245,22 +312,26 @@ impl Writer {
             .collect();
         write_all_vectored(&*self.file, &mut slices).map_err(|e| self.io_error("write", e))?;
         if self.fsync {
-            self.file
-                .sync_data()
-                .map_err(|e| self.io_error("sync", e))?;
+            let since = *self.unsynced.get_or_insert_with(Instant::now);
+            if !later || since.elapsed() >= SYNC_LATER {
+                self.sync()?;
+            }
         }
         self.len += total;
         lock(&self.index).set_segment_len(self.seq, self.len);
         Ok(())
     }
 
-    /// Cuts the segment back to its last synced length: what a failed write may have left after
-    /// it was never answered, and must not stay before the next record.
-    fn cut_back(&self) -> Result<(), QueueError> {
+    /// Cuts the segment back to the end of its last answered record, and syncs it: what a
+    /// failed write may have left after that was never answered, and must not stay before the
+    /// next record.
+    fn cut_back(&mut self) -> Result<(), QueueError> {
         self.file
             .set_len(self.len)
             .and_then(|()| self.file.sync_all())
-            .map_err(|e| self.io_error("truncate", e))
+            .map_err(|e| self.io_error("truncate", e))?;
+        self.unsynced = None;
+        Ok(())
     }
 
     fn io_error(&self, action: &str, error: io::Error) -> QueueError {
@@ -340,7 +411,7 @@ impl Writer {
             frames.push(Framed::new(&record, body.read()?));
             records.push(record);
         }
-        let placements = self.append(&frames)?;
+        let placements = self.append(&frames, false)?;
         self.apply(records.into_iter().zip(placements));
         self.delete_dead()?;
         Ok(true)
