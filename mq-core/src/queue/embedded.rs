@@ -22,7 +22,7 @@ use super::journal::{self, Framed, HEADER, MAX_RECORD};
 use super::private;
 use super::record::{MessageRecord, RecipientState, Record};
 use super::recovery::recover;
-use super::writer::{Reply, Request, Writer, lock};
+use super::writer::{Reminder, Reply, Request, Writer, lock};
 use super::{AckResult, Body, Entry, NewMessage, PIECE, Queue, QueueHealth, QueueId};
 
 /// Requests that may wait for the writer before senders wait too (backpressure). Each sender
@@ -138,6 +138,7 @@ impl EmbeddedQueue {
             health: Arc::clone(&health),
             fault: None,
             unsynced: None,
+            reminder: Reminder::new(requests.downgrade()),
         };
         Ok(EmbeddedQueue {
             dir: dir.to_owned(),

@@ -21,14 +21,13 @@
 use std::fs::{self, File};
 use std::io::{self, IoSlice, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread;
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use smol::Timer;
-use smol::channel::{Receiver, TryRecvError};
-use smol::future;
+use smol::channel::{Receiver, TryRecvError, WeakSender};
 
 use super::error::QueueError;
 use super::fault::{Fault, Health};
@@ -63,6 +62,9 @@ pub(crate) enum Request {
     },
     /// Delete and compact every segment that can be, then answer.
     Maintain { reply: Reply },
+    /// Sync what was written and answered without a sync, if anything was: from the
+    /// [`Reminder`].
+    Sync,
 }
 
 /// The writer's state: the current segment and what it needs to rotate and compact.
@@ -85,6 +87,8 @@ pub(crate) struct Writer {
     pub(crate) fault: Option<Fault>,
     /// Since when records written and answered wait for a sync, if any do.
     pub(crate) unsynced: Option<Instant>,
+    /// Asks for their sync when nothing else brings it.
+    pub(crate) reminder: Reminder,
 }
 
 /// Locks the index. A panic while it was held cannot leave it half-changed in a way that
@@ -123,9 +127,9 @@ impl Writer {
                     Err(TryRecvError::Closed) => return,
                 }
             } else {
-                match self.next_request() {
-                    Some(request) => Some(request),
-                    None => return,
+                match self.requests.recv_blocking() {
+                    Ok(request) => Some(request),
+                    Err(_) => return,
                 }
             };
             if let Some(first) = first {
@@ -137,29 +141,6 @@ impl Writer {
                 tracing::warn!(error = %err, "queue journal maintenance failed; retried after the next write");
                 false
             });
-        }
-    }
-
-    /// Waits for the next request; `None` once the queue is dropped. Records written and not
-    /// yet synced are synced when [`SYNC_LATER`] has passed since the first of them, should no
-    /// request come before.
-    fn next_request(&mut self) -> Option<Request> {
-        loop {
-            let Some(since) = self.unsynced else {
-                return self.requests.recv_blocking().ok();
-            };
-            let left = SYNC_LATER.saturating_sub(since.elapsed());
-            let next = smol::block_on(future::or(
-                async { Some(self.requests.recv().await.ok()) },
-                async {
-                    Timer::after(left).await;
-                    None
-                },
-            ));
-            match next {
-                Some(request) => return request,
-                None => self.sync_written(),
-            }
         }
     }
 
@@ -206,6 +187,7 @@ impl Writer {
         let mut records = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut maintain = Vec::new();
+        let mut sync = false;
         for request in batch {
             match request {
                 Request::Append {
@@ -218,6 +200,7 @@ impl Writer {
                     replies.push(reply);
                 }
                 Request::Maintain { reply } => maintain.push(reply),
+                Request::Sync => sync = true,
             }
         }
         let later = records.iter().all(Record::may_sync_later);
@@ -240,6 +223,9 @@ impl Writer {
         match counts {
             Ok(counts) => answer(replies.into_iter().zip(counts), &Ok(())),
             Err(err) => answer(replies.into_iter().map(|reply| (reply, 0)), &Err(err)),
+        }
+        if sync {
+            self.sync_written();
         }
         if !maintain.is_empty() {
             let done = self.maintain_fully();
@@ -315,6 +301,8 @@ impl Writer {
             let since = *self.unsynced.get_or_insert_with(Instant::now);
             if !later || since.elapsed() >= SYNC_LATER {
                 self.sync()?;
+            } else {
+                self.reminder.arm();
             }
         }
         self.len += total;
@@ -434,6 +422,88 @@ impl Writer {
     }
 }
 
+/// Reminds the writer to sync records it wrote and answered without a sync, should no new
+/// message bring a sync first: a thread of its own (`mq-queue-sync`, started when first
+/// needed) that, once armed, waits [`SYNC_LATER`] and sends [`Request::Sync`]. Armed while
+/// armed changes nothing, so it wakes at most ten times a second whatever the rate of
+/// records; a timer per write would cost the writer more than the syncs it saves.
+#[derive(Debug)]
+pub(crate) struct Reminder {
+    requests: WeakSender<Request>,
+    state: Arc<ReminderState>,
+    thread: Option<Thread>,
+}
+
+#[derive(Debug, Default)]
+struct ReminderState {
+    armed: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl Reminder {
+    /// A reminder that sends to the writer's channel, without keeping it open.
+    pub(crate) fn new(requests: WeakSender<Request>) -> Reminder {
+        Reminder {
+            requests,
+            state: Arc::default(),
+            thread: None,
+        }
+    }
+
+    /// Asks for a [`Request::Sync`] in [`SYNC_LATER`], unless one is coming already.
+    fn arm(&mut self) {
+        if self.state.armed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(thread) = &self.thread {
+            thread.unpark();
+            return;
+        }
+        let (state, requests) = (Arc::clone(&self.state), self.requests.clone());
+        match thread::Builder::new()
+            .name("mq-queue-sync".into())
+            .spawn(move || remind(&state, &requests))
+        {
+            Ok(handle) => self.thread = Some(handle.thread().clone()),
+            Err(error) => {
+                // The next write past SYNC_LATER, the next message, or the writer's end syncs.
+                tracing::warn!(%error, "cannot start the queue's sync reminder thread");
+                self.state.armed.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+impl Drop for Reminder {
+    fn drop(&mut self) {
+        self.state.stopped.store(true, Ordering::Release);
+        if let Some(thread) = &self.thread {
+            thread.unpark();
+        }
+    }
+}
+
+/// The reminder's thread: once armed, waits [`SYNC_LATER`], disarms and sends
+/// [`Request::Sync`]; ends when the reminder or the writer's channel is gone.
+fn remind(state: &ReminderState, requests: &WeakSender<Request>) {
+    loop {
+        while !state.armed.load(Ordering::Acquire) {
+            if state.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            thread::park();
+        }
+        thread::sleep(SYNC_LATER);
+        state.armed.store(false, Ordering::Release);
+        let Some(requests) = requests.upgrade() else {
+            return;
+        };
+        if state.stopped.load(Ordering::Acquire) || requests.send_blocking(Request::Sync).is_err() {
+            return;
+        }
+    }
+}
+
 /// Writes every byte of `slices`, in order, at most [`IOV_MAX`] buffers per call: a short write
 /// goes on where it stopped, an interrupted one is retried.
 fn write_all_vectored(mut out: impl Write, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
@@ -468,7 +538,7 @@ impl Request {
     fn bytes(&self) -> usize {
         match self {
             Request::Append { frame, .. } => frame.len() as usize,
-            Request::Maintain { .. } => 0,
+            Request::Maintain { .. } | Request::Sync => 0,
         }
     }
 }
