@@ -157,46 +157,87 @@ impl Io {
     }
 
     /// Writes a message's wire form, `timeout` bounding each block of it; a message in pieces
-    /// is read a piece at a time, each written before the next is read.
+    /// is read a piece at a time, each written before the next is read. The last block goes
+    /// out with the final dot line in one write: one segment, and one call, for a message of
+    /// one block.
     pub(super) async fn write_data(
         &mut self,
         timeout: Duration,
         wire: &Wire<'_>,
     ) -> Result<(), ClientError> {
-        if let Wire::Pieces {
-            message, stuffed, ..
+        let Wire::Pieces {
+            message,
+            stuffed,
+            tail,
+            ..
         } = *wire
-        {
-            let cannot_read = |error: io::Error| {
-                let text = format!("cannot read the queued message: {error}");
-                ClientError::Io(Stage::Data, io::Error::new(error.kind(), text))
-            };
-            let (mut stuffer, mut out) = (Stuffer::default(), Vec::new());
-            let mut pieces = PieceReader::new(message);
-            while let Some(piece) = pieces.next().await.map_err(cannot_read)? {
-                let block = if stuffed {
-                    out.clear();
-                    stuffer.push(piece, &mut out);
-                    &out[..]
-                } else {
-                    piece
-                };
-                for chunk in block.chunks(WRITE_CHUNK) {
-                    self.write(Stage::Data, timeout, chunk).await?;
-                }
-            }
+        else {
+            let [body, tail] = wire.parts();
+            return self.write_ending(timeout, body, tail).await;
+        };
+        let cannot_read = |error: io::Error| {
+            let text = format!("cannot read the queued message: {error}");
+            ClientError::Io(Stage::Data, io::Error::new(error.kind(), text))
+        };
+        let (mut stuffer, mut out) = (Stuffer::default(), Vec::new());
+        let (mut pieces, mut read) = (PieceReader::new(message), 0);
+        let mut ended = false;
+        while let Some(piece) = pieces.next().await.map_err(cannot_read)? {
+            read += piece.len() as u64;
+            ended = read >= message.len();
             if stuffed {
                 out.clear();
-                stuffer.finish(&mut out);
-                self.write(Stage::Data, timeout, &out).await?;
+                stuffer.push(piece, &mut out);
+                if ended {
+                    std::mem::take(&mut stuffer).finish(&mut out);
+                }
+                self.write_ending(timeout, &out, &[]).await?;
+            } else {
+                let tail = if ended { tail } else { &[] };
+                self.write_ending(timeout, piece, tail).await?;
             }
         }
-        for part in wire.parts() {
-            for block in part.chunks(WRITE_CHUNK) {
-                self.write(Stage::Data, timeout, block).await?;
+        if !ended {
+            // An empty message: only its ending.
+            out.clear();
+            if stuffed {
+                stuffer.finish(&mut out);
+            } else {
+                out.extend_from_slice(tail);
             }
+            self.write_ending(timeout, &out, &[]).await?;
         }
         Ok(())
+    }
+
+    /// Writes `body` then `tail`, `timeout` bounding each block of up to [`WRITE_CHUNK`] bytes;
+    /// the body's last block and `tail` go out in one vectored write.
+    async fn write_ending(
+        &mut self,
+        timeout: Duration,
+        body: &[u8],
+        tail: &[u8],
+    ) -> Result<(), ClientError> {
+        let (head, last) = body.split_at(body.len().saturating_sub(1) / WRITE_CHUNK * WRITE_CHUNK);
+        for block in head.chunks(WRITE_CHUNK) {
+            self.write(Stage::Data, timeout, block).await?;
+        }
+        timed(Stage::Data, timeout, async {
+            let stream = self.stream(Stage::Data)?;
+            let io = |error| ClientError::Io(Stage::Data, error);
+            let mut slices = [io::IoSlice::new(last), io::IoSlice::new(tail)];
+            let mut slices = &mut slices[..];
+            // Leading empty buffers would make a write of zero bytes look like a failure.
+            io::IoSlice::advance_slices(&mut slices, 0);
+            while !slices.is_empty() {
+                match stream.write_vectored(slices).await.map_err(io)? {
+                    0 => return Err(io(io::ErrorKind::WriteZero.into())),
+                    written => io::IoSlice::advance_slices(&mut slices, written),
+                }
+            }
+            stream.flush().await.map_err(io)
+        })
+        .await
     }
 
     /// Runs the TLS handshake after the server's `220` to STARTTLS.
