@@ -7,7 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures::channel::oneshot;
 use mq_plugin_api::Address;
@@ -52,6 +52,10 @@ pub struct EmbeddedOptions {
     /// The size at which the journal starts a new segment file (default 64 MiB). Space is
     /// reclaimed a whole segment at a time.
     pub segment_size: u64,
+    /// The longest the result of a delivery attempt (an entry done or deferred), answered once
+    /// written, waits for a sync when no new message brings one sooner (default 0.1 s). Only
+    /// a crash of the machine in that time can lose it, which repeats the attempt.
+    pub sync_later: Duration,
 }
 
 impl Default for EmbeddedOptions {
@@ -59,6 +63,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             fsync: true,
             segment_size: 64 << 20,
+            sync_later: Duration::from_millis(100),
         }
     }
 }
@@ -138,7 +143,8 @@ impl EmbeddedQueue {
             health: Arc::clone(&health),
             fault: None,
             unsynced: None,
-            reminder: Reminder::new(requests.downgrade()),
+            sync_later: options.sync_later,
+            reminder: Reminder::new(requests.downgrade(), options.sync_later),
         };
         Ok(EmbeddedQueue {
             dir: dir.to_owned(),

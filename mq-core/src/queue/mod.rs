@@ -95,7 +95,6 @@ pub use embedded::{EmbeddedOptions, EmbeddedQueue};
 pub use error::QueueError;
 pub use id::{ParseQueueIdError, QueueId};
 pub use surgery::{Surgery, all_messages};
-pub use writer::SYNC_LATER;
 
 pub use rabbitmq::RabbitQueue;
 

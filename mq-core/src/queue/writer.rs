@@ -6,7 +6,7 @@
 //! the index, and only then answers: a new message, and what `take_due` hands out, is always
 //! on disk. A batch that holds only results of delivery attempts (an entry done or deferred)
 //! is answered once written, and synced with the next batch that needs a sync or
-//! [`SYNC_LATER`] after it, whichever comes first: a written record survives a crash of mq,
+//! `sync_later` (0.1 s) after it, whichever comes first: a written record survives a crash of mq,
 //! and what a crash of the machine can lose of it only repeats an attempt. Between batches it
 //! deletes segments nothing needs and compacts the oldest one a little at a time, so that
 //! clients never wait behind a whole compaction.
@@ -42,9 +42,6 @@ const BATCH_BYTES: usize = 8 << 20;
 /// Bytes of live messages copied forward per compaction step, between client batches: a step
 /// holds them in memory while it writes them, so it stays small beside the sessions' own.
 const COMPACTION_STEP: u64 = 1 << 20;
-/// The longest a written result of a delivery attempt waits for its sync: under load the next
-/// new message's sync takes it sooner.
-pub const SYNC_LATER: Duration = Duration::from_millis(100);
 /// The most buffers one vectored write takes (Linux's `IOV_MAX`).
 const IOV_MAX: usize = 1024;
 
@@ -87,6 +84,8 @@ pub(crate) struct Writer {
     pub(crate) fault: Option<Fault>,
     /// Since when records written and answered wait for a sync, if any do.
     pub(crate) unsynced: Option<Instant>,
+    /// The longest they wait (`EmbeddedOptions::sync_later`).
+    pub(crate) sync_later: Duration,
     /// Asks for their sync when nothing else brings it.
     pub(crate) reminder: Reminder,
 }
@@ -145,9 +144,10 @@ impl Writer {
     }
 
     /// Syncs the records written and answered since the last sync, if any. A failure puts the
-    /// writer in a fault: the next write cuts back to them and syncs again.
+    /// writer in a fault: the next write cuts back to them and syncs again. In a fault it is
+    /// left to that write, after the back-off.
     fn sync_written(&mut self) {
-        if self.unsynced.is_none() {
+        if self.unsynced.is_none() || self.fault.is_some() {
             return;
         }
         if let Err(err) = self.sync() {
@@ -256,7 +256,7 @@ impl Writer {
         placed
     }
 
-    /// Appends frames, after a fault once the segment is cut back to what was synced. Starts a
+    /// Appends frames, after a fault once the segment is cut back to what was answered. Starts a
     /// new segment first if they would not fit in the current one (a batch larger than a segment
     /// gets a segment of its own).
     fn try_append(&mut self, frames: &[Framed], later: bool) -> Result<Vec<Placement>, QueueError> {
@@ -287,7 +287,7 @@ impl Writer {
     }
 
     /// Writes the frames (`total` bytes) at the end of the segment, then syncs, unless they
-    /// may be synced `later` and [`SYNC_LATER`] has not passed since the first record that
+    /// may be synced `later` and `sync_later` has not passed since the first record that
     /// waits for a sync.
     fn write(&mut self, frames: &[Framed], total: u64, later: bool) -> Result<(), QueueError> {
         let mut slices: Vec<IoSlice<'_>> = frames
@@ -299,7 +299,7 @@ impl Writer {
         write_all_vectored(&*self.file, &mut slices).map_err(|e| self.io_error("write", e))?;
         if self.fsync {
             let since = *self.unsynced.get_or_insert_with(Instant::now);
-            if !later || since.elapsed() >= SYNC_LATER {
+            if !later || since.elapsed() >= self.sync_later {
                 self.sync()?;
             } else {
                 self.reminder.arm();
@@ -424,12 +424,14 @@ impl Writer {
 
 /// Reminds the writer to sync records it wrote and answered without a sync, should no new
 /// message bring a sync first: a thread of its own (`mq-queue-sync`, started when first
-/// needed) that, once armed, waits [`SYNC_LATER`] and sends [`Request::Sync`]. Armed while
-/// armed changes nothing, so it wakes at most ten times a second whatever the rate of
-/// records; a timer per write would cost the writer more than the syncs it saves.
+/// needed) that, once armed, waits `sync_later` and sends [`Request::Sync`]. Armed while
+/// armed changes nothing, so it wakes at most once per `sync_later` (ten times a second)
+/// whatever the rate of records; a timer per write would cost the writer more than the syncs
+/// it saves.
 #[derive(Debug)]
 pub(crate) struct Reminder {
     requests: WeakSender<Request>,
+    delay: Duration,
     state: Arc<ReminderState>,
     thread: Option<Thread>,
 }
@@ -442,15 +444,16 @@ struct ReminderState {
 
 impl Reminder {
     /// A reminder that sends to the writer's channel, without keeping it open.
-    pub(crate) fn new(requests: WeakSender<Request>) -> Reminder {
+    pub(crate) fn new(requests: WeakSender<Request>, delay: Duration) -> Reminder {
         Reminder {
             requests,
+            delay,
             state: Arc::default(),
             thread: None,
         }
     }
 
-    /// Asks for a [`Request::Sync`] in [`SYNC_LATER`], unless one is coming already.
+    /// Asks for a [`Request::Sync`] after its delay, unless one is coming already.
     fn arm(&mut self) {
         if self.state.armed.swap(true, Ordering::AcqRel) {
             return;
@@ -459,14 +462,14 @@ impl Reminder {
             thread.unpark();
             return;
         }
-        let (state, requests) = (Arc::clone(&self.state), self.requests.clone());
+        let (state, requests, delay) = (Arc::clone(&self.state), self.requests.clone(), self.delay);
         match thread::Builder::new()
             .name("mq-queue-sync".into())
-            .spawn(move || remind(&state, &requests))
+            .spawn(move || remind(&state, &requests, delay))
         {
             Ok(handle) => self.thread = Some(handle.thread().clone()),
             Err(error) => {
-                // The next write past SYNC_LATER, the next message, or the writer's end syncs.
+                // The next write past the delay, the next message, or the writer's end syncs.
                 tracing::warn!(%error, "cannot start the queue's sync reminder thread");
                 self.state.armed.store(false, Ordering::Release);
             }
@@ -483,9 +486,9 @@ impl Drop for Reminder {
     }
 }
 
-/// The reminder's thread: once armed, waits [`SYNC_LATER`], disarms and sends
-/// [`Request::Sync`]; ends when the reminder or the writer's channel is gone.
-fn remind(state: &ReminderState, requests: &WeakSender<Request>) {
+/// The reminder's thread: once armed, waits `delay`, disarms and sends [`Request::Sync`]; ends
+/// when the reminder or the writer's channel is gone.
+fn remind(state: &ReminderState, requests: &WeakSender<Request>, delay: Duration) {
     loop {
         while !state.armed.load(Ordering::Acquire) {
             if state.stopped.load(Ordering::Acquire) {
@@ -493,7 +496,7 @@ fn remind(state: &ReminderState, requests: &WeakSender<Request>) {
             }
             thread::park();
         }
-        thread::sleep(SYNC_LATER);
+        thread::sleep(delay);
         state.armed.store(false, Ordering::Release);
         let Some(requests) = requests.upgrade() else {
             return;
