@@ -322,6 +322,12 @@ fn delivery_shows_on_the_metrics_page() {
         "{page}"
     );
     assert!(sample(&page, "mq_queue_oldest_entry_age_seconds").is_some());
+    // This config turns fsync off (`[queue] fsync = false`): the journal is never synced.
+    assert_eq!(
+        sample(&page, "mq_queue_journal_syncs_total"),
+        Some(0.0),
+        "{page}"
+    );
     let started = sample(&page, "mq_start_time_seconds").expect("a start time");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

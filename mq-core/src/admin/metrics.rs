@@ -42,7 +42,8 @@ pub fn render_metrics(stats: &Stats, metrics: &Metrics, queue_entries: usize) ->
 
 /// Renders the queue's storage health, to follow [`render_metrics`] on the page: whether the
 /// journal can be written (`mq_queue_writable`, 0 while writes fail and new mail is refused),
-/// the writes that failed, and the damage moved aside when the queue was opened.
+/// the writes that failed, the journal's syncs, and the damage moved aside when the queue was
+/// opened.
 ///
 /// # Examples
 ///
@@ -50,9 +51,12 @@ pub fn render_metrics(stats: &Stats, metrics: &Metrics, queue_entries: usize) ->
 /// use mq_core::admin::render_queue_health;
 /// use mq_core::queue::QueueHealth;
 ///
-/// let page = render_queue_health(&QueueHealth::default());
+/// let mut health = QueueHealth::default();
+/// health.syncs = 7;
+/// let page = render_queue_health(&health);
 /// assert!(page.contains("\nmq_queue_writable 1\n"));
 /// assert!(page.contains("\nmq_queue_write_failures_total 0\n"));
+/// assert!(page.contains("\nmq_queue_journal_syncs_total 7\n"));
 /// ```
 pub fn render_queue_health(health: &QueueHealth) -> String {
     let mut page = Page(String::new());
@@ -291,7 +295,7 @@ impl Page {
         self.single(
             "mq_queue_journal_syncs_total",
             "counter",
-            "Syncs of the queue journal since start: one per batch of new messages (group commit).",
+            "Syncs of the queue journal since start (group commit: one for many messages under load).",
             health.syncs,
         )?;
         self.single(

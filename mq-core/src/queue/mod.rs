@@ -374,8 +374,9 @@ pub struct QueueHealth {
     pub writable: bool,
     /// Writes, syncs or new journal segments that failed since the queue was opened.
     pub write_failures: u64,
-    /// Syncs of the journal since the queue was opened: one per batch of new messages (group
-    /// commit), fewer than the messages under load.
+    /// Syncs of the journal since the queue was opened: one per batch of new messages or
+    /// administrator's changes (group commit), and one for results of delivery attempts that no
+    /// such batch came to sync in time; fewer than the messages under load.
     pub syncs: u64,
     /// Damaged ranges of the journal moved aside into `corrupt/` when the queue was opened.
     pub corrupt_regions: u64,
