@@ -22,10 +22,36 @@ use std::fmt;
 /// assert_eq!(message.headers().get("subject"), Some("hi"));
 /// assert_eq!(message.to_bytes(), b"X-Core: 0\r\nSubject: hi\r\n\r\nbody\r\n");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct Message {
     headers: Headers,
-    body: Vec<u8>,
+    /// The body is `bytes[body_start..]`: [`from_vec`](Message::from_vec) leaves the header
+    /// block it parsed in front of it, where [`into_bytes`](Message::into_bytes) writes the
+    /// new one, so that the body moves once at most.
+    bytes: Vec<u8>,
+    body_start: usize,
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self.headers == other.headers && self.body() == other.body()
+    }
+}
+
+impl Eq for Message {}
+
+// As the derived one was before the body kept its offset: the header fields and the body.
+#[expect(
+    clippy::missing_fields_in_debug,
+    reason = "`bytes` and `body_start` are shown as the body they hold"
+)]
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("headers", &self.headers)
+            .field("body", &self.body())
+            .finish()
+    }
 }
 
 /// The header fields of a message, in order.
@@ -50,13 +76,14 @@ impl Message {
         let (headers, header_len) = Headers::parse(bytes);
         Message {
             headers,
-            body: bytes[header_len..].to_vec(),
+            bytes: bytes[header_len..].to_vec(),
+            body_start: 0,
         }
     }
 
     /// Splits raw message bytes into header fields and body as [`parse`](Message::parse) does,
-    /// keeping the body in the allocation `bytes` came in: the header block is removed from its
-    /// front, so a large message is never copied whole.
+    /// keeping the body where it is in the allocation `bytes` came in, so a large message is
+    /// never copied whole.
     ///
     /// # Examples
     ///
@@ -68,18 +95,20 @@ impl Message {
     /// assert_eq!(message, Message::parse(&bytes));
     /// assert_eq!(message.body(), b"body\r\n");
     /// ```
-    pub fn from_vec(mut bytes: Vec<u8>) -> Message {
+    pub fn from_vec(bytes: Vec<u8>) -> Message {
         let (headers, header_len) = Headers::parse(&bytes);
-        bytes.drain(..header_len);
         Message {
             headers,
-            body: bytes,
+            bytes,
+            body_start: header_len,
         }
     }
 
     /// The whole message as bytes, as [`to_bytes`](Message::to_bytes) gives them, in the body's
-    /// own allocation: the header block is written in front of the body, which moves up in
-    /// place when its spare capacity allows (and is reallocated once when it does not).
+    /// own allocation: the header block is written in front of the body, in place of the one
+    /// [`from_vec`](Message::from_vec) parsed; the body moves (once) only when the two differ
+    /// in length, in place when the spare capacity allows (and is reallocated once when it
+    /// does not).
     ///
     /// # Examples
     ///
@@ -94,8 +123,8 @@ impl Message {
     pub fn into_bytes(self) -> Vec<u8> {
         let mut head = Vec::with_capacity(self.headers.len_bytes() + 2);
         self.write_head(&mut head);
-        let mut bytes = self.body;
-        bytes.splice(..0, head);
+        let mut bytes = self.bytes;
+        bytes.splice(..self.body_start, head);
         bytes
     }
 
@@ -111,19 +140,21 @@ impl Message {
 
     /// The body: everything after the blank line that ends the header block.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        &self.bytes[self.body_start..]
     }
 
     /// Replaces the body. Line endings are the caller's to keep consistent.
     pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
-        self.body = body.into();
+        self.bytes = body.into();
+        self.body_start = 0;
     }
 
     /// The whole message as bytes: header fields, the blank line, the body.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.headers.len_bytes() + 2 + self.body.len());
+        let body = self.body();
+        let mut out = Vec::with_capacity(self.headers.len_bytes() + 2 + body.len());
         self.write_head(&mut out);
-        out.extend_from_slice(&self.body);
+        out.extend_from_slice(body);
         out
     }
 
@@ -518,7 +549,10 @@ mod tests {
         bytes.resize(100_000, b'a');
         let at = bytes.as_ptr();
         let mut message = Message::from_vec(bytes);
-        assert_eq!(message.body().as_ptr(), at);
+        assert_eq!(
+            message.body().as_ptr(),
+            at.wrapping_add(b"Subject: x\r\n\r\n".len())
+        );
         message
             .headers_mut()
             .prepend("Received", "from client.example");
