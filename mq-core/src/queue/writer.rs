@@ -298,11 +298,13 @@ impl Writer {
             .collect();
         write_all_vectored(&*self.file, &mut slices).map_err(|e| self.io_error("write", e))?;
         if self.fsync {
-            let since = *self.unsynced.get_or_insert_with(Instant::now);
-            if !later || since.elapsed() >= self.sync_later {
-                self.sync()?;
-            } else {
+            // The clock is read only for records that may wait: a new message is synced at once.
+            let waits =
+                later && self.unsynced.get_or_insert_with(Instant::now).elapsed() < self.sync_later;
+            if waits {
                 self.reminder.arm();
+            } else {
+                self.sync()?;
             }
         }
         self.len += total;
