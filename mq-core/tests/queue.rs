@@ -211,6 +211,56 @@ fn a_large_body_is_opened_where_it_lies_and_read_in_pieces() {
     assert_eq!(&*block_on(opened.load()).unwrap(), &body[..]);
 }
 
+/// A large body is scanned for its shape as it arrives, so delivery does not read it through
+/// for that; after a restart the shape is read from the journal.
+#[test]
+fn a_large_body_s_shape_is_known_from_its_arrival_and_read_after_a_restart() {
+    use std::os::unix::fs::FileExt;
+
+    use mq_core::queue::PIECE;
+    use mq_core::smtp::client::Shape;
+
+    let dir = TempDir::new().unwrap();
+    let queue = open(dir.path());
+    // 8-bit, a line that starts with a dot, and a line ending last: in every field of its
+    // shape unlike a run of letters.
+    let mut body = "Subject: caf\u{e9}\r\n\r\n.a dot first\r\n"
+        .as_bytes()
+        .to_vec();
+    while body.len() < PIECE * 2 {
+        body.extend_from_slice(b"a line of text\r\n");
+    }
+    let shape = Shape::of(&body);
+    assert!(shape.eight_bit && !shape.as_is && shape.ends_with_newline);
+    let id = block_on(queue.enqueue(message(&["a@example.net"], &body))).unwrap();
+
+    // The body's bytes in the journal become letters: a scan now would find a shape of theirs.
+    let segment = segments(dir.path()).remove(0);
+    let file = OpenOptions::new().write(true).open(&segment).unwrap();
+    let journal = fs::read(&segment).unwrap();
+    let at = journal
+        .windows(body.len())
+        .position(|window| window == &body[..])
+        .expect("the body is in the segment") as u64;
+    let letters = vec![b'a'; body.len()];
+    file.write_all_at(&letters, at).unwrap();
+    let opened = block_on(queue.open_body(&id)).unwrap();
+    assert_eq!(&*block_on(opened.load()).unwrap(), &letters[..]);
+    assert_eq!(block_on(opened.shape()).unwrap(), shape);
+    assert_ne!(Shape::of(&letters), shape);
+
+    // After a restart it is read from the journal.
+    file.write_all_at(&body, at).unwrap();
+    drop(queue);
+    let queue = open(dir.path());
+    let opened = block_on(queue.open_body(&id)).unwrap();
+    assert!(opened.in_memory().is_none());
+    assert_eq!(block_on(opened.shape()).unwrap(), shape);
+    file.write_all_at(&letters, at).unwrap();
+    let opened = block_on(queue.open_body(&id)).unwrap();
+    assert_eq!(block_on(opened.shape()).unwrap(), Shape::of(&letters));
+}
+
 #[test]
 fn take_due_hands_out_each_due_entry_once() {
     let dir = TempDir::new().unwrap();

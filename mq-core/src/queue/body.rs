@@ -111,8 +111,8 @@ impl Body {
     }
 
     /// What the SMTP client must know before it sends the body: its 8-bit bytes, and whether
-    /// it goes out as it is (see [`Shape`]). A body in the journal is read through for it, a
-    /// piece at a time.
+    /// it goes out as it is (see [`Shape`]). A body in the journal was scanned as it arrived;
+    /// after a restart it is read through for it, a piece at a time.
     ///
     /// # Errors
     ///
@@ -120,7 +120,10 @@ impl Body {
     pub async fn shape(&self) -> Result<Shape, QueueError> {
         let place = match &self.0 {
             Inner::Memory(body) => return Ok(Shape::of(body)),
-            Inner::Journal(place) => place,
+            Inner::Journal(place) => match place.shape() {
+                Some(shape) => return Ok(shape),
+                None => place,
+            },
         };
         let mut scan = Shape::scan();
         let mut pieces = PieceReader::new(self);

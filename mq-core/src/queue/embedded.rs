@@ -24,6 +24,7 @@ use super::record::{MessageRecord, RecipientState, Record};
 use super::recovery::recover;
 use super::writer::{Reminder, Reply, Request, Writer, lock};
 use super::{AckResult, Body, Entry, NewMessage, PIECE, Queue, QueueHealth, QueueId};
+use crate::smtp::client::Shape;
 
 /// Requests that may wait for the writer before senders wait too (backpressure). Each sender
 /// waits for its answer, so sessions and deliveries in flight are what waits here: a thousand
@@ -224,6 +225,9 @@ impl Queue for EmbeddedQueue {
         }
         let id = self.ids.next();
         let arrived = SystemTime::now();
+        // A body that delivery will read from the journal a piece at a time is scanned now,
+        // while it is in memory, so that delivery need not read it through once more for it.
+        let shape = (message.body.len() > PIECE).then(|| Shape::of(&message.body));
         let record = MessageRecord {
             id,
             arrived,
@@ -237,6 +241,7 @@ impl Queue for EmbeddedQueue {
             body_len: message.body.len() as u64,
             held: false,
             extensions: message.extensions,
+            shape,
         };
         self.append(Record::Message(record), message.body).await?;
         Ok(id)

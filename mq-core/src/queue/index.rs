@@ -19,6 +19,7 @@ use super::error::QueueError;
 use super::id::{from_micros, micros};
 use super::record::{MessageRecord, RecipientState, Record};
 use super::{Entry, EntryState, QueueId};
+use crate::smtp::client::Shape;
 
 /// Where a record was written: segment, offset of its frame, and the frame's length.
 #[derive(Debug, Clone, Copy)]
@@ -35,9 +36,16 @@ pub(crate) struct BodyRef {
     file: Arc<File>,
     offset: u64,
     len: u64,
+    shape: Option<Shape>,
 }
 
 impl BodyRef {
+    /// What delivery must know before it sends the body, when the body was scanned as it
+    /// arrived; `None` after a restart.
+    pub(crate) fn shape(&self) -> Option<Shape> {
+        self.shape
+    }
+
     /// The body's length.
     pub(crate) fn len(&self) -> u64 {
         self.len
@@ -110,6 +118,9 @@ struct Stored {
     live: u32,
     /// On hold: no entry is due (none is in `due`) until it is released.
     held: bool,
+    /// Known when the body arrived in this process (see [`MessageRecord::shape`]); it fits
+    /// beside `live` and `held`, in what would be padding.
+    shape: Option<Shape>,
     extensions: Option<Arc<super::Extensions>>,
 }
 
@@ -393,6 +404,7 @@ impl Index {
             record: at,
             body_len: message.body_len,
             held: message.held,
+            shape: message.shape,
             extensions: message.extensions,
         };
         self.messages.insert(message.id, stored);
@@ -549,6 +561,7 @@ impl Index {
             file: Arc::clone(&segment.file),
             offset: stored.record.offset + stored.record.len - stored.body_len,
             len: stored.body_len,
+            shape: stored.shape,
         })
     }
 
@@ -742,6 +755,7 @@ impl Stored {
             body_len: self.body_len,
             held: self.held,
             extensions: self.extensions.clone(),
+            shape: self.shape,
         }
     }
 }
@@ -784,6 +798,7 @@ mod tests {
             body_len: 10,
             held: false,
             extensions: None,
+            shape: None,
         })
     }
 

@@ -255,6 +255,7 @@ mod tests {
             body_len: body.len() as u64,
             held: false,
             extensions: None,
+            shape: None,
         });
         let mut payload = Vec::new();
         record::encode(&record, &body, &mut payload);

@@ -13,6 +13,7 @@ use mq_plugin_api::Address;
 
 use super::id::{from_micros, micros};
 use super::{Extensions, QueueId};
+use crate::smtp::client::Shape;
 use crate::smtp::{Notify, RcptParams, Ret};
 
 const MESSAGE: u8 = 1;
@@ -54,6 +55,10 @@ pub(crate) struct MessageRecord {
     pub(crate) held: bool,
     /// SMTPUTF8 and DSN parameters, when it came with any.
     pub(crate) extensions: Option<Arc<Extensions>>,
+    /// What delivery must know of a large body before it sends it, scanned as the body arrived
+    /// in memory. Not journaled: read back from the journal it is `None`, and delivery reads
+    /// the body through for it.
+    pub(crate) shape: Option<Shape>,
 }
 
 /// One journal record. A later `Message` record with a known id replaces the earlier one: that
@@ -389,6 +394,7 @@ impl<'a> Decoder<'a> {
             body_len,
             held,
             extensions,
+            shape: None,
         })
     }
 
@@ -489,6 +495,7 @@ mod tests {
             body_len: body.len() as u64,
             held: false,
             extensions: None,
+            shape: None,
         }
     }
 
