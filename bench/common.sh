@@ -69,6 +69,71 @@ listen = ""
 CONF
 }
 
+# The sink's count of messages received: the last "mesg=N" it printed.
+received() {
+    tr '\r' '\n' < "$1" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2
+}
+
+# Starts smtp-sink on SINK_PORT, counting into DIR/sink, as $sink; returns once it listens, so
+# that no message is deferred for want of it.
+start_sink() {
+    if [ "${SINK:-}" = mq ]; then
+        target/release/examples/sink "127.0.0.1:$SINK_PORT" > "$1/sink" 2>&1 &
+    else
+        smtp-sink -c -u nobody "127.0.0.1:$SINK_PORT" 1024 > "$1/sink" 2>&1 &
+    fi
+    sink=$!
+    wait_for_port "$SINK_PORT"
+}
+
+# Runs smtp-source against PORT; prints the CPU seconds it used.
+source_cpu() {
+    local dir=$1 port=$2 size=$3 concurrency=$4 messages=$5
+    # bash's own `time`: user and system seconds of the child, on stderr.
+    ( TIMEFORMAT='%3U %3S'
+      time smtp-source -s "$concurrency" -l "$size" -m "$messages" -f sender@client.test \
+          -t user@remote.test "127.0.0.1:$port" >/dev/null 2>&1 ) 2> "$dir/source-time"
+    awk '{ print $1 + $2 }' "$dir/source-time"
+}
+
+# Waits (at most 120 s) until the sink logging to FILE received MESSAGES; prints how many it did.
+wait_received() {
+    local got=0
+    for _ in $(seq 1200); do
+        got=$(received "$1"); got=${got:-0}
+        [ "$got" -ge "$2" ] && break
+        sleep 0.1
+    done
+    echo "$got"
+}
+
+# SECONDS of CPU per 1,000 of MESSAGES.
+per_thousand() {
+    echo "$1 * 1000 / $2" | bc -l
+}
+
+
+# Builds mq's own counting sink when SINK=mq asks for it in smtp-sink's place.
+build_sink() {
+    if [ "${SINK:-}" = mq ]; then
+        cargo build --release -q -p mq-bin --example sink
+    fi
+}
+
+# The tables that make mq on 127.0.0.1:PORT (data in DIR) relay everything to the sink on
+# 127.0.0.1:SINK_PORT; appended to base_config's.
+relay_config() {
+    cat <<CONF
+[delivery]
+smarthost = "127.0.0.1:$1"
+concurrency = 100
+[delivery.throttle]
+connections = 100
+[dns]
+nameservers = ["127.0.0.1:9"]
+CONF
+}
+
 # Calls `run SIZE CONCURRENCY` for every size in SIZES and concurrency in CONCURRENCY.
 run_all() {
     local size concurrency

@@ -26,9 +26,7 @@ PORT=${PORT:-$(free_port)}
 SINK_PORT=${SINK_PORT:-$(free_port)}
 
 need smtp-source smtp-sink bc
-if [ "${SINK:-}" = mq ]; then
-    cargo build --release -q -p mq-bin --example sink
-fi
+build_sink
 # MQ_BIN runs a binary built beforehand (to compare builds in one session) instead.
 if [ -n "${MQ_BIN:-}" ]; then
     mq=$MQ_BIN
@@ -37,25 +35,12 @@ else
     mq=target/release/mq
 fi
 
-# The sink's count of messages received: the last "mesg=N" it printed.
-received() {
-    tr '\r' '\n' < "$1" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2
-}
-
 run() {
     local size=$1 concurrency=$2 messages dir pid sink start end got=0 rss cpu_mq cpu_sink cpu_source
     messages=$(messages_for "$size")
     dir=$(mktemp -d)
     base_config "$PORT" "$dir" > "$dir/mq.toml"
-    cat >> "$dir/mq.toml" <<CONF
-[delivery]
-smarthost = "127.0.0.1:$SINK_PORT"
-concurrency = 100
-[delivery.throttle]
-connections = 100
-[dns]
-nameservers = ["127.0.0.1:9"]
-CONF
+    relay_config "$SINK_PORT" >> "$dir/mq.toml"
     start_sink "$dir"
     "$mq" --config "$dir/mq.toml" serve 2>"$dir/log" &
     pid=$!
@@ -77,18 +62,6 @@ CONF
     alone "$size" "$concurrency" "$messages"
 }
 
-# Starts smtp-sink on SINK_PORT, counting into DIR/sink, as $sink; returns once it listens, so
-# that no message is deferred for want of it.
-start_sink() {
-    if [ "${SINK:-}" = mq ]; then
-        target/release/examples/sink "127.0.0.1:$SINK_PORT" > "$1/sink" 2>&1 &
-    else
-        smtp-sink -c -u nobody "127.0.0.1:$SINK_PORT" 1024 > "$1/sink" 2>&1 &
-    fi
-    sink=$!
-    wait_for_port "$SINK_PORT"
-}
-
 # The same load from smtp-source straight into smtp-sink: what the two reach with no mq.
 alone() {
     local size=$1 concurrency=$2 messages=$3 dir sink start end got cpu_sink cpu_source
@@ -104,31 +77,6 @@ alone() {
         "$size" "$concurrency" "$messages" "$(echo "$got / ($end - $start)" | bc -l)" \
         "$(per_thousand "$cpu_sink" "$messages")" "$(per_thousand "$cpu_source" "$messages")" "$got"
     rm -rf "$dir"
-}
-
-# Runs smtp-source against PORT; prints the CPU seconds it used.
-source_cpu() {
-    local dir=$1 port=$2 size=$3 concurrency=$4 messages=$5
-    # bash's own `time`: user and system seconds of the child, on stderr.
-    ( TIMEFORMAT='%3U %3S'
-      time smtp-source -s "$concurrency" -l "$size" -m "$messages" -f sender@client.test \
-          -t user@remote.test "127.0.0.1:$port" >/dev/null 2>&1 ) 2> "$dir/source-time"
-    awk '{ print $1 + $2 }' "$dir/source-time"
-}
-
-# Waits (at most 120 s) until the sink logging to FILE received MESSAGES; prints how many it did.
-wait_received() {
-    local got=0
-    for _ in $(seq 1200); do
-        got=$(received "$1"); got=${got:-0}
-        [ "$got" -ge "$2" ] && break
-        sleep 0.1
-    done
-    echo "$got"
-}
-
-per_thousand() {
-    echo "$1 * 1000 / $2" | bc -l
 }
 
 run_all
