@@ -670,3 +670,63 @@ fn a_send_without_finish_is_refused_until_the_reply_is_read() {
         );
     });
 }
+
+/// A large body that just arrived in the queue goes out from the journal's file by the kernel
+/// (`sendfile`): byte for byte, however often the socket is full on the way (a body of
+/// megabytes, a sink that parses every line), and as it is in pieces after a restart.
+#[test]
+fn a_queued_body_sent_from_its_file_arrives_byte_for_byte() {
+    use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, NewMessage, Queue};
+    use mq_core::smtp::client::{Pieces, Shape};
+
+    let mut body: Vec<u8> = b"Subject: large\r\n\r\n".to_vec();
+    let mut line = 0u64;
+    while body.len() < 4 << 20 {
+        body.extend_from_slice(format!("line {line} of a message of megabytes\r\n").as_bytes());
+        line += 1;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let enqueue = |queue: &EmbeddedQueue| {
+        run(queue.enqueue(NewMessage {
+            sender: address("a@example.org"),
+            recipients: vec![address("b@example.net")],
+            body: body.clone(),
+            client: "localhost[127.0.0.1]".into(),
+            extensions: None,
+        }))
+        .unwrap()
+    };
+    let queue = EmbeddedQueue::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let id = enqueue(&queue);
+    let send = |queue: &EmbeddedQueue, from_file: bool| {
+        let sink = Sink::start(Script::new());
+        run(async {
+            let opened = queue.open_body(&id).await.unwrap();
+            assert_eq!(opened.in_file().is_some(), from_file, "{opened:?}");
+            let mut connection = connect(&sink).await;
+            let shape = opened.shape().await.unwrap();
+            assert_eq!(shape, Shape::of(&body));
+            let sent = connection
+                .send_pieces(
+                    &address("a@example.org"),
+                    &[],
+                    &recipients(&["b@example.net"]),
+                    &opened,
+                    shape,
+                )
+                .await
+                .unwrap();
+            assert!(matches!(sent, Sent::Pending { .. }), "{sent:?}");
+            assert_eq!(connection.finish().await.unwrap().code(), 250);
+            connection.quit().await;
+        });
+        let received: Vec<Vec<u8>> = sink.messages().into_iter().map(|m| m.data).collect();
+        assert!(received == [body.clone()], "the sink got another message");
+    };
+    send(&queue, true);
+
+    // Recovered from the journal, the body is read a piece at a time again.
+    drop(queue);
+    let queue = EmbeddedQueue::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    send(&queue, false);
+}

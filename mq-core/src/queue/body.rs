@@ -6,9 +6,11 @@
 //! instead in [`PIECE`]-sized pieces as it goes out, as Postfix's smtp client reads its queue
 //! file, so a delivery holds one piece whatever the message's size.
 //!
-//! The pieces are read on the worker when the page cache has them (`RWF_NOWAIT`), as it
-//! almost always does for mail written a moment ago or scanned just before; otherwise, and
-//! where the kernel cannot tell, on a blocking thread.
+//! A body that arrived in this process a moment ago goes out on a plain connection straight
+//! from the page cache (`sendfile`), with no copy through the client's buffer. Otherwise (TLS,
+//! a body to dot-stuff, one older or recovered after a restart) the pieces are read on the
+//! worker when the page cache has them (`RWF_NOWAIT`), as it almost always does for mail
+//! written a moment ago; otherwise, and where the kernel cannot tell, on a blocking thread.
 
 use std::fmt;
 use std::io;
@@ -137,6 +139,16 @@ impl Body {
 impl Pieces for Body {
     fn len(&self) -> u64 {
         Body::len(self)
+    }
+
+    /// A body in the journal that arrived a moment ago ([`BodyRef::recent`]): an older one
+    /// may have left the page cache, and `sendfile` would wait on the disk on the worker's
+    /// thread, where a piece at a time is read there only when cached.
+    fn in_file(&self) -> Option<(&std::fs::File, u64)> {
+        match &self.0 {
+            Inner::Journal(place) if place.recent() => Some((place.file(), place.offset())),
+            _ => None,
+        }
     }
 
     fn piece(&self, offset: u64, buffer: Vec<u8>) -> BoxFuture<'_, io::Result<Vec<u8>>> {

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::hash::Hash;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use mq_plugin_api::Address;
 
@@ -37,9 +37,22 @@ pub(crate) struct BodyRef {
     offset: u64,
     len: u64,
     shape: Option<Shape>,
+    /// When its message arrived, in microseconds since the epoch.
+    arrived: u64,
 }
 
+/// How long after its arrival a body written by this process is taken to be in the page cache.
+const RECENT: Duration = Duration::from_mins(1);
+
 impl BodyRef {
+    /// Whether the body arrived in this process less than a minute ago: the page cache holds
+    /// it then, unless memory ran short meanwhile. A large body is scanned as it arrives, so
+    /// its shape being known tells that it arrived in this process.
+    pub(crate) fn recent(&self) -> bool {
+        let age = micros(SystemTime::now()).saturating_sub(self.arrived);
+        self.shape.is_some() && age < RECENT.as_micros() as u64
+    }
+
     /// What delivery must know before it sends the body, when the body was scanned as it
     /// arrived; `None` after a restart.
     pub(crate) fn shape(&self) -> Option<Shape> {
@@ -562,6 +575,7 @@ impl Index {
             offset: stored.record.offset + stored.record.len - stored.body_len,
             len: stored.body_len,
             shape: stored.shape,
+            arrived: stored.arrived,
         })
     }
 

@@ -193,6 +193,13 @@ pub trait Pieces: Sync {
         offset: u64,
         buffer: Vec<u8>,
     ) -> futures::future::BoxFuture<'_, std::io::Result<Vec<u8>>>;
+
+    /// The file the message lies in whole, from the offset given, when it does and the page
+    /// cache holds it: a plain connection then has the kernel send it from there (`sendfile`),
+    /// with no copy through a buffer of the client's.
+    fn in_file(&self) -> Option<(&std::fs::File, u64)> {
+        None
+    }
 }
 
 /// Reads a [`Pieces`] message in order, a piece at a time, into one buffer.

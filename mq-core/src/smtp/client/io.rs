@@ -157,9 +157,10 @@ impl Io {
     }
 
     /// Writes a message's wire form, `timeout` bounding each block of it; a message in pieces
-    /// is read a piece at a time, each written before the next is read. The last block goes
-    /// out with the final dot line in one write: one segment, and one call, for a message of
-    /// one block.
+    /// is sent from its file by the kernel when it goes as it is on a plain connection and
+    /// lies in the page cache ([`Pieces::in_file`](super::data::Pieces::in_file)), else read a
+    /// piece at a time, each written before the next is read. The last block goes out with
+    /// the final dot line in one write: one segment, and one call, for a message of one block.
     pub(super) async fn write_data(
         &mut self,
         timeout: Duration,
@@ -179,6 +180,12 @@ impl Io {
             let text = format!("cannot read the queued message: {error}");
             ClientError::Io(Stage::Data, io::Error::new(error.kind(), text))
         };
+        if let (false, Some((file, offset)), Some(Either::Left(_))) =
+            (stuffed, message.in_file(), &self.stream)
+        {
+            self.send_file(timeout, file, offset, message.len()).await?;
+            return self.write_ending(timeout, &[], tail).await;
+        }
         let (mut stuffer, mut out) = (Stuffer::default(), Vec::new());
         let (mut pieces, mut read) = (PieceReader::new(message), 0);
         let mut ended = false;
@@ -206,6 +213,48 @@ impl Io {
                 out.extend_from_slice(tail);
             }
             self.write_ending(timeout, &out, &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// Has the kernel send `len` bytes of `file` from `offset` on the plain connection,
+    /// `timeout` bounding each block of up to [`WRITE_CHUNK`] bytes.
+    async fn send_file(
+        &mut self,
+        timeout: Duration,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), ClientError> {
+        let Some(Either::Left(tcp)) = self.stream.as_ref() else {
+            return Err(ClientError::Io(
+                Stage::Data,
+                io::ErrorKind::NotConnected.into(),
+            ));
+        };
+        let io = |error| ClientError::Io(Stage::Data, error);
+        let (mut at, end) = (offset, offset + len);
+        while at < end {
+            let block = (end - at).min(WRITE_CHUNK as u64) as usize;
+            let stop = at + block as u64;
+            timed(Stage::Data, timeout, async {
+                while at < stop {
+                    let left = (stop - at) as usize;
+                    match rustix::fs::sendfile(tcp.get_ref(), file, Some(&mut at), left) {
+                        Ok(0) => {
+                            let error = io::ErrorKind::UnexpectedEof;
+                            let text = "cannot read the queued message: it ended early";
+                            return Err(io(io::Error::new(error, text)));
+                        }
+                        // Sent some; interrupted before any: on with the rest.
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(rustix::io::Errno::AGAIN) => tcp.writable().await.map_err(io)?,
+                        Err(error) => return Err(io(error.into())),
+                    }
+                }
+                Ok(())
+            })
+            .await?;
         }
         Ok(())
     }
