@@ -141,9 +141,9 @@ impl Pieces for Body {
         Body::len(self)
     }
 
-    /// A body in the journal that arrived a moment ago ([`BodyRef::recent`]): an older one
-    /// may have left the page cache, and `sendfile` would wait on the disk on the worker's
-    /// thread, where a piece at a time is read there only when cached.
+    /// A body in the journal that arrived a moment ago ([`BodyRef::recent`]). An older one
+    /// may have left the page cache, and `sendfile` would then wait on the disk on the
+    /// worker's thread, where pieces are read only when cached.
     fn in_file(&self) -> Option<(&std::fs::File, u64)> {
         match &self.0 {
             Inner::Journal(place) if place.recent() => Some((place.file(), place.offset())),
