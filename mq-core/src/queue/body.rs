@@ -141,7 +141,7 @@ impl Pieces for Body {
         Body::len(self)
     }
 
-    /// A body in the journal that arrived a moment ago ([`BodyRef::recent`]). An older one
+    /// A body in the journal that arrived in this process less than a minute ago. An older one
     /// may have left the page cache, and `sendfile` would then wait on the disk on the
     /// worker's thread, where pieces are read only when cached.
     fn in_file(&self) -> Option<(&std::fs::File, u64)> {
