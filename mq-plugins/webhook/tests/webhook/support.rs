@@ -144,17 +144,36 @@ pub(crate) fn closed_address() -> SocketAddr {
 }
 
 pub(crate) fn url(address: SocketAddr) -> String {
+    tracing_ready();
     format!("http://{address}/mq-events")
+}
+
+/// Makes tracing keep its list of subscribers before a test runs the plugin, so that
+/// `logged` sees every line. Until the process has made a first subscriber, a log call site
+/// met for the first time asks only its own thread's (none) whether it is wanted, taking no
+/// lock: a test thread descheduled there can store "never" for it after `logged` installed
+/// its subscriber on another thread, and that test then misses the plugin's lines (seen
+/// in 3 of 240 runs of this binary). Once one was made, a call site's first look and a new
+/// subscriber's take turns.
+fn tracing_ready() {
+    static READY: std::sync::Once = std::sync::Once::new();
+    READY.call_once(|| {
+        drop(tracing::Dispatch::new(
+            tracing::subscriber::NoSubscriber::default(),
+        ));
+    });
 }
 
 /// The plugin for core 0, built from a `[plugins.webhook]` section.
 pub(crate) fn webhook(section: &str) -> Webhook {
+    tracing_ready();
     let table = toml::from_str(section).expect("the test section is TOML");
     Webhook::new(&PluginConfig::new("webhook", 0, table)).expect("the test section is valid")
 }
 
 /// Attempt `n`'s result for entry `Q{n}`, deferred by ten minutes after a 451.
 pub(crate) fn event(n: u32) -> DeliveryResult {
+    tracing_ready();
     let sender: Address = "a@example.org".parse().unwrap();
     let recipient: Address = format!("b{n}@example.net").parse().unwrap();
     let reply = Reply::new(451, "4.7.1", "greylisted, try again later");
