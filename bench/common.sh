@@ -113,6 +113,17 @@ per_thousand() {
 }
 
 
+# Sets `mq` to the binary to run: MQ_BIN, one built beforehand (to compare builds in one
+# session), or target/release/mq, built now with the cargo arguments given (features).
+build_mq() {
+    if [ -n "${MQ_BIN:-}" ]; then
+        mq=$MQ_BIN
+    else
+        cargo build --release -q -p mq-bin "$@"
+        mq=target/release/mq
+    fi
+}
+
 # Builds mq's own counting sink when SINK=mq asks for it in smtp-sink's place.
 build_sink() {
     if [ "${SINK:-}" = mq ]; then

@@ -25,13 +25,7 @@ features=()
 [ "${NOOP:-0}" = 1 ] && features=(--features noop)
 
 need smtp-source bc
-# MQ_BIN runs a binary built beforehand (to compare builds in one session) instead.
-if [ -n "${MQ_BIN:-}" ]; then
-    mq=$MQ_BIN
-else
-    cargo build --release -q -p mq-bin "${features[@]}"
-    mq=target/release/mq
-fi
+build_mq "${features[@]}"
 
 run() {
     local size=$1 concurrency=$2 messages dir pid start end

@@ -26,14 +26,7 @@ CONCURRENCY=${CONCURRENCY:-"20"}
 
 need smtp-source smtp-sink bc rabbitmqctl
 RUNS=${RUNS:-"embedded:1 rabbitmq:1 rabbitmq:2"}
-if [ -z "${MQ_BIN:-}" ]; then
-    cargo build --release -q -p mq-bin
-fi
-mq=${MQ_BIN:-target/release/mq}
-
-received() {
-    tr '\r' '\n' < "$1" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2
-}
+build_mq
 
 # The broker's Erlang VM.
 broker_pid() {
@@ -56,15 +49,7 @@ retry = "$prefix.retry"
 prefetch = 500
 CONF
     fi
-    cat <<CONF
-[delivery]
-smarthost = "127.0.0.1:$sink"
-concurrency = 100
-[delivery.throttle]
-connections = 100
-[dns]
-nameservers = ["127.0.0.1:9"]
-CONF
+    relay_config "$sink"
 }
 
 # Reductions (the Erlang VM's unit of work) of the broker's processes so far, summed by kind

@@ -36,12 +36,7 @@ CORES=$(nproc)
 need smtp-source bc
 [ "$SINK" = mq ] || need smtp-sink
 build_sink
-if [ -n "${MQ_BIN:-}" ]; then
-    mq=$MQ_BIN
-else
-    cargo build --release -q -p mq-bin
-    mq=target/release/mq
-fi
+build_mq
 
 # Busy and total jiffies of the whole machine so far: "BUSY TOTAL".
 machine_jiffies() {

@@ -27,13 +27,7 @@ SINK_PORT=${SINK_PORT:-$(free_port)}
 
 need smtp-source smtp-sink bc
 build_sink
-# MQ_BIN runs a binary built beforehand (to compare builds in one session) instead.
-if [ -n "${MQ_BIN:-}" ]; then
-    mq=$MQ_BIN
-else
-    cargo build --release -q -p mq-bin
-    mq=target/release/mq
-fi
+build_mq
 
 run() {
     local size=$1 concurrency=$2 messages dir pid sink start end got=0 rss cpu_mq cpu_sink cpu_source

@@ -39,6 +39,22 @@ async fn deliver(connection: &mut Connection, to: &[&str], message: &[u8]) -> (S
     (sent, reply)
 }
 
+/// Sends `message` of `shape` a piece at a time to `b@example.net`; the server takes it.
+async fn deliver_pieces(
+    connection: &mut Connection,
+    message: &mq_core::queue::Body,
+    shape: mq_core::smtp::client::Shape,
+) {
+    let sender = address("a@example.org");
+    let to = recipients(&["b@example.net"]);
+    let sent = connection
+        .send_pieces(&sender, &[], &to, message, shape)
+        .await
+        .expect("sent");
+    assert!(matches!(sent, Sent::Pending { .. }), "{sent:?}");
+    assert_eq!(connection.finish().await.expect("final reply").code(), 250);
+}
+
 fn run<T>(test: impl Future<Output = T>) -> T {
     smol::block_on(test)
 }
@@ -172,18 +188,7 @@ fn a_message_sent_in_pieces_arrives_as_it_would_whole() {
         for message in &messages {
             let body = Body::from(Arc::<[u8]>::from(&message[..]));
             let shape = Shape::of(message);
-            let sent = connection
-                .send_pieces(
-                    &address("a@example.org"),
-                    &[],
-                    &recipients(&["b@example.net"]),
-                    &body,
-                    shape,
-                )
-                .await
-                .unwrap();
-            assert!(matches!(sent, Sent::Pending { .. }), "{sent:?}");
-            assert_eq!(connection.finish().await.unwrap().code(), 250);
+            deliver_pieces(&mut connection, &body, shape).await;
         }
     });
     let received: Vec<Vec<u8>> = sink.messages().into_iter().map(|m| m.data).collect();
@@ -706,18 +711,7 @@ fn a_queued_body_sent_from_its_file_arrives_byte_for_byte() {
             let mut connection = connect(&sink).await;
             let shape = opened.shape().await.unwrap();
             assert_eq!(shape, Shape::of(&body));
-            let sent = connection
-                .send_pieces(
-                    &address("a@example.org"),
-                    &[],
-                    &recipients(&["b@example.net"]),
-                    &opened,
-                    shape,
-                )
-                .await
-                .unwrap();
-            assert!(matches!(sent, Sent::Pending { .. }), "{sent:?}");
-            assert_eq!(connection.finish().await.unwrap().code(), 250);
+            deliver_pieces(&mut connection, &opened, shape).await;
             connection.quit().await;
         });
         let received: Vec<Vec<u8>> = sink.messages().into_iter().map(|m| m.data).collect();
