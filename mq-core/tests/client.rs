@@ -678,7 +678,8 @@ fn a_send_without_finish_is_refused_until_the_reply_is_read() {
 
 /// A large body that just arrived in the queue goes out from the journal's file by the kernel
 /// (`sendfile`): byte for byte, however often the socket is full on the way (a body of
-/// megabytes, a sink that parses every line), and as it is in pieces after a restart.
+/// megabytes, a sink that parses every line); a server that closes in the middle is an I/O
+/// error; and after a restart the body goes as it is in pieces.
 #[test]
 fn a_queued_body_sent_from_its_file_arrives_byte_for_byte() {
     use mq_core::queue::{EmbeddedOptions, EmbeddedQueue, NewMessage, Queue};
@@ -718,6 +719,30 @@ fn a_queued_body_sent_from_its_file_arrives_byte_for_byte() {
         assert!(received == [body.clone()], "the sink got another message");
     };
     send(&queue, true);
+
+    // A server that goes away in the middle is an I/O error, as with any write.
+    let sink = Sink::start(Script::new().disconnect_mid_data());
+    run(async {
+        let opened = queue.open_body(&id).await.unwrap();
+        assert!(opened.in_file().is_some(), "{opened:?}");
+        let shape = opened.shape().await.unwrap();
+        let mut connection = connect(&sink).await;
+        let sender = address("a@example.org");
+        let to = recipients(&["b@example.net"]);
+        let error = match connection
+            .send_pieces(&sender, &[], &to, &opened, shape)
+            .await
+        {
+            Ok(_) => connection.finish().await.unwrap_err(),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(error, ClientError::Io(Stage::Data | Stage::Dot, _)),
+            "{error:?}"
+        );
+        assert!(!connection.is_ready());
+    });
+    assert!(sink.messages().is_empty());
 
     // Recovered from the journal, the body is read a piece at a time again.
     drop(queue);
