@@ -55,6 +55,20 @@ async fn deliver_pieces(
     assert_eq!(connection.finish().await.expect("final reply").code(), 250);
 }
 
+/// Asserts that a message `sent` on `connection` to a server that closed in the middle of it
+/// ended in an I/O error, at DATA or at the dot, and left the connection unusable.
+async fn assert_cut_off(connection: &mut Connection, sent: Result<Sent, ClientError>) {
+    let error = match sent {
+        Ok(_) => connection.finish().await.unwrap_err(),
+        Err(error) => error,
+    };
+    assert!(
+        matches!(error, ClientError::Io(Stage::Data | Stage::Dot, _)),
+        "{error:?}"
+    );
+    assert!(!connection.is_ready());
+}
+
 fn run<T>(test: impl Future<Output = T>) -> T {
     smol::block_on(test)
 }
@@ -426,15 +440,7 @@ fn a_disconnect_mid_data_is_an_io_error_at_data_or_dot() {
         let sent = connection
             .send(&address("a@example.org"), &[], &to, message.as_bytes())
             .await;
-        let error = match sent {
-            Ok(_) => connection.finish().await.unwrap_err(),
-            Err(error) => error,
-        };
-        assert!(
-            matches!(error, ClientError::Io(Stage::Data | Stage::Dot, _)),
-            "{error:?}"
-        );
-        assert!(!connection.is_ready());
+        assert_cut_off(&mut connection, sent).await;
     });
     assert!(sink.messages().is_empty());
 }
@@ -729,18 +735,10 @@ fn a_queued_body_sent_from_its_file_arrives_byte_for_byte() {
         let mut connection = connect(&sink).await;
         let sender = address("a@example.org");
         let to = recipients(&["b@example.net"]);
-        let error = match connection
+        let sent = connection
             .send_pieces(&sender, &[], &to, &opened, shape)
-            .await
-        {
-            Ok(_) => connection.finish().await.unwrap_err(),
-            Err(error) => error,
-        };
-        assert!(
-            matches!(error, ClientError::Io(Stage::Data | Stage::Dot, _)),
-            "{error:?}"
-        );
-        assert!(!connection.is_ready());
+            .await;
+        assert_cut_off(&mut connection, sent).await;
     });
     assert!(sink.messages().is_empty());
 
